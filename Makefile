@@ -1,0 +1,43 @@
+# The README's two commands: `make demo` and `make test`. Each sets up what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := demo-run
+
+.PHONY: install test demo bench bench-quick lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check mlstage tests bench
+	$(BIN)/ruff format --check mlstage tests bench
+
+# The whole pipeline on sample_data/, in $(DEMO)/ with its own store.
+demo: $(STAMP)
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	cd $(DEMO) && export MLSTAGE_STORE=$$PWD/.mlstage PATH=$(CURDIR)/$(BIN):$$PATH && \
+	  set -x && \
+	  mlstage ingest ../sample_data/adult.csv --null '?' --split train=8 --split eval=2 -o data/adult && \
+	  mlstage ingest ../sample_data/chicago_taxi.csv --split train=8 --split eval=2 \
+	    --split-key trip_start_timestamp -o data/taxi && \
+	  mlstage ingest ../sample_data/adult.csv --null '?' --split train=8 --split eval=2 -o data/adult && \
+	  mlstage log && \
+	  mlstage lineage data/adult && \
+	  mlstage verify
+
+# Benchmarks (not tests): see bench/README.md. ROWS=1000000 for a quick run.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(if $(ROWS),--rows $(ROWS),)
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache

@@ -1,0 +1,170 @@
+"""The artifact: a directory holding `manifest.json` and payload files.
+
+    id          = sha256 of canonical JSON {"fingerprint", "files": [[name, sha256], ...]}
+    fingerprint = sha256 of canonical JSON {"stage", "algorithm", "params", "inputs": [[role, id], ...]}
+
+The fingerprint says what a stage would compute (so a rerun can be skipped
+before any work); the id says what it did compute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInput, CorruptArtifact
+from .fsutil import sha256_file
+from .jsonio import dumps_pretty, sha256_json
+from .version import __version__
+
+FORMAT = "mlstage-artifact/1"
+MANIFEST = "manifest.json"
+
+# Versions recorded in every manifest: read from package metadata, never by
+# importing the package (that would make `--help` and up-to-date runs slow).
+_ENV_PACKAGES = ("polars", "pyarrow", "numpy", "scikit-learn", "jsonschema", "typer")
+
+
+@dataclass(frozen=True)
+class Input:
+    role: str
+    id: str
+    path: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"role": self.role, "id": self.id, "path": self.path}
+
+
+def fingerprint(stage: str, algorithm: int, params: dict[str, Any], inputs: list[Input]) -> str:
+    return sha256_json(
+        {
+            "stage": stage,
+            "algorithm": algorithm,
+            "params": params,
+            "inputs": [[i.role, i.id] for i in inputs],
+        }
+    )
+
+
+def artifact_id(fp: str, files: list[dict[str, Any]]) -> str:
+    return sha256_json({"fingerprint": fp, "files": sorted([f["path"], f["sha256"]] for f in files)})
+
+
+@cache
+def environment() -> dict[str, str]:
+    from importlib import metadata
+
+    env = {"python": platform.python_version(), "platform": sys.platform}
+    for name in _ENV_PACKAGES:
+        try:
+            env[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return env
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@cache
+def _validator():
+    from importlib import resources
+
+    import jsonschema
+
+    schema = json.loads(resources.files("mlstage").joinpath("schemas/manifest.schema.json").read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate_manifest(manifest: Any, where: str) -> None:
+    errors = sorted(_validator().iter_errors(manifest), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        path = "$" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path)
+        raise BadInput(f"not a valid mlstage manifest: at {path}: {e.message}", file=where)
+
+
+def build_manifest(
+    *,
+    kind: str,
+    stage: str,
+    fp: str,
+    params: dict[str, Any],
+    inputs: list[Input],
+    payload_dir: Path,
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    files = []
+    for name in sorted(os.listdir(payload_dir)):
+        if name == MANIFEST:
+            continue
+        p = payload_dir / name
+        if not p.is_file():
+            raise CorruptArtifact(f"{p}: artifact payloads are plain files")
+        files.append({"path": name, "sha256": sha256_file(p), "bytes": p.stat().st_size})
+    manifest = {
+        "format": FORMAT,
+        "kind": kind,
+        "id": artifact_id(fp, files),
+        "fingerprint": fp,
+        "stage": stage,
+        "created": utc_now(),
+        "mlstage_version": __version__,
+        "params": params,
+        "inputs": [i.as_json() for i in inputs],
+        "files": files,
+        "environment": environment(),
+        "summary": summary,
+    }
+    validate_manifest(manifest, str(payload_dir / MANIFEST))
+    return manifest
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return dumps_pretty(manifest).encode()
+
+
+def read_manifest(artifact_dir: Path) -> dict[str, Any]:
+    """Read and validate the manifest of an artifact directory."""
+    path = artifact_dir / MANIFEST
+    try:
+        manifest = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise BadInput("not an mlstage artifact (no manifest.json)", file=str(artifact_dir)) from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadInput(f"manifest is not valid JSON: {e}", file=str(path)) from None
+    validate_manifest(manifest, str(path))
+    want = artifact_id(manifest["fingerprint"], manifest["files"])
+    if want != manifest["id"]:
+        raise CorruptArtifact(f"{path}: id does not match the fingerprint and files it lists")
+    return manifest
+
+
+def check_files(artifact_dir: Path, manifest: dict[str, Any], *, rehash: bool = True) -> list[str]:
+    """Problems with the payload files (empty when every file matches)."""
+    problems = []
+    for f in manifest["files"]:
+        p = artifact_dir / f["path"]
+        try:
+            size = p.stat().st_size
+        except FileNotFoundError:
+            problems.append(f"{p}: missing")
+            continue
+        if size != f["bytes"]:
+            problems.append(f"{p}: {size} bytes, manifest says {f['bytes']}")
+        elif rehash and sha256_file(p) != f["sha256"]:
+            problems.append(f"{p}: sha256 does not match the manifest")
+    return problems
+
+
+def gate_exit_code(summary: dict[str, Any]) -> int:
+    """A stage's recorded result: 1 when its gate failed (`ok` or `blessed` false)."""
+    return 1 if summary.get("ok") is False or summary.get("blessed") is False else 0

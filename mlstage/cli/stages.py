@@ -1,0 +1,52 @@
+"""Stage commands: parse, call the library, render."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from . import app
+from .common import Common, emit_result, stage_command
+
+
+@stage_command(app, "ingest")
+def ingest_cmd(
+    sources: Annotated[list[str], typer.Argument(help="Files, globs, directories, or '-' for stdin.", show_default=False)],
+    format: Annotated[str, typer.Option("--format", help="auto|csv|tsv|parquet|json|jsonl|ipc")] = "auto",
+    null: Annotated[list[str] | None, typer.Option("--null", help="Another missing-value marker (repeatable), e.g. --null '?'.")] = None,
+    type_: Annotated[list[str] | None, typer.Option("--type", help="COLUMN=TYPE (int|float|bool|string|date|datetime), repeatable.")] = None,
+    split: Annotated[list[str] | None, typer.Option("--split", help="NAME=WEIGHT, repeatable: --split train=8 --split eval=2.")] = None,
+    split_key: Annotated[list[str] | None, typer.Option("--split-key", help="Split by the stable hash of this column (repeatable).")] = None,
+    split_order: Annotated[str | None, typer.Option("--split-order", help="Split by time: oldest rows of this column to the first split.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the hash split.")] = 0,
+    infer_rows: Annotated[int, typer.Option("--infer-rows", help="Rows read to infer column types.")] = 10_000,
+    *,
+    common: Common,
+) -> None:
+    """Read raw files into a typed, versioned Parquet dataset, optionally split."""
+    from ..stages.ingest import ingest
+
+    out = common.out_path(allow_stdout=not split)
+    result = ingest(
+        sources, out, format=format, null=null or [], types=type_ or [], split=split or [],
+        split_key=split_key or [], split_order=split_order, seed=seed, infer_rows=infer_rows,
+        store=common.store, force=common.force, dry_run=common.dry_run,
+    )
+    if out is None and result.manifest is not None:
+        _table_to_stdout(result.path / "data.parquet")
+        common = Common(**{**common.__dict__, "json": False})  # stdout holds the payload
+    emit_result("ingest", result, common)
+
+
+def _table_to_stdout(parquet_path) -> None:
+    """Stream a Parquet file to stdout as an Arrow IPC stream, batch by batch."""
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(parquet_path)
+    with ipc.new_stream(sys.stdout.buffer, pf.schema_arrow) as writer:
+        for batch in pf.iter_batches():
+            writer.write_batch(batch)
+    sys.stdout.buffer.flush()

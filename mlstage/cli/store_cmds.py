@@ -1,0 +1,143 @@
+"""Store and inspection commands: log, show, lineage, verify, checkout, diff, gc, reindex.
+
+Their result is data, so it goes to stdout: a table on a terminal, plain
+tab-separated lines when piped, JSON with --json. Ids show as 12 hex digits.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import CorruptArtifact
+from ..render import lineage_lines, print_json, print_table, short_id, stderr_console, summary_text
+from . import app
+from .common import StoreCommon, store_command
+
+RefArg = Annotated[str, typer.Argument(help="Artifact directory or @<id prefix> (6+ hex digits).", show_default=False)]
+
+
+def _store(common: StoreCommon, near: Path | None = None):
+    from ..store import Store
+
+    return Store.open(common.store, near=near)
+
+
+@store_command(app, "log")
+def log_cmd(
+    path: Annotated[Path | None, typer.Argument(help="Artifact path (default: every path).", show_default=False)] = None,
+    *,
+    common: StoreCommon,
+) -> None:
+    """Versions written to a path, newest first: id, created, stage, path, summary."""
+    store = _store(common, near=path.absolute().parent if path else None)
+    writes = store.writes(path)
+    if common.json:
+        print_json(writes)
+        return
+    rows = [[short_id(w["id"]), w["created"], w["stage"], w["path"], summary_text(w["summary"])] for w in writes]
+    print_table(["id", "created", "stage", "path", "summary"], rows)
+
+
+@store_command(app, "show")
+def show_cmd(ref: RefArg, *, common: StoreCommon) -> None:
+    """The manifest of an artifact (JSON)."""
+    _, manifest = _store(common).load(ref)
+    print_json(manifest)
+
+
+@store_command(app, "lineage")
+def lineage_cmd(ref: RefArg, *, common: StoreCommon) -> None:
+    """The tree of inputs of an artifact, back to the raw source files."""
+    store = _store(common)
+    _, manifest = store.load(ref)
+    tree = store.lineage(manifest)
+    if common.json:
+        print_json(tree)
+    else:
+        sys.stdout.write("\n".join(lineage_lines(tree)) + "\n")
+
+
+@store_command(app, "verify")
+def verify_cmd(
+    ref: Annotated[str | None, typer.Argument(help="Artifact (default: every artifact in the store and every path it logged).", show_default=False)] = None,
+    *,
+    common: StoreCommon,
+) -> None:
+    """Re-hash files against their manifests; exit 1 naming any file that differs."""
+    store = _store(common)
+    checked, problems = store.verify(store.resolve(ref) if ref else None)
+    if common.json:
+        print_json({"ok": not problems, "checked": checked, "problems": problems})
+    else:
+        for p in problems:
+            sys.stdout.write(p + "\n")
+        stderr_console().print(f"verify: {checked} artifacts checked, {len(problems)} problems", markup=False)
+    if problems:
+        raise typer.Exit(CorruptArtifact.exit_code)
+
+
+@store_command(app, "checkout")
+def checkout_cmd(
+    ref: RefArg,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Directory to write the artifact to.", show_default=False)],
+    *,
+    common: StoreCommon,
+) -> None:
+    """Write a stored artifact to a directory (atomically, as a stage would)."""
+    from ..checkout import checkout
+
+    store = _store(common, near=out.absolute().parent)
+    manifest, changed = checkout(store, ref, out)
+    if common.json:
+        print_json({"id": manifest["id"], "kind": manifest["kind"], "path": str(out), "up_to_date": not changed})
+    state = "wrote" if changed else "up to date:"
+    stderr_console().print(f"checkout: {state} {out} ({manifest['kind']} {short_id(manifest['id'])})", markup=False)
+
+
+@store_command(app, "diff")
+def diff_cmd(a: RefArg, b: RefArg, *, common: StoreCommon) -> None:
+    """Two manifests side by side: params, inputs and summary that differ."""
+    from ..diff import diff_manifests
+
+    store = _store(common)
+    rows = diff_manifests(store.load(a)[1], store.load(b)[1])
+    if common.json:
+        print_json([{"field": f, "a": x, "b": y} for f, x, y in rows])
+    else:
+        print_table(["field", "a", "b"], [[f, _cell(x), _cell(y)] for f, x, y in rows])
+
+
+def _cell(value) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+@store_command(app, "gc")
+def gc_cmd(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be dropped.")] = False,
+    *,
+    common: StoreCommon,
+) -> None:
+    """Drop artifact versions that no path holds and no held artifact descends from."""
+    dead = _store(common).gc(dry_run=dry_run)
+    if common.json:
+        print_json({"dropped": dead, "dry_run": dry_run})
+    else:
+        for i in dead:
+            sys.stdout.write(short_id(i) + "\n")
+        verb = "would drop" if dry_run else "dropped"
+        stderr_console().print(f"gc: {verb} {len(dead)} artifacts", markup=False)
+
+
+@store_command(app, "reindex")
+def reindex_cmd(*, common: StoreCommon) -> None:
+    """Rebuild the store's index from the manifests and the journal."""
+    count = _store(common).reindex()
+    if common.json:
+        print_json({"artifacts": count})
+    stderr_console().print(f"reindex: {count} artifacts indexed", markup=False)

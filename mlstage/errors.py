@@ -1,0 +1,65 @@
+"""Typed errors of the core and the exit codes they map to.
+
+The CLI has one handler that turns these into a one-line message and an exit
+code; the library raises them and never exits.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_GATE = 1  # the stage ran and found a problem (anomalies, not blessed, verify mismatch)
+EXIT_BAD_INPUT = 2  # usage error or bad input; nothing was written
+EXIT_INTERNAL = 3  # unexpected internal error
+
+
+class MlstageError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class BadInput(MlstageError):
+    """Bad input to a stage: unreadable or malformed file, bad option, bad config.
+
+    The message names the file and, where known, the line, column and value.
+    """
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.column = column
+        self.reason = message
+        where = []
+        if file:
+            where.append(str(file))
+        if line is not None:
+            where.append(f"line {line}")
+        if column is not None:
+            where.append(f'column "{column}"')
+        text = message
+        if where:
+            # file: line 17, column "age": reason
+            head = where[0] if file else ""
+            rest = ", ".join(where[1:] if file else where)
+            prefix = ": ".join(p for p in (head, rest) if p)
+            text = f"{prefix}: {message}"
+        super().__init__(text)
+
+
+class NotFound(BadInput):
+    """A referenced artifact, file or store entry does not exist."""
+
+
+class CorruptArtifact(MlstageError):
+    """An artifact whose files do not match its manifest (verify, load)."""
+
+    exit_code = EXIT_GATE

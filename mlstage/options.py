@@ -1,0 +1,56 @@
+"""Parsing of NAME=VALUE options shared by the library and the CLI."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import BadInput
+from .types import TYPE_NAMES
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def parse_pairs(items, option: str) -> list[tuple[str, str]]:
+    """[("a", "1"), ...] from "a=1" strings or a mapping."""
+    if items is None:
+        return []
+    if isinstance(items, dict):
+        return [(str(k), str(v)) for k, v in items.items()]
+    pairs = []
+    for item in items:
+        if isinstance(item, tuple | list) and len(item) == 2:
+            pairs.append((str(item[0]), str(item[1])))
+            continue
+        key, sep, value = str(item).partition("=")
+        if not sep or not key or not value:
+            raise BadInput(f"{option} {item!r}: expected NAME=VALUE")
+        pairs.append((key, value))
+    return pairs
+
+
+def parse_types(items) -> dict[str, str]:
+    types = {}
+    for col, name in parse_pairs(items, "--type"):
+        if name not in TYPE_NAMES:
+            raise BadInput(f"--type {col}={name}: unknown type {name!r}; choose from {', '.join(TYPE_NAMES)}")
+        types[col] = name
+    return types
+
+
+def parse_splits(items) -> list[tuple[str, float]]:
+    splits = []
+    for name, weight in parse_pairs(items, "--split"):
+        if not _NAME.match(name) or name == "data":
+            raise BadInput(f"--split {name}={weight}: a split name is letters, digits, '_', '-' or '.', and not 'data'")
+        try:
+            w = float(weight)
+        except ValueError:
+            raise BadInput(f"--split {name}={weight}: the weight {weight!r} is not a number") from None
+        if not (w > 0 and w < float("inf")):
+            raise BadInput(f"--split {name}={weight}: the weight must be a positive number")
+        if name in dict(splits):
+            raise BadInput(f"--split {name}: named twice")
+        splits.append((name, w))
+    if len(splits) == 1:
+        raise BadInput("--split: give two or more splits (or none for an unsplit dataset)")
+    return splits

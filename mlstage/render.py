@@ -1,0 +1,85 @@
+"""Human output: rich on stderr (colour only on a terminal), plain text when piped.
+
+stdout carries data only: `--json` records, inspection results, payloads.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def stdout_console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def short_id(artifact_id: str | None) -> str:
+    return (artifact_id or "")[:12]
+
+
+def summary_text(summary: dict[str, Any] | None) -> str:
+    """A one-line rendering of a manifest summary: scalars and small mappings."""
+    if not summary:
+        return ""
+    parts = []
+    for key, value in summary.items():
+        if isinstance(value, bool):
+            parts.append(f"{key}={'true' if value else 'false'}")
+        elif isinstance(value, int | float | str) or value is None:
+            parts.append(f"{key}={value}")
+        elif isinstance(value, dict) and len(value) <= 6 and all(
+            isinstance(v, int | float | str | bool) for v in value.values()
+        ):
+            parts.append(f"{key}=" + ",".join(f"{k}:{v}" for k, v in value.items()))
+    return " ".join(parts)
+
+
+def print_json_line(record: Any) -> None:
+    sys.stdout.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+    sys.stdout.flush()
+
+
+def print_json(record: Any) -> None:
+    """Indented on a terminal, compact when piped."""
+    if sys.stdout.isatty():
+        sys.stdout.write(json.dumps(record, indent=2, default=str) + "\n")
+    else:
+        print_json_line(record)
+
+
+def print_table(columns: list[str], rows: list[list[Any]], *, title: str | None = None) -> None:
+    """A rich table on a terminal; tab-separated lines (no header) when piped."""
+    if sys.stdout.isatty():
+        from rich.table import Table
+
+        table = Table(*columns, title=title)
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        stdout_console().print(table)
+    else:
+        for row in rows:
+            sys.stdout.write("\t".join("" if v is None else str(v) for v in row) + "\n")
+
+
+def lineage_lines(node: dict[str, Any], prefix: str = "", last: bool = True, root: bool = True) -> list[str]:
+    if node["kind"] in ("file", "missing"):
+        label = f"{node['role']}: {node['path']}  sha256:{short_id(node['id'])}" if node["kind"] == "file" else \
+            f"{node['role']}: {node['path']}  {short_id(node['id'])} (not in the store)"
+    else:
+        role = f"{node['role']}: " if node.get("role") else ""
+        where = f"  {node['path']}" if node.get("path") else ""
+        label = f"{role}{node['kind']} {short_id(node['id'])} ({node['stage']}, {node['created']}){where}"
+    lines = [label if root else prefix + ("└── " if last else "├── ") + label]
+    child_prefix = "" if root else prefix + ("    " if last else "│   ")
+    for i, child in enumerate(node["inputs"]):
+        lines += lineage_lines(child, child_prefix, i == len(node["inputs"]) - 1, root=False)
+    return lines

@@ -1,0 +1,151 @@
+"""Running a stage: fingerprint, skip when up to date, write all-or-nothing, keep in the store.
+
+Every stage goes through `run_stage`, so the up-to-date rule, `--force`,
+`--dry-run`, the locks, the atomic swap and the store are in one place. A stage
+supplies a `StagePlan` (what it would compute, known before any data is read)
+and a `produce` function that writes the payload files into a directory and
+returns the summary.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .artifact import Input, build_manifest, fingerprint, gate_exit_code, read_manifest
+from .errors import MlstageError
+from .fsutil import remove_tree, file_lock, lock_path, recover, swap_into_place, temp_sibling
+from .store import Store, write_payload_manifest
+
+
+@dataclass
+class StagePlan:
+    stage: str
+    kind: str
+    algorithm: int  # bump when the stage's output for the same inputs changes
+    params: dict[str, Any]
+    inputs: list[Input] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.stage, self.algorithm, self.params, self.inputs)
+
+
+@dataclass
+class StageResult:
+    manifest: dict[str, Any] | None
+    path: Path | None
+    up_to_date: bool = False
+    dry_run: bool = False
+    would_run: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return gate_exit_code(self.manifest["summary"]) if self.manifest else 0
+
+    def as_json(self) -> dict[str, Any]:
+        """The one-line `--json` record of DESIGN §3."""
+        m = self.manifest or {}
+        record = {
+            "kind": m.get("kind"),
+            "id": m.get("id"),
+            "fingerprint": m.get("fingerprint"),
+            "path": str(self.path) if self.path else None,
+            "up_to_date": self.up_to_date,
+            "exit_code": self.exit_code,
+        }
+        if self.dry_run:
+            record["dry_run"] = True
+            record["would_run"] = self.would_run
+        return {**record, **m.get("summary", {})}
+
+
+Produce = Callable[[Path], dict[str, Any]]
+
+
+def _current(out: Path, fp: str, store: Store) -> dict[str, Any] | None:
+    """The manifest at `out` when it has fingerprint `fp` and intact files."""
+    try:
+        m = read_manifest(out)
+    except MlstageError:
+        return None
+    if m["fingerprint"] != fp or not store.intact(out, m):
+        return None
+    return m
+
+
+def run_stage(
+    plan: StagePlan,
+    produce: Produce,
+    out: Path | None,
+    *,
+    store: Store,
+    force: bool = False,
+    dry_run: bool = False,
+) -> StageResult:
+    """Run one stage into `out` (or only into the store when `out` is None)."""
+    fp = plan.fingerprint
+    if out is None:
+        if dry_run:
+            return StageResult(None, None, dry_run=True, would_run=True)
+        return _produce_into_store(plan, produce, store)
+    out = Path(out)
+    if not force:
+        current = _current(out, fp, store)
+        if current is not None:
+            return StageResult(current, out, up_to_date=True, dry_run=dry_run)
+    if dry_run:
+        return StageResult(None, out, dry_run=True, would_run=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(lock_path(out)):
+        recover(out)
+        _heal_journal(out, store)
+        if not force:
+            # Another writer may have finished this very work while we waited.
+            current = _current(out, fp, store)
+            if current is not None:
+                return StageResult(current, out, up_to_date=True)
+        tmp = temp_sibling(out)
+        tmp.mkdir()
+        try:
+            manifest = _produce(plan, fp, produce, tmp, store)
+            swap_into_place(tmp, out)
+        finally:
+            remove_tree(tmp)
+        store.record_write(out, manifest)
+    return StageResult(manifest, out)
+
+
+def _produce(plan: StagePlan, fp: str, produce: Produce, tmp: Path, store: Store) -> dict[str, Any]:
+    summary = produce(tmp)
+    manifest = build_manifest(
+        kind=plan.kind, stage=plan.stage, fp=fp, params=plan.params,
+        inputs=plan.inputs, payload_dir=tmp, summary=summary,
+    )
+    write_payload_manifest(tmp, manifest)
+    store.add(tmp, manifest)
+    return manifest
+
+
+def _produce_into_store(plan: StagePlan, produce: Produce, store: Store) -> StageResult:
+    tmp = store.root / "tmp" / f"out-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir(parents=True)
+    try:
+        manifest = _produce(plan, plan.fingerprint, produce, tmp, store)
+    finally:
+        remove_tree(tmp)
+    return StageResult(manifest, store.object_dir(manifest["id"]))
+
+
+def _heal_journal(out: Path, store: Store) -> None:
+    """Log the version at `out` if a writer was killed between its swap and its log line."""
+    try:
+        m = read_manifest(out)
+    except MlstageError:
+        return
+    if store.last_write(out) != m["id"] and store.manifest(m["id"]) is not None:
+        store.record_write(out, m)

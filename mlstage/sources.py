@@ -1,0 +1,310 @@
+"""Reading raw sources: naming them, telling their format, inferring and parsing types.
+
+Text formats (CSV, TSV, JSON, JSON Lines) are read as strings and parsed with
+the expressions of `inference`, so the sample used for inference and the whole
+file are parsed by one definition. Parquet and Arrow IPC keep their own types,
+mapped onto the six mlstage types.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import glob
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BadInput
+from .inference import ColumnType, infer_column, parse_expr
+from .types import polars_type, type_name
+
+FORMATS = ("csv", "tsv", "parquet", "json", "jsonl", "ipc")
+TEXT_FORMATS = ("csv", "tsv", "json", "jsonl")
+DEFAULT_NULLS = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
+EXTENSIONS = {
+    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
+    ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".arrow": "ipc", ".ipc": "ipc",
+    ".feather": "ipc",
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path  # the file read (stdin is first spooled to a file)
+    name: str  # as the user named it: "-" for stdin
+    format: str
+
+    @property
+    def line_offset(self) -> int:
+        """Line number of the first data row (after a header line for CSV/TSV)."""
+        return 2 if self.format in ("csv", "tsv") else 1
+
+
+def expand_sources(specs: list[str], fmt: str, spool_dir: Path) -> list[Source]:
+    """Files, globs, directories (every file of a known format below) and '-' for stdin."""
+    if not specs:
+        raise BadInput("no source given")
+    if specs.count("-") > 1:
+        raise BadInput("'-' (stdin) can be given only once")
+    out: list[Source] = []
+    for spec in specs:
+        if spec == "-":
+            spool_dir.mkdir(parents=True, exist_ok=True)
+            path = spool_dir / f"stdin-{os.getpid()}"
+            with open(path, "wb") as f:
+                shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+            out.append(Source(path, "-", _format_of(path, fmt, sniff=True, name="-")))
+            continue
+        p = Path(spec)
+        if p.is_dir():
+            files = sorted(
+                f for f in p.rglob("*")
+                if f.is_file() and (fmt != "auto" or f.suffix.lower() in EXTENSIONS) and not f.name.startswith(".")
+            )
+            if not files:
+                raise BadInput("directory holds no file of a known format", file=spec)
+        elif p.exists():
+            files = [p]
+        elif glob.has_magic(spec):
+            files = sorted(Path(f) for f in glob.glob(spec, recursive=True) if Path(f).is_file())
+            if not files:
+                raise BadInput("no file matches this pattern", file=spec)
+        else:
+            raise BadInput("no such file or directory", file=spec)
+        for f in files:
+            out.append(Source(f, str(f), _format_of(f, fmt, sniff=False, name=str(f))))
+    return out
+
+
+def _format_of(path: Path, fmt: str, *, sniff: bool, name: str) -> str:
+    if fmt != "auto":
+        return fmt
+    ext = EXTENSIONS.get(path.suffix.lower())
+    if ext and not sniff:
+        return ext
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(b"ARROW1") or head.startswith(b"\xff\xff\xff\xff"):
+        return "ipc"
+    stripped = head.lstrip()
+    if stripped.startswith(b"["):
+        return "json"
+    if stripped.startswith(b"{"):
+        return "jsonl"
+    if sniff:
+        first = head.split(b"\n", 1)[0]
+        return "tsv" if b"\t" in first and b"," not in first else "csv"
+    raise BadInput("cannot tell the format from the file name; pass --format", file=name)
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def _check_not_empty(src: Source) -> None:
+    if src.path.stat().st_size == 0:
+        raise BadInput("file is empty", file=src.name)
+
+
+def _csv_options(src: Source, nulls: list[str]) -> dict:
+    return {
+        "separator": "\t" if src.format == "tsv" else ",",
+        "infer_schema": False,
+        "null_values": nulls,
+        "raise_if_empty": True,
+        "truncate_ragged_lines": False,
+    }
+
+
+def _raw_lazy(src: Source, nulls: list[str], sample_rows: int | None = None):
+    """The source as a LazyFrame: strings for text formats, native types otherwise."""
+    import polars as pl
+
+    if src.format in ("csv", "tsv"):
+        return pl.scan_csv(src.path, n_rows=sample_rows, **_csv_options(src, nulls))
+    if src.format == "jsonl":
+        lf = pl.scan_ndjson(src.path, infer_schema_length=None if sample_rows is None else sample_rows, n_rows=sample_rows)
+        return _strings_as_text(lf, nulls)
+    if src.format == "json":
+        df = pl.read_json(src.path)
+        if sample_rows is not None:
+            df = df.head(sample_rows)
+        return _strings_as_text(df.lazy(), nulls)
+    if src.format == "parquet":
+        return pl.scan_parquet(src.path, n_rows=sample_rows)
+    if src.format == "ipc":
+        try:
+            lf = pl.scan_ipc(src.path, n_rows=sample_rows)
+            lf.collect_schema()
+            return lf
+        except pl.exceptions.PolarsError:
+            df = pl.read_ipc_stream(src.path)  # the stream format, as written to a pipe
+            return (df.head(sample_rows) if sample_rows else df).lazy()
+    raise BadInput(f"unknown format {src.format!r}; choose from {', '.join(FORMATS)}", file=src.name)
+
+
+def _strings_as_text(lf, nulls: list[str]):
+    """JSON string values that are missing-value markers become null."""
+    import polars as pl
+
+    schema = lf.collect_schema()
+    return lf.with_columns(
+        pl.when(pl.col(c).is_in(nulls)).then(None).otherwise(pl.col(c)).alias(c)
+        for c, t in schema.items() if t == pl.String
+    )
+
+
+def infer_types(
+    src: Source, nulls: list[str], sample_rows: int, overrides: dict[str, str]
+) -> dict[str, ColumnType | None]:
+    """Column name -> type (None: no value seen in the sample) for one source."""
+    import polars as pl
+
+    _check_not_empty(src)
+    try:
+        sample = _raw_lazy(src, nulls, sample_rows).collect()
+    except pl.exceptions.PolarsError as e:
+        raise diagnose_structure(src, nulls, e) from None
+    if len(set(sample.columns)) != len(sample.columns):
+        raise BadInput("the header names a column twice", file=src.name)
+    types: dict[str, ColumnType | None] = {}
+    for col, dtype in sample.schema.items():
+        forced = overrides.get(col)
+        if dtype == pl.String and src.format in TEXT_FORMATS:
+            if forced in ("date", "datetime"):
+                types[col] = _find_format(sample[col], forced)
+            elif forced:
+                types[col] = ColumnType(forced)
+            else:
+                types[col] = infer_column(sample[col])
+        else:
+            native = type_name(dtype)
+            if native is None:
+                raise BadInput(f"type {dtype} is not supported (mlstage reads int, float, bool, string, date, datetime)", file=src.name, column=col)
+            types[col] = ColumnType(forced or native)
+    return types
+
+
+def _find_format(values, name: str) -> ColumnType:
+    from .inference import DATE_FORMATS, DATETIME_FORMATS
+
+    inferred = infer_column(values)
+    if inferred is not None and inferred.name == name:
+        return inferred
+    if name == "datetime" and inferred is not None and inferred.name == "date":
+        return ColumnType("datetime", inferred.format)
+    formats = DATE_FORMATS if name == "date" else DATETIME_FORMATS
+    return ColumnType(name, formats[0])
+
+
+def scan_typed(src: Source, types: dict[str, ColumnType], nulls: list[str]):
+    """The whole source as a LazyFrame with every column parsed to its type."""
+    lf = _raw_lazy(src, nulls)
+    return lf.select(
+        _parse(col, dtype, types[col], src, strict=True).alias(col)
+        for col, dtype in lf.collect_schema().items()
+    )
+
+
+def _parse(col: str, dtype, ctype: ColumnType, src: Source, *, strict: bool):
+    """Expression turning a raw column (text or native) into its mlstage type."""
+    import polars as pl
+
+    if dtype == pl.String and (src.format in TEXT_FORMATS or ctype.name != "string"):
+        return parse_expr(col, ctype, strict=strict)
+    e = pl.col(col)
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+        e = e.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    return e.cast(polars_type(ctype.name), strict=strict)
+
+
+def diagnose_values(src: Source, types: dict[str, ColumnType], nulls: list[str]) -> BadInput | None:
+    """Find the first value that does not parse as its column's type (the slow path)."""
+    import polars as pl
+
+    try:
+        lf = _raw_lazy(src, nulls).with_row_index("__row")
+        failing = {
+            col: pl.col(col).is_not_null() & _parse(col, dtype, types[col], src, strict=False).is_null()
+            for col, dtype in lf.collect_schema().items()
+            if col != "__row" and types[col].name != "string"
+        }
+        if not failing:
+            return None
+        bad = (
+            lf.filter(pl.any_horizontal(list(failing.values())))
+            .head(1)
+            .with_columns(**{f"__bad_{c}": e for c, e in failing.items()})
+            .collect()
+        )
+    except pl.exceptions.PolarsError:
+        return None
+    if bad.height == 0:
+        return None
+    row = bad.row(0, named=True)
+    col = next(c for c in failing if row[f"__bad_{c}"])
+    return BadInput(
+        f"cannot parse {str(row[col])!r} as {_article(types[col].name)}; the type was inferred"
+        f" from the first rows, pass --type {col}=string (or another type) to read it differently",
+        file=src.name,
+        line=row["__row"] + src.line_offset,
+        column=col,
+    )
+
+
+def _article(type_name_: str) -> str:
+    return {"int": "an integer", "float": "a number", "bool": "a boolean (true/false)",
+            "date": "a date", "datetime": "a datetime", "string": "a string"}[type_name_]
+
+
+def diagnose_structure(src: Source, nulls: list[str], error: Exception) -> BadInput:
+    """A clear message for a file polars cannot read at all (the slow path)."""
+    line = _first_undecodable_line(src.path)
+    if line is not None:
+        return BadInput("the file is not valid UTF-8 text", file=src.name, line=line)
+    if src.format in ("csv", "tsv"):
+        found = _first_ragged_record(src)
+        if found is not None:
+            return found
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return BadInput(f"cannot read as {src.format.upper()}: {text}", file=src.name)
+
+
+def _first_undecodable_line(path: Path) -> int | None:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                return line + chunk[: e.start].count(b"\n")
+            line += chunk.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return line
+    return None
+
+
+def _first_ragged_record(src: Source) -> BadInput | None:
+    sep = "\t" if src.format == "tsv" else ","
+    with open(src.path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter=sep, strict=True)
+        try:
+            header = next(reader)
+            for record in reader:
+                if len(record) != len(header) and record:
+                    return BadInput(
+                        f"{len(record)} fields where the header has {len(header)}",
+                        file=src.name, line=reader.line_num,
+                    )
+        except csv.Error as e:
+            return BadInput(f"malformed CSV: {e}", file=src.name, line=reader.line_num)
+        except StopIteration:
+            return BadInput("file is empty", file=src.name)
+    return None

@@ -1,0 +1,172 @@
+"""`ingest`: raw files to a versioned Parquet dataset, typed, optionally split.
+
+Splits are deterministic and stable as data grows:
+- `split_key`: by the stable hash of the seed and the key columns, so a key
+  always lands in the same split whatever other rows arrive;
+- `split_order`: by rank of a column (oldest rows to the first split), ties
+  kept together, rows with no value in the last split;
+- otherwise by the stable hash of the seed and the whole row (identical rows
+  land together, so duplicates never leak across splits).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..artifact import Input
+from ..errors import BadInput
+from ..inference import ColumnType, widen
+from ..options import parse_splits, parse_types
+from ..runner import StagePlan, StageResult, run_stage
+from ..sources import DEFAULT_NULLS, FORMATS, Source, diagnose_structure, diagnose_values, expand_sources, infer_types, scan_typed
+from ..store import Store
+
+ALGORITHM = 1
+
+
+def ingest(
+    sources: list[str | Path],
+    out: str | Path | None,
+    *,
+    format: str = "auto",
+    null: list[str] | tuple[str, ...] = (),
+    types: dict[str, str] | list[str] | None = None,
+    split: dict[str, float] | list[str] | None = None,
+    split_key: list[str] | str | None = None,
+    split_order: str | None = None,
+    seed: int = 0,
+    infer_rows: int = 10_000,
+    store: str | Path | Store | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+) -> StageResult:
+    """Read SOURCES into a dataset artifact at OUT (None: only into the store)."""
+    if format != "auto" and format not in FORMATS:
+        raise BadInput(f"--format {format!r}: choose from auto, {', '.join(FORMATS)}")
+    type_overrides = parse_types(types)
+    splits = parse_splits(split)
+    keys = [split_key] if isinstance(split_key, str) else list(split_key or [])
+    if keys and split_order:
+        raise BadInput("--split-key and --split-order exclude each other")
+    if (keys or split_order) and not splits:
+        raise BadInput("--split-key and --split-order need --split NAME=WEIGHT ...")
+    if infer_rows < 1:
+        raise BadInput("--infer-rows must be at least 1")
+    nulls = list(dict.fromkeys([*DEFAULT_NULLS, *null]))
+    out_path = Path(out) if out is not None else None
+    st = store if isinstance(store, Store) else Store.open(store, near=out_path.absolute().parent if out_path else None)
+
+    srcs = expand_sources([str(s) for s in sources], format, st.root / "tmp")
+    inputs = [Input("source", st.file_sha256(s.path), s.name) for s in srcs]
+    params: dict[str, Any] = {
+        "format": format,
+        "null_values": nulls,
+        "types": type_overrides,
+        "splits": [[n, w] for n, w in splits],
+        "split_key": keys,
+        "split_order": split_order,
+        "seed": seed,
+        "infer_rows": infer_rows,
+    }
+    plan = StagePlan("ingest", "dataset", ALGORITHM, params, inputs)
+
+    def produce(tmp: Path) -> dict[str, Any]:
+        summary = _write_dataset(srcs, tmp, nulls, type_overrides, splits, keys, split_order, seed, infer_rows)
+        summary["sources"] = [
+            {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id} for s, i in zip(srcs, inputs, strict=True)
+        ]
+        return summary
+
+    try:
+        return run_stage(plan, produce, out_path, store=st, force=force, dry_run=dry_run)
+    finally:
+        for s in srcs:
+            if s.name == "-":
+                s.path.unlink(missing_ok=True)
+
+
+def _unify(srcs: list[Source], per_source: list[dict[str, ColumnType | None]]) -> dict[str, ColumnType]:
+    """One type per column across files matched by name; a conflict is bad input."""
+    unified: dict[str, tuple[ColumnType, str] | None] = {}
+    for src, types in zip(srcs, per_source, strict=True):
+        for col, t in types.items():
+            seen = unified.get(col)
+            if seen is None:
+                unified[col] = (t, src.name) if t is not None else None
+                continue
+            if t is None:
+                continue
+            wider = widen(seen[0], t)
+            if wider is None:
+                raise BadInput(
+                    f'column "{col}" is {seen[0].name} in {seen[1]} but {t.name} in {src.name};'
+                    f" pass --type {col}=TYPE to read both the same way"
+                )
+            unified[col] = (wider, seen[1])
+    return {c: (v[0] if v else ColumnType("string")) for c, v in unified.items()}
+
+
+def _write_dataset(srcs, tmp: Path, nulls, type_overrides, splits, keys, split_order, seed, infer_rows) -> dict[str, Any]:
+    import polars as pl
+
+    from ..hashing import hash_expr, unit_interval_expr
+    from ..types import polars_type
+
+    per_source = [infer_types(s, nulls, infer_rows, type_overrides) for s in srcs]
+    types = _unify(srcs, per_source)
+    for col in list(type_overrides) + keys + ([split_order] if split_order else []):
+        if col not in types:
+            raise BadInput(f'no column "{col}" in the data; columns are: {", ".join(types)}')
+
+    frames = []
+    for src, own in zip(srcs, per_source, strict=True):
+        lf = scan_typed(src, {c: types[c] for c in own}, nulls)
+        frames.append(lf.select(
+            pl.col(c) if c in own else pl.lit(None, dtype=polars_type(t.name)).alias(c) for c, t in types.items()
+        ))
+    data = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+    schema = {c: polars_type(t.name) for c, t in types.items()}
+
+    if not splits:
+        targets = {"data": data}
+    else:
+        total = sum(w for _, w in splits)
+        if split_order:
+            position = ((pl.col(split_order).rank("min") - 1) / pl.len()).fill_null(1.0)
+        else:
+            position = unit_interval_expr(hash_expr(keys or list(types), schema, prefix=str(seed)))
+        cut = pl.when(pl.lit(False)).then(pl.lit(0, dtype=pl.UInt8))
+        acc = 0.0
+        for i, (_, w) in enumerate(splits[:-1]):
+            acc += w / total
+            cut = cut.when(position < acc).then(pl.lit(i, dtype=pl.UInt8))
+        tagged = data.with_columns(cut.otherwise(pl.lit(len(splits) - 1, dtype=pl.UInt8)).alias("__split"))
+        targets = {name: tagged.filter(pl.col("__split") == i).drop("__split") for i, (name, _) in enumerate(splits)}
+
+    files = {name: tmp / f"{name}.parquet" for name in targets}
+    try:
+        pl.collect_all([lf.sink_parquet(files[name], lazy=True) for name, lf in targets.items()])
+    except (pl.exceptions.PolarsError, OSError) as e:
+        for src in srcs:
+            problem = diagnose_values(src, types, nulls)
+            if problem is not None:
+                raise problem from None
+        if len(srcs) == 1:
+            raise diagnose_structure(srcs[0], nulls, e) from None
+        for src in srcs:
+            problem = diagnose_structure(src, nulls, e)
+            if "cannot read as" not in str(problem):
+                raise problem from None
+        raise BadInput(f"cannot read the sources: {str(e).strip().splitlines()[0]}") from None
+
+    counts = {name: pl.scan_parquet(p).select(pl.len()).collect().item() for name, p in files.items()}
+    rows = sum(counts.values())
+    if rows == 0:
+        raise BadInput("the sources hold no data rows", file=srcs[0].name if len(srcs) == 1 else None)
+    return {
+        "rows": rows,
+        "columns": len(types),
+        "splits": counts,
+        "schema": {c: t.name for c, t in types.items()},
+    }

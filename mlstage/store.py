@@ -1,0 +1,371 @@
+"""The store: every artifact version ever written, immutable, with a SQLite index.
+
+Layout of a store directory (`.mlstage/` by default):
+
+    objects/<id>/        manifest.json and payload files, read-only
+    journal.jsonl        one line per version written to a path (the history `log` shows)
+    index.sqlite         artifacts, lineage edges and writes; `reindex` rebuilds it
+                         from objects/*/manifest.json and journal.jsonl
+    lock                 serialises writers of the store
+    tmp/                 objects being added
+
+The journal and the objects are the truth; the index is derived from them, plus
+a cache of file hashes (keyed by path, size, mtime and inode) that lets an
+up-to-date check and the hashing of large sources skip re-reading files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .artifact import MANIFEST, check_files, manifest_bytes, read_manifest, utc_now
+from .errors import BadInput, NotFound
+from .fsutil import remove_tree, file_lock, fsync_path, sha256_file, write_bytes_durably
+
+STORE_DIRNAME = ".mlstage"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS artifacts(
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, stage TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    created TEXT NOT NULL, summary TEXT NOT NULL, params TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS edges(
+    child TEXT NOT NULL, parent TEXT NOT NULL, role TEXT NOT NULL, path TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS edges_child ON edges(child);
+CREATE INDEX IF NOT EXISTS edges_parent ON edges(parent);
+CREATE TABLE IF NOT EXISTS writes(
+    seq INTEGER PRIMARY KEY, at TEXT NOT NULL, path TEXT NOT NULL, id TEXT NOT NULL,
+    stage TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS writes_path ON writes(path);
+CREATE TABLE IF NOT EXISTS file_cache(
+    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, sha256 TEXT);
+"""
+
+
+def find_store(explicit: str | os.PathLike | None = None, near: Path | None = None) -> Path:
+    """--store, else MLSTAGE_STORE, else the first .mlstage/ up from `near`, then from
+    the current directory, else a new .mlstage/ in the current directory."""
+    if explicit:
+        return Path(explicit).absolute()
+    env = os.environ.get("MLSTAGE_STORE")
+    if env:
+        return Path(env).absolute()
+    starts = [p for p in (near, Path.cwd()) if p is not None]
+    for start in starts:
+        for d in [start.absolute(), *start.absolute().parents]:
+            if (d / STORE_DIRNAME).is_dir():
+                return d / STORE_DIRNAME
+    return Path.cwd().absolute() / STORE_DIRNAME
+
+
+def normalise_path(path: Path) -> str:
+    """The absolute form of a path under which its writes are logged."""
+    path = Path(os.path.abspath(path))
+    parent = path.parent.resolve() if path.parent.exists() else path.parent
+    return str(parent / path.name)
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.objects = self.root / "objects"
+        self.journal = self.root / "journal.jsonl"
+        self._db: sqlite3.Connection | None = None
+
+    # -- opening -------------------------------------------------------------
+    @classmethod
+    def open(cls, explicit: str | os.PathLike | None = None, near: Path | None = None) -> Store:
+        store = cls(find_store(explicit, near))
+        store.root.mkdir(parents=True, exist_ok=True)
+        store.objects.mkdir(exist_ok=True)
+        return store
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = sqlite3.connect(self.root / "index.sqlite", timeout=60, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=60000")
+            self._db.executescript(_SCHEMA)
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        with file_lock(self.root / "lock"):
+            yield
+
+    # -- file hashes ------------------------------------------------------------
+    def file_sha256(self, path: Path) -> str:
+        """sha256 of a file, skipping the read when size, mtime and inode are unchanged."""
+        st = path.stat()
+        key = str(path.absolute())
+        row = self.db.execute(
+            "SELECT sha256 FROM file_cache WHERE path=? AND size=? AND mtime_ns=? AND ino=?",
+            (key, st.st_size, st.st_mtime_ns, st.st_ino),
+        ).fetchone()
+        if row:
+            return row[0]
+        digest = sha256_file(path)
+        self.db.execute(
+            "INSERT OR REPLACE INTO file_cache VALUES (?,?,?,?,?)",
+            (key, st.st_size, st.st_mtime_ns, st.st_ino, digest),
+        )
+        return digest
+
+    def intact(self, artifact_dir: Path, manifest: dict[str, Any]) -> bool:
+        """Cheap check that an artifact's payload files match its manifest."""
+        for f in manifest["files"]:
+            p = artifact_dir / f["path"]
+            try:
+                if p.stat().st_size != f["bytes"] or self.file_sha256(p) != f["sha256"]:
+                    return False
+            except FileNotFoundError:
+                return False
+        return True
+
+    # -- adding ---------------------------------------------------------------------
+    def object_dir(self, artifact_id: str) -> Path:
+        return self.objects / artifact_id
+
+    def add(self, payload_dir: Path, manifest: dict[str, Any]) -> Path:
+        """Keep an artifact written to `payload_dir` (manifest included) in the store.
+
+        Files are hard-linked where possible (so the output and the store share
+        one read-only copy), copied otherwise. Adding an id already present is a
+        no-op. Returns the object directory.
+        """
+        target = self.object_dir(manifest["id"])
+        if (target / MANIFEST).exists():
+            return target
+        tmp = self.root / "tmp" / f"{manifest['id']}.{os.getpid()}"
+        remove_tree(tmp)
+        tmp.mkdir(parents=True)
+        for name in [f["path"] for f in manifest["files"]] + [MANIFEST]:
+            src, dst = payload_dir / name, tmp / name
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+            os.chmod(dst, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            fsync_path(dst)
+        fsync_path(tmp)
+        with self.locked():
+            if (target / MANIFEST).exists():
+                remove_tree(tmp)
+                return target
+            os.rename(tmp, target)
+            fsync_path(self.objects)
+            self._index_artifact(manifest)
+        return target
+
+    def _index_artifact(self, m: dict[str, Any]) -> None:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?,?,?)",
+                (m["id"], m["kind"], m["stage"], m["fingerprint"], m["created"],
+                 json.dumps(m["summary"]), json.dumps(m["params"], sort_keys=True)),
+            )
+            db.execute("DELETE FROM edges WHERE child=?", (m["id"],))
+            db.executemany(
+                "INSERT INTO edges VALUES (?,?,?,?)",
+                [(m["id"], i["id"], i["role"], i["path"]) for i in m["inputs"]],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def record_write(self, path: Path, manifest: dict[str, Any]) -> None:
+        """Append 'this version was written to this path' to the journal and index."""
+        entry = {"at": utc_now(), "path": normalise_path(path), "id": manifest["id"], "stage": manifest["stage"]}
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+        with self.locked():
+            with open(self.journal, "ab") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+            self.db.execute(
+                "INSERT INTO writes(at, path, id, stage) VALUES (?,?,?,?)",
+                (entry["at"], entry["path"], entry["id"], entry["stage"]),
+            )
+
+    def last_write(self, path: Path) -> str | None:
+        row = self.db.execute(
+            "SELECT id FROM writes WHERE path=? ORDER BY seq DESC LIMIT 1", (normalise_path(path),)
+        ).fetchone()
+        return row[0] if row else None
+
+    # -- reading --------------------------------------------------------------------
+    def resolve(self, ref: str) -> Path:
+        """An artifact directory from a path or an `@<id prefix>` (6+ hex digits)."""
+        if ref.startswith("@"):
+            prefix = ref[1:].lower()
+            if len(prefix) < 6 or any(c not in "0123456789abcdef" for c in prefix):
+                raise BadInput(f"{ref}: an id reference is @ and 6 or more hex digits")
+            matches = [p.name for p in self.objects.glob(f"{prefix}*") if (p / MANIFEST).exists()]
+            if not matches:
+                raise NotFound(f"{ref}: no artifact in the store {self.root} has this id")
+            if len(matches) > 1:
+                raise BadInput(f"{ref}: ambiguous, matches {len(matches)} artifacts; give more digits")
+            return self.objects / matches[0]
+        path = Path(ref)
+        if path.name == MANIFEST:
+            path = path.parent
+        if not path.exists():
+            raise NotFound("no such artifact directory", file=ref)
+        return path
+
+    def load(self, ref: str) -> tuple[Path, dict[str, Any]]:
+        path = self.resolve(ref)
+        return path, read_manifest(path)
+
+    def manifest(self, artifact_id: str) -> dict[str, Any] | None:
+        d = self.object_dir(artifact_id)
+        return read_manifest(d) if (d / MANIFEST).exists() else None
+
+    def writes(self, path: Path | None = None) -> list[dict[str, Any]]:
+        q = "SELECT w.seq, w.at, w.path, w.id, w.stage, a.kind, a.summary FROM writes w LEFT JOIN artifacts a ON a.id = w.id"
+        args: tuple = ()
+        if path is not None:
+            q += " WHERE w.path=?"
+            args = (normalise_path(path),)
+        rows = self.db.execute(q + " ORDER BY w.seq DESC", args).fetchall()
+        return [
+            {"seq": r[0], "created": r[1], "path": r[2], "id": r[3], "stage": r[4], "kind": r[5],
+             "summary": json.loads(r[6]) if r[6] else None}
+            for r in rows
+        ]
+
+    def artifacts(self, kind: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT id, kind, stage, created, summary, params FROM artifacts"
+        rows = self.db.execute(q + (" WHERE kind=?" if kind else "") + " ORDER BY created, id", (kind,) if kind else ()).fetchall()
+        return [
+            {"id": r[0], "kind": r[1], "stage": r[2], "created": r[3],
+             "summary": json.loads(r[4]), "params": json.loads(r[5])}
+            for r in rows
+        ]
+
+    def lineage(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The tree of inputs back to raw sources, as nested dicts."""
+
+        def node(m: dict[str, Any], role: str | None, path: str | None, seen: frozenset) -> dict[str, Any]:
+            children = []
+            for inp in m["inputs"]:
+                parent = self.manifest(inp["id"]) if inp["id"] not in seen else None
+                if parent is not None:
+                    children.append(node(parent, inp["role"], inp["path"], seen | {inp["id"]}))
+                else:
+                    children.append({"role": inp["role"], "id": inp["id"], "path": inp["path"],
+                                     "kind": "file" if inp["role"] == "source" else "missing",
+                                     "inputs": []})
+            return {"role": role, "id": m["id"], "kind": m["kind"], "stage": m["stage"],
+                    "path": path, "created": m["created"], "inputs": children}
+
+        return node(manifest, None, None, frozenset({manifest["id"]}))
+
+    # -- maintenance ----------------------------------------------------------------
+    def verify(self, artifact_dir: Path | None = None) -> tuple[int, list[str]]:
+        """Re-hash files against manifests. Returns (artifacts checked, problems)."""
+        dirs = [artifact_dir] if artifact_dir else self._all_checkable_dirs()
+        problems: list[str] = []
+        for d in dirs:
+            try:
+                m = read_manifest(d)
+            except Exception as e:  # a broken manifest is itself a finding
+                problems.append(str(e))
+                continue
+            problems += check_files(d, m, rehash=True)
+        return len(dirs), problems
+
+    def _all_checkable_dirs(self) -> list[Path]:
+        dirs = sorted(p for p in self.objects.iterdir() if (p / MANIFEST).exists())
+        for path in sorted({w["path"] for w in self.writes()}):
+            if (Path(path) / MANIFEST).exists():
+                dirs.append(Path(path))
+        return dirs
+
+    def live_ids(self) -> set[str]:
+        """Ids that some path still holds, with everything in their lineage."""
+        roots: set[str] = set()
+        for path in {w["path"] for w in self.writes()}:
+            try:
+                roots.add(json.loads((Path(path) / MANIFEST).read_bytes())["id"])
+            except (OSError, ValueError, KeyError):
+                continue
+        live: set[str] = set()
+        stack = list(roots)
+        while stack:
+            i = stack.pop()
+            if i in live:
+                continue
+            live.add(i)
+            stack += [r[0] for r in self.db.execute("SELECT parent FROM edges WHERE child=?", (i,))]
+        return live
+
+    def gc(self, *, dry_run: bool = False) -> list[str]:
+        """Drop objects that no path holds and no held artifact descends from."""
+        with self.locked():
+            live = self.live_ids()
+            dead = sorted(p.name for p in self.objects.iterdir() if p.name not in live)
+            if not dry_run:
+                for i in dead:
+                    remove_tree(self.objects / i)
+                    self.db.execute("DELETE FROM artifacts WHERE id=?", (i,))
+                    self.db.execute("DELETE FROM edges WHERE child=?", (i,))
+        return dead
+
+    def reindex(self) -> int:
+        """Rebuild the index from the objects' manifests and the journal."""
+        with self.locked():
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("artifacts", "edges", "writes"):
+                    db.execute(f"DELETE FROM {table}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            count = 0
+            for d in sorted(self.objects.iterdir()):
+                if (d / MANIFEST).exists():
+                    self._index_artifact(read_manifest(d))
+                    count += 1
+            if self.journal.exists():
+                rows = []
+                for line in self.journal.read_text().splitlines():
+                    try:
+                        e = json.loads(line)
+                        rows.append((e["at"], e["path"], e["id"], e["stage"]))
+                    except (ValueError, KeyError):
+                        continue  # a line torn by a crash mid-append
+                db.executemany("INSERT INTO writes(at, path, id, stage) VALUES (?,?,?,?)", rows)
+            # tmp/ holds only objects that a killed writer never finished adding.
+            remove_tree(self.root / "tmp")
+        return count
+
+    def index_dump(self) -> dict[str, list]:
+        """The index's content in a stable order (for comparing against a reindex)."""
+        db = self.db
+        return {
+            "artifacts": db.execute("SELECT * FROM artifacts ORDER BY id").fetchall(),
+            "edges": db.execute("SELECT * FROM edges ORDER BY child, parent, role, path").fetchall(),
+            "writes": db.execute("SELECT at, path, id, stage FROM writes ORDER BY seq").fetchall(),
+        }
+
+
+def write_payload_manifest(payload_dir: Path, manifest: dict[str, Any]) -> None:
+    write_bytes_durably(payload_dir / MANIFEST, manifest_bytes(manifest))
