@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,16 @@ class StageResult:
 Produce = Callable[[Path], dict[str, Any]]
 
 
+def fault_point(name: str) -> None:
+    """Fault injection for the crash tests: MLSTAGE_FAULT=<name> kills this process here.
+
+    The points: produced (payload written, no manifest), stored (kept in the
+    store, not yet swapped), swapped (at OUT, not yet logged).
+    """
+    if os.environ.get("MLSTAGE_FAULT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _current(out: Path, fp: str, store: Store) -> dict[str, Any] | None:
     """The manifest at `out` when it has fingerprint `fp` and intact files."""
     try:
@@ -113,15 +124,18 @@ def run_stage(
         tmp.mkdir()
         try:
             manifest = _produce(plan, fp, produce, tmp, store)
+            fault_point("stored")
             swap_into_place(tmp, out)
         finally:
             remove_tree(tmp)
+        fault_point("swapped")
         store.record_write(out, manifest)
     return StageResult(manifest, out)
 
 
 def _produce(plan: StagePlan, fp: str, produce: Produce, tmp: Path, store: Store) -> dict[str, Any]:
     summary = produce(tmp)
+    fault_point("produced")
     manifest = build_manifest(
         kind=plan.kind, stage=plan.stage, fp=fp, params=plan.params,
         inputs=plan.inputs, payload_dir=tmp, summary=summary,

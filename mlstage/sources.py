@@ -169,8 +169,12 @@ def infer_types(
         sample = _raw_lazy(src, nulls, sample_rows).collect()
     except pl.exceptions.PolarsError as e:
         raise diagnose_structure(src, nulls, e) from None
-    if len(set(sample.columns)) != len(sample.columns):
-        raise BadInput("the header names a column twice", file=src.name)
+    if src.format in ("csv", "tsv"):
+        # polars reads a row with too few fields as missing values without a word;
+        # the sample's rows are checked field by field (later rows are not: see README).
+        ragged = _first_ragged_record(src, limit=sample_rows)
+        if ragged is not None:
+            raise ragged
     types: dict[str, ColumnType | None] = {}
     for col, dtype in sample.schema.items():
         forced = overrides.get(col)
@@ -291,13 +295,18 @@ def _first_undecodable_line(path: Path) -> int | None:
     return None
 
 
-def _first_ragged_record(src: Source) -> BadInput | None:
+def _first_ragged_record(src: Source, limit: int | None = None) -> BadInput | None:
     sep = "\t" if src.format == "tsv" else ","
     with open(src.path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter=sep, strict=True)
         try:
             header = next(reader)
-            for record in reader:
+            if len(set(header)) != len(header):
+                twice = sorted({h for h in header if header.count(h) > 1})
+                return BadInput(f"the header names a column twice: {', '.join(twice)}", file=src.name, line=1)
+            for n, record in enumerate(reader):
+                if limit is not None and n >= limit:
+                    break
                 if len(record) != len(header) and record:
                     return BadInput(
                         f"{len(record)} fields where the header has {len(header)}",

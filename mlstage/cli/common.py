@@ -53,12 +53,12 @@ def _param(name: str, annotation, default) -> inspect.Parameter:
 
 
 _STAGE_OPTIONS = [
-    _param("out", Annotated[str | None, typer.Option("-o", "--out", help="Output artifact directory ('-': payload to stdout).", show_default=False)], None),
+    _param("out", Annotated[str | None, typer.Option("-o", "--out", metavar="DIR", help="Output artifact directory ('-': payload to stdout).", show_default=False)], None),
     _param("json", Annotated[bool, typer.Option("--json", help="Print one JSON line with the result on stdout.")], False),
     _param("quiet", Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")], False),
     _param("force", Annotated[bool, typer.Option("--force", help="Run even when the output is up to date.")], False),
     _param("dry_run", Annotated[bool, typer.Option("--dry-run", help="Say whether the stage would run; write nothing.")], False),
-    _param("store", Annotated[Path | None, typer.Option("--store", help="Store directory (default: $MLSTAGE_STORE, else .mlstage/ found upwards).", show_default=False)], None),
+    _param("store", Annotated[Path | None, typer.Option("--store", metavar="DIR", help="Store directory (default: $MLSTAGE_STORE, else .mlstage/ found upwards).", show_default=False)], None),
     _param("debug", Annotated[bool, typer.Option("--debug", help="Show a traceback on internal errors.")], False),
 ]
 _STORE_OPTIONS = [p for p in _STAGE_OPTIONS if p.name in ("json", "store", "debug")]
@@ -90,7 +90,9 @@ def handle_errors(debug: bool) -> Iterator[None]:
 
 
 def _with_options(fn: Callable, extra: list[inspect.Parameter], build: Callable[[dict], object]) -> Callable:
-    sig = inspect.signature(fn)
+    # eval_str: the command modules use `from __future__ import annotations`, and typer
+    # needs the real Annotated objects to see each option's declaration and help.
+    sig = inspect.signature(fn, eval_str=True)
     own = [p for p in sig.parameters.values() if p.name != "common"]
 
     @functools.wraps(fn)
@@ -99,7 +101,8 @@ def _with_options(fn: Callable, extra: list[inspect.Parameter], build: Callable[
         with handle_errors(getattr(common, "debug", False)):
             return fn(common=common, **kwargs)
 
-    wrapper.__signature__ = sig.replace(parameters=own + extra)
+    wrapper.__signature__ = sig.replace(parameters=own + extra, return_annotation=None)
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
     return wrapper
 
 

@@ -13,15 +13,15 @@ from .common import Common, emit_result, stage_command
 
 @stage_command(app, "ingest")
 def ingest_cmd(
-    sources: Annotated[list[str], typer.Argument(help="Files, globs, directories, or '-' for stdin.", show_default=False)],
-    format: Annotated[str, typer.Option("--format", help="auto|csv|tsv|parquet|json|jsonl|ipc")] = "auto",
-    null: Annotated[list[str] | None, typer.Option("--null", help="Another missing-value marker (repeatable), e.g. --null '?'.")] = None,
-    type_: Annotated[list[str] | None, typer.Option("--type", help="COLUMN=TYPE (int|float|bool|string|date|datetime), repeatable.")] = None,
-    split: Annotated[list[str] | None, typer.Option("--split", help="NAME=WEIGHT, repeatable: --split train=8 --split eval=2.")] = None,
-    split_key: Annotated[list[str] | None, typer.Option("--split-key", help="Split by the stable hash of this column (repeatable).")] = None,
-    split_order: Annotated[str | None, typer.Option("--split-order", help="Split by time: oldest rows of this column to the first split.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the hash split.")] = 0,
-    infer_rows: Annotated[int, typer.Option("--infer-rows", help="Rows read to infer column types.")] = 10_000,
+    sources: Annotated[list[str], typer.Argument(metavar="SOURCE", help="Files, globs, directories, or '-' for stdin.", show_default=False)],
+    format: Annotated[str, typer.Option("--format", metavar="FORMAT", help="auto|csv|tsv|parquet|json|jsonl|ipc")] = "auto",
+    null: Annotated[list[str] | None, typer.Option("--null", metavar="VALUE", help="Another missing-value marker (repeatable), e.g. --null '?'.")] = None,
+    type_: Annotated[list[str] | None, typer.Option("--type", metavar="COLUMN=TYPE", help="COLUMN=TYPE (int|float|bool|string|date|datetime), repeatable.")] = None,
+    split: Annotated[list[str] | None, typer.Option("--split", metavar="NAME=WEIGHT", help="NAME=WEIGHT, repeatable: --split train=8 --split eval=2.")] = None,
+    split_key: Annotated[list[str] | None, typer.Option("--split-key", metavar="COLUMN", help="Split by the stable hash of this column (repeatable).")] = None,
+    split_order: Annotated[str | None, typer.Option("--split-order", metavar="COLUMN", help="Split by time: oldest rows of this column to the first split.")] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the hash split.")] = 0,
+    infer_rows: Annotated[int, typer.Option("--infer-rows", metavar="N", help="Rows read to infer column types.")] = 10_000,
     *,
     common: Common,
 ) -> None:

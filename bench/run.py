@@ -1,0 +1,241 @@
+"""Benchmark harness: times whole `mlstage` commands against a bare polars reference.
+
+    .venv/bin/python bench/run.py --rows 1000000 --repeats 5 [--append]
+
+Each run is a separate child process; we record its wall time and its own peak RSS
+(os.wait4). Runs are interleaved round-robin so that noise from the shared machine
+spreads over all benchmarks instead of landing on one. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+PY = sys.executable
+# The venv's own entry point, so we time what users run (not `python -m`).
+MLSTAGE = shutil.which("mlstage", path=str(Path(PY).parent)) or "mlstage"
+REF_CODE = "import polars as pl, sys; pl.scan_csv(sys.argv[1]).sink_parquet(sys.argv[2])"
+
+
+@dataclass
+class Target:
+    label: str
+    metric: str  # "wall" (median s), "rss" (median MB) or "ratio" (median / reference median)
+    limit: float
+
+    def ok(self, value: float) -> bool:
+        return value <= self.limit if self.metric == "ratio" else value < self.limit
+
+
+@dataclass
+class Bench:
+    name: str
+    cmd: list[str]
+    wipe: list[Path] = field(default_factory=list)  # removed (untimed) before every run
+    ref: str | None = None  # name of the benchmark to compare against
+    targets: list[Target] = field(default_factory=list)
+    expect_stdout: str | None = None  # guards against timing the wrong code path
+    setup: Callable[[], None] | None = None  # untimed, once before all runs
+
+
+def benchmarks(data: Path, work: Path) -> list[Bench]:
+    ds, store, utd = work / "ds", work / "store", work / "utd"
+    ingest = [MLSTAGE, "ingest", str(data), "-o", str(ds), "--force", "--quiet"]
+    ingest += ["--store", str(store)]
+    up_to_date = [MLSTAGE, "ingest", str(data), "-o", str(utd / "ds")]
+    up_to_date += ["--store", str(utd / "store")]
+
+    def prepare_up_to_date() -> None:
+        # A fresh output for this mlstage and data; it also warms the page cache.
+        wipe([utd])
+        run_once(Bench("prepare ingest-up-to-date", up_to_date + ["--force", "--quiet"]))
+
+    full = [Target("≤ 1.3× ref", "ratio", 1.3), Target("RSS < 2048 MB", "rss", 2048)]
+    return [
+        Bench("polars-csv-to-parquet", [PY, "-c", REF_CODE, str(data), str(work / "ref.parquet")],
+              wipe=[work / "ref.parquet"]),
+        Bench("ingest", ingest, wipe=[ds, store], ref="polars-csv-to-parquet", targets=full),
+        Bench("ingest-split", ingest + ["--split", "train=8", "--split", "eval=2"],
+              wipe=[ds, store], ref="polars-csv-to-parquet"),
+        Bench("help", [MLSTAGE, "--help"], targets=[Target("< 0.3 s", "wall", 0.3)]),
+        # No --force, onto the prepared output: only the up-to-date check runs.
+        Bench("ingest-up-to-date", up_to_date + ["--json"], targets=[Target("< 1 s", "wall", 1.0)],
+              expect_stdout='"up_to_date":true', setup=prepare_up_to_date),
+    ]  # fmt: skip
+
+
+def wipe(paths: list[Path]) -> None:
+    for p in paths:
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def run_once(b: Bench) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one child; exits loudly if it fails."""
+    wipe(b.wipe)  # every run does the full work, and outputs don't pile up on disk
+    # Output goes to files, not pipes: we block in wait4, so nobody would drain a pipe.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(b.cmd, stdout=out, stderr=err)
+        # wait4 gives this child's own rusage (plus its reaped descendants);
+        # RUSAGE_CHILDREN would be the max over every child we ever ran.
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if proc.returncode != 0 or (b.expect_stdout and b.expect_stdout not in stdout):
+        sys.exit(
+            f"\nFAILED {b.name}: exit {proc.returncode}\n  $ {shlex.join(b.cmd)}\n"
+            f"--- stdout ---\n{stdout[-4000:]}\n--- stderr ---\n{stderr[-4000:]}"
+        )
+    return wall, ru.ru_maxrss
+
+
+def summarize(benches: list[Bench], walls: dict, rss: dict) -> dict:
+    res = {}
+    for b in benches:
+        w, m = walls[b.name], [k / 1024 for k in rss[b.name]]
+        r = {"cmd": shlex.join(b.cmd), "wall_s": w, "peak_rss_mb": m}
+        r |= {"median_s": statistics.median(w), "min_s": min(w), "max_s": max(w)}
+        r |= {"median_rss_mb": statistics.median(m), "ref": b.ref, "ratio": None}
+        if b.ref:
+            r["ratio"] = r["median_s"] / statistics.median(walls[b.ref])
+        value = {"wall": r["median_s"], "rss": r["median_rss_mb"], "ratio": r["ratio"]}
+        r["targets"] = [
+            {"target": t.label, "value": value[t.metric], "pass": t.ok(value[t.metric])}
+            for t in b.targets
+        ]
+        res[b.name] = r
+    return res
+
+
+def machine() -> dict:
+    def grep(path: str, key: str) -> str:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
+        return "?"
+
+    mem_gb = int(grep("/proc/meminfo", "MemTotal").split()[0]) / 1024**2
+    return {
+        "nproc": len(os.sched_getaffinity(0)),  # what `nproc` shows: the CPUs we may use
+        "mem_total_gb": round(mem_gb, 1),
+        "cpu": grep("/proc/cpuinfo", "model name"),
+        "python": platform.python_version(),
+        # From metadata, not `import polars`: the harness must stay small, because
+        # a child's ru_maxrss starts at the RSS of the parent that forked it.
+        "polars": version("polars"),
+        "mlstage": version("mlstage"),
+    }
+
+
+def markdown(info: dict, res: dict) -> str:
+    m = info["machine"]
+    lines = [
+        f"## {info['rows']:,} rows — {info['date']}",
+        "",
+        f"- machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem_total_gb']} GB RAM",
+        f"- python {m['python']}, polars {m['polars']}, mlstage {m['mlstage']}",
+        f"- command: `{info['command']}`",
+        f"- data: `{info['data']}` ({info['data_mb']:.0f} MB)",
+        "",
+        "| benchmark | median s | min s | max s | median peak RSS MB | ratio vs reference "
+        "| target | pass/fail |",
+        "|---|--:|--:|--:|--:|--:|---|---|",
+    ]
+    for name, r in res.items():
+        ratio = f"{r['ratio']:.2f}×" if r["ratio"] else "—"
+        target = "; ".join(t["target"] for t in r["targets"]) or "—"
+        failed = [t["target"] for t in r["targets"] if not t["pass"]]
+        ok = "—" if not r["targets"] else f"FAIL ({'; '.join(failed)})" if failed else "pass"
+        lines.append(
+            f"| {name} | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} "
+            f"| {r['median_rss_mb']:.0f} | {ratio} | {target} | {ok} |"
+        )
+    lines += ["", "Commands (ratio = median / median of the reference):", ""]
+    for name, r in res.items():
+        ref = f" (ref: {r['ref']})" if r["ref"] else ""
+        lines.append(f"- {name}{ref}: `{r['cmd']}`")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--work", type=Path, default=BENCH / "work")
+    ap.add_argument("--out", type=Path, default=BENCH / "results.md")
+    ap.add_argument("--append", action="store_true", help="add a section instead of overwriting")
+    args = ap.parse_args()
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+
+    # Generated once and kept: 10M rows take ~30 s to write.
+    data = BENCH / "data" / f"synth_{args.rows}.csv"
+    if not data.exists():
+        print(f"generating {data} ...", file=sys.stderr)
+        tmp = data.with_suffix(".csv.tmp")  # a killed run must not leave a truncated file
+        cmd = [PY, str(BENCH / "gen_data.py"), "--rows", str(args.rows), "-o", str(tmp)]
+        subprocess.run(cmd, check=True)
+        tmp.rename(data)
+
+    benches = benchmarks(data, work)
+    for b in benches:
+        if b.setup:
+            print(f"setting up {b.name} ...", file=sys.stderr)
+            b.setup()
+
+    walls: dict[str, list[float]] = {b.name: [] for b in benches}
+    rss: dict[str, list[int]] = {b.name: [] for b in benches}
+    for r in range(args.repeats):
+        for b in benches:
+            wall, kib = run_once(b)
+            walls[b.name].append(wall)
+            rss[b.name].append(kib)
+            print(f"[{r + 1}/{args.repeats}] {b.name:24} {wall:7.3f} s {kib / 1024:7.0f} MB",
+                  file=sys.stderr)  # fmt: skip
+    for b in benches:
+        wipe(b.wipe)  # don't leave GBs of output behind
+
+    info = {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": shlex.join(sys.orig_argv),
+        "rows": args.rows,
+        "repeats": args.repeats,
+        "data": str(data.relative_to(BENCH.parent)),
+        "data_mb": data.stat().st_size / 1e6,
+        "machine": machine(),
+    }
+    res = summarize(benches, walls, rss)
+    section = markdown(info, res)
+    (work / f"results-{args.rows}.json").write_text(json.dumps(info | {"results": res}, indent=2))
+    title = "# mlstage benchmark results\n\nWritten by `bench/run.py`; see bench/README.md.\n\n"
+    if args.append and args.out.exists():
+        with args.out.open("a") as f:
+            f.write("\n" + section)
+    else:
+        args.out.write_text(title + section)
+    print("\n" + section, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """Every test runs in its own directory with its own store."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLSTAGE_STORE", raising=False)
+    monkeypatch.delenv("MLSTAGE_FAULT", raising=False)
+    yield
+
+
+@pytest.fixture
+def adult_small(tmp_path) -> Path:
+    """The first 2,000 rows of UCI Adult (missing values are '?')."""
+    path = tmp_path / "adult_small.csv"
+    with open(SAMPLE / "adult.csv") as src, open(path, "w") as dst:
+        for i, line in enumerate(src):
+            if i > 2000:
+                break
+            dst.write(line)
+    return path
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def cli(*args: str, input: str | bytes | None = None):
+    """Run the CLI in-process (typer's CliRunner); stdout and stderr kept apart."""
+    from mlstage.cli import app
+
+    return CliRunner().invoke(app, list(args), input=input, catch_exceptions=False)
+
+
+def mlstage_exe() -> str:
+    exe = shutil.which("mlstage", path=str(Path(sys.executable).parent)) or shutil.which("mlstage")
+    assert exe, "the mlstage command is not installed"
+    return exe
+
+
+def run_mlstage(*args: str, cwd: Path, env: dict | None = None, input: bytes | None = None, check=None):
+    """Run the installed `mlstage` command as Make would."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([mlstage_exe(), *args], cwd=cwd, env=full_env, input=input, capture_output=True)
+    if check is not None:
+        assert proc.returncode == check, proc.stderr.decode()
+    return proc

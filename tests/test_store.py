@@ -1,0 +1,118 @@
+"""The store: keeping versions, references, log, lineage, checkout, gc, reindex."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from mlstage import ingest
+from mlstage.checkout import checkout
+from mlstage.errors import BadInput, NotFound
+from mlstage.store import Store, find_store
+
+from .conftest import write
+
+
+def test_store_is_found_upwards_then_created_in_cwd(tmp_path, monkeypatch):
+    (tmp_path / "proj" / ".mlstage").mkdir(parents=True)
+    deep = tmp_path / "proj" / "a" / "b"
+    deep.mkdir(parents=True)
+    assert find_store(near=deep) == tmp_path / "proj" / ".mlstage"
+    monkeypatch.setenv("MLSTAGE_STORE", str(tmp_path / "env-store"))
+    assert find_store(near=deep) == tmp_path / "env-store"
+    assert find_store(tmp_path / "explicit", near=deep) == tmp_path / "explicit"
+    monkeypatch.delenv("MLSTAGE_STORE")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    assert find_store(near=other) == other / ".mlstage"
+
+
+def test_versions_are_kept_read_only_and_logged_newest_first(tmp_path):
+    src = write(tmp_path / "d.csv", "a,b\n1,x\n2,y\n")
+    r1 = ingest([src], "ds")
+    write(src, "a,b\n1,x\n2,y\n3,z\n")
+    r2 = ingest([src], "ds")
+    store = Store.open()
+    assert store.root == tmp_path / ".mlstage"
+    ids = [w["id"] for w in store.writes(tmp_path / "ds")]
+    assert ids == [r2.manifest["id"], r1.manifest["id"]]
+    for r in (r1, r2):
+        obj = store.object_dir(r.manifest["id"])
+        assert (obj / "data.parquet").exists()
+        assert not os.stat(obj / "data.parquet").st_mode & stat.S_IWUSR
+    # the output shares the store's copy
+    assert os.stat(tmp_path / "ds" / "data.parquet").st_ino == os.stat(
+        store.object_dir(r2.manifest["id"]) / "data.parquet"
+    ).st_ino
+
+
+def test_references_by_id_prefix(tmp_path):
+    src = write(tmp_path / "d.csv", "a\n1\n")
+    r = ingest([src], "ds")
+    store = Store.open()
+    assert store.resolve("@" + r.manifest["id"][:8]) == store.object_dir(r.manifest["id"])
+    with pytest.raises(BadInput, match="6 or more hex"):
+        store.resolve("@abc")
+    with pytest.raises(NotFound):
+        store.resolve("@" + "0" * 10 if not r.manifest["id"].startswith("0" * 10) else "@" + "f" * 10)
+    with pytest.raises(NotFound):
+        store.resolve("no/such/dir")
+
+
+def test_lineage_goes_back_to_the_source_file(tmp_path):
+    src = write(tmp_path / "d.csv", "a\n1\n")
+    r = ingest([src], "ds")
+    store = Store.open()
+    tree = store.lineage(r.manifest)
+    assert tree["kind"] == "dataset"
+    (leaf,) = tree["inputs"]
+    assert leaf["kind"] == "file" and leaf["role"] == "source" and leaf["path"] == str(src)
+    import hashlib
+
+    assert leaf["id"] == hashlib.sha256(src.read_bytes()).hexdigest()
+
+
+def test_checkout_restores_an_old_version(tmp_path):
+    src = write(tmp_path / "d.csv", "a\n1\n")
+    r1 = ingest([src], "ds")
+    write(src, "a\n2\n")
+    ingest([src], "ds")
+    store = Store.open()
+    manifest, changed = checkout(store, "@" + r1.manifest["id"][:10], tmp_path / "ds")
+    assert changed and manifest["id"] == r1.manifest["id"]
+    assert store.last_write(tmp_path / "ds") == r1.manifest["id"]
+    assert checkout(store, "@" + r1.manifest["id"][:10], tmp_path / "ds")[1] is False
+
+
+def test_gc_keeps_what_paths_and_lineage_need(tmp_path):
+    src = write(tmp_path / "d.csv", "a\n1\n")
+    r1 = ingest([src], "ds")
+    write(src, "a\n2\n")
+    r2 = ingest([src], "ds")
+    keep = ingest([src], "other")
+    store = Store.open()
+    assert store.gc(dry_run=True) == [r1.manifest["id"]]
+    assert store.object_dir(r1.manifest["id"]).exists()
+    assert store.gc() == [r1.manifest["id"]]
+    assert not store.object_dir(r1.manifest["id"]).exists()
+    assert store.object_dir(r2.manifest["id"]).exists() and keep.manifest["id"] == r2.manifest["id"]
+    assert store.verify()[1] == []
+
+
+def test_reindex_rebuilds_the_same_index(tmp_path):
+    src = write(tmp_path / "d.csv", "a,b\n1,x\n")
+    ingest([src], "ds")
+    write(src, "a,b\n1,x\n2,y\n")
+    ingest([src], "ds", split={"train": 1, "eval": 1})
+    ingest([src], "ds2")
+    store = Store.open()
+    before = store.index_dump()
+    os.unlink(store.root / "index.sqlite")
+    store.close()
+    store = Store.open()
+    assert store.index_dump()["artifacts"] == []
+    assert store.reindex() == 3
+    assert store.index_dump() == before
