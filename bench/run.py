@@ -100,11 +100,15 @@ def run_once(b: Bench) -> tuple[float, int]:
         _, status, ru = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0), err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    if proc.returncode != 0 or (b.expect_stdout and b.expect_stdout not in stdout):
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = (f.read().decode(errors="replace") for f in (out, err))
+    why = f"exit {proc.returncode}" if proc.returncode else None
+    if not why and b.expect_stdout and b.expect_stdout not in stdout:
+        why = f"{b.expect_stdout} not in stdout"
+    if why:
         sys.exit(
-            f"\nFAILED {b.name}: exit {proc.returncode}\n  $ {shlex.join(b.cmd)}\n"
+            f"\nFAILED {b.name}: {why}\n  $ {shlex.join(b.cmd)}\n"
             f"--- stdout ---\n{stdout[-4000:]}\n--- stderr ---\n{stderr[-4000:]}"
         )
     return wall, ru.ru_maxrss
@@ -155,7 +159,7 @@ def markdown(info: dict, res: dict) -> str:
         "",
         f"- machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem_total_gb']} GB RAM",
         f"- python {m['python']}, polars {m['polars']}, mlstage {m['mlstage']}",
-        f"- command: `{info['command']}`",
+        f"- command: `{info['command']}` ({info['repeats']} interleaved runs of each)",
         f"- data: `{info['data']}` ({info['data_mb']:.0f} MB)",
         "",
         "| benchmark | median s | min s | max s | median peak RSS MB | ratio vs reference "

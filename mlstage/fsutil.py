@@ -147,6 +147,15 @@ def swap_into_place(new: Path, out: Path) -> None:
     remove_tree(old)
 
 
+def has_leftovers(out: Path) -> bool:
+    """Whether a killed writer of `out` left a temporary directory or a swap record."""
+    prefix = f".{out.name}."
+    return any(
+        name.startswith(prefix) and (name[len(prefix):].startswith(("tmp-", "old-")) or name.endswith(".swap.json"))
+        for name in os.listdir(out.parent)
+    )
+
+
 def recover(out: Path) -> None:
     """Finish or undo whatever a killed writer of `out` left behind.
 

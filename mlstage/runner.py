@@ -19,7 +19,7 @@ from typing import Any
 
 from .artifact import Input, build_manifest, fingerprint, gate_exit_code, read_manifest
 from .errors import MlstageError
-from .fsutil import remove_tree, file_lock, lock_path, recover, swap_into_place, temp_sibling
+from .fsutil import file_lock, has_leftovers, lock_path, recover, remove_tree, swap_into_place, temp_sibling
 from .store import Store, write_payload_manifest
 
 
@@ -108,6 +108,11 @@ def run_stage(
     if not force:
         current = _current(out, fp, store)
         if current is not None:
+            if not dry_run and (has_leftovers(out) or store.last_write(out) != current["id"]):
+                # A writer was killed after its swap, or left temporary files behind.
+                with file_lock(lock_path(out)):
+                    recover(out)
+                    _heal_journal(out, store)
             return StageResult(current, out, up_to_date=True, dry_run=dry_run)
     if dry_run:
         return StageResult(None, out, dry_run=True, would_run=True)
