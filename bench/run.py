@@ -122,7 +122,11 @@ def summarize(benches: list[Bench], walls: dict, rss: dict) -> dict:
         r |= {"median_s": statistics.median(w), "min_s": min(w), "max_s": max(w)}
         r |= {"median_rss_mb": statistics.median(m), "ref": b.ref, "ratio": None}
         if b.ref:
-            r["ratio"] = r["median_s"] / statistics.median(walls[b.ref])
+            ref = walls[b.ref]
+            r["ratio"] = r["median_s"] / statistics.median(ref)
+            # Runs of one round ran back to back, under about the same load: the
+            # median of per-round ratios is less swayed by a slow spell than the above.
+            r["paired_ratio"] = statistics.median(x / y for x, y in zip(w, ref, strict=True))
         value = {"wall": r["median_s"], "rss": r["median_rss_mb"], "ratio": r["ratio"]}
         r["targets"] = [
             {"target": t.label, "value": value[t.metric], "pass": t.ok(value[t.metric])}
@@ -167,7 +171,7 @@ def markdown(info: dict, res: dict) -> str:
         "|---|--:|--:|--:|--:|--:|---|---|",
     ]
     for name, r in res.items():
-        ratio = f"{r['ratio']:.2f}×" if r["ratio"] else "—"
+        ratio = f"{r['ratio']:.2f}× (paired {r['paired_ratio']:.2f}×)" if r["ratio"] else "—"
         target = "; ".join(t["target"] for t in r["targets"]) or "—"
         failed = [t["target"] for t in r["targets"] if not t["pass"]]
         ok = "—" if not r["targets"] else f"FAIL ({'; '.join(failed)})" if failed else "pass"
@@ -175,7 +179,14 @@ def markdown(info: dict, res: dict) -> str:
             f"| {name} | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} "
             f"| {r['median_rss_mb']:.0f} | {ratio} | {target} | {ok} |"
         )
-    lines += ["", "Commands (ratio = median / median of the reference):", ""]
+    lines += [
+        "",
+        "Ratio: median / median of the reference (the target's measure); paired: "
+        "median over rounds of run / reference run in the same round.",
+        "",
+        "Commands:",
+        "",
+    ]
     for name, r in res.items():
         ref = f" (ref: {r['ref']})" if r["ref"] else ""
         lines.append(f"- {name}{ref}: `{r['cmd']}`")
