@@ -54,7 +54,9 @@ def fingerprint(stage: str, algorithm: int, params: dict[str, Any], inputs: list
 
 
 def artifact_id(fp: str, files: list[dict[str, Any]]) -> str:
-    return sha256_json({"fingerprint": fp, "files": sorted([f["path"], f["sha256"]] for f in files)})
+    return sha256_json(
+        {"fingerprint": fp, "files": sorted([f["path"], f["sha256"]] for f in files)}
+    )
 
 
 @cache
@@ -80,7 +82,9 @@ def _validator():
 
     import jsonschema
 
-    schema = json.loads(resources.files("mlstage").joinpath("schemas/manifest.schema.json").read_text())
+    schema = json.loads(
+        resources.files("mlstage").joinpath("schemas/manifest.schema.json").read_text()
+    )
     return jsonschema.Draft202012Validator(schema)
 
 
@@ -138,7 +142,9 @@ def read_manifest(artifact_dir: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_bytes())
     except FileNotFoundError:
-        raise BadInput("not an mlstage artifact (no manifest.json)", file=str(artifact_dir)) from None
+        raise BadInput(
+            "not an mlstage artifact (no manifest.json)", file=str(artifact_dir)
+        ) from None
     except (ValueError, UnicodeDecodeError) as e:
         raise BadInput(f"manifest is not valid JSON: {e}", file=str(path)) from None
     validate_manifest(manifest, str(path))

@@ -151,7 +151,8 @@ def has_leftovers(out: Path) -> bool:
     """Whether a killed writer of `out` left a temporary directory or a swap record."""
     prefix = f".{out.name}."
     return any(
-        name.startswith(prefix) and (name[len(prefix):].startswith(("tmp-", "old-")) or name.endswith(".swap.json"))
+        name.startswith(prefix)
+        and (name[len(prefix) :].startswith(("tmp-", "old-")) or name.endswith(".swap.json"))
         for name in os.listdir(out.parent)
     )
 

@@ -13,7 +13,9 @@ from .errors import BadInput
 
 def canonical_json(value: Any) -> str:
     """Sorted keys, no spaces, UTF-8 kept: reformatting a file changes nothing."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def sha256_json(value: Any) -> str:
@@ -55,4 +57,6 @@ def read_config(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise BadInput(f"not valid JSON: {e.msg} (column {e.colno})", file=str(path), line=e.lineno) from None
+        raise BadInput(
+            f"not valid JSON: {e.msg} (column {e.colno})", file=str(path), line=e.lineno
+        ) from None

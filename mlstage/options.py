@@ -32,7 +32,9 @@ def parse_types(items) -> dict[str, str]:
     types = {}
     for col, name in parse_pairs(items, "--type"):
         if name not in TYPE_NAMES:
-            raise BadInput(f"--type {col}={name}: unknown type {name!r}; choose from {', '.join(TYPE_NAMES)}")
+            raise BadInput(
+                f"--type {col}={name}: unknown type {name!r}; choose from {', '.join(TYPE_NAMES)}"
+            )
         types[col] = name
     return types
 
@@ -41,11 +43,15 @@ def parse_splits(items) -> list[tuple[str, float]]:
     splits = []
     for name, weight in parse_pairs(items, "--split"):
         if not _NAME.match(name) or name == "data":
-            raise BadInput(f"--split {name}={weight}: a split name is letters, digits, '_', '-' or '.', and not 'data'")
+            raise BadInput(
+                f"--split {name}={weight}: a split name is letters, digits, '_', '-' or '.', and not 'data'"
+            )
         try:
             w = float(weight)
         except ValueError:
-            raise BadInput(f"--split {name}={weight}: the weight {weight!r} is not a number") from None
+            raise BadInput(
+                f"--split {name}={weight}: the weight {weight!r} is not a number"
+            ) from None
         if not (w > 0 and w < float("inf")):
             raise BadInput(f"--split {name}={weight}: the weight must be a positive number")
         if name in dict(splits):

@@ -36,8 +36,10 @@ def summary_text(summary: dict[str, Any] | None) -> str:
             parts.append(f"{key}={'true' if value else 'false'}")
         elif isinstance(value, int | float | str) or value is None:
             parts.append(f"{key}={value}")
-        elif isinstance(value, dict) and len(value) <= 6 and all(
-            isinstance(v, int | float | str | bool) for v in value.values()
+        elif (
+            isinstance(value, dict)
+            and len(value) <= 6
+            and all(isinstance(v, int | float | str | bool) for v in value.values())
         ):
             parts.append(f"{key}=" + ",".join(f"{k}:{v}" for k, v in value.items()))
     return " ".join(parts)
@@ -70,10 +72,15 @@ def print_table(columns: list[str], rows: list[list[Any]], *, title: str | None 
             sys.stdout.write("\t".join("" if v is None else str(v) for v in row) + "\n")
 
 
-def lineage_lines(node: dict[str, Any], prefix: str = "", last: bool = True, root: bool = True) -> list[str]:
+def lineage_lines(
+    node: dict[str, Any], prefix: str = "", last: bool = True, root: bool = True
+) -> list[str]:
     if node["kind"] in ("file", "missing"):
-        label = f"{node['role']}: {node['path']}  sha256:{short_id(node['id'])}" if node["kind"] == "file" else \
-            f"{node['role']}: {node['path']}  {short_id(node['id'])} (not in the store)"
+        label = (
+            f"{node['role']}: {node['path']}  sha256:{short_id(node['id'])}"
+            if node["kind"] == "file"
+            else f"{node['role']}: {node['path']}  {short_id(node['id'])} (not in the store)"
+        )
     else:
         role = f"{node['role']}: " if node.get("role") else ""
         where = f"  {node['path']}" if node.get("path") else ""

@@ -19,7 +19,15 @@ from typing import Any
 
 from .artifact import Input, build_manifest, fingerprint, gate_exit_code, read_manifest
 from .errors import MlstageError
-from .fsutil import file_lock, has_leftovers, lock_path, recover, remove_tree, swap_into_place, temp_sibling
+from .fsutil import (
+    file_lock,
+    has_leftovers,
+    lock_path,
+    recover,
+    remove_tree,
+    swap_into_place,
+    temp_sibling,
+)
 from .store import Store, write_payload_manifest
 
 
@@ -142,8 +150,13 @@ def _produce(plan: StagePlan, fp: str, produce: Produce, tmp: Path, store: Store
     summary = produce(tmp)
     fault_point("produced")
     manifest = build_manifest(
-        kind=plan.kind, stage=plan.stage, fp=fp, params=plan.params,
-        inputs=plan.inputs, payload_dir=tmp, summary=summary,
+        kind=plan.kind,
+        stage=plan.stage,
+        fp=fp,
+        params=plan.params,
+        inputs=plan.inputs,
+        payload_dir=tmp,
+        summary=summary,
     )
     write_payload_manifest(tmp, manifest)
     store.add(tmp, manifest)

@@ -25,8 +25,16 @@ FORMATS = ("csv", "tsv", "parquet", "json", "jsonl", "ipc")
 TEXT_FORMATS = ("csv", "tsv", "json", "jsonl")
 DEFAULT_NULLS = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 EXTENSIONS = {
-    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
-    ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".arrow": "ipc", ".ipc": "ipc",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".arrow": "ipc",
+    ".ipc": "ipc",
     ".feather": "ipc",
 }
 
@@ -61,8 +69,11 @@ def expand_sources(specs: list[str], fmt: str, spool_dir: Path) -> list[Source]:
         p = Path(spec)
         if p.is_dir():
             files = sorted(
-                f for f in p.rglob("*")
-                if f.is_file() and (fmt != "auto" or f.suffix.lower() in EXTENSIONS) and not f.name.startswith(".")
+                f
+                for f in p.rglob("*")
+                if f.is_file()
+                and (fmt != "auto" or f.suffix.lower() in EXTENSIONS)
+                and not f.name.startswith(".")
             )
             if not files:
                 raise BadInput("directory holds no file of a known format", file=spec)
@@ -127,7 +138,11 @@ def _raw_lazy(src: Source, nulls: list[str], sample_rows: int | None = None):
     if src.format in ("csv", "tsv"):
         return pl.scan_csv(src.path, n_rows=sample_rows, **_csv_options(src, nulls))
     if src.format == "jsonl":
-        lf = pl.scan_ndjson(src.path, infer_schema_length=None if sample_rows is None else sample_rows, n_rows=sample_rows)
+        lf = pl.scan_ndjson(
+            src.path,
+            infer_schema_length=None if sample_rows is None else sample_rows,
+            n_rows=sample_rows,
+        )
         return _strings_as_text(lf, nulls)
     if src.format == "json":
         df = pl.read_json(src.path)
@@ -144,7 +159,9 @@ def _raw_lazy(src: Source, nulls: list[str], sample_rows: int | None = None):
         except pl.exceptions.PolarsError:
             df = pl.read_ipc_stream(src.path)  # the stream format, as written to a pipe
             return (df.head(sample_rows) if sample_rows else df).lazy()
-    raise BadInput(f"unknown format {src.format!r}; choose from {', '.join(FORMATS)}", file=src.name)
+    raise BadInput(
+        f"unknown format {src.format!r}; choose from {', '.join(FORMATS)}", file=src.name
+    )
 
 
 def _strings_as_text(lf, nulls: list[str]):
@@ -154,7 +171,8 @@ def _strings_as_text(lf, nulls: list[str]):
     schema = lf.collect_schema()
     return lf.with_columns(
         pl.when(pl.col(c).is_in(nulls)).then(None).otherwise(pl.col(c)).alias(c)
-        for c, t in schema.items() if t == pl.String
+        for c, t in schema.items()
+        if t == pl.String
     )
 
 
@@ -188,7 +206,11 @@ def infer_types(
         else:
             native = type_name(dtype)
             if native is None:
-                raise BadInput(f"type {dtype} is not supported (mlstage reads int, float, bool, string, date, datetime)", file=src.name, column=col)
+                raise BadInput(
+                    f"type {dtype} is not supported (mlstage reads int, float, bool, string, date, datetime)",
+                    file=src.name,
+                    column=col,
+                )
             types[col] = ColumnType(forced or native)
     return types
 
@@ -233,7 +255,8 @@ def diagnose_values(src: Source, types: dict[str, ColumnType], nulls: list[str])
     try:
         lf = _raw_lazy(src, nulls).with_row_index("__row")
         failing = {
-            col: pl.col(col).is_not_null() & _parse(col, dtype, types[col], src, strict=False).is_null()
+            col: pl.col(col).is_not_null()
+            & _parse(col, dtype, types[col], src, strict=False).is_null()
             for col, dtype in lf.collect_schema().items()
             if col != "__row" and types[col].name != "string"
         }
@@ -261,8 +284,14 @@ def diagnose_values(src: Source, types: dict[str, ColumnType], nulls: list[str])
 
 
 def _article(type_name_: str) -> str:
-    return {"int": "an integer", "float": "a number", "bool": "a boolean (true/false)",
-            "date": "a date", "datetime": "a datetime", "string": "a string"}[type_name_]
+    return {
+        "int": "an integer",
+        "float": "a number",
+        "bool": "a boolean (true/false)",
+        "date": "a date",
+        "datetime": "a datetime",
+        "string": "a string",
+    }[type_name_]
 
 
 def diagnose_structure(src: Source, nulls: list[str], error: Exception) -> BadInput:
@@ -303,14 +332,17 @@ def _first_ragged_record(src: Source, limit: int | None = None) -> BadInput | No
             header = next(reader)
             if len(set(header)) != len(header):
                 twice = sorted({h for h in header if header.count(h) > 1})
-                return BadInput(f"the header names a column twice: {', '.join(twice)}", file=src.name, line=1)
+                return BadInput(
+                    f"the header names a column twice: {', '.join(twice)}", file=src.name, line=1
+                )
             for n, record in enumerate(reader):
                 if limit is not None and n >= limit:
                     break
                 if len(record) != len(header) and record:
                     return BadInput(
                         f"{len(record)} fields where the header has {len(header)}",
-                        file=src.name, line=reader.line_num,
+                        file=src.name,
+                        line=reader.line_num,
                     )
         except csv.Error as e:
             return BadInput(f"malformed CSV: {e}", file=src.name, line=reader.line_num)

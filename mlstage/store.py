@@ -28,7 +28,7 @@ from typing import Any
 
 from .artifact import MANIFEST, check_files, manifest_bytes, read_manifest, utc_now
 from .errors import BadInput, NotFound
-from .fsutil import remove_tree, file_lock, fsync_path, sha256_file, write_bytes_durably
+from .fsutil import file_lock, fsync_path, remove_tree, sha256_file, write_bytes_durably
 
 STORE_DIRNAME = ".mlstage"
 _SCHEMA = """
@@ -175,8 +175,15 @@ class Store:
         try:
             db.execute(
                 "INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?,?,?)",
-                (m["id"], m["kind"], m["stage"], m["fingerprint"], m["created"],
-                 json.dumps(m["summary"]), json.dumps(m["params"], sort_keys=True)),
+                (
+                    m["id"],
+                    m["kind"],
+                    m["stage"],
+                    m["fingerprint"],
+                    m["created"],
+                    json.dumps(m["summary"]),
+                    json.dumps(m["params"], sort_keys=True),
+                ),
             )
             db.execute("DELETE FROM edges WHERE child=?", (m["id"],))
             db.executemany(
@@ -190,7 +197,12 @@ class Store:
 
     def record_write(self, path: Path, manifest: dict[str, Any]) -> None:
         """Append 'this version was written to this path' to the journal and index."""
-        entry = {"at": utc_now(), "path": normalise_path(path), "id": manifest["id"], "stage": manifest["stage"]}
+        entry = {
+            "at": utc_now(),
+            "path": normalise_path(path),
+            "id": manifest["id"],
+            "stage": manifest["stage"],
+        }
         line = (json.dumps(entry, sort_keys=True) + "\n").encode()
         with self.locked():
             with open(self.journal, "ab") as f:
@@ -219,7 +231,9 @@ class Store:
             if not matches:
                 raise NotFound(f"{ref}: no artifact in the store {self.root} has this id")
             if len(matches) > 1:
-                raise BadInput(f"{ref}: ambiguous, matches {len(matches)} artifacts; give more digits")
+                raise BadInput(
+                    f"{ref}: ambiguous, matches {len(matches)} artifacts; give more digits"
+                )
             return self.objects / matches[0]
         path = Path(ref)
         if path.name == MANIFEST:
@@ -244,35 +258,65 @@ class Store:
             args = (normalise_path(path),)
         rows = self.db.execute(q + " ORDER BY w.seq DESC", args).fetchall()
         return [
-            {"seq": r[0], "created": r[1], "path": r[2], "id": r[3], "stage": r[4], "kind": r[5],
-             "summary": json.loads(r[6]) if r[6] else None}
+            {
+                "seq": r[0],
+                "created": r[1],
+                "path": r[2],
+                "id": r[3],
+                "stage": r[4],
+                "kind": r[5],
+                "summary": json.loads(r[6]) if r[6] else None,
+            }
             for r in rows
         ]
 
     def artifacts(self, kind: str | None = None) -> list[dict[str, Any]]:
         q = "SELECT id, kind, stage, created, summary, params FROM artifacts"
-        rows = self.db.execute(q + (" WHERE kind=?" if kind else "") + " ORDER BY created, id", (kind,) if kind else ()).fetchall()
+        rows = self.db.execute(
+            q + (" WHERE kind=?" if kind else "") + " ORDER BY created, id", (kind,) if kind else ()
+        ).fetchall()
         return [
-            {"id": r[0], "kind": r[1], "stage": r[2], "created": r[3],
-             "summary": json.loads(r[4]), "params": json.loads(r[5])}
+            {
+                "id": r[0],
+                "kind": r[1],
+                "stage": r[2],
+                "created": r[3],
+                "summary": json.loads(r[4]),
+                "params": json.loads(r[5]),
+            }
             for r in rows
         ]
 
     def lineage(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """The tree of inputs back to raw sources, as nested dicts."""
 
-        def node(m: dict[str, Any], role: str | None, path: str | None, seen: frozenset) -> dict[str, Any]:
+        def node(
+            m: dict[str, Any], role: str | None, path: str | None, seen: frozenset
+        ) -> dict[str, Any]:
             children = []
             for inp in m["inputs"]:
                 parent = self.manifest(inp["id"]) if inp["id"] not in seen else None
                 if parent is not None:
                     children.append(node(parent, inp["role"], inp["path"], seen | {inp["id"]}))
                 else:
-                    children.append({"role": inp["role"], "id": inp["id"], "path": inp["path"],
-                                     "kind": "file" if inp["role"] == "source" else "missing",
-                                     "inputs": []})
-            return {"role": role, "id": m["id"], "kind": m["kind"], "stage": m["stage"],
-                    "path": path, "created": m["created"], "inputs": children}
+                    children.append(
+                        {
+                            "role": inp["role"],
+                            "id": inp["id"],
+                            "path": inp["path"],
+                            "kind": "file" if inp["role"] == "source" else "missing",
+                            "inputs": [],
+                        }
+                    )
+            return {
+                "role": role,
+                "id": m["id"],
+                "kind": m["kind"],
+                "stage": m["stage"],
+                "path": path,
+                "created": m["created"],
+                "inputs": children,
+            }
 
         return node(manifest, None, None, frozenset({manifest["id"]}))
 
@@ -362,7 +406,9 @@ class Store:
         db = self.db
         return {
             "artifacts": db.execute("SELECT * FROM artifacts ORDER BY id").fetchall(),
-            "edges": db.execute("SELECT * FROM edges ORDER BY child, parent, role, path").fetchall(),
+            "edges": db.execute(
+                "SELECT * FROM edges ORDER BY child, parent, role, path"
+            ).fetchall(),
             "writes": db.execute("SELECT at, path, id, stage FROM writes ORDER BY seq").fetchall(),
         }
 

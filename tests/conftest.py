@@ -53,10 +53,14 @@ def mlstage_exe() -> str:
     return exe
 
 
-def run_mlstage(*args: str, cwd: Path, env: dict | None = None, input: bytes | None = None, check=None):
+def run_mlstage(
+    *args: str, cwd: Path, env: dict | None = None, input: bytes | None = None, check=None
+):
     """Run the installed `mlstage` command as Make would."""
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([mlstage_exe(), *args], cwd=cwd, env=full_env, input=input, capture_output=True)
+    proc = subprocess.run(
+        [mlstage_exe(), *args], cwd=cwd, env=full_env, input=input, capture_output=True
+    )
     if check is not None:
         assert proc.returncode == check, proc.stderr.decode()
     return proc

@@ -20,13 +20,19 @@ from .conftest import SAMPLE, mlstage_exe, run_mlstage, write
 
 
 def _leftovers(parent: Path) -> list[str]:
-    return sorted(p.name for p in parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name or p.name.endswith(".swap.json"))
+    return sorted(
+        p.name
+        for p in parent.iterdir()
+        if ".tmp-" in p.name or ".old-" in p.name or p.name.endswith(".swap.json")
+    )
 
 
 def test_help_is_fast_and_imports_no_heavy_library(tmp_path):
     start = time.perf_counter()
     run_mlstage("--help", cwd=tmp_path, check=0)
-    assert time.perf_counter() - start < 5  # a generous bound: the benchmark measures the real figure
+    assert (
+        time.perf_counter() - start < 5
+    )  # a generous bound: the benchmark measures the real figure
     code = (
         "import sys; sys.argv=['mlstage','--help']\n"
         "from mlstage.cli import app\n"
@@ -55,12 +61,39 @@ def test_up_to_date_run_imports_no_heavy_library(tmp_path):
 
 
 def test_a_make_style_chain_in_a_temp_dir(tmp_path):
-    run_mlstage("ingest", str(SAMPLE / "adult.csv"), "--null", "?", "--split", "train=8", "--split", "eval=2",
-                "-o", "data/adult", cwd=tmp_path, check=0)
-    proc = run_mlstage("ingest", str(SAMPLE / "adult.csv"), "--null", "?", "--split", "train=8", "--split", "eval=2",
-                       "-o", "data/adult", "--json", cwd=tmp_path, check=0)
+    run_mlstage(
+        "ingest",
+        str(SAMPLE / "adult.csv"),
+        "--null",
+        "?",
+        "--split",
+        "train=8",
+        "--split",
+        "eval=2",
+        "-o",
+        "data/adult",
+        cwd=tmp_path,
+        check=0,
+    )
+    proc = run_mlstage(
+        "ingest",
+        str(SAMPLE / "adult.csv"),
+        "--null",
+        "?",
+        "--split",
+        "train=8",
+        "--split",
+        "eval=2",
+        "-o",
+        "data/adult",
+        "--json",
+        cwd=tmp_path,
+        check=0,
+    )
     assert json.loads(proc.stdout)["up_to_date"] is True
-    log = run_mlstage("log", "data/adult", cwd=tmp_path, check=0).stdout.decode().strip().splitlines()
+    log = (
+        run_mlstage("log", "data/adult", cwd=tmp_path, check=0).stdout.decode().strip().splitlines()
+    )
     assert len(log) == 1
     assert run_mlstage("verify", cwd=tmp_path).returncode == 0
     bad = run_mlstage("ingest", "missing.csv", "-o", "data/adult", cwd=tmp_path)
@@ -111,13 +144,29 @@ def test_sigkill_at_random_moments_of_a_long_ingest(tmp_path):
         rows = body.split("\n", 1)[1]
         for _ in range(5):
             f.write(rows)
-    args = [mlstage_exe(), "ingest", str(src), "--null", "?", "--split", "train=8", "--split", "eval=2", "-o", "ds"]
+    args = [
+        mlstage_exe(),
+        "ingest",
+        str(src),
+        "--null",
+        "?",
+        "--split",
+        "train=8",
+        "--split",
+        "eval=2",
+        "-o",
+        "ds",
+    ]
     subprocess.run(args, cwd=tmp_path, check=True, capture_output=True)
     first = read_manifest(tmp_path / "ds")["id"]
     rng = random.Random(7)
     for seed in range(6):
-        proc = subprocess.Popen([*args, "--seed", str(seed + 1)], cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [*args, "--seed", str(seed + 1)],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(0.05, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -133,11 +182,20 @@ def test_sigkill_at_random_moments_of_a_long_ingest(tmp_path):
 def test_six_concurrent_writers_of_one_path_and_store(tmp_path):
     sources = []
     for i in range(6):
-        sources.append(write(tmp_path / f"src{i}.csv", "a,b\n" + "".join(f"{j},{i}\n" for j in range(2000 + i))))
+        sources.append(
+            write(
+                tmp_path / f"src{i}.csv", "a,b\n" + "".join(f"{j},{i}\n" for j in range(2000 + i))
+            )
+        )
     env = {**os.environ, "MLSTAGE_STORE": str(tmp_path / "store")}
     procs = [
-        subprocess.Popen([mlstage_exe(), "ingest", str(s), "-o", "shared", "--json"], cwd=tmp_path, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [mlstage_exe(), "ingest", str(s), "-o", "shared", "--json"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for s in sources
     ]
     results = []

@@ -19,7 +19,17 @@ def _commands():
 
 def test_every_command_has_help_text():
     group, names = _commands()
-    assert {"ingest", "log", "show", "lineage", "verify", "checkout", "diff", "gc", "reindex"} <= set(names)
+    assert {
+        "ingest",
+        "log",
+        "show",
+        "lineage",
+        "verify",
+        "checkout",
+        "diff",
+        "gc",
+        "reindex",
+    } <= set(names)
     for name in names:
         cmd = group.commands[name]
         assert cmd.help and len(cmd.help.strip()) > 10, name
@@ -44,7 +54,10 @@ def test_ingest_json_line_then_up_to_date(tmp_path):
     assert rec["kind"] == "dataset" and rec["up_to_date"] is False and rec["rows"] == 2
     assert "wrote ds" in r.stderr
     again = cli("ingest", "d.csv", "-o", "ds", "--json")
-    assert json.loads(again.stdout)["up_to_date"] is True and json.loads(again.stdout)["id"] == rec["id"]
+    assert (
+        json.loads(again.stdout)["up_to_date"] is True
+        and json.loads(again.stdout)["id"] == rec["id"]
+    )
     assert "up to date" in again.stderr
 
 
@@ -61,7 +74,10 @@ def test_quiet_prints_nothing_and_dry_run_writes_nothing(tmp_path):
     [
         (["ingest", "nope.csv", "-o", "ds"], "error: nope.csv: no such file or directory"),
         (["ingest", "d.csv"], "error: missing option -o/--out DIR"),
-        (["ingest", "d.csv", "-o", "ds", "--split", "train=x", "--split", "b=1"], "is not a number"),
+        (
+            ["ingest", "d.csv", "-o", "ds", "--split", "train=x", "--split", "b=1"],
+            "is not a number",
+        ),
         (["ingest", "d.csv", "-o", "-", "--split", "a=1", "--split", "b=1"], "give a directory"),
         (["show", "@zz"], "6 or more hex digits"),
     ],
@@ -144,8 +160,9 @@ def test_stdout_payload_is_an_arrow_stream(tmp_path):
     import pyarrow.ipc as ipc
 
     write(tmp_path / "d.csv", "a,b\n1,x\n2,y\n")
-    from mlstage.cli import app as the_app
     from typer.testing import CliRunner
+
+    from mlstage.cli import app as the_app
 
     r = CliRunner().invoke(the_app, ["ingest", "d.csv", "-o", "-"], catch_exceptions=False)
     assert r.exit_code == 0

@@ -35,7 +35,9 @@ def test_adult_types_missing_markers_and_manifest(adult_small):
     (src,) = s["sources"]
     assert src["bytes"] == adult_small.stat().st_size
     assert src["sha256"] == hashlib.sha256(adult_small.read_bytes()).hexdigest()
-    assert r.manifest["inputs"] == [{"role": "source", "id": src["sha256"], "path": str(adult_small)}]
+    assert r.manifest["inputs"] == [
+        {"role": "source", "id": src["sha256"], "path": str(adult_small)}
+    ]
 
 
 def test_inference_of_dates_datetimes_bools_and_missing_markers(tmp_path):
@@ -48,7 +50,12 @@ def test_inference_of_dates_datetimes_bools_and_missing_markers(tmp_path):
     )
     r = ingest([src], "ds")
     assert r.manifest["summary"]["schema"] == {
-        "d": "date", "t": "datetime", "b": "bool", "x": "float", "s": "string", "n": "string"
+        "d": "date",
+        "t": "datetime",
+        "b": "bool",
+        "x": "float",
+        "s": "string",
+        "n": "string",
     }
     df = read("ds")
     assert df["d"].to_list() == [dt.date(2012, 1, 1), dt.date(2012, 1, 2), dt.date(2012, 12, 31)]
@@ -96,7 +103,8 @@ def test_glob_directory_and_column_union_across_files(tmp_path):
     assert df["x"].to_list() == [1.0, 2.0, 3.5]
     assert df["z"].to_list() == [None, None, True]
     assert [s["path"] for s in r.manifest["summary"]["sources"]] == [
-        str(tmp_path / "in" / "a.csv"), str(tmp_path / "in" / "b.csv")
+        str(tmp_path / "in" / "a.csv"),
+        str(tmp_path / "in" / "b.csv"),
     ]
     ingest([tmp_path / "in"], "d")
     assert read("d").equals(df)
@@ -105,7 +113,9 @@ def test_glob_directory_and_column_union_across_files(tmp_path):
 def test_type_conflict_between_files_names_both(tmp_path):
     a = write(tmp_path / "a.csv", "x\n1\n")
     b = write(tmp_path / "b.csv", "x\nhello\n")
-    with pytest.raises(BadInput, match=r'column "x" is int in .*a\.csv but string in .*b\.csv.*--type x='):
+    with pytest.raises(
+        BadInput, match=r'column "x" is int in .*a\.csv but string in .*b\.csv.*--type x='
+    ):
         ingest([a, b], "ds")
     assert not (tmp_path / "ds").exists()
 
@@ -120,7 +130,9 @@ def test_hash_split_is_deterministic_complete_and_near_weights():
     assert pl.concat([train, ev]).sort(whole.columns).equals(whole.sort(whole.columns))
     again = ingest([SAMPLE / "adult.csv"], "ds2", null=["?"], split=["train=8", "eval=2"])
     assert again.manifest["id"] == r.manifest["id"]
-    other_seed = ingest([SAMPLE / "adult.csv"], "ds3", null=["?"], split=["train=8", "eval=2"], seed=1)
+    other_seed = ingest(
+        [SAMPLE / "adult.csv"], "ds3", null=["?"], split=["train=8", "eval=2"], seed=1
+    )
     assert not read("ds3", "eval").equals(ev)
     assert other_seed.manifest["fingerprint"] != r.manifest["fingerprint"]
 
@@ -156,7 +168,11 @@ def test_stdin_is_read_and_recorded_by_content(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
     r = ingest(["-"], "ds")
     assert read("ds")["a"].to_list() == [1, 3]
-    assert r.manifest["inputs"][0] == {"role": "source", "id": hashlib.sha256(data).hexdigest(), "path": "-"}
+    assert r.manifest["inputs"][0] == {
+        "role": "source",
+        "id": hashlib.sha256(data).hexdigest(),
+        "path": "-",
+    }
     assert not list((Store.open().root / "tmp").glob("stdin-*"))
 
 
@@ -183,8 +199,14 @@ BAD_CSV = {
     "missing": (None, r"missing\.csv: no such file or directory"),
     "empty": (b"", r"empty\.csv: file is empty"),
     "header_only": (b"a,b\n", r"no data rows"),
-    "ragged_long": (b"a,b\n1,2\n3,4,5\n", r"ragged_long\.csv: line 3: 3 fields where the header has 2"),
-    "ragged_short": (b"a,b\n1,2\n3\n", r"ragged_short\.csv: line 3: 1 fields where the header has 2"),
+    "ragged_long": (
+        b"a,b\n1,2\n3,4,5\n",
+        r"ragged_long\.csv: line 3: 3 fields where the header has 2",
+    ),
+    "ragged_short": (
+        b"a,b\n1,2\n3\n",
+        r"ragged_short\.csv: line 3: 1 fields where the header has 2",
+    ),
     "bad_utf8": (b"a,b\n1,2\n3,\xff\xfe\n", r"bad_utf8\.csv: line 3: the file is not valid UTF-8"),
     "bad_quote": (b'a,b\n1,x\n"3,4\n', r"bad_quote\.csv: line \d+: malformed CSV"),
     "dup_header": (b"a,a\n1,2\n", r"dup_header\.csv: line 1: the header names a column twice: a"),
@@ -205,11 +227,13 @@ def test_bad_csv_is_exit_2_naming_file_and_line(tmp_path, previous, case):
 
 
 def test_value_after_the_inference_sample_names_line_column_value(tmp_path, previous):
-    src = write(tmp_path / "late.csv", "age,name\n" + "".join(f"{i},n{i}\n" for i in range(50)) + "abc,x\n")
+    src = write(
+        tmp_path / "late.csv", "age,name\n" + "".join(f"{i},n{i}\n" for i in range(50)) + "abc,x\n"
+    )
     with pytest.raises(BadInput) as info:
         ingest([src], "ds", infer_rows=20)
     msg = str(info.value)
-    assert 'late.csv: line 52, column "age": cannot parse \'abc\' as an integer' in msg
+    assert "late.csv: line 52, column \"age\": cannot parse 'abc' as an integer" in msg
     assert "--type age=string" in msg
     assert read_manifest(tmp_path / "ds")["id"] == previous
 

@@ -10,10 +10,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlstage import ingest
-from mlstage.hashing import canonical_text, hash_expr, stable_hash, stable_hash_many, unit_interval, unit_interval_expr
+from mlstage.hashing import (
+    canonical_text,
+    hash_expr,
+    stable_hash,
+    stable_hash_many,
+    unit_interval,
+    unit_interval_expr,
+)
 
 _counter = itertools.count()
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def test_stable_hash_known_values():
@@ -46,15 +55,23 @@ def test_vectorised_hash_equals_per_value_hash(data):
         "float": st.floats(allow_nan=True, allow_infinity=True),
         "bool": st.booleans(),
         "date": st.dates(),
-        "datetime": st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1)),
+        "datetime": st.datetimes(
+            min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1)
+        ),
     }[kind]
     values = data.draw(st.lists(st.one_of(st.none(), strategy), min_size=1, max_size=20))
     df = pl.DataFrame({"v": values, "w": list(range(len(values)))})
     single = df.select(hash_expr(["v"], df.schema)).to_series().to_list()
     assert single == [stable_hash(v) for v in values]
     many = df.select(hash_expr(["v", "w"], df.schema, prefix="7")).to_series().to_list()
-    assert many == [stable_hash_many([v, w], prefix="7") for v, w in zip(values, df["w"], strict=True)]
-    fractions = df.select(unit_interval_expr(hash_expr(["v", "w"], df.schema, prefix="7"))).to_series().to_list()
+    assert many == [
+        stable_hash_many([v, w], prefix="7") for v, w in zip(values, df["w"], strict=True)
+    ]
+    fractions = (
+        df.select(unit_interval_expr(hash_expr(["v", "w"], df.schema, prefix="7")))
+        .to_series()
+        .to_list()
+    )
     assert fractions == [unit_interval(h) for h in many]
 
 
@@ -68,17 +85,32 @@ def typed_frames(draw):
             values[0] = draw(strategy)
         return values
 
-    safe_text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r\x00"), min_size=1, max_size=12)
+    safe_text = st.text(
+        alphabet=st.characters(codec="utf-8", exclude_characters="\r\x00"), min_size=1, max_size=12
+    )
     return pl.DataFrame(
         {
             "i": column(st.integers(min_value=-(2**62), max_value=2**62)),
-            "f": column(st.floats(allow_nan=False, allow_infinity=False, width=64).map(lambda x: x + 0.5 if x == int(x) else x)),
+            "f": column(
+                st.floats(allow_nan=False, allow_infinity=False, width=64).map(
+                    lambda x: x + 0.5 if x == int(x) else x
+                )
+            ),
             "b": column(st.booleans()),
             "s": column(safe_text.map(lambda t: "s" + t)),
             "d": column(st.dates(min_value=dt.date(1000, 1, 1))),
-            "t": column(st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1))),
+            "t": column(
+                st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1))
+            ),
         },
-        schema={"i": pl.Int64, "f": pl.Float64, "b": pl.Boolean, "s": pl.String, "d": pl.Date, "t": pl.Datetime("us")},
+        schema={
+            "i": pl.Int64,
+            "f": pl.Float64,
+            "b": pl.Boolean,
+            "s": pl.String,
+            "d": pl.Date,
+            "t": pl.Datetime("us"),
+        },
     )
 
 
@@ -90,12 +122,24 @@ def test_csv_to_parquet_round_trip(tmp_path, df):
     df.write_csv(src)
     r = ingest([src], tmp_path / f"rt{k}", store=tmp_path / "st")
     back = pl.read_parquet(tmp_path / f"rt{k}" / "data.parquet")
-    assert r.manifest["summary"]["schema"] == {"i": "int", "f": "float", "b": "bool", "s": "string", "d": "date", "t": "datetime"}
+    assert r.manifest["summary"]["schema"] == {
+        "i": "int",
+        "f": "float",
+        "b": "bool",
+        "s": "string",
+        "d": "date",
+        "t": "datetime",
+    }
     assert back.equals(df)
 
 
 @FAST
-@given(st.lists(st.tuples(st.integers(0, 50), st.sampled_from(["a", "b", "c"])), min_size=2, max_size=60), st.randoms())
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 50), st.sampled_from(["a", "b", "c"])), min_size=2, max_size=60
+    ),
+    st.randoms(),
+)
 def test_hash_split_of_a_row_does_not_depend_on_other_rows_or_order(tmp_path, rows, rnd):
     k = next(_counter)
     lines = [f"{x},{y}" for x, y in rows]
@@ -111,7 +155,11 @@ def test_hash_split_of_a_row_does_not_depend_on_other_rows_or_order(tmp_path, ro
     def assignment(out):
         parts = []
         for split in ("train", "eval"):
-            parts.append(pl.read_parquet(tmp_path / out / f"{split}.parquet").with_columns(split=pl.lit(split)))
+            parts.append(
+                pl.read_parquet(tmp_path / out / f"{split}.parquet").with_columns(
+                    split=pl.lit(split)
+                )
+            )
         return {(r["x"], r["y"]): r["split"] for r in pl.concat(parts).iter_rows(named=True)}
 
     first, second = assignment(f"sa{k}"), assignment(f"sb{k}")

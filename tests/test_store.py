@@ -44,9 +44,10 @@ def test_versions_are_kept_read_only_and_logged_newest_first(tmp_path):
         assert (obj / "data.parquet").exists()
         assert not os.stat(obj / "data.parquet").st_mode & stat.S_IWUSR
     # the output shares the store's copy
-    assert os.stat(tmp_path / "ds" / "data.parquet").st_ino == os.stat(
-        store.object_dir(r2.manifest["id"]) / "data.parquet"
-    ).st_ino
+    assert (
+        os.stat(tmp_path / "ds" / "data.parquet").st_ino
+        == os.stat(store.object_dir(r2.manifest["id"]) / "data.parquet").st_ino
+    )
 
 
 def test_references_by_id_prefix(tmp_path):
@@ -57,7 +58,9 @@ def test_references_by_id_prefix(tmp_path):
     with pytest.raises(BadInput, match="6 or more hex"):
         store.resolve("@abc")
     with pytest.raises(NotFound):
-        store.resolve("@" + "0" * 10 if not r.manifest["id"].startswith("0" * 10) else "@" + "f" * 10)
+        store.resolve(
+            "@" + "0" * 10 if not r.manifest["id"].startswith("0" * 10) else "@" + "f" * 10
+        )
     with pytest.raises(NotFound):
         store.resolve("no/such/dir")
 

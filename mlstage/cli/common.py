@@ -49,17 +49,68 @@ class Common:
 
 
 def _param(name: str, annotation, default) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default
+    )
 
 
 _STAGE_OPTIONS = [
-    _param("out", Annotated[str | None, typer.Option("-o", "--out", metavar="DIR", help="Output artifact directory ('-': payload to stdout).", show_default=False)], None),
-    _param("json", Annotated[bool, typer.Option("--json", help="Print one JSON line with the result on stdout.")], False),
-    _param("quiet", Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")], False),
-    _param("force", Annotated[bool, typer.Option("--force", help="Run even when the output is up to date.")], False),
-    _param("dry_run", Annotated[bool, typer.Option("--dry-run", help="Say whether the stage would run; write nothing.")], False),
-    _param("store", Annotated[Path | None, typer.Option("--store", metavar="DIR", help="Store directory (default: $MLSTAGE_STORE, else .mlstage/ found upwards).", show_default=False)], None),
-    _param("debug", Annotated[bool, typer.Option("--debug", help="Show a traceback on internal errors.")], False),
+    _param(
+        "out",
+        Annotated[
+            str | None,
+            typer.Option(
+                "-o",
+                "--out",
+                metavar="DIR",
+                help="Output artifact directory ('-': payload to stdout).",
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    _param(
+        "json",
+        Annotated[
+            bool, typer.Option("--json", help="Print one JSON line with the result on stdout.")
+        ],
+        False,
+    ),
+    _param(
+        "quiet",
+        Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")],
+        False,
+    ),
+    _param(
+        "force",
+        Annotated[bool, typer.Option("--force", help="Run even when the output is up to date.")],
+        False,
+    ),
+    _param(
+        "dry_run",
+        Annotated[
+            bool, typer.Option("--dry-run", help="Say whether the stage would run; write nothing.")
+        ],
+        False,
+    ),
+    _param(
+        "store",
+        Annotated[
+            Path | None,
+            typer.Option(
+                "--store",
+                metavar="DIR",
+                help="Store directory (default: $MLSTAGE_STORE, else .mlstage/ found upwards).",
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    _param(
+        "debug",
+        Annotated[bool, typer.Option("--debug", help="Show a traceback on internal errors.")],
+        False,
+    ),
 ]
 _STORE_OPTIONS = [p for p in _STAGE_OPTIONS if p.name in ("json", "store", "debug")]
 
@@ -85,11 +136,15 @@ def handle_errors(debug: bool) -> Iterator[None]:
         if debug:
             traceback.print_exc()
         text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        sys.stderr.write(f"internal error: {type(e).__name__}: {text} (rerun with --debug for a traceback)\n")
+        sys.stderr.write(
+            f"internal error: {type(e).__name__}: {text} (rerun with --debug for a traceback)\n"
+        )
         raise typer.Exit(EXIT_INTERNAL) from None
 
 
-def _with_options(fn: Callable, extra: list[inspect.Parameter], build: Callable[[dict], object]) -> Callable:
+def _with_options(
+    fn: Callable, extra: list[inspect.Parameter], build: Callable[[dict], object]
+) -> Callable:
     # eval_str: the command modules use `from __future__ import annotations`, and typer
     # needs the real Annotated objects to see each option's declaration and help.
     sig = inspect.signature(fn, eval_str=True)
@@ -145,7 +200,9 @@ def emit_result(stage: str, result, common: Common, details: str = "") -> None:
             state = "would run" if result.would_run else "up to date, would not run"
             console.print(f"{stage}: {where}: {state}", markup=False)
         elif result.up_to_date:
-            console.print(f"{stage}: {where} up to date ({m['kind']} {short_id(m['id'])})", markup=False)
+            console.print(
+                f"{stage}: {where} up to date ({m['kind']} {short_id(m['id'])})", markup=False
+            )
         else:
             console.print(f"{stage}: wrote {where} ({m['kind']} {short_id(m['id'])})", markup=False)
         if m and not result.dry_run:
@@ -156,4 +213,12 @@ def emit_result(stage: str, result, common: Common, details: str = "") -> None:
         raise typer.Exit(result.exit_code)
 
 
-__all__ = ["Common", "StoreCommon", "stage_command", "store_command", "emit_result", "handle_errors", "EXIT_BAD_INPUT"]
+__all__ = [
+    "Common",
+    "StoreCommon",
+    "stage_command",
+    "store_command",
+    "emit_result",
+    "handle_errors",
+    "EXIT_BAD_INPUT",
+]

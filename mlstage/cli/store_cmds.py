@@ -17,7 +17,10 @@ from ..render import lineage_lines, print_json, print_table, short_id, stderr_co
 from . import app
 from .common import StoreCommon, store_command
 
-RefArg = Annotated[str, typer.Argument(help="Artifact directory or @<id prefix> (6+ hex digits).", show_default=False)]
+RefArg = Annotated[
+    str,
+    typer.Argument(help="Artifact directory or @<id prefix> (6+ hex digits).", show_default=False),
+]
 
 
 def _store(common: StoreCommon, near: Path | None = None):
@@ -28,7 +31,9 @@ def _store(common: StoreCommon, near: Path | None = None):
 
 @store_command(app, "log")
 def log_cmd(
-    path: Annotated[Path | None, typer.Argument(help="Artifact path (default: every path).", show_default=False)] = None,
+    path: Annotated[
+        Path | None, typer.Argument(help="Artifact path (default: every path).", show_default=False)
+    ] = None,
     *,
     common: StoreCommon,
 ) -> None:
@@ -38,7 +43,10 @@ def log_cmd(
     if common.json:
         print_json(writes)
         return
-    rows = [[short_id(w["id"]), w["created"], w["stage"], w["path"], summary_text(w["summary"])] for w in writes]
+    rows = [
+        [short_id(w["id"]), w["created"], w["stage"], w["path"], summary_text(w["summary"])]
+        for w in writes
+    ]
     print_table(["id", "created", "stage", "path", "summary"], rows)
 
 
@@ -63,7 +71,13 @@ def lineage_cmd(ref: RefArg, *, common: StoreCommon) -> None:
 
 @store_command(app, "verify")
 def verify_cmd(
-    ref: Annotated[str | None, typer.Argument(help="Artifact (default: every artifact in the store and every path it logged).", show_default=False)] = None,
+    ref: Annotated[
+        str | None,
+        typer.Argument(
+            help="Artifact (default: every artifact in the store and every path it logged).",
+            show_default=False,
+        ),
+    ] = None,
     *,
     common: StoreCommon,
 ) -> None:
@@ -75,7 +89,9 @@ def verify_cmd(
     else:
         for p in problems:
             sys.stdout.write(p + "\n")
-        stderr_console().print(f"verify: {checked} artifacts checked, {len(problems)} problems", markup=False)
+        stderr_console().print(
+            f"verify: {checked} artifacts checked, {len(problems)} problems", markup=False
+        )
     if problems:
         raise typer.Exit(CorruptArtifact.exit_code)
 
@@ -83,7 +99,10 @@ def verify_cmd(
 @store_command(app, "checkout")
 def checkout_cmd(
     ref: RefArg,
-    out: Annotated[Path, typer.Option("-o", "--out", help="Directory to write the artifact to.", show_default=False)],
+    out: Annotated[
+        Path,
+        typer.Option("-o", "--out", help="Directory to write the artifact to.", show_default=False),
+    ],
     *,
     common: StoreCommon,
 ) -> None:
@@ -93,9 +112,18 @@ def checkout_cmd(
     store = _store(common, near=out.absolute().parent)
     manifest, changed = checkout(store, ref, out)
     if common.json:
-        print_json({"id": manifest["id"], "kind": manifest["kind"], "path": str(out), "up_to_date": not changed})
+        print_json(
+            {
+                "id": manifest["id"],
+                "kind": manifest["kind"],
+                "path": str(out),
+                "up_to_date": not changed,
+            }
+        )
     state = "wrote" if changed else "up to date:"
-    stderr_console().print(f"checkout: {state} {out} ({manifest['kind']} {short_id(manifest['id'])})", markup=False)
+    stderr_console().print(
+        f"checkout: {state} {out} ({manifest['kind']} {short_id(manifest['id'])})", markup=False
+    )
 
 
 @store_command(app, "diff")

@@ -19,7 +19,16 @@ from ..errors import BadInput
 from ..inference import ColumnType, widen
 from ..options import parse_splits, parse_types
 from ..runner import StagePlan, StageResult, run_stage
-from ..sources import DEFAULT_NULLS, FORMATS, Source, diagnose_structure, diagnose_values, expand_sources, infer_types, scan_typed
+from ..sources import (
+    DEFAULT_NULLS,
+    FORMATS,
+    Source,
+    diagnose_structure,
+    diagnose_values,
+    expand_sources,
+    infer_types,
+    scan_typed,
+)
 from ..store import Store
 
 ALGORITHM = 1
@@ -55,7 +64,11 @@ def ingest(
         raise BadInput("--infer-rows must be at least 1")
     nulls = list(dict.fromkeys([*DEFAULT_NULLS, *null]))
     out_path = Path(out) if out is not None else None
-    st = store if isinstance(store, Store) else Store.open(store, near=out_path.absolute().parent if out_path else None)
+    st = (
+        store
+        if isinstance(store, Store)
+        else Store.open(store, near=out_path.absolute().parent if out_path else None)
+    )
 
     srcs = expand_sources([str(s) for s in sources], format, st.root / "tmp")
     inputs = [Input("source", st.file_sha256(s.path), s.name) for s in srcs]
@@ -72,9 +85,12 @@ def ingest(
     plan = StagePlan("ingest", "dataset", ALGORITHM, params, inputs)
 
     def produce(tmp: Path) -> dict[str, Any]:
-        summary = _write_dataset(srcs, tmp, nulls, type_overrides, splits, keys, split_order, seed, infer_rows)
+        summary = _write_dataset(
+            srcs, tmp, nulls, type_overrides, splits, keys, split_order, seed, infer_rows
+        )
         summary["sources"] = [
-            {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id} for s, i in zip(srcs, inputs, strict=True)
+            {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id}
+            for s, i in zip(srcs, inputs, strict=True)
         ]
         return summary
 
@@ -86,7 +102,9 @@ def ingest(
                 s.path.unlink(missing_ok=True)
 
 
-def _unify(srcs: list[Source], per_source: list[dict[str, ColumnType | None]]) -> dict[str, ColumnType]:
+def _unify(
+    srcs: list[Source], per_source: list[dict[str, ColumnType | None]]
+) -> dict[str, ColumnType]:
     """One type per column across files matched by name; a conflict is bad input."""
     unified: dict[str, tuple[ColumnType, str] | None] = {}
     for src, types in zip(srcs, per_source, strict=True):
@@ -107,7 +125,9 @@ def _unify(srcs: list[Source], per_source: list[dict[str, ColumnType | None]]) -
     return {c: (v[0] if v else ColumnType("string")) for c, v in unified.items()}
 
 
-def _write_dataset(srcs, tmp: Path, nulls, type_overrides, splits, keys, split_order, seed, infer_rows) -> dict[str, Any]:
+def _write_dataset(
+    srcs, tmp: Path, nulls, type_overrides, splits, keys, split_order, seed, infer_rows
+) -> dict[str, Any]:
     import polars as pl
 
     from ..hashing import hash_expr, unit_interval_expr
@@ -122,9 +142,12 @@ def _write_dataset(srcs, tmp: Path, nulls, type_overrides, splits, keys, split_o
     frames = []
     for src, own in zip(srcs, per_source, strict=True):
         lf = scan_typed(src, {c: types[c] for c in own}, nulls)
-        frames.append(lf.select(
-            pl.col(c) if c in own else pl.lit(None, dtype=polars_type(t.name)).alias(c) for c, t in types.items()
-        ))
+        frames.append(
+            lf.select(
+                pl.col(c) if c in own else pl.lit(None, dtype=polars_type(t.name)).alias(c)
+                for c, t in types.items()
+            )
+        )
     data = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
     schema = {c: polars_type(t.name) for c, t in types.items()}
 
@@ -141,8 +164,13 @@ def _write_dataset(srcs, tmp: Path, nulls, type_overrides, splits, keys, split_o
         for i, (_, w) in enumerate(splits[:-1]):
             acc += w / total
             cut = cut.when(position < acc).then(pl.lit(i, dtype=pl.UInt8))
-        tagged = data.with_columns(cut.otherwise(pl.lit(len(splits) - 1, dtype=pl.UInt8)).alias("__split"))
-        targets = {name: tagged.filter(pl.col("__split") == i).drop("__split") for i, (name, _) in enumerate(splits)}
+        tagged = data.with_columns(
+            cut.otherwise(pl.lit(len(splits) - 1, dtype=pl.UInt8)).alias("__split")
+        )
+        targets = {
+            name: tagged.filter(pl.col("__split") == i).drop("__split")
+            for i, (name, _) in enumerate(splits)
+        }
 
     files = {name: tmp / f"{name}.parquet" for name in targets}
     try:
@@ -160,10 +188,14 @@ def _write_dataset(srcs, tmp: Path, nulls, type_overrides, splits, keys, split_o
                 raise problem from None
         raise BadInput(f"cannot read the sources: {str(e).strip().splitlines()[0]}") from None
 
-    counts = {name: pl.scan_parquet(p).select(pl.len()).collect().item() for name, p in files.items()}
+    counts = {
+        name: pl.scan_parquet(p).select(pl.len()).collect().item() for name, p in files.items()
+    }
     rows = sum(counts.values())
     if rows == 0:
-        raise BadInput("the sources hold no data rows", file=srcs[0].name if len(srcs) == 1 else None)
+        raise BadInput(
+            "the sources hold no data rows", file=srcs[0].name if len(srcs) == 1 else None
+        )
     return {
         "rows": rows,
         "columns": len(types),
