@@ -55,46 +55,77 @@ def parse_expr(column: str, ctype: ColumnType, *, strict: bool):
                 return lowered.replace_strict(BOOL_TEXT, return_dtype=pl.Boolean)
             return lowered.replace_strict(BOOL_TEXT, default=None, return_dtype=pl.Boolean)
         case "date":
-            return col.str.to_date(ctype.format, strict=strict)
+            return col.str.to_date(ctype.format, strict=strict, cache=False)
         case "datetime":
-            e = col.str.to_datetime(ctype.format, strict=strict, time_unit="us")
+            # cache=False: the cache only pays off for repeated values and costs on unique ones.
+            e = col.str.to_datetime(ctype.format, strict=strict, time_unit="us", cache=False)
             if ctype.format and "%z" in ctype.format:
                 e = e.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
             return e
     raise ValueError(ctype.name)
 
 
-def infer_column(values) -> ColumnType | None:
-    """Infer the type of a polars String Series (missing values already null).
+CANDIDATES = (
+    ColumnType("int"),
+    ColumnType("float"),
+    *(ColumnType("date", f) for f in DATE_FORMATS),
+    *(ColumnType("datetime", f) for f in DATETIME_FORMATS),
+)
 
-    None when the sample has no value at all (the type is unknown).
+
+def infer_columns(sample) -> dict[str, ColumnType | None]:
+    """Infer the type of every String column of a sample frame (missing values already null).
+
+    None for a column with no value in the sample (its type is unknown). The
+    candidates are first tried on the first rows, then only the survivors on
+    the whole sample: two polars queries however many columns there are.
     """
     import polars as pl
 
-    s = values.drop_nulls()
-    if s.len() == 0:
-        return None
-    frame = s.to_frame("v")
+    names = [c for c, t in sample.schema.items() if t == pl.String]
+    survivors = _fitting(sample.head(64), {c: list(CANDIDATES) for c in names})
+    fits = _fitting(sample, survivors)
+    present = sample.select(pl.col(c).drop_nulls().len() for c in names).row(0) if names else ()
+    return {
+        c: None if n == 0 else (fits[c][0] if fits[c] else ColumnType("string"))
+        for c, n in zip(names, present, strict=True)
+    }
 
-    def all_parse(ctype: ColumnType) -> bool:
-        try:
-            parsed = frame.select(parse_expr("v", ctype, strict=False)).to_series()
-        except pl.exceptions.PolarsError:
-            return False
-        return parsed.null_count() == 0
 
-    if s.str.to_lowercase().is_in(list(BOOL_TEXT)).all():
-        return ColumnType("bool")
-    for name in ("int", "float"):
-        if all_parse(ColumnType(name)):
-            return ColumnType(name)
-    for fmt in DATE_FORMATS:
-        if all_parse(ColumnType("date", fmt)):
-            return ColumnType("date", fmt)
-    for fmt in DATETIME_FORMATS:
-        if all_parse(ColumnType("datetime", fmt)):
-            return ColumnType("datetime", fmt)
-    return ColumnType("string")
+def _fitting(frame, candidates: dict[str, list[ColumnType]]) -> dict[str, list[ColumnType]]:
+    """For each column, the candidate types that every non-missing value parses as."""
+    import polars as pl
+
+    bools = [
+        c
+        for c in candidates
+        if ColumnType("bool") in candidates[c] or candidates[c] == list(CANDIDATES)
+    ]
+    checks = [
+        pl.col(c)
+        .str.to_lowercase()
+        .is_in(list(BOOL_TEXT))
+        .or_(pl.col(c).is_null())
+        .all()
+        .alias(f"{c}\x00b")
+        for c in bools
+    ]
+    for c, cands in candidates.items():
+        for k, cand in enumerate(cands):
+            if cand.name == "bool":
+                continue
+            bad = pl.col(c).is_not_null() & parse_expr(c, cand, strict=False).is_null()
+            checks.append(bad.any().alias(f"{c}\x00{k}"))
+    if not checks:
+        return {c: [] for c in candidates}
+    row = frame.select(checks).row(0, named=True)
+    out = {}
+    for c, cands in candidates.items():
+        ok = [ColumnType("bool")] if row.get(f"{c}\x00b") else []
+        out[c] = ok + [
+            cand for k, cand in enumerate(cands) if cand.name != "bool" and not row[f"{c}\x00{k}"]
+        ]
+    return out
 
 
 def widen(a: ColumnType, b: ColumnType) -> ColumnType | None:

@@ -143,6 +143,7 @@ def run_stage(
             remove_tree(tmp)
         fault_point("swapped")
         store.record_write(out, manifest)
+        store.remember_hashes(out, manifest)
     return StageResult(manifest, out)
 
 

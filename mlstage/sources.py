@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BadInput
-from .inference import ColumnType, infer_column, parse_expr
+from .inference import ColumnType, infer_columns, parse_expr
 from .types import polars_type, type_name
 
 FORMATS = ("csv", "tsv", "parquet", "json", "jsonl", "ipc")
@@ -193,16 +193,17 @@ def infer_types(
         ragged = _first_ragged_record(src, limit=sample_rows)
         if ragged is not None:
             raise ragged
+    inferred = infer_columns(sample) if src.format in TEXT_FORMATS else {}
     types: dict[str, ColumnType | None] = {}
     for col, dtype in sample.schema.items():
         forced = overrides.get(col)
         if dtype == pl.String and src.format in TEXT_FORMATS:
             if forced in ("date", "datetime"):
-                types[col] = _find_format(sample[col], forced)
+                types[col] = _find_format(inferred[col], forced)
             elif forced:
                 types[col] = ColumnType(forced)
             else:
-                types[col] = infer_column(sample[col])
+                types[col] = inferred[col]
         else:
             native = type_name(dtype)
             if native is None:
@@ -215,20 +216,34 @@ def infer_types(
     return types
 
 
-def _find_format(values, name: str) -> ColumnType:
+def _find_format(inferred: ColumnType | None, name: str) -> ColumnType:
+    """A date/datetime format for a column forced to that type."""
     from .inference import DATE_FORMATS, DATETIME_FORMATS
 
-    inferred = infer_column(values)
     if inferred is not None and inferred.name == name:
         return inferred
     if name == "datetime" and inferred is not None and inferred.name == "date":
         return ColumnType("datetime", inferred.format)
-    formats = DATE_FORMATS if name == "date" else DATETIME_FORMATS
-    return ColumnType(name, formats[0])
+    return ColumnType(name, (DATE_FORMATS if name == "date" else DATETIME_FORMATS)[0])
 
 
 def scan_typed(src: Source, types: dict[str, ColumnType], nulls: list[str]):
-    """The whole source as a LazyFrame with every column parsed to its type."""
+    """The whole source as a LazyFrame with every column parsed to its type.
+
+    CSV/TSV numbers and strings are parsed by polars' reader itself (the fast
+    path); dates, datetimes and booleans by the expressions of `inference`.
+    """
+    import polars as pl
+
+    if src.format in ("csv", "tsv"):
+        native = {"int": pl.Int64, "float": pl.Float64}
+        overrides = {c: native.get(t.name, pl.String) for c, t in types.items()}
+        lf = pl.scan_csv(src.path, **{**_csv_options(src, nulls), "schema_overrides": overrides})
+        return lf.with_columns(
+            parse_expr(c, t, strict=True).alias(c)
+            for c, t in types.items()
+            if t.name in ("bool", "date", "datetime")
+        )
     lf = _raw_lazy(src, nulls)
     return lf.select(
         _parse(col, dtype, types[col], src, strict=True).alias(col)

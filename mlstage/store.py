@@ -123,6 +123,22 @@ class Store:
         )
         return digest
 
+    def remember_hashes(self, artifact_dir: Path, manifest: dict[str, Any]) -> None:
+        """Cache the hashes of a just-written artifact's files, so checking it later reads nothing."""
+        rows = []
+        for f in manifest["files"]:
+            st = (artifact_dir / f["path"]).stat()
+            rows.append(
+                (
+                    str((artifact_dir / f["path"]).absolute()),
+                    st.st_size,
+                    st.st_mtime_ns,
+                    st.st_ino,
+                    f["sha256"],
+                )
+            )
+        self.db.executemany("INSERT OR REPLACE INTO file_cache VALUES (?,?,?,?,?)", rows)
+
     def intact(self, artifact_dir: Path, manifest: dict[str, Any]) -> bool:
         """Cheap check that an artifact's payload files match its manifest."""
         for f in manifest["files"]:
