@@ -35,9 +35,10 @@ def make_table(rows: int, seed: int = 0) -> pl.DataFrame:
         # Zipf-like frequencies: a few values are common, many are rare.
         p = 1.0 / np.arange(1, card + 1)
         codes = rng.choice(card, size=rows, p=p / p.sum())
-        vals = pl.Series(f"c{i}", [f"v{j}" for j in range(card)])[codes]
-        if i % 3 == 0:
-            vals = pl.Series(f"c{i}", np.where(rng.random(rows) < 0.03, None, vals.to_numpy()))
+        vals = pl.Series(f"c{i}", [f"v{j}" for j in range(card)], dtype=pl.String)[codes]
+        if i % 3 == 0:  # ~3% missing
+            missing = pl.Series(rng.random(rows) < 0.03)
+            vals = pl.select(pl.when(missing).then(None).otherwise(vals)).to_series().rename(f"c{i}")
         cols[f"c{i}"] = vals
     start = np.datetime64("2024-01-01T00:00:00")
     cols["ts"] = (start + rng.integers(0, 365 * 24 * 3600, size=rows).astype("timedelta64[s]")).astype("datetime64[us]")

@@ -76,24 +76,13 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-@cache
-def _validator():
-    from importlib import resources
-
-    import jsonschema
-
-    schema = json.loads(
-        resources.files("mlstage").joinpath("schemas/manifest.schema.json").read_text()
-    )
-    return jsonschema.Draft202012Validator(schema)
-
-
 def validate_manifest(manifest: Any, where: str) -> None:
-    errors = sorted(_validator().iter_errors(manifest), key=lambda e: list(e.absolute_path))
-    if errors:
-        e = errors[0]
-        path = "$" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path)
-        raise BadInput(f"not a valid mlstage manifest: at {path}: {e.message}", file=where)
+    from .formats import validate
+
+    try:
+        validate(manifest, FORMAT, where)
+    except BadInput as e:
+        raise BadInput(f"not a valid mlstage manifest: {e.reason}", file=where) from None
 
 
 def build_manifest(

@@ -1,0 +1,46 @@
+"""The JSON Schemas of mlstage's file formats, shipped in `mlstage/schemas/`.
+
+Every format-1 JSON file (manifest, stats, schema, anomalies, ...) is checked
+against its schema when written and when read; a wrong file is bad input whose
+message names the JSON path and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from .errors import BadInput
+
+SCHEMA_FILES = {
+    "mlstage-artifact/1": "manifest.schema.json",
+    "mlstage-stats/1": "stats.schema.json",
+    "mlstage-schema/1": "schema.schema.json",
+    "mlstage-anomalies/1": "anomalies.schema.json",
+}
+
+
+@cache
+def _validator(fmt: str):
+    from importlib import resources
+
+    import jsonschema
+
+    schema = json.loads(resources.files("mlstage").joinpath("schemas", SCHEMA_FILES[fmt]).read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def json_path(parts) -> str:
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
+def validate(doc: Any, fmt: str, where: str) -> None:
+    """Raise BadInput naming the first problem's JSON path and reason."""
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise BadInput(f'at $.format: expected "{fmt}", found {json.dumps(found)}', file=where)
+    errors = sorted(_validator(fmt).iter_errors(doc), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        e = errors[0]
+        raise BadInput(f"at {json_path(e.absolute_path)}: {e.message}", file=where)
