@@ -11,11 +11,15 @@ from .jsonio import read_config, sha256_json
 from .store import Store
 
 
-def load_input(store: Store, ref: str, role: str, kinds: tuple[str, ...]) -> tuple[Path, dict[str, Any], Input]:
+def load_input(
+    store: Store, ref: str, role: str, kinds: tuple[str, ...]
+) -> tuple[Path, dict[str, Any], Input]:
     """An artifact given to a stage: its directory, manifest and lineage record."""
     path, manifest = store.load(str(ref))
     if manifest["kind"] not in kinds:
-        raise BadInput(f"this is a {manifest['kind']} artifact; expected {' or '.join(kinds)}", file=str(ref))
+        raise BadInput(
+            f"this is a {manifest['kind']} artifact; expected {' or '.join(kinds)}", file=str(ref)
+        )
     return path, manifest, Input(role, manifest["id"], str(ref))
 
 
@@ -36,7 +40,11 @@ def load_document(store: Store, ref: str, role: str, payload: str, kind: str) ->
 def splits_of(path: Path, manifest: dict[str, Any]) -> dict[str, Path]:
     """Split name -> Parquet file of a dataset (or features) artifact, in manifest order."""
     names = manifest["summary"].get("splits") or {}
-    files = {f["path"][: -len(".parquet")]: path / f["path"] for f in manifest["files"] if f["path"].endswith(".parquet")}
+    files = {
+        f["path"][: -len(".parquet")]: path / f["path"]
+        for f in manifest["files"]
+        if f["path"].endswith(".parquet")
+    }
     ordered = [n for n in names if n in files] + [n for n in files if n not in names]
     return {n: files[n] for n in ordered}
 
@@ -45,7 +53,9 @@ def choose_splits(available: dict[str, Path], wanted: str | None, ref: str) -> d
     if wanted is None:
         return available
     if wanted not in available:
-        raise BadInput(f"no split {wanted!r}; the dataset has: {', '.join(available)}", file=str(ref))
+        raise BadInput(
+            f"no split {wanted!r}; the dataset has: {', '.join(available)}", file=str(ref)
+        )
     return {wanted: available[wanted]}
 
 
@@ -55,4 +65,7 @@ def training_split(available: dict[str, Path], ref: str, name: str = "train") ->
         return name
     if len(available) == 1:
         return next(iter(available))
-    raise BadInput(f"no {name!r} split and more than one split ({', '.join(available)}); say which", file=str(ref))
+    raise BadInput(
+        f"no {name!r} split and more than one split ({', '.join(available)}); say which",
+        file=str(ref),
+    )

@@ -27,7 +27,9 @@ def _validator(fmt: str):
 
     import jsonschema
 
-    schema = json.loads(resources.files("mlstage").joinpath("schemas", SCHEMA_FILES[fmt]).read_text())
+    schema = json.loads(
+        resources.files("mlstage").joinpath("schemas", SCHEMA_FILES[fmt]).read_text()
+    )
     return jsonschema.Draft202012Validator(schema)
 
 
@@ -40,7 +42,10 @@ def validate(doc: Any, fmt: str, where: str) -> None:
     if not isinstance(doc, dict) or doc.get("format") != fmt:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise BadInput(f'at $.format: expected "{fmt}", found {json.dumps(found)}', file=where)
-    errors = sorted(_validator(fmt).iter_errors(doc), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        _validator(fmt).iter_errors(doc),
+        key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))),
+    )
     if errors:
         e = errors[0]
         raise BadInput(f"at {json_path(e.absolute_path)}: {e.message}", file=where)

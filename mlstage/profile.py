@@ -50,6 +50,26 @@ def _quantiles_of_sorted(f, qs):
     return f[lo] + (f[hi] - f[lo]) * (pos - lo)
 
 
+def summary_cdf(summary, x):
+    """The CDF a quantile summary describes, at x: right-continuous, linear between points.
+
+    Ties (many equal summary points, as in a column that is mostly 0) are a jump,
+    so F(0) of a column that is 91% zeros is 0.91, not 0.
+    """
+    import numpy as np
+
+    s = np.asarray(summary, dtype=float)
+    r = np.linspace(0, 1, s.size)
+    x = np.asarray(x, dtype=float)
+    k = np.searchsorted(s, x, side="right")  # summary points <= x
+    lo = np.clip(k - 1, 0, s.size - 1)
+    hi = np.clip(k, 0, s.size - 1)
+    width = s[hi] - s[lo]
+    frac = np.where(width > 0, (x - s[lo]) / np.where(width > 0, width, 1), 0.0)
+    f = r[lo] + (r[hi] - r[lo]) * np.clip(frac, 0, 1)
+    return np.where(k == 0, 0.0, np.where(k >= s.size, 1.0, f))
+
+
 def _bucket_counts(sorted_values, edges) -> list[int]:
     """Counts in [e0,e1), [e1,e2), ..., [e(k-1), ek] of a sorted array."""
     import numpy as np
@@ -73,10 +93,24 @@ def numeric_stats(series, type_name: str) -> tuple[dict[str, Any], dict[str, Any
     nan = int(np.isnan(v).sum())
     inf = int(v.size - finite_mask.sum() - nan)
     f = np.sort(v[finite_mask] if nan or inf else v)
-    stats: dict[str, Any] = {"type": type_name, "count": int(v.size), "missing": int(missing), "nan": nan, "inf": inf}
+    stats: dict[str, Any] = {
+        "type": type_name,
+        "count": int(v.size),
+        "missing": int(missing),
+        "nan": nan,
+        "inf": inf,
+    }
     if f.size == 0:
-        stats.update(min=None, max=None, mean=None, std=None, zeros=0, quantiles={q_key(q): None for q in QUANTILES},
-                     histogram={"edges": [], "counts": []}, quantile_histogram={"edges": [], "counts": []})
+        stats.update(
+            min=None,
+            max=None,
+            mean=None,
+            std=None,
+            zeros=0,
+            quantiles={q_key(q): None for q in QUANTILES},
+            histogram={"edges": [], "counts": []},
+            quantile_histogram={"edges": [], "counts": []},
+        )
         return stats, {"n": 0, "m2": 0.0, "summary": []}
     mean = float(f.mean())
     m2 = float(((f - mean) ** 2).sum())
@@ -89,7 +123,13 @@ def numeric_stats(series, type_name: str) -> tuple[dict[str, Any], dict[str, Any
         mean=mean,
         std=math.sqrt(m2 / (f.size - 1)) if f.size > 1 else None,
         zeros=int(np.count_nonzero(f == 0)),
-        quantiles=dict(zip((q_key(q) for q in QUANTILES), _floats(_quantiles_of_sorted(f, QUANTILES)), strict=True)),
+        quantiles=dict(
+            zip(
+                (q_key(q) for q in QUANTILES),
+                _floats(_quantiles_of_sorted(f, QUANTILES)),
+                strict=True,
+            )
+        ),
         histogram={"edges": _floats(edges), "counts": _bucket_counts(f, edges)},
         quantile_histogram={"edges": _floats(qedges), "counts": _bucket_counts(f, qedges)},
     )
@@ -123,7 +163,10 @@ def categorical_stats(series, type_name: str) -> tuple[dict[str, Any], dict[str,
             "mean": float(lengths.mean()) if present.len() else None,
         },
     }
-    return stats, {"hll": base64.b64encode(hll.serialize_compact()).decode(), "length_sum": int(lengths.sum())}
+    return stats, {
+        "hll": base64.b64encode(hll.serialize_compact()).decode(),
+        "length_sum": int(lengths.sum()),
+    }
 
 
 def temporal_stats(series, type_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -154,7 +197,8 @@ def slice_groups(frame, spec: list[str]) -> dict[str, Any]:
     import polars as pl
 
     parts = [
-        pl.concat_str([pl.lit(f"{c}="), pl.col(c).cast(pl.String).fill_null("<missing>")]) for c in spec
+        pl.concat_str([pl.lit(f"{c}="), pl.col(c).cast(pl.String).fill_null("<missing>")])
+        for c in spec
     ]
     keyed = frame.select(pl.concat_str(parts, separator=",").alias("key")).with_row_index("i")
     groups = keyed.group_by("key").agg(pl.col("i")).sort("key")
@@ -167,7 +211,9 @@ def slice_groups(frame, spec: list[str]) -> dict[str, Any]:
     return dict(zip(groups["key"].to_list(), (s.to_numpy() for s in groups["i"]), strict=True))
 
 
-def split_stats(path, types: dict[str, str], slices: list[list[str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_stats(
+    path, types: dict[str, str], slices: list[list[str]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Statistics (and sketches) of one Parquet split, overall and per slice.
 
     Columns are read one at a time and summarised in parallel threads (numpy's
@@ -199,6 +245,9 @@ def split_stats(path, types: dict[str, str], slices: list[list[str]]) -> tuple[d
     stats = {"rows": rows, "columns": {c: o[0] for c, o, _ in results}}
     sketches = {"columns": {c: o[1] for c, o, _ in results}}
     if slices:
-        stats["slices"] = {k: {"rows": int(len(idx)), "columns": {c: ps[k][0] for c, _, ps in results}} for k, idx in groups.items()}
+        stats["slices"] = {
+            k: {"rows": int(len(idx)), "columns": {c: ps[k][0] for c, _, ps in results}}
+            for k, idx in groups.items()
+        }
         sketches["slices"] = {k: {"columns": {c: ps[k][1] for c, _, ps in results}} for k in groups}
     return stats, sketches

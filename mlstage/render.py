@@ -90,3 +90,67 @@ def lineage_lines(
     for i, child in enumerate(node["inputs"]):
         lines += lineage_lines(child, child_prefix, i == len(node["inputs"]) - 1, root=False)
     return lines
+
+
+def _num(x) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def stats_table(path) -> None:
+    """Key statistics of the first split, on stderr."""
+    from rich.table import Table
+
+    doc = json.loads(open(path).read())
+    if not doc["splits"]:
+        return
+    name, split = next(iter(doc["splits"].items()))
+    table = Table(
+        "column",
+        "type",
+        "missing",
+        "mean / unique",
+        "min",
+        "median / top",
+        "max",
+        title=f"split {name}: {split['rows']:,} rows",
+    )
+    for col, s in split["columns"].items():
+        total = s["count"] + s["missing"]
+        missing = f"{s['missing'] / total:.1%}" if total else ""
+        if s["type"] in ("int", "float"):
+            table.add_row(
+                col,
+                s["type"],
+                missing,
+                _num(s["mean"]),
+                _num(s["min"]),
+                _num(s["quantiles"].get("0.5")),
+                _num(s["max"]),
+            )
+        elif s["type"] in ("string", "bool"):
+            top = s["values"][0][0] if s["values"] else ""
+            table.add_row(col, s["type"], missing, f"{s['unique']:,} values", "", top, "")
+        else:
+            table.add_row(col, s["type"], missing, "", s.get("min") or "", "", s.get("max") or "")
+    stderr_console().print(table)
+
+
+def anomalies_table(path) -> None:
+    """The anomalies found, on stderr (errors in red on a terminal)."""
+    from rich.table import Table
+
+    doc = json.loads(open(path).read())
+    if not doc["anomalies"]:
+        stderr_console().print("no anomalies", markup=False)
+        return
+    table = Table("split", "column", "type", "severity", "description")
+    for a in doc["anomalies"]:
+        style = "red" if a["severity"] == "error" else "yellow"
+        table.add_row(
+            a["split"], a["column"] or "", a["type"], a["severity"], a["description"], style=style
+        )
+    stderr_console().print(table)

@@ -10,7 +10,17 @@ import math
 from typing import Any
 
 from .errors import BadInput
-from .profile import BUCKETS, CATEGORICAL, HLL_LG_K, NUMERIC, QUANTILES, SUMMARY_POINTS, TOP_VALUES, q_key
+from .profile import (
+    BUCKETS,
+    CATEGORICAL,
+    HLL_LG_K,
+    NUMERIC,
+    QUANTILES,
+    SUMMARY_POINTS,
+    TOP_VALUES,
+    q_key,
+    summary_cdf,
+)
 
 
 def _mixed_cdf(parts: list[tuple[int, list[float]]]):
@@ -18,9 +28,8 @@ def _mixed_cdf(parts: list[tuple[int, list[float]]]):
     import numpy as np
 
     n = sum(k for k, _ in parts)
-    ranks = np.linspace(0, 1, SUMMARY_POINTS)
     xs = np.unique(np.concatenate([np.asarray(s) for _, s in parts]))
-    cdf = sum(k * np.interp(xs, np.asarray(s), ranks, left=0.0, right=1.0) for k, s in parts) / n
+    cdf = sum(k * summary_cdf(s, xs) for k, s in parts) / n
     return xs, np.maximum.accumulate(cdf)
 
 
@@ -40,7 +49,9 @@ def _counts(xs, cdf, edges, n: int) -> list[int]:
     """Whole counts per bucket from the CDF, summing to n (largest remainder)."""
     import numpy as np
 
-    at = np.interp(np.asarray(edges), xs, cdf, left=0.0, right=1.0)
+    # Bucket j is [e_j, e_j+1): its count is F just below e_j+1 minus F just below e_j.
+    below = np.searchsorted(xs, np.asarray(edges), side="left")
+    at = np.where(below > 0, cdf[np.clip(below - 1, 0, len(xs) - 1)], 0.0)
     at[0], at[-1] = 0.0, 1.0
     raw = np.diff(at) * n
     counts = np.floor(raw).astype(int)
@@ -58,8 +69,15 @@ def _merge_numeric(parts, type_name) -> tuple[dict, dict]:
     live = [(s, k) for s, k in parts if k.get("n")]
     n = sum(k["n"] for _, k in live)
     if n == 0:
-        stats.update(min=None, max=None, mean=None, std=None, quantiles={q_key(q): None for q in QUANTILES},
-                     histogram={"edges": [], "counts": []}, quantile_histogram={"edges": [], "counts": []})
+        stats.update(
+            min=None,
+            max=None,
+            mean=None,
+            std=None,
+            quantiles={q_key(q): None for q in QUANTILES},
+            histogram={"edges": [], "counts": []},
+            quantile_histogram={"edges": [], "counts": []},
+        )
         return stats, {"n": 0, "m2": 0.0, "summary": []}
     mean = sum(k["n"] * s["mean"] for s, k in live) / n
     m2 = sum(k["m2"] + k["n"] * (s["mean"] - mean) ** 2 for s, k in live)
@@ -68,10 +86,19 @@ def _merge_numeric(parts, type_name) -> tuple[dict, dict]:
     edges = np.linspace(lo, hi, BUCKETS + 1)
     qedges = _quantile(xs, cdf, np.linspace(0, 1, BUCKETS + 1))
     stats.update(
-        min=lo, max=hi, mean=mean, std=math.sqrt(m2 / (n - 1)) if n > 1 else None,
-        quantiles={q_key(q): float(v) for q, v in zip(QUANTILES, _quantile(xs, cdf, QUANTILES), strict=True)},
+        min=lo,
+        max=hi,
+        mean=mean,
+        std=math.sqrt(m2 / (n - 1)) if n > 1 else None,
+        quantiles={
+            q_key(q): float(v)
+            for q, v in zip(QUANTILES, _quantile(xs, cdf, QUANTILES), strict=True)
+        },
         histogram={"edges": [float(e) for e in edges], "counts": _counts(xs, cdf, edges, n)},
-        quantile_histogram={"edges": [float(e) for e in qedges], "counts": _counts(xs, cdf, qedges, n)},
+        quantile_histogram={
+            "edges": [float(e) for e in qedges],
+            "counts": _counts(xs, cdf, qedges, n),
+        },
     )
     summary = [float(v) for v in _quantile(xs, cdf, np.linspace(0, 1, SUMMARY_POINTS))]
     return stats, {"n": n, "m2": m2, "summary": summary}
@@ -107,7 +134,10 @@ def _merge_categorical(parts, type_name) -> tuple[dict, dict]:
             "mean": length_sum / count if count else None,
         },
     }
-    return stats, {"hll": base64.b64encode(union.get_result().serialize_compact()).decode(), "length_sum": length_sum}
+    return stats, {
+        "hll": base64.b64encode(union.get_result().serialize_compact()).decode(),
+        "length_sum": length_sum,
+    }
 
 
 def _merge_temporal(parts, type_name) -> tuple[dict, dict]:
@@ -142,14 +172,24 @@ def merge_table(parts: list[tuple[dict, dict]], where: str) -> tuple[dict, dict]
             elif {t, cs["type"]} == {"int", "float"}:
                 types[col] = "float"
             else:
-                raise BadInput(f'{where}: column "{col}" is {t} in one part and {cs["type"]} in another')
+                raise BadInput(
+                    f'{where}: column "{col}" is {t} in one part and {cs["type"]} in another'
+                )
     columns, sketches = {}, {}
     for col, t in types.items():
         col_parts = [
-            (s["columns"][col], k["columns"].get(col, {})) if col in s["columns"] else _absent(t, s["rows"])
+            (s["columns"][col], k["columns"].get(col, {}))
+            if col in s["columns"]
+            else _absent(t, s["rows"])
             for s, k in parts
         ]
-        merge = _merge_numeric if t in NUMERIC else _merge_categorical if t in CATEGORICAL else _merge_temporal
+        merge = (
+            _merge_numeric
+            if t in NUMERIC
+            else _merge_categorical
+            if t in CATEGORICAL
+            else _merge_temporal
+        )
         columns[col], sketches[col] = merge(col_parts, t)
     return {"rows": sum(s["rows"] for s, _ in parts), "columns": columns}, {"columns": sketches}
 
@@ -166,7 +206,11 @@ def merge_stats(docs: list[tuple[dict, dict]]) -> tuple[dict, dict]:
         if slice_names:
             block["slices"], sk["slices"] = {}, {}
             for sl in sorted(slice_names):
-                sp = [(p["slices"][sl], k["slices"][sl]) for p, k in parts if sl in p.get("slices", {})]
+                sp = [
+                    (p["slices"][sl], k["slices"][sl])
+                    for p, k in parts
+                    if sl in p.get("slices", {})
+                ]
                 block["slices"][sl], sk["slices"][sl] = merge_table(sp, f"split {name}, slice {sl}")
         stats["splits"][name], sketches["splits"][name] = block, sk
     return stats, sketches

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import BadInput
 from . import app
 from .common import Common, emit_result, stage_command
 
@@ -106,3 +107,178 @@ def _table_to_stdout(parquet_path) -> None:
         for batch in pf.iter_batches():
             writer.write_batch(batch)
     sys.stdout.buffer.flush()
+
+
+@stage_command(app, "stats")
+def stats_cmd(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="DATASET",
+            help="Dataset artifact (with --merge: two or more stats artifacts).",
+            show_default=False,
+        ),
+    ],
+    split: Annotated[
+        str | None,
+        typer.Option("--split", metavar="NAME", help="Only this split (default: every split)."),
+    ] = None,
+    slice_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--slice",
+            metavar="COLUMN[,COLUMN]",
+            help="Also per value of this column (repeatable; several give their cross too; a,b is a cross).",
+        ),
+    ] = None,
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Combine statistics of partitions computed apart.")
+    ] = False,
+    *,
+    common: Common,
+) -> None:
+    """Statistics per split and slice: counts, missing, quantiles, histograms, value frequencies."""
+    from ..stages import stats as mod
+
+    out = common.out_path()
+    if merge:
+        if split or slice_:
+            raise BadInput(
+                "--merge takes stats artifacts only; --split and --slice apply when computing"
+            )
+        result = mod.merge(
+            inputs, out, store=common.store, force=common.force, dry_run=common.dry_run
+        )
+    else:
+        if len(inputs) != 1:
+            raise BadInput("stats takes one dataset (use --merge to combine stats artifacts)")
+        result = mod.stats(
+            inputs[0],
+            out,
+            split=split,
+            slices=slice_ or [],
+            store=common.store,
+            force=common.force,
+            dry_run=common.dry_run,
+        )
+    if result.manifest and not common.quiet and not result.dry_run:
+        from ..render import stats_table
+
+        stats_table(result.path / "stats.json")
+    emit_result("stats", result, common)
+
+
+@stage_command(app, "schema")
+def schema_cmd(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="DATASET|STATS",
+            help="Dataset or stats artifact (its train split is used).",
+            show_default=False,
+        ),
+    ],
+    label: Annotated[
+        str | None,
+        typer.Option(
+            "--label",
+            metavar="COLUMN",
+            help="The label: expected only in the training environment.",
+        ),
+    ] = None,
+    infer_ranges: Annotated[
+        bool,
+        typer.Option("--infer-ranges", help="Also record each numeric/date column's min and max."),
+    ] = False,
+    update: Annotated[
+        str | None,
+        typer.Option(
+            "--update",
+            metavar="SCHEMA",
+            help="Widen this schema (file or artifact) to accept the data.",
+        ),
+    ] = None,
+    *,
+    common: Common,
+) -> None:
+    """Infer an editable schema from training statistics, or widen one (--update)."""
+    from ..stages.schema import schema
+
+    result = schema(
+        source,
+        common.out_path(),
+        label=label,
+        infer_ranges=infer_ranges,
+        update=update,
+        store=common.store,
+        force=common.force,
+        dry_run=common.dry_run,
+    )
+    if result.manifest and not common.quiet and not result.dry_run and update is not None:
+        from ..render import stderr_console
+
+        changes = result.manifest["summary"].get("changes", [])
+        console = stderr_console()
+        console.print(f"schema: {len(changes)} changes" + (":" if changes else ""), markup=False)
+        for change in changes:
+            console.print(f"  {change}", markup=False)
+    emit_result("schema", result, common)
+
+
+@stage_command(app, "validate")
+def validate_cmd(
+    dataset: Annotated[
+        str,
+        typer.Argument(metavar="DATASET", help="Dataset artifact to check.", show_default=False),
+    ],
+    schema: Annotated[
+        str,
+        typer.Option(
+            "--schema",
+            metavar="SCHEMA",
+            help="Schema: a schema artifact, or a JSON/TOML file.",
+            show_default=False,
+        ),
+    ],
+    split: Annotated[
+        str | None,
+        typer.Option("--split", metavar="NAME", help="Only this split (default: every split)."),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            metavar="STATS|DATASET",
+            help="Check drift/skew against this baseline's train split.",
+        ),
+    ] = None,
+    environment: Annotated[
+        str,
+        typer.Option(
+            "--environment",
+            metavar="ENV",
+            help="training|serving (serving: the label may be absent).",
+        ),
+    ] = "training",
+    *,
+    common: Common,
+) -> None:
+    """Check a dataset against a schema, and for drift against a baseline; exit 1 on an error."""
+    from ..stages.validate import validate
+
+    result = validate(
+        dataset,
+        common.out_path(),
+        schema=schema,
+        split=split,
+        baseline=baseline,
+        environment=environment,
+        store=common.store,
+        force=common.force,
+        dry_run=common.dry_run,
+    )
+    if result.manifest and not common.quiet and not result.dry_run:
+        from ..render import anomalies_table
+
+        anomalies_table(result.path / "anomalies.json")
+    emit_result("validate", result, common)

@@ -54,7 +54,11 @@ def infer_column(col: dict[str, Any], infer_ranges: bool) -> dict[str, Any]:
     domain = _domain(col)
     if domain is not None:
         out["domain"] = domain
-    if infer_ranges and col.get("min") is not None and col["type"] in ("int", "float", "date", "datetime"):
+    if (
+        infer_ranges
+        and col.get("min") is not None
+        and col["type"] in ("int", "float", "date", "datetime")
+    ):
         out["min"], out["max"] = col["min"], col["max"]
     return out
 
@@ -79,7 +83,9 @@ def infer_schema(table: dict[str, Any], label: str | None, infer_ranges: bool) -
     }
 
 
-def update_schema(schema: dict[str, Any], table: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def update_schema(
+    schema: dict[str, Any], table: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
     """Widen `schema` so the data summarised by `table` fits; say what changed."""
     new = {**schema, "columns": {k: dict(v) for k, v in schema["columns"].items()}}
     changes: list[str] = []
@@ -94,7 +100,9 @@ def update_schema(schema: dict[str, Any], table: dict[str, Any]) -> tuple[dict[s
                 spec["type"] = "float"
                 changes.append(f"{name}: type int -> float")
             else:
-                raise BadInput(f'column "{name}" is {col["type"]} in the new data but {spec["type"]} in the schema; edit the schema')
+                raise BadInput(
+                    f'column "{name}" is {col["type"]} in the new data but {spec["type"]} in the schema; edit the schema'
+                )
         if "min_presence" in spec and _presence(col) < spec["min_presence"]:
             lowered = _min_presence(col)
             changes.append(f"{name}: min_presence {spec['min_presence']} -> {lowered}")
@@ -103,7 +111,10 @@ def update_schema(schema: dict[str, Any], table: dict[str, Any]) -> tuple[dict[s
             added = sorted({v for v, _ in col["values"]} - set(spec["domain"]))
             if added:
                 spec["domain"] = spec["domain"] + added
-                changes.append(f"{name}: domain += {', '.join(added[:10])}" + (f" (+{len(added) - 10} more)" if len(added) > 10 else ""))
+                changes.append(
+                    f"{name}: domain += {', '.join(added[:10])}"
+                    + (f" (+{len(added) - 10} more)" if len(added) > 10 else "")
+                )
         for bound, wider in (("min", min), ("max", max)):
             if bound in spec and col.get(bound) is not None:
                 widened = wider(spec[bound], col[bound])
@@ -167,7 +178,9 @@ def schema(
             summary["changes"] = changes
         return summary
 
-    return run_stage(plan, produce, Path(out) if out else None, store=st, force=force, dry_run=dry_run)
+    return run_stage(
+        plan, produce, Path(out) if out else None, store=st, force=force, dry_run=dry_run
+    )
 
 
 def read_schema(st: Store, ref: str) -> tuple[dict[str, Any], Any]:

@@ -60,7 +60,10 @@ def stats(
     for spec in specs:
         for col in spec:
             if col not in schema:
-                raise BadInput(f'--slice: no column "{col}" in the dataset; columns are: {", ".join(schema)}', file=str(dataset))
+                raise BadInput(
+                    f'--slice: no column "{col}" in the dataset; columns are: {", ".join(schema)}',
+                    file=str(dataset),
+                )
     plan = StagePlan("stats", "stats", ALGORITHM, {"split": split, "slices": specs}, [inp])
 
     def produce(tmp: Path) -> dict[str, Any]:
@@ -72,7 +75,9 @@ def stats(
             doc["splits"][name], sketches["splits"][name] = split_stats(file, schema, specs)
         return _write(tmp, doc, sketches)
 
-    return run_stage(plan, produce, Path(out) if out else None, store=st, force=force, dry_run=dry_run)
+    return run_stage(
+        plan, produce, Path(out) if out else None, store=st, force=force, dry_run=dry_run
+    )
 
 
 def merge(
@@ -88,15 +93,21 @@ def merge(
         raise BadInput("--merge needs two or more stats artifacts")
     st = _open_store(store, out)
     loaded = [load_input(st, str(p), "stats", ("stats",)) for p in parts]
-    plan = StagePlan("stats-merge", "stats", MERGE_ALGORITHM, {"merge": True}, [i for _, _, i in loaded])
+    plan = StagePlan(
+        "stats-merge", "stats", MERGE_ALGORITHM, {"merge": True}, [i for _, _, i in loaded]
+    )
 
     def produce(tmp: Path) -> dict[str, Any]:
         from ..stats_merge import merge_stats
 
-        docs = [(read_stats(p), json.loads((p / "sketches.json").read_text())) for p, _, _ in loaded]
+        docs = [
+            (read_stats(p), json.loads((p / "sketches.json").read_text())) for p, _, _ in loaded
+        ]
         return _write(tmp, *merge_stats(docs))
 
-    return run_stage(plan, produce, Path(out) if out else None, store=st, force=force, dry_run=dry_run)
+    return run_stage(
+        plan, produce, Path(out) if out else None, store=st, force=force, dry_run=dry_run
+    )
 
 
 def _write(tmp: Path, doc: dict, sketches: dict) -> dict[str, Any]:

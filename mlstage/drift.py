@@ -1,0 +1,89 @@
+"""Distances between a baseline distribution (from its statistics) and current data.
+
+Numeric columns, on the baseline's 10 quantile buckets with open outer buckets
+(below the first inner edge, at or above the last) plus a bucket for missing
+values (null or NaN):
+- Jensen-Shannon divergence, base 2 (0 = same, 1 = disjoint): the gating measure;
+- PSI (population stability index) on the same buckets, with empty buckets
+  counted as 1e-4 so it stays finite;
+- the Kolmogorov-Smirnov statistic over finite values, the baseline's CDF read
+  from its quantile summary (within 0.2% of rank).
+Categorical columns: the L-infinity distance between the value frequencies of the
+baseline (its ranked values) and of the current data, missing values left out.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+PSI_FLOOR = 1e-4
+
+
+def bucket_counts(base: dict[str, Any], values, missing: int) -> tuple[list[int], list[int]]:
+    """(baseline counts, current counts) over the 10 quantile buckets + a missing bucket."""
+    import numpy as np
+
+    edges = base["quantile_histogram"]["edges"]
+    inner = np.asarray(edges[1:-1])
+    if len(edges) < 2:
+        return [base["missing"] + base.get("nan", 0)], [missing + int(values.size)]
+    # Baseline counts on closed edges become open-ended: all its finite values fall inside.
+    base_counts = list(base["quantile_histogram"]["counts"]) + [
+        base["missing"] + base.get("nan", 0)
+    ]
+    idx = np.searchsorted(inner, values, side="right")
+    cur = np.bincount(idx, minlength=len(inner) + 1).tolist() + [missing]
+    return [int(c) for c in base_counts], [int(c) for c in cur]
+
+
+def _normalise(counts: list[int]) -> list[float]:
+    total = sum(counts)
+    return [c / total for c in counts] if total else [0.0] * len(counts)
+
+
+def jensen_shannon(p_counts: list[int], q_counts: list[int]) -> float:
+    p, q = _normalise(p_counts), _normalise(q_counts)
+    js = 0.0
+    for a, b in zip(p, q, strict=True):
+        m = (a + b) / 2
+        if a > 0:
+            js += 0.5 * a * math.log2(a / m)
+        if b > 0:
+            js += 0.5 * b * math.log2(b / m)
+    return max(0.0, min(1.0, js))
+
+
+def psi(p_counts: list[int], q_counts: list[int]) -> float:
+    p = [max(x, PSI_FLOOR) for x in _normalise(p_counts)]
+    q = [max(x, PSI_FLOOR) for x in _normalise(q_counts)]
+    return sum((b - a) * math.log(b / a) for a, b in zip(p, q, strict=True))
+
+
+def ks_statistic(summary: list[float], sorted_values) -> float | None:
+    """max |F_current - F_baseline| over finite values; None when either side is empty."""
+    import numpy as np
+
+    from .profile import summary_cdf
+
+    if not summary or sorted_values.size == 0:
+        return None
+    picks = sorted_values[np.linspace(0, sorted_values.size - 1, 2001).astype(int)]
+    grid = np.unique(np.concatenate([np.asarray(summary), picks]))
+    f_cur = np.searchsorted(sorted_values, grid, side="right") / sorted_values.size
+    return float(np.abs(f_cur - summary_cdf(summary, grid)).max())
+
+
+def linf(base: dict[str, Any], current: dict[str, int]) -> tuple[float, str | None]:
+    """L-infinity distance of value frequencies, and the value where it is reached."""
+    base_total = base["count"]
+    cur_total = sum(current.values())
+    if not base_total or not cur_total:
+        return 0.0, None
+    base_freq = {v: c / base_total for v, c in base["values"]}
+    worst, where = 0.0, None
+    for value in sorted(set(base_freq) | set(current)):
+        d = abs(base_freq.get(value, 0.0) - current.get(value, 0) / cur_total)
+        if d > worst:
+            worst, where = d, value
+    return worst, where
