@@ -51,23 +51,17 @@ def _quantiles_of_sorted(f, qs):
 
 
 def summary_cdf(summary, x):
-    """The CDF a quantile summary describes, at x: right-continuous, linear between points.
+    """The CDF a quantile summary describes, at x, as a right-continuous step function.
 
-    Ties (many equal summary points, as in a column that is mostly 0) are a jump,
-    so F(0) of a column that is 91% zeros is 0.91, not 0.
+    F(x) is the rank of the last summary point <= x: within 1/(SUMMARY_POINTS-1) of
+    the true CDF, and exact on the values of a discrete column (a column that is 91%
+    zeros has F(0) = 0.91).
     """
     import numpy as np
 
     s = np.asarray(summary, dtype=float)
-    r = np.linspace(0, 1, s.size)
-    x = np.asarray(x, dtype=float)
-    k = np.searchsorted(s, x, side="right")  # summary points <= x
-    lo = np.clip(k - 1, 0, s.size - 1)
-    hi = np.clip(k, 0, s.size - 1)
-    width = s[hi] - s[lo]
-    frac = np.where(width > 0, (x - s[lo]) / np.where(width > 0, width, 1), 0.0)
-    f = r[lo] + (r[hi] - r[lo]) * np.clip(frac, 0, 1)
-    return np.where(k == 0, 0.0, np.where(k >= s.size, 1.0, f))
+    k = np.searchsorted(s, np.asarray(x, dtype=float), side="right")  # summary points <= x
+    return np.where(k == 0, 0.0, (k - 1) / (s.size - 1))
 
 
 def _bucket_counts(sorted_values, edges) -> list[int]:

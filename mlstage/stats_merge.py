@@ -34,15 +34,11 @@ def _mixed_cdf(parts: list[tuple[int, list[float]]]):
 
 
 def _quantile(xs, cdf, qs):
+    """The smallest point whose CDF reaches q (the inverse of a step CDF)."""
     import numpy as np
 
-    qs = np.asarray(qs, dtype=float)
-    i = np.clip(np.searchsorted(cdf, qs, side="left"), 1, len(xs) - 1)
-    lo, hi = cdf[i - 1], cdf[i]
-    frac = np.where(hi > lo, (qs - lo) / np.where(hi > lo, hi - lo, 1), 0.0)
-    out = xs[i - 1] + (xs[i] - xs[i - 1]) * np.clip(frac, 0, 1)
-    out = np.where(qs <= cdf[0], xs[0], out)
-    return np.where(qs >= 1, xs[-1], out)
+    i = np.searchsorted(cdf, np.asarray(qs, dtype=float) - 1e-12, side="left")
+    return xs[np.clip(i, 0, len(xs) - 1)]
 
 
 def _counts(xs, cdf, edges, n: int) -> list[int]:
