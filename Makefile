@@ -28,11 +28,18 @@ demo: $(STAMP)
 	cd $(DEMO) && export MLSTAGE_STORE=$$PWD/.mlstage PATH=$(CURDIR)/$(BIN):$$PATH && \
 	  set -x && \
 	  mlstage ingest ../sample_data/adult.csv --null '?' --split train=8 --split eval=2 -o data/adult && \
+	  mlstage stats data/adult --slice sex --slice race -o stats/adult && \
+	  mlstage schema stats/adult --label income -o schema/adult && \
+	  mlstage validate data/adult --schema schema/adult --baseline stats/adult -o anomalies/adult && \
 	  mlstage ingest ../sample_data/chicago_taxi.csv --split train=8 --split eval=2 \
 	    --split-key trip_start_timestamp -o data/taxi && \
-	  mlstage ingest ../sample_data/adult.csv --null '?' --split train=8 --split eval=2 -o data/adult && \
+	  mlstage stats data/taxi -o stats/taxi && \
+	  mlstage schema stats/taxi --label tips -o schema/taxi && \
+	  mlstage validate data/taxi --schema schema/taxi --baseline stats/taxi -o anomalies/taxi && \
+	  { mlstage ingest ../sample_data/adult.csv --null '?' --split train=8 --split eval=2 -o data/adult \
+	    && mlstage validate data/adult --schema schema/adult --baseline stats/adult -o anomalies/adult; } && \
 	  mlstage log && \
-	  mlstage lineage data/adult && \
+	  mlstage lineage anomalies/adult && \
 	  mlstage verify
 
 # Benchmarks (not tests): see bench/README.md. ROWS=1000000 for a quick run.

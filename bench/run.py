@@ -31,6 +31,7 @@ PY = sys.executable
 # The venv's own entry point, so we time what users run (not `python -m`).
 MLSTAGE = shutil.which("mlstage", path=str(Path(PY).parent)) or "mlstage"
 REF_CODE = "import polars as pl, sys; pl.scan_csv(sys.argv[1]).sink_parquet(sys.argv[2])"
+GROUPS = ("ingest", "stats")
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Target:
 @dataclass
 class Bench:
     name: str
+    group: str
     cmd: list[str]
     wipe: list[Path] = field(default_factory=list)  # removed (untimed) before every run
     ref: str | None = None  # name of the benchmark to compare against
@@ -64,19 +66,42 @@ def benchmarks(data: Path, work: Path) -> list[Bench]:
     def prepare_up_to_date() -> None:
         # A fresh output for this mlstage and data; it also warms the page cache.
         wipe([utd])
-        run_once(Bench("prepare ingest-up-to-date", up_to_date + ["--force", "--quiet"]))
+        run_once(Bench("prepare ingest-up-to-date", "ingest", up_to_date + ["--force", "--quiet"]))
 
     full = [Target("≤ 1.3× ref", "ratio", 1.3), Target("RSS < 2048 MB", "rss", 2048)]
     return [
-        Bench("polars-csv-to-parquet", [PY, "-c", REF_CODE, str(data), str(work / "ref.parquet")],
+        Bench("polars-csv-to-parquet", "ingest", [PY, "-c", REF_CODE, str(data), str(work / "ref.parquet")],
               wipe=[work / "ref.parquet"]),
-        Bench("ingest", ingest, wipe=[ds, store], ref="polars-csv-to-parquet", targets=full),
-        Bench("ingest-split", ingest + ["--split", "train=8", "--split", "eval=2"],
+        Bench("ingest", "ingest", ingest, wipe=[ds, store], ref="polars-csv-to-parquet", targets=full),
+        Bench("ingest-split", "ingest", ingest + ["--split", "train=8", "--split", "eval=2"],
               wipe=[ds, store], ref="polars-csv-to-parquet"),
-        Bench("help", [MLSTAGE, "--help"], targets=[Target("< 0.3 s", "wall", 0.3)]),
+        Bench("help", "ingest", [MLSTAGE, "--help"], targets=[Target("< 0.3 s", "wall", 0.3)]),
         # No --force, onto the prepared output: only the up-to-date check runs.
-        Bench("ingest-up-to-date", up_to_date + ["--json"], targets=[Target("< 1 s", "wall", 1.0)],
+        Bench("ingest-up-to-date", "ingest", up_to_date + ["--json"], targets=[Target("< 1 s", "wall", 1.0)],
               expect_stdout='"up_to_date":true', setup=prepare_up_to_date),
+    ] + stats_benchmarks(data, work)  # fmt: skip
+
+
+def stats_benchmarks(data: Path, work: Path) -> list[Bench]:
+    """stats and validate on the ingested table, against a bare polars pass over it."""
+    base = work / "stats-base"
+    dataset, stats_out, anomalies = base / "ds", work / "stats-out", work / "anomalies"
+    common = ["--force", "--quiet", "--store", str(base / "store")]
+
+    def prepare() -> None:
+        wipe([base])
+        run_once(Bench("prepare dataset", "stats", [MLSTAGE, "ingest", str(data), "-o", str(dataset), *common]))
+        run_once(Bench("prepare baseline", "stats", [MLSTAGE, "stats", str(dataset), "-o", str(base / "baseline"), *common]))
+        run_once(Bench("prepare schema", "stats", [MLSTAGE, "schema", str(base / "baseline"), "-o", str(base / "schema"), "--label", "label", *common]))
+
+    parquet = str(dataset / "data.parquet")
+    return [
+        Bench("polars-stats-pass", "stats", [PY, str(BENCH / "polars_stats_pass.py"), parquet], setup=prepare),
+        Bench("stats", "stats", [MLSTAGE, "stats", str(dataset), "-o", str(stats_out), *common],
+              wipe=[stats_out], ref="polars-stats-pass", targets=[Target("≤ 1.5× ref", "ratio", 1.5), Target("RSS < 3072 MB", "rss", 3072)]),
+        Bench("validate", "stats", [MLSTAGE, "validate", str(dataset), "--schema", str(base / "schema"),
+                                    "--baseline", str(base / "baseline"), "-o", str(anomalies), *common],
+              wipe=[anomalies], ref="polars-stats-pass", targets=[Target("≤ 2× ref", "ratio", 2.0)]),
     ]  # fmt: skip
 
 
@@ -200,6 +225,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=BENCH / "work")
     ap.add_argument("--out", type=Path, default=BENCH / "results.md")
     ap.add_argument("--append", action="store_true", help="add a section instead of overwriting")
+    ap.add_argument("--only", choices=GROUPS, action="append", help="run only these groups (repeatable)")
     args = ap.parse_args()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -213,7 +239,7 @@ def main() -> None:
         subprocess.run(cmd, check=True)
         tmp.rename(data)
 
-    benches = benchmarks(data, work)
+    benches = [b for b in benchmarks(data, work) if not args.only or b.group in args.only]
     for b in benches:
         if b.setup:
             print(f"setting up {b.name} ...", file=sys.stderr)
@@ -236,6 +262,7 @@ def main() -> None:
         "command": shlex.join(sys.orig_argv),
         "rows": args.rows,
         "repeats": args.repeats,
+        "groups": args.only or list(GROUPS),
         "data": str(data.relative_to(BENCH.parent)),
         "data_mb": data.stat().st_size / 1e6,
         "machine": machine(),

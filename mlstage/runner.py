@@ -33,15 +33,27 @@ from .store import Store, write_payload_manifest
 
 @dataclass
 class StagePlan:
+    """What a stage would compute, known before any data is read.
+
+    `inputs` may be a function: a stage whose inputs take time to identify (the
+    sha256 of a large raw file) can compute them while it works, since they are
+    needed only to compare with an existing output and to write the manifest.
+    """
+
     stage: str
     kind: str
     algorithm: int  # bump when the stage's output for the same inputs changes
     params: dict[str, Any]
-    inputs: list[Input] = field(default_factory=list)
+    inputs: list[Input] | Callable[[], list[Input]] = field(default_factory=list)
+
+    def resolved_inputs(self) -> list[Input]:
+        if callable(self.inputs):
+            self.inputs = self.inputs()
+        return self.inputs
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.stage, self.algorithm, self.params, self.inputs)
+        return fingerprint(self.stage, self.algorithm, self.params, self.resolved_inputs())
 
 
 @dataclass
@@ -86,13 +98,13 @@ def fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _current(out: Path, fp: str, store: Store) -> dict[str, Any] | None:
-    """The manifest at `out` when it has fingerprint `fp` and intact files."""
+def _current(out: Path, plan: StagePlan, store: Store) -> dict[str, Any] | None:
+    """The manifest at `out` when it has the plan's fingerprint and intact files."""
     try:
         m = read_manifest(out)
     except MlstageError:
         return None
-    if m["fingerprint"] != fp or not store.intact(out, m):
+    if m["fingerprint"] != plan.fingerprint or not store.intact(out, m):
         return None
     return m
 
@@ -107,14 +119,13 @@ def run_stage(
     dry_run: bool = False,
 ) -> StageResult:
     """Run one stage into `out` (or only into the store when `out` is None)."""
-    fp = plan.fingerprint
     if out is None:
         if dry_run:
             return StageResult(None, None, dry_run=True, would_run=True)
         return _produce_into_store(plan, produce, store)
     out = Path(out)
     if not force:
-        current = _current(out, fp, store)
+        current = _current(out, plan, store)
         if current is not None:
             if not dry_run and (has_leftovers(out) or store.last_write(out) != current["id"]):
                 # A writer was killed after its swap, or left temporary files behind.
@@ -130,13 +141,13 @@ def run_stage(
         _heal_journal(out, store)
         if not force:
             # Another writer may have finished this very work while we waited.
-            current = _current(out, fp, store)
+            current = _current(out, plan, store)
             if current is not None:
                 return StageResult(current, out, up_to_date=True)
         tmp = temp_sibling(out)
         tmp.mkdir()
         try:
-            manifest = _produce(plan, fp, produce, tmp, store)
+            manifest = _produce(plan, produce, tmp, store)
             fault_point("stored")
             swap_into_place(tmp, out)
         finally:
@@ -147,15 +158,15 @@ def run_stage(
     return StageResult(manifest, out)
 
 
-def _produce(plan: StagePlan, fp: str, produce: Produce, tmp: Path, store: Store) -> dict[str, Any]:
+def _produce(plan: StagePlan, produce: Produce, tmp: Path, store: Store) -> dict[str, Any]:
     summary = produce(tmp)
     fault_point("produced")
     manifest = build_manifest(
         kind=plan.kind,
         stage=plan.stage,
-        fp=fp,
+        fp=plan.fingerprint,
         params=plan.params,
-        inputs=plan.inputs,
+        inputs=plan.resolved_inputs(),
         payload_dir=tmp,
         summary=summary,
     )
@@ -168,7 +179,7 @@ def _produce_into_store(plan: StagePlan, produce: Produce, store: Store) -> Stag
     tmp = store.root / "tmp" / f"out-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir(parents=True)
     try:
-        manifest = _produce(plan, plan.fingerprint, produce, tmp, store)
+        manifest = _produce(plan, produce, tmp, store)
     finally:
         remove_tree(tmp)
     return StageResult(manifest, store.object_dir(manifest["id"]))

@@ -106,21 +106,28 @@ class Store:
             yield
 
     # -- file hashes ------------------------------------------------------------
-    def file_sha256(self, path: Path) -> str:
-        """sha256 of a file, skipping the read when size, mtime and inode are unchanged."""
+    def cached_sha256(self, path: Path) -> str | None:
+        """The sha256 recorded for this file, if its size, mtime and inode are unchanged."""
         st = path.stat()
-        key = str(path.absolute())
         row = self.db.execute(
             "SELECT sha256 FROM file_cache WHERE path=? AND size=? AND mtime_ns=? AND ino=?",
-            (key, st.st_size, st.st_mtime_ns, st.st_ino),
+            (str(path.absolute()), st.st_size, st.st_mtime_ns, st.st_ino),
         ).fetchone()
-        if row:
-            return row[0]
-        digest = sha256_file(path)
+        return row[0] if row else None
+
+    def cache_sha256(self, path: Path, digest: str) -> None:
+        st = path.stat()
         self.db.execute(
             "INSERT OR REPLACE INTO file_cache VALUES (?,?,?,?,?)",
-            (key, st.st_size, st.st_mtime_ns, st.st_ino, digest),
+            (str(path.absolute()), st.st_size, st.st_mtime_ns, st.st_ino, digest),
         )
+
+    def file_sha256(self, path: Path) -> str:
+        """sha256 of a file, skipping the read when size, mtime and inode are unchanged."""
+        digest = self.cached_sha256(path)
+        if digest is None:
+            digest = sha256_file(path)
+            self.cache_sha256(path, digest)
         return digest
 
     def remember_hashes(self, artifact_dir: Path, manifest: dict[str, Any]) -> None:

@@ -71,7 +71,6 @@ def ingest(
     )
 
     srcs = expand_sources([str(s) for s in sources], format, st.root / "tmp")
-    inputs = [Input("source", st.file_sha256(s.path), s.name) for s in srcs]
     params: dict[str, Any] = {
         "format": format,
         "null_values": nulls,
@@ -82,24 +81,55 @@ def ingest(
         "seed": seed,
         "infer_rows": infer_rows,
     }
+    existing = out_path is not None and (out_path / "manifest.json").exists()
+    inputs, hashing = _source_inputs(srcs, st, in_background=not existing and not dry_run)
     plan = StagePlan("ingest", "dataset", ALGORITHM, params, inputs)
 
     def produce(tmp: Path) -> dict[str, Any]:
-        summary = _write_dataset(
-            srcs, tmp, nulls, type_overrides, splits, keys, split_order, seed, infer_rows
-        )
+        summary = _write_dataset(srcs, tmp, nulls, type_overrides, splits, keys, split_order, seed, infer_rows)
         summary["sources"] = [
             {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id}
-            for s, i in zip(srcs, inputs, strict=True)
+            for s, i in zip(srcs, plan.resolved_inputs(), strict=True)
         ]
         return summary
 
     try:
         return run_stage(plan, produce, out_path, store=st, force=force, dry_run=dry_run)
     finally:
+        if hashing is not None:
+            hashing.shutdown(wait=False, cancel_futures=True)
         for s in srcs:
             if s.name == "-":
                 s.path.unlink(missing_ok=True)
+
+
+def _source_inputs(srcs: list[Source], st: Store, *, in_background: bool):
+    """The sources as lineage inputs (role `source`, id = sha256 of the file).
+
+    When no output exists yet to compare with, the work will be done anyway:
+    large files are then hashed in a thread while the data is converted
+    (hashlib releases the GIL), rather than before.
+    """
+    cached = [st.cached_sha256(s.path) for s in srcs]
+    if not in_background or all(cached):
+        return [Input("source", d or st.file_sha256(s.path), s.name) for s, d in zip(srcs, cached, strict=True)], None
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..fsutil import sha256_file
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlstage-hash")
+    futures = [None if d else pool.submit(sha256_file, s.path) for s, d in zip(srcs, cached, strict=True)]
+
+    def resolve() -> list[Input]:
+        inputs = []
+        for s, d, f in zip(srcs, cached, futures, strict=True):
+            if d is None:
+                d = f.result()
+                st.cache_sha256(s.path, d)  # the store's connection belongs to this thread
+            inputs.append(Input("source", d, s.name))
+        return inputs
+
+    return resolve, pool
 
 
 def _unify(
