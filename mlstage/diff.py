@@ -1,12 +1,19 @@
-"""`diff`: what differs between two artifacts' manifests.
+"""`diff`: what differs between two artifacts.
 
-Generic over kinds: params, inputs and summary, flattened to dotted keys.
-Later stages add a per-kind payload diff here.
+Generic over kinds: params, inputs and summary of the manifests, flattened to
+dotted keys; then a per-kind payload diff (`PAYLOAD_DIFFS`): columns, domains and
+thresholds for schemas, key statistics per split and column for stats, the
+anomalies found for validation results.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
+
+# The statistics worth comparing side by side (the rest is in stats.json).
+STAT_KEYS = ("count", "missing", "mean", "std", "min", "max", "unique", "zeros", "nan", "inf")
 
 
 def flatten(value: Any, prefix: str) -> dict[str, Any]:
@@ -34,4 +41,52 @@ def diff_manifests(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any,
     for key in ("stage", "created", "mlstage_version"):
         if a.get(key) != b.get(key):
             rows.append((key, a.get(key), b.get(key)))
+    return rows
+
+
+def _payload_schema(path: Path) -> dict[str, Any]:
+    doc = json.loads((path / "schema.json").read_text())
+    return flatten({k: v for k, v in doc.items() if k != "format"}, "schema")
+
+
+def _payload_stats(path: Path) -> dict[str, Any]:
+    doc = json.loads((path / "stats.json").read_text())
+    out: dict[str, Any] = {}
+    for split, table in doc["splits"].items():
+        out[f"stats.{split}.rows"] = table["rows"]
+        for col, st in table["columns"].items():
+            for key in STAT_KEYS:
+                if key in st:
+                    out[f"stats.{split}.{col}.{key}"] = st[key]
+    return out
+
+
+def _payload_anomalies(path: Path) -> dict[str, Any]:
+    doc = json.loads((path / "anomalies.json").read_text())
+    out: dict[str, Any] = {"anomalies.ok": doc["ok"]}
+    for a in doc["anomalies"]:
+        out[f"anomalies.{a['split']}.{a['column'] or '-'}.{a['type']}"] = a["severity"]
+    return out
+
+
+PAYLOAD_DIFFS = {
+    "schema": _payload_schema,
+    "stats": _payload_stats,
+    "anomalies": _payload_anomalies,
+}
+
+
+def diff_artifacts(
+    a_path: Path, a: dict[str, Any], b_path: Path, b: dict[str, Any]
+) -> list[tuple[str, Any, Any]]:
+    """The manifest diff, then the payload diff when both artifacts are of one kind."""
+    rows = diff_manifests(a, b)
+    payload = PAYLOAD_DIFFS.get(a["kind"]) if a["kind"] == b["kind"] else None
+    if payload is not None:
+        fa, fb = payload(a_path), payload(b_path)
+        rows += [
+            (k, fa.get(k), fb.get(k))
+            for k in sorted(set(fa) | set(fb), key=lambda k: (k not in fa, k))
+            if fa.get(k) != fb.get(k)
+        ]
     return rows

@@ -246,3 +246,19 @@ def test_cli_exit_codes_and_json(base, tmp_path):
     )  # the failed gate repeats
     r = cli("stats", "base", "--slice", "nope", "-o", "x")
     assert r.exit_code == 2 and 'no column "nope"' in r.stderr
+
+
+def test_diff_shows_schema_and_stats_payload_changes(base, tmp_path):
+    ingest_frame(table(2000, 10, shift=1), "moved", tmp_path)
+    stats("moved", "moved_stats")
+    schema("moved_stats", "moved_schema", label="label")
+    r = cli("diff", "base_stats", "moved_stats", "--json")
+    rows = {row["field"]: (row["a"], row["b"]) for row in json.loads(r.stdout)}
+    a, b = rows["stats.data.x.mean"]
+    assert a == pytest.approx(10, abs=0.1) and b == pytest.approx(11, abs=0.1)
+    from mlstage.diff import diff_artifacts
+    from mlstage.store import Store
+
+    store = Store.open()
+    changed = diff_artifacts(*store.load("base_schema"), *store.load("ranged_schema"))
+    assert ("schema.columns.x.min", None, pytest.approx(base["columns"]["x"]["min"])) in changed

@@ -128,20 +128,22 @@ def checkout_cmd(
 
 @store_command(app, "diff")
 def diff_cmd(a: RefArg, b: RefArg, *, common: StoreCommon) -> None:
-    """Two manifests side by side: params, inputs and summary that differ."""
-    from ..diff import diff_manifests
+    """Two artifacts side by side: params, inputs, summary and payload values that differ."""
+    from ..diff import diff_artifacts
 
     store = _store(common)
-    rows = diff_manifests(store.load(a)[1], store.load(b)[1])
+    rows = diff_artifacts(*store.load(a), *store.load(b))
     if common.json:
         print_json([{"field": f, "a": x, "b": y} for f, x, y in rows])
     else:
-        print_table(["field", "a", "b"], [[f, _cell(x), _cell(y)] for f, x, y in rows])
+        print_table(["field", "a", "b"], [[f, _cell(f, x), _cell(f, y)] for f, x, y in rows])
 
 
-def _cell(value) -> str:
+def _cell(field: str, value) -> str:
     import json
 
+    if isinstance(value, str) and (field == "id" or field.startswith("inputs.")):
+        return short_id(value)
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 

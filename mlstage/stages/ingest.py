@@ -86,7 +86,9 @@ def ingest(
     plan = StagePlan("ingest", "dataset", ALGORITHM, params, inputs)
 
     def produce(tmp: Path) -> dict[str, Any]:
-        summary = _write_dataset(srcs, tmp, nulls, type_overrides, splits, keys, split_order, seed, infer_rows)
+        summary = _write_dataset(
+            srcs, tmp, nulls, type_overrides, splits, keys, split_order, seed, infer_rows
+        )
         summary["sources"] = [
             {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id}
             for s, i in zip(srcs, plan.resolved_inputs(), strict=True)
@@ -112,13 +114,18 @@ def _source_inputs(srcs: list[Source], st: Store, *, in_background: bool):
     """
     cached = [st.cached_sha256(s.path) for s in srcs]
     if not in_background or all(cached):
-        return [Input("source", d or st.file_sha256(s.path), s.name) for s, d in zip(srcs, cached, strict=True)], None
+        return [
+            Input("source", d or st.file_sha256(s.path), s.name)
+            for s, d in zip(srcs, cached, strict=True)
+        ], None
     from concurrent.futures import ThreadPoolExecutor
 
     from ..fsutil import sha256_file
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlstage-hash")
-    futures = [None if d else pool.submit(sha256_file, s.path) for s, d in zip(srcs, cached, strict=True)]
+    futures = [
+        None if d else pool.submit(sha256_file, s.path) for s, d in zip(srcs, cached, strict=True)
+    ]
 
     def resolve() -> list[Input]:
         inputs = []
