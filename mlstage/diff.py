@@ -69,7 +69,27 @@ def _payload_anomalies(path: Path) -> dict[str, Any]:
     return out
 
 
+def _payload_features(path: Path) -> dict[str, Any]:
+    """The spec and the fitted values, per feature entry (named by its column)."""
+    doc = json.loads((path / "transform.json").read_text())
+    out = flatten({k: v for k, v in doc["spec"].items() if k not in ("format", "features")}, "spec")
+    for fitted in doc["entries"]:
+        entry = fitted["entry"]
+        key = "features." + "*".join(entry.get("columns", [entry.get("column")]))
+        out.update(
+            flatten(
+                {k: v for k, v in entry.items() if k not in ("column", "columns")}, key + ".spec"
+            )
+        )
+        out.update(flatten(fitted["state"], key + ".fitted"))
+        if fitted["impute_value"] is not None:
+            out[key + ".fitted.impute_value"] = fitted["impute_value"]
+    out["features.outputs"] = len(doc["outputs"])
+    return out
+
+
 PAYLOAD_DIFFS = {
+    "features": _payload_features,
     "schema": _payload_schema,
     "stats": _payload_stats,
     "anomalies": _payload_anomalies,

@@ -18,6 +18,7 @@ SCHEMA_FILES = {
     "mlstage-stats/1": "stats.schema.json",
     "mlstage-schema/1": "schema.schema.json",
     "mlstage-anomalies/1": "anomalies.schema.json",
+    "mlstage-features/1": "features.schema.json",
 }
 
 

@@ -92,6 +92,9 @@ class Store:
             self._db = sqlite3.connect(self.root / "index.sqlite", timeout=60, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=60000")
+            # WAL with synchronous=NORMAL cannot corrupt the index; a power cut may drop the
+            # last transactions, which `reindex` restores from the fsynced journal and objects.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         return self._db
 

@@ -1,0 +1,246 @@
+"""The fitted transform (`transform.json`, mlstage-transform/1): fit, apply to a table, apply to a row.
+
+    {"format": "mlstage-transform/1",
+     "spec": {...the spec as given...},
+     "inputs": {"age": "int", "workclass": "string", ...},      raw columns the features read
+     "label": {"column": "income", "type": "string", "classes": ["<=50K", ">50K"]},
+     "passthrough": {"id": "int"},
+     "entries": [{"entry": {...}, "impute_value": 38.0, "state": {...}, "outputs": [...]}, ...],
+     "outputs": ["age", "workclass=Private", ...]}
+
+Numbers in categorical columns are matched by their canonical text (`hashing`).
+Missing values are null, and NaN in a float column; `impute` fills both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import BadInput
+from ..hashing import canonical_text
+from . import names
+from .spec import check_spec
+from .transforms import NUMERIC, TRANSFORMS
+
+FORMAT = "mlstage-transform/1"
+
+
+def _input_columns(entry: dict) -> list[str]:
+    return list(entry["columns"]) if "columns" in entry else [entry["column"]]
+
+
+def _impute_value(entry: dict, series, ctype: str):
+    how = entry.get("impute")
+    if how is None:
+        return None
+    if isinstance(how, dict):
+        value = how["constant"]
+        if ctype in NUMERIC and not isinstance(value, int | float):
+            raise BadInput(f"impute constant {value!r} is not a number", column=entry.get("column"))
+        return value
+    present = series.drop_nulls()
+    if ctype == "float":
+        present = present.drop_nans()
+    if present.len() == 0:
+        raise BadInput(f"impute {how}: the training split has no value", column=entry.get("column"))
+    if how in ("mean", "median"):
+        if ctype not in NUMERIC:
+            raise BadInput(
+                f"impute {how} needs a numeric column; this one is {ctype} (use mode or a constant)",
+                column=entry.get("column"),
+            )
+        return float(present.mean() if how == "mean" else present.median())
+    counts = Counter(present.to_list())
+    return min(counts.items(), key=lambda vc: (-vc[1], canonical_text(vc[0])))[0]
+
+
+def _jsonable(value):
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+class FittedTransform:
+    def __init__(self, doc: dict[str, Any]):
+        self.doc = doc
+        self.inputs: dict[str, str] = doc["inputs"]
+        self.label: dict[str, Any] | None = doc.get("label")
+        self.passthrough: dict[str, str] = doc.get("passthrough", {})
+        self.entries: list[dict[str, Any]] = doc["entries"]
+        self.outputs: list[str] = doc["outputs"]
+        self._row: Callable | None = None
+
+    # -- fitting ----------------------------------------------------------------------
+    @classmethod
+    def fit(cls, spec: dict[str, Any], train_path, types: dict[str, str]) -> FittedTransform:
+        """Fit every entry on the training split (a Parquet file) of columns typed `types`."""
+        import polars as pl
+
+        check_spec(spec, types)
+        entries, outputs = [], []
+        columns = {c for e in spec["features"] for c in _input_columns(e)}
+        cache: dict[str, Any] = {}
+
+        def column(name: str):
+            if name not in cache:
+                cache[name] = pl.read_parquet(train_path, columns=[name]).to_series()
+                if types[name] == "float":
+                    cache[name] = cache[name].fill_nan(None)
+            return cache[name]
+
+        if pl.scan_parquet(train_path).select(pl.len()).collect().item() == 0:
+            raise BadInput("the training split is empty; there is nothing to fit")
+        for entry in spec["features"]:
+            t = TRANSFORMS[entry["transform"]]
+            cols = _input_columns(entry)
+            if t.multi:
+                state = t.fit(entry, None)
+                fitted = {"entry": entry, "impute_value": None, "state": state}
+            else:
+                series = column(cols[0])
+                value = _impute_value(entry, series, types[cols[0]])
+                filled = series if value is None else series.fill_null(value)
+                fitted = {
+                    "entry": entry,
+                    "impute_value": _jsonable(value),
+                    "state": t.fit(entry, filled),
+                }
+            out = t.outputs(entry, fitted["state"])
+            if entry.get("indicator"):
+                out = out + [names.indicator(cols[0])]
+            fitted["outputs"] = out
+            entries.append(fitted)
+            outputs += out
+        twice = sorted({o for o in outputs if outputs.count(o) > 1})
+        if twice:
+            raise BadInput(f"two features write the same output column: {', '.join(twice[:5])}")
+        label = None
+        if spec.get("label"):
+            label = {"column": spec["label"], "type": types[spec["label"]], "classes": None}
+            if types[spec["label"]] in ("string", "bool"):
+                values = column(spec["label"]).drop_nulls().unique().to_list()
+                label["classes"] = sorted(canonical_text(v) for v in values)
+        doc = {
+            "format": FORMAT,
+            "spec": spec,
+            "inputs": {c: types[c] for c in sorted(columns, key=list(types).index)},
+            "label": label,
+            "passthrough": {c: types[c] for c in spec.get("passthrough", [])},
+            "entries": entries,
+            "outputs": outputs,
+        }
+        return cls(doc)
+
+    # -- batch --------------------------------------------------------------------------
+    def check_columns(self, types: dict[str, str], where: str, *, need_label: bool) -> None:
+        """Every input the transform reads, with a compatible type."""
+        wanted = dict(self.inputs) | self.passthrough
+        if need_label and self.label:
+            wanted[self.label["column"]] = self.label["type"]
+        for col, t in wanted.items():
+            if col not in types:
+                raise BadInput(f'no column "{col}", which the features need', file=where)
+            if types[col] != t and not (t == "float" and types[col] == "int"):
+                raise BadInput(
+                    f"the column is {types[col]}, the transform was fitted on {t}",
+                    file=where,
+                    column=col,
+                )
+
+    def exprs(self, schema: dict[str, Any]) -> list:
+        """polars expressions for every output (Float32), from raw columns typed as `schema`."""
+        import polars as pl
+
+        out = []
+        for fitted in self.entries:
+            entry, state = fitted["entry"], fitted["state"]
+            t = TRANSFORMS[entry["transform"]]
+            cols = _input_columns(entry)
+            xs = []
+            for c in cols:
+                x = pl.col(c)
+                if self.inputs[c] == "float":
+                    x = x.fill_nan(None)
+                if fitted["impute_value"] is not None:
+                    x = x.fill_null(_parse_impute(fitted["impute_value"], self.inputs[c]))
+                if t.text_input:
+                    x = x.cast(pl.String)
+                xs.append(x)
+            values = t.exprs(entry, state, xs if t.multi else xs[0])
+            if entry.get("indicator"):
+                raw = pl.col(cols[0])
+                missing = raw.is_null() | (
+                    raw.is_nan() if self.inputs[cols[0]] == "float" else pl.lit(False)
+                )
+                values.append(missing.cast(pl.Float64))
+            out += [
+                v.cast(pl.Float32).alias(name)
+                for v, name in zip(values, fitted["outputs"], strict=True)
+            ]
+        return out
+
+    def label_expr(self):
+        import polars as pl
+
+        col = self.label["column"]
+        if self.label["classes"] is None:
+            return pl.col(col)
+        mapping = {c: i for i, c in enumerate(self.label["classes"])}
+        return pl.col(col).cast(pl.String).replace_strict(mapping, return_dtype=pl.Int32).alias(col)
+
+    def apply_lazy(self, lf, *, with_label: bool):
+        import polars as pl
+
+        exprs = [pl.col(c) for c in self.passthrough] + self.exprs(lf.collect_schema())
+        if with_label and self.label:
+            exprs.append(self.label_expr())
+        return lf.select(exprs)
+
+    # -- one row ------------------------------------------------------------------------
+    def row_function(self) -> Callable[[dict[str, Any]], list[float]]:
+        """A function from a raw row {column: value} (values already of their types) to features."""
+        if self._row is not None:
+            return self._row
+        steps = []
+        for fitted in self.entries:
+            entry = fitted["entry"]
+            t = TRANSFORMS[entry["transform"]]
+            cols = _input_columns(entry)
+            fn = t.row(entry, fitted["state"])
+            fill = (
+                None
+                if fitted["impute_value"] is None
+                else _parse_impute(fitted["impute_value"], self.inputs[cols[0]])
+            )
+            steps.append((t.multi, cols, fn, fill, bool(entry.get("indicator"))))
+
+        def apply(row: dict[str, Any]) -> list[float]:
+            out: list[float] = []
+            for multi, cols, fn, fill, indicator in steps:
+                if multi:
+                    out += fn([_missing_to_none(row.get(c)) for c in cols])
+                    continue
+                v = _missing_to_none(row.get(cols[0]))
+                out += fn(fill if v is None and fill is not None else v)
+                if indicator:
+                    out.append(1.0 if v is None else 0.0)
+            return out
+
+        self._row = apply
+        return apply
+
+
+def _missing_to_none(v):
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+def _parse_impute(value, ctype: str):
+    if ctype == "date" and isinstance(value, str):
+        return dt.date.fromisoformat(value)
+    if ctype == "datetime" and isinstance(value, str):
+        return dt.datetime.fromisoformat(value)
+    return value

@@ -1,0 +1,153 @@
+"""`featurize`: fit a feature spec on the training split and apply it to every split.
+
+`featurize DATASET --spec SPEC -o OUT` fits (on `--fit-split`, default `train`, else
+the only split) and applies; `featurize DATASET --transform FEATURES|MODEL -o OUT`
+applies a transform fitted before to new data. The payload is `<split>.parquet`
+(Float32 features named as DESIGN §5, passthrough columns, the label encoded as
+class indices for a string/bool label) and `transform.json`, the fitted state as
+plain JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..dataset import load_document, load_input, splits_of, training_split
+from ..errors import BadInput
+from ..jsonio import dumps_pretty
+from ..runner import StagePlan, StageResult, run_stage
+from ..store import Store
+from .stats import _open_store
+
+ALGORITHM = 1
+
+
+def load_transform(st: Store, ref: str):
+    """The fitted transform of a features or model artifact."""
+    from ..features.fitted import FORMAT, FittedTransform
+
+    path, _, inp = load_input(st, ref, "transform", ("features", "model"))
+    doc = json.loads((path / "transform.json").read_text())
+    if doc.get("format") != FORMAT:
+        raise BadInput(f"transform.json is not {FORMAT}", file=str(ref))
+    return FittedTransform(doc), inp
+
+
+def featurize(
+    dataset: str | Path,
+    out: str | Path | None,
+    *,
+    spec: str | Path | None = None,
+    transform: str | Path | None = None,
+    fit_split: str | None = None,
+    store: str | Path | Store | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+) -> StageResult:
+    """Fit SPEC on DATASET's training split and apply it everywhere (or apply TRANSFORM)."""
+    if (spec is None) == (transform is None):
+        raise BadInput(
+            "give --spec SPEC (fit and apply) or --transform FEATURES|MODEL (apply), not both"
+        )
+    if transform is not None and fit_split is not None:
+        raise BadInput(
+            "--fit-split goes with --spec; --transform applies an already fitted transform"
+        )
+    st = _open_store(store, out)
+    path, manifest, data_in = load_input(st, str(dataset), "data", ("dataset",))
+    splits = splits_of(path, manifest)
+    types = manifest["summary"]["schema"]
+    if spec is not None:
+        spec_doc, spec_in = load_document(st, str(spec), "spec", "transform.json", "features")
+        if isinstance(spec_doc, dict) and spec_doc.get("format") == "mlstage-transform/1":
+            spec_doc = spec_doc["spec"]  # a features artifact given as the spec: refit its spec
+        from ..features.spec import check_spec
+
+        check_spec(spec_doc, types, str(spec))  # before any data is read
+        fit_name = training_split(splits, str(dataset), fit_split or "train")
+        if fit_split is not None and fit_split not in splits:
+            raise BadInput(
+                f"no split {fit_split!r}; the dataset has: {', '.join(splits)}", file=str(dataset)
+            )
+        inputs, fitted = [data_in, spec_in], None
+    else:
+        fitted, tr_in = load_transform(st, str(transform))
+        fitted.check_columns(types, str(dataset), need_label=False)
+        inputs, fit_name = [data_in, tr_in], None
+    plan = StagePlan("featurize", "features", ALGORITHM, {"fit_split": fit_name}, inputs)
+
+    def produce(tmp: Path) -> dict[str, Any]:
+        from ..features.fitted import FittedTransform
+
+        ft = fitted or FittedTransform.fit(spec_doc, splits[fit_name], types)
+        rows = {}
+        for name, file in splits.items():
+            rows[name] = _apply_split(
+                ft, file, types, tmp / f"{name}.parquet", f"{dataset} (split {name})"
+            )
+        (tmp / "transform.json").write_text(dumps_pretty(ft.doc))
+        return {
+            "splits": rows,
+            "features": len(ft.outputs),
+            "label": ft.label["column"] if ft.label else None,
+            "classes": ft.label["classes"] if ft.label else None,
+            "fit_split": fit_name,
+        }
+
+    return run_stage(
+        plan, produce, Path(out) if out else None, store=st, force=force, dry_run=dry_run
+    )
+
+
+def _apply_split(ft, file: Path, types: dict[str, str], target: Path, where: str) -> int:
+    import polars as pl
+
+    with_label = bool(ft.label) and ft.label["column"] in types
+    ft.check_columns(types, where, need_label=False)
+    lf = pl.scan_parquet(file)
+    _check_values(ft, lf, where)
+    try:
+        ft.apply_lazy(lf, with_label=with_label).sink_parquet(target)
+    except pl.exceptions.PolarsError as e:
+        if with_label and ft.label["classes"] is not None:
+            col = ft.label["column"]
+            unseen = (
+                lf.select(pl.col(col).cast(pl.String))
+                .filter(~pl.col(col).is_in(ft.label["classes"]) & pl.col(col).is_not_null())
+                .head(1)
+                .collect()
+            )
+            if unseen.height:
+                raise BadInput(
+                    f"label value {unseen.item()!r} was not seen in the training split (classes: {', '.join(ft.label['classes'])})",
+                    file=where,
+                    column=col,
+                ) from None
+            nulls = lf.select(pl.col(col).null_count()).collect().item()
+            if nulls:
+                raise BadInput(f"{nulls} rows have no label", file=where, column=col) from None
+        raise BadInput(
+            f"cannot apply the transform: {str(e).strip().splitlines()[0]}", file=where
+        ) from None
+    return pl.scan_parquet(target).select(pl.len()).collect().item()
+
+
+def _check_values(ft, lf, where: str) -> None:
+    """Values a transform refuses (negative input to log), named before anything is written."""
+    import polars as pl
+
+    from ..features.transforms import negative
+
+    logs = [f["entry"]["column"] for f in ft.entries if f["entry"]["transform"] == "log"]
+    if not logs:
+        return
+    first = (
+        lf.select(pl.col(c).filter(pl.col(c) < 0).first().alias(c) for c in logs)
+        .collect()
+        .row(0, named=True)
+    )
+    for col, value in first.items():
+        if value is not None:
+            raise BadInput(str(negative(col, value, where).reason), file=where, column=col)
