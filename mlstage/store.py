@@ -325,12 +325,15 @@ class Store:
                 if parent is not None:
                     children.append(node(parent, inp["role"], inp["path"], seen | {inp["id"]}))
                 else:
+                    # A leaf: a raw source, a user-written file (spec, config, schema),
+                    # or an artifact that is not in this store.
+                    is_file = inp["role"] == "source" or Path(inp["path"]).is_file()
                     children.append(
                         {
                             "role": inp["role"],
                             "id": inp["id"],
                             "path": inp["path"],
-                            "kind": "file" if inp["role"] == "source" else "missing",
+                            "kind": "file" if is_file else "missing",
                             "inputs": [],
                         }
                     )
