@@ -45,6 +45,7 @@ demo: $(STAMP)
 
 # Benchmarks (not tests): see bench/README.md. ROWS=1000000 for a quick run.
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/run.py $(if $(ROWS),--rows $(ROWS),)
 
 clean:

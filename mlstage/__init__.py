@@ -17,14 +17,47 @@ from .errors import BadInput, CorruptArtifact, MlstageError, NotFound
 from .version import __version__
 
 if TYPE_CHECKING:
+    from .model import Model
+    from .stages.featurize import featurize
     from .stages.ingest import ingest
+    from .stages.schema import schema
+    from .stages.stats import stats
+    from .stages.train import train
+    from .stages.validate import validate
 
-__all__ = ["__version__", "ingest", "MlstageError", "BadInput", "NotFound", "CorruptArtifact"]
+__all__ = [
+    "__version__",
+    "ingest",
+    "stats",
+    "schema",
+    "validate",
+    "featurize",
+    "train",
+    "Model",
+    "MlstageError",
+    "BadInput",
+    "NotFound",
+    "CorruptArtifact",
+]
+
+
+_STAGES = {
+    "ingest": "ingest",
+    "stats": "stats",
+    "schema": "schema",
+    "validate": "validate",
+    "featurize": "featurize",
+    "train": "train",
+}
 
 
 def __getattr__(name: str):
-    if name == "ingest":
-        from .stages.ingest import ingest
+    if name in _STAGES:
+        import importlib
 
-        return ingest
+        return getattr(importlib.import_module(f".stages.{_STAGES[name]}", __name__), name)
+    if name == "Model":
+        from .model import Model
+
+        return Model
     raise AttributeError(f"module 'mlstage' has no attribute {name!r}")

@@ -88,7 +88,20 @@ def _payload_features(path: Path) -> dict[str, Any]:
     return out
 
 
+def _payload_model(path: Path) -> dict[str, Any]:
+    """Training and CV metrics and best params (the config itself is in the manifest's params)."""
+    doc = json.loads((path / "metrics.json").read_text())
+    out = flatten(doc.get("splits", {}), "metrics")
+    cv = doc.get("cv") or {}
+    for key in ("scoring", "best_score", "best_score_std"):
+        if key in cv:
+            out[f"cv.{key}"] = cv[key]
+    out.update(flatten(cv.get("best_params", {}), "cv.best_params"))
+    return out
+
+
 PAYLOAD_DIFFS = {
+    "model": _payload_model,
     "features": _payload_features,
     "schema": _payload_schema,
     "stats": _payload_stats,

@@ -19,6 +19,7 @@ SCHEMA_FILES = {
     "mlstage-schema/1": "schema.schema.json",
     "mlstage-anomalies/1": "anomalies.schema.json",
     "mlstage-features/1": "features.schema.json",
+    "mlstage-train/1": "train.schema.json",
 }
 
 

@@ -330,3 +330,46 @@ def featurize_cmd(
         dry_run=common.dry_run,
     )
     emit_result("featurize", result, common)
+
+
+@stage_command(app, "train")
+def train_cmd(
+    features: Annotated[
+        str,
+        typer.Argument(
+            metavar="FEATURES", help="Features artifact (with a label).", show_default=False
+        ),
+    ],
+    config: Annotated[
+        str,
+        typer.Option(
+            "--config",
+            metavar="CONFIG",
+            help="Train config (JSON/TOML): estimator, params, seed, tuning.",
+            show_default=False,
+        ),
+    ],
+    *,
+    common: Common,
+) -> None:
+    """Train a scikit-learn estimator (optionally tuned) into a self-contained model artifact."""
+    from ..stages.train import train
+
+    result = train(
+        features,
+        common.out_path(),
+        config=config,
+        store=common.store,
+        force=common.force,
+        dry_run=common.dry_run,
+    )
+    if result.manifest and not common.quiet and not result.dry_run:
+        s = result.manifest["summary"]
+        parts = [f"{s['estimator']}"]
+        if s.get("cv_score") is not None:
+            parts.append(f"cv {s['scoring']}={s['cv_score']:.4f}")
+        for split, values in s["metrics"].items():
+            parts.append(split + " " + " ".join(f"{k}={v:.4f}" for k, v in values.items()))
+        emit_result("train", result, common, details="; ".join(parts))
+        return
+    emit_result("train", result, common)

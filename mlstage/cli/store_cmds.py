@@ -171,3 +171,50 @@ def reindex_cmd(*, common: StoreCommon) -> None:
     if common.json:
         print_json({"artifacts": count})
     stderr_console().print(f"reindex: {count} artifacts indexed", markup=False)
+
+
+@store_command(app, "runs")
+def runs_cmd(
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            "--sort",
+            metavar="METRIC",
+            help="Sort by a metric (cv, or SPLIT.METRIC like eval.accuracy), best first.",
+        ),
+    ] = None,
+    filter_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            metavar="KEY=VALUE",
+            help="Keep runs whose field equals VALUE (estimator=..., task=..., label=...).",
+        ),
+    ] = None,
+    *,
+    common: StoreCommon,
+) -> None:
+    """Every trained model in the store: time, id, estimator, params, data and features ids, metrics."""
+    from ..runs import list_runs
+
+    runs = list_runs(_store(common), sort=sort, filters=filter_ or [])
+    if common.json:
+        print_json(runs)
+        return
+    rows = []
+    for r in runs:
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in r["metrics_flat"].items())
+        params = ",".join(f"{k}={v}" for k, v in (r["params"] or {}).items())
+        rows.append(
+            [
+                r["created"],
+                short_id(r["id"]),
+                r["estimator"],
+                params,
+                short_id(r["data"]),
+                short_id(r["features"]),
+                "" if r["cv_score"] is None else f"{r['cv_score']:.4g}",
+                metrics,
+            ]
+        )
+    print_table(["created", "id", "estimator", "params", "data", "features", "cv", "metrics"], rows)

@@ -1,0 +1,207 @@
+"""The model artifact and the prediction core that `evaluate`, `predict` and `serve` share.
+
+Payload of a model artifact:
+    model.skops      the fitted estimator (skops: no pickle), written byte-for-byte
+                     reproducibly (see `dump_estimator`)
+    transform.json   the fitted feature transform, copied from the features artifact
+    signature.json   raw input columns (type, nullable, range, domain), label, classes, task
+    metrics.json     training and cross-validation metrics
+
+`Model.load` checks every file's sha256 against the manifest and the scikit-learn
+version it was trained with before unpickling anything, and loads the estimator
+with skops trusting only the types in TRUSTED (never a list read from the file).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from .artifact import check_files, read_manifest
+from .errors import BadInput, CorruptArtifact
+
+ESTIMATOR_FILE = "model.skops"
+# Types outside skops' default trust that the allowed estimators need.
+TRUSTED = [
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.metrics._dist_metrics.ManhattanDistance64",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+    "sklearn.metrics._dist_metrics.ChebyshevDistance64",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+]
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def dump_estimator(estimator) -> bytes:
+    """skops bytes made reproducible: the same estimator gives the same bytes.
+
+    skops names objects by Python `id()` (in `__id__` and in the `.npy` file
+    names) and stamps zip entries with the time; ids are renumbered in order of
+    appearance and entries written sorted, with a fixed time.
+    """
+    import skops.io as sio
+
+    raw = zipfile.ZipFile(io.BytesIO(sio.dumps(estimator)))
+    schema = json.loads(raw.read("schema.json"))
+    renumber: dict[int, int] = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "__id__" in node:
+                node["__id__"] = renumber.setdefault(node["__id__"], len(renumber) + 1)
+            if isinstance(node.get("file"), str) and node["file"].endswith(".npy"):
+                old = int(node["file"][: -len(".npy")])
+                node["file"] = f"{renumber.setdefault(old, len(renumber) + 1)}.npy"
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    entries = {"schema.json": json.dumps(schema, indent=2).encode()}
+    for name in raw.namelist():
+        if name.endswith(".npy"):
+            entries[f"{renumber[int(name[: -len('.npy')])]}.npy"] = raw.read(name)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            z.writestr(info, entries[name], compresslevel=6)
+    return out.getvalue()
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+class Model:
+    """A loaded model artifact: raw rows in, predictions in the label's own values out."""
+
+    def __init__(
+        self, path: Path, manifest: dict[str, Any], estimator, transform, signature: dict[str, Any]
+    ):
+        self.path = path
+        self.manifest = manifest
+        self.id = manifest["id"]
+        self.estimator = estimator
+        self.transform = transform
+        self.signature = signature
+        self.task = signature["task"]
+        label = signature["label"]
+        self.label = label["column"]
+        # Class names as text (booleans true/false), in the estimator's order.
+        self.classes: list[str] | None = label.get("classes")
+        # A string/bool label was encoded as class indices by featurize: decode them.
+        encoded = transform.label is not None and transform.label.get("classes") is not None
+        self._values = [_label_value(c, label["type"]) for c in self.classes] if encoded else None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Model:
+        from importlib.metadata import version
+
+        import skops.io as sio
+
+        path = Path(path)
+        manifest = read_manifest(path)
+        if manifest["kind"] != "model":
+            raise BadInput(
+                f"this is a {manifest['kind']} artifact; expected a model", file=str(path)
+            )
+        problems = check_files(path, manifest, rehash=True)
+        if problems:
+            raise CorruptArtifact(
+                f"refusing to load a model whose files do not match its manifest: {problems[0]}"
+            )
+        trained = manifest["environment"].get("scikit-learn", "?")
+        here = version("scikit-learn")
+        if _minor(trained) != _minor(here):
+            raise BadInput(
+                f"the model was trained with scikit-learn {trained}, this is scikit-learn {here};"
+                " a model loads only under the same minor version (retrain it, or install that version)",
+                file=str(path),
+            )
+        from .features.fitted import FittedTransform
+
+        try:
+            estimator = sio.loads((path / ESTIMATOR_FILE).read_bytes(), trusted=TRUSTED)
+        except Exception as e:  # skops raises UntrustedTypesFoundException and friends
+            raise CorruptArtifact(
+                f"{path / ESTIMATOR_FILE}: cannot load the estimator safely: {e}"
+            ) from None
+        transform = FittedTransform(json.loads((path / "transform.json").read_text()))
+        signature = json.loads((path / "signature.json").read_text())
+        return cls(path, manifest, estimator, transform, signature)
+
+    # -- prediction ---------------------------------------------------------------------
+    def _decode(self, raw) -> list:
+        if self._values is None:
+            return [v.item() if hasattr(v, "item") else v for v in raw]
+        return [self._values[int(i)] for i in raw]
+
+    def predict_matrix(self, X) -> tuple[list, list[list[float]] | None]:
+        """Predictions (label values) and class probabilities (None for regression)."""
+        import numpy as np
+
+        if self.task == "regression":
+            return [float(v) for v in self.estimator.predict(X)], None
+        proba = None
+        if hasattr(self.estimator, "predict_proba"):
+            try:
+                proba = self.estimator.predict_proba(X)
+            except (AttributeError, NotImplementedError):  # e.g. SVC without probability=True
+                proba = None
+        if proba is not None:
+            # argmax of the probabilities, so a prediction always agrees with them
+            raw = self.estimator.classes_[np.argmax(proba, axis=1)]
+            return self._decode(raw), proba.tolist()
+        return self._decode(self.estimator.predict(X)), None
+
+    def features(self, frame):
+        """The feature matrix (float32, C order) of a polars frame of raw columns."""
+        import numpy as np
+
+        out = self.transform.apply_lazy(frame.lazy(), with_label=False).collect()
+        keep = [c for c in out.columns if c not in self.transform.passthrough]
+        return np.ascontiguousarray(out.select(keep).to_numpy(), dtype=np.float32)
+
+    def predict_frame(self, frame) -> tuple[list, list[list[float]] | None]:
+        return self.predict_matrix(self.features(frame))
+
+    def predict_rows(self, rows: list[dict[str, Any]]) -> tuple[list, list[list[float]] | None]:
+        """The per-row path (serving): values already of their signature types."""
+        import numpy as np
+
+        fn = self.transform.row_function()
+        X = np.array([fn(r) for r in rows], dtype=np.float32).reshape(
+            len(rows), len(self.feature_names)
+        )
+        return self.predict_matrix(X)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [o for o in self.transform.outputs]
+
+    @property
+    def class_names(self) -> list[str] | None:
+        if self.task == "regression":
+            return None
+        return self.classes or [str(c) for c in self.estimator.classes_]
+
+
+def _label_value(text: str, type_name: str):
+    if type_name == "bool":
+        return text == "true"
+    if type_name == "int":
+        return int(text)
+    return text

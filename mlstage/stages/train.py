@@ -1,0 +1,367 @@
+"""`train`: a scikit-learn estimator on a features artifact, optionally tuned.
+
+The config (mlstage-train/1) names the estimator by class name from an allowed
+set (`estimators`), its params (checked by scikit-learn's own validation before
+any data is read), a seed passed to every random component, an optional weight
+column and optional tuning (grid, random or successive-halving search with
+cross-validation, stratified for classification, in parallel). The final model
+is refit on the whole training split. The artifact alone is enough to serve.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..dataset import load_document, load_input, splits_of, training_split
+from ..errors import BadInput
+from ..formats import validate
+from ..jsonio import dumps_pretty, jsonable
+from ..runner import StagePlan, StageResult, run_stage
+from ..store import Store
+from .stats import _open_store
+
+ALGORITHM = 1
+# Estimators whose max_iter bounds a solver that stops when it converges (for boosting,
+# max_iter is the number of trees, and reaching it is normal).
+ITERATIVE_SOLVERS = {
+    "LogisticRegression", "LinearSVC", "LinearSVR", "Lasso", "ElasticNet",
+    "MLPClassifier", "MLPRegressor", "SGDClassifier", "SGDRegressor",
+}  # fmt: skip
+SEARCHES = {
+    "grid": "GridSearchCV",
+    "random": "RandomizedSearchCV",
+    "halving": "HalvingRandomSearchCV",
+}
+
+
+def check_config(config: Any, where: str) -> None:
+    """Everything about the config that can be checked before reading data."""
+    from ..estimators import build, distributions
+
+    validate(config, "mlstage-train/1", where)
+    try:
+        estimator = build(
+            config["estimator"], config["task"], config.get("params", {}), config.get("seed", 0)
+        )
+        tune = config.get("tune")
+        if tune:
+            from sklearn.metrics import get_scorer_names
+
+            scoring = tune.get("scoring")
+            if scoring is not None and scoring not in get_scorer_names():
+                raise BadInput(
+                    f"at $.tune.scoring: unknown scorer {scoring!r}; see sklearn.metrics.get_scorer_names()"
+                )
+            space = distributions(
+                tune["space"], tune.get("search", "random"), config.get("seed", 0)
+            )
+            known = estimator.get_params()
+            for key in space:
+                if key not in known:
+                    raise BadInput(
+                        f"at $.tune.space.{key}: {config['estimator']} has no parameter {key!r}"
+                    )
+    except BadInput as e:
+        raise BadInput(e.reason, file=where) from None
+
+
+def _matrix(path: Path, columns: list[str]):
+    """Features as one float32 C-ordered array, filled a column at a time (one copy of the data)."""
+    import numpy as np
+    import polars as pl
+
+    n = pl.scan_parquet(path).select(pl.len()).collect().item()
+    X = np.empty((n, len(columns)), dtype=np.float32)
+    for j, col in enumerate(columns):
+        X[:, j] = pl.read_parquet(path, columns=[col]).to_series().to_numpy()
+    return X
+
+
+def _column(path: Path, col: str):
+    import polars as pl
+
+    return pl.read_parquet(path, columns=[col]).to_series()
+
+
+def train(
+    features: str | Path,
+    out: str | Path | None,
+    *,
+    config: str | Path,
+    store: str | Path | Store | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+) -> StageResult:
+    """Train the estimator CONFIG names on FEATURES' training split."""
+    st = _open_store(store, out)
+    cfg, cfg_in = load_document(st, str(config), "config", "config.json", "model")
+    check_config(cfg, str(config))
+    path, manifest, feat_in = load_input(st, str(features), "features", ("features",))
+    transform_doc = json.loads((path / "transform.json").read_text())
+    label = transform_doc.get("label")
+    if not label:
+        raise BadInput(
+            "the features have no label (the spec sets none); train needs one", file=str(features)
+        )
+    if cfg["task"] == "regression" and label["type"] not in ("int", "float"):
+        raise BadInput(
+            f'a regression label must be numeric; "{label["column"]}" is {label["type"]}',
+            file=str(features),
+        )
+    weight = cfg.get("weight")
+    if weight is not None and weight not in transform_doc.get("passthrough", {}):
+        raise BadInput(
+            f'at $.weight: "{weight}" is not a passthrough column of the features', file=str(config)
+        )
+    splits = splits_of(path, manifest)
+    fit_name = training_split(splits, str(features))
+    data_ids = [i["id"] for i in manifest["inputs"] if i["role"] == "data"]
+    plan = StagePlan("train", "model", ALGORITHM, {"config": cfg}, [feat_in, cfg_in])
+
+    def produce(tmp: Path) -> dict[str, Any]:
+        from ..model import ESTIMATOR_FILE, dump_estimator
+
+        feature_cols = list(transform_doc["outputs"])
+        X = _matrix(splits[fit_name], feature_cols)
+        y = _column(splits[fit_name], label["column"]).to_numpy()
+        if cfg["task"] == "classification" and len(set(y.tolist())) < 2:
+            raise BadInput(
+                f'the label "{label["column"]}" has one class in the training split; a classifier needs two or more',
+                file=str(features),
+            )
+        w = _column(splits[fit_name], weight).to_numpy() if weight else None
+        estimator, cv, caught = _fit_quietly(cfg, X, y, w)
+        metrics = {
+            "format": "mlstage-model-metrics/1",
+            "task": cfg["task"],
+            "splits": {},
+            "cv": cv,
+            "warnings": caught,
+        }
+        metrics["splits"][fit_name] = _metrics(cfg["task"], estimator, X, y)
+        del X
+        for name, file in splits.items():
+            if name != fit_name:
+                metrics["splits"][name] = _metrics(
+                    cfg["task"],
+                    estimator,
+                    _matrix(file, feature_cols),
+                    _column(file, label["column"]).to_numpy(),
+                )
+        (tmp / ESTIMATOR_FILE).write_bytes(dump_estimator(estimator))
+        (tmp / "transform.json").write_text(dumps_pretty(transform_doc))
+        signature = _signature(st, manifest, transform_doc, cfg["task"], estimator)
+        (tmp / "signature.json").write_text(dumps_pretty(signature))
+        (tmp / "metrics.json").write_text(dumps_pretty(jsonable(metrics)))
+        used = {
+            k: v
+            for k, v in estimator.get_params().items()
+            if k in cfg.get("params", {}) or (cv and k in cv["best_params"])
+        }
+        return jsonable(
+            {
+                "estimator": cfg["estimator"],
+                "task": cfg["task"],
+                "params": used,
+                "label": label["column"],
+                "classes": signature["label"].get("classes"),
+                "features": manifest["id"],
+                "data": data_ids[0] if data_ids else None,
+                "cv_score": cv["best_score"] if cv else None,
+                "scoring": cv["scoring"] if cv else None,
+                "metrics": metrics["splits"],
+            }
+        )
+
+    return run_stage(
+        plan, produce, Path(out) if out else None, store=st, force=force, dry_run=dry_run
+    )
+
+
+def _fit_quietly(cfg: dict[str, Any], X, y, w):
+    """Fit, keeping scikit-learn's warnings as a list recorded in metrics.json and said
+    once on stderr. Convergence warnings are silenced during the fit (scikit-learn hands
+    the warning filters to its CV workers, which would print one per fold) and the
+    chosen model's convergence is checked afterwards instead."""
+    import sys
+    import warnings
+
+    import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator, cv = _fit(cfg, X, y, w)
+    messages = {f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in seen}
+    max_iter = estimator.get_params().get("max_iter")
+    n_iter = getattr(estimator, "n_iter_", None)
+    if (
+        cfg["estimator"] in ITERATIVE_SOLVERS
+        and isinstance(max_iter, int)
+        and n_iter is not None
+        and int(np.max(n_iter)) >= max_iter
+    ):
+        messages.add(
+            f"ConvergenceWarning: {cfg['estimator']} stopped at max_iter={max_iter} before converging"
+        )
+    for m in sorted(messages):
+        sys.stderr.write(f"warning: {m}\n")
+    return estimator, cv, sorted(messages)
+
+
+def _fit(cfg: dict[str, Any], X, y, w):
+    from ..estimators import build
+
+    seed = cfg.get("seed", 0)
+    estimator = build(cfg["estimator"], cfg["task"], cfg.get("params", {}), seed)
+    fit_params = {"sample_weight": w} if w is not None else {}
+    try:
+        return _search(cfg, estimator, X, y, fit_params, seed)
+    except (
+        ValueError
+    ) as e:  # the estimator refuses this data (e.g. negative values for MultinomialNB)
+        raise BadInput(
+            f"{cfg['estimator']} cannot be fitted on these features: {str(e).splitlines()[0]}"
+        ) from None
+
+
+def _search(cfg: dict[str, Any], estimator, X, y, fit_params: dict[str, Any], seed: int):
+    from ..estimators import distributions
+
+    tune = cfg.get("tune")
+    if not tune:
+        return estimator.fit(X, y, **fit_params), None
+    from sklearn import model_selection
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (makes Halving* importable)
+
+    search = tune.get("search", "random")
+    folds = tune.get("cv", 5)
+    splitter = (
+        model_selection.StratifiedKFold
+        if cfg["task"] == "classification"
+        else model_selection.KFold
+    )(n_splits=folds, shuffle=True, random_state=seed)
+    space = distributions(tune["space"], search, seed)
+    scoring = tune.get("scoring") or (
+        "accuracy" if cfg["task"] == "classification" else "neg_root_mean_squared_error"
+    )
+    common = {"cv": splitter, "scoring": scoring, "n_jobs": tune.get("n_jobs", -1), "refit": True}
+    cls = getattr(model_selection, SEARCHES[search])
+    if search == "grid":
+        searcher = cls(estimator, space, **common)
+    elif search == "random":
+        searcher = cls(estimator, space, n_iter=tune.get("n_iter", 10), random_state=seed, **common)
+    else:
+        common.pop("refit")
+        searcher = cls(estimator, space, random_state=seed, refit=True, **common)
+    searcher.fit(X, y, **fit_params)
+    res = searcher.cv_results_
+    trials = [
+        {
+            "params": jsonable({k: _plain(v) for k, v in p.items()}),
+            "mean": float(m),
+            "std": float(s),
+            "rank": int(r),
+        }
+        for p, m, s, r in zip(
+            res["params"],
+            res["mean_test_score"],
+            res["std_test_score"],
+            res["rank_test_score"],
+            strict=True,
+        )
+    ]
+    if "iter" in res:  # successive halving: each round's candidates, on growing resources
+        for trial, round_, used in zip(trials, res["iter"], res["n_resources"], strict=True):
+            trial["round"], trial["samples"] = int(round_), int(used)
+    best = searcher.best_index_
+    cv = {
+        "search": search,
+        "folds": folds,
+        "scoring": scoring,
+        "best_params": {k: _plain(v) for k, v in searcher.best_params_.items()},
+        "best_score": float(res["mean_test_score"][best]),
+        "best_score_std": float(res["std_test_score"][best]),
+        "trials": trials,
+    }
+    return searcher.best_estimator_, cv
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+def _metrics(task: str, estimator, X, y) -> dict[str, float]:
+    """Training-time metrics (scikit-learn's functions): a quick record; `evaluate` goes deeper."""
+    import numpy as np
+    from sklearn import metrics as m
+
+    pred = estimator.predict(X)
+    if task == "regression":
+        return {
+            "mae": float(m.mean_absolute_error(y, pred)),
+            "rmse": float(np.sqrt(m.mean_squared_error(y, pred))),
+            "r2": float(m.r2_score(y, pred)),
+        }
+    out = {
+        "accuracy": float(m.accuracy_score(y, pred)),
+        "balanced_accuracy": float(m.balanced_accuracy_score(y, pred)),
+        "f1_macro": float(m.f1_score(y, pred, average="macro")),
+    }
+    if hasattr(estimator, "predict_proba") and len(estimator.classes_) == 2:
+        try:
+            proba = estimator.predict_proba(X)[:, 1]
+            out["roc_auc"] = float(m.roc_auc_score(y, proba))
+            out["log_loss"] = float(
+                m.log_loss(y, estimator.predict_proba(X), labels=estimator.classes_)
+            )
+        except (AttributeError, ValueError):
+            pass
+    return out
+
+
+def _signature(st: Store, features_manifest, transform_doc, task: str, estimator) -> dict[str, Any]:
+    """Raw inputs with type, nullability, range and domain as seen in training."""
+    import polars as pl
+
+    from ..hashing import canonical_text
+
+    label = transform_doc["label"]
+    inputs = dict(transform_doc["inputs"])
+    profile: dict[str, dict[str, Any]] = {c: {"type": t} for c, t in inputs.items()}
+    data = next((i for i in features_manifest["inputs"] if i["role"] == "data"), None)
+    dataset = st.manifest(data["id"]) if data else None
+    if dataset is not None:
+        fit_split = features_manifest["summary"].get("fit_split") or "train"
+        path = st.object_dir(dataset["id"]) / f"{fit_split}.parquet"
+        if path.exists():
+            frame = pl.read_parquet(path, columns=list(inputs))
+            for col, t in inputs.items():
+                s = frame[col]
+                info = profile[col]
+                info["nullable"] = bool(s.null_count() > 0 or (t == "float" and s.is_nan().any()))
+                present = s.drop_nulls()
+                if t in ("int", "float", "date", "datetime") and present.len():
+                    lo, hi = present.min(), present.max()
+                    info["min"], info["max"] = (
+                        (lo.isoformat(), hi.isoformat()) if t in ("date", "datetime") else (lo, hi)
+                    )
+                if t in ("string", "bool"):
+                    values = sorted({canonical_text(v) for v in present.unique().to_list()})
+                    if len(values) <= 1000:
+                        info["domain"] = values
+    classes = None
+    if task == "classification":
+        classes = label["classes"] or [canonical_text(_plain(c)) for c in estimator.classes_]
+    return jsonable(
+        {
+            "format": "mlstage-signature/1",
+            "task": task,
+            "inputs": profile,
+            "label": {"column": label["column"], "type": label["type"], "classes": classes},
+            "features": len(transform_doc["outputs"]),
+        }
+    )
