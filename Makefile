@@ -32,6 +32,7 @@ demo: $(STAMP)
 	  mlstage schema stats/adult --label income -o schema/adult && \
 	  mlstage validate data/adult --schema schema/adult --baseline stats/adult -o anomalies/adult && \
 	  mlstage featurize data/adult --spec ../examples/adult_features.json -o features/adult && \
+	  mlstage train features/adult --config ../examples/adult_train.json -o models/adult && \
 	  mlstage ingest ../sample_data/chicago_taxi.csv --split train=8 --split eval=2 \
 	    --split-key trip_start_timestamp -o data/taxi && \
 	  mlstage stats data/taxi -o stats/taxi && \
@@ -40,7 +41,8 @@ demo: $(STAMP)
 	  { mlstage ingest ../sample_data/adult.csv --null '?' --split train=8 --split eval=2 -o data/adult \
 	    && mlstage validate data/adult --schema schema/adult --baseline stats/adult -o anomalies/adult; } && \
 	  mlstage log && \
-	  mlstage lineage features/adult && \
+	  mlstage runs && \
+	  mlstage lineage models/adult && \
 	  mlstage verify
 
 # Benchmarks (not tests): see bench/README.md. ROWS=1000000 for a quick run.
