@@ -29,8 +29,14 @@ def fit(spec: dict, train: Path) -> dict[int, dict]:
     entries = list(enumerate(spec["features"]))
     state: dict[int, dict] = {i: {} for i, _ in entries}
     # Pass 1: medians, and value counts of the columns that need a mode or a vocabulary.
-    medians = [pl.col(e["column"]).median().alias(str(i)) for i, e in entries if e.get("impute") == "median"]
-    counted = [(i, e) for i, e in entries if e["transform"] == "one_hot" or e.get("impute") == "mode"]
+    medians = [
+        pl.col(e["column"]).median().alias(str(i))
+        for i, e in entries
+        if e.get("impute") == "median"
+    ]
+    counted = [
+        (i, e) for i, e in entries if e["transform"] == "one_hot" or e.get("impute") == "mode"
+    ]
     queries = [lf.select(medians)] + [lf.group_by(e["column"]).len() for _, e in counted]
     queries.append(lf.select(pl.col(spec["label"]).drop_nulls().unique().sort()))
     med, *counts, label = pl.collect_all(queries)
@@ -42,7 +48,9 @@ def fit(spec: dict, train: Path) -> dict[int, dict]:
         vc = vc.drop_nulls(c).sort(["len", c], descending=[True, False])
         if e.get("impute") == "mode":
             state[i]["impute"] = mode = vc[c][0]
-            vc = vc.with_columns(pl.when(pl.col(c) == mode).then(pl.col("len") + nulls).otherwise("len"))
+            vc = vc.with_columns(
+                pl.when(pl.col(c) == mode).then(pl.col("len") + nulls).otherwise("len")
+            )
             vc = vc.sort(["len", c], descending=[True, False])
         if e["transform"] == "one_hot":
             state[i]["vocabulary"] = sorted(vc[c].head(e.get("top_k", vc.height)).to_list())
@@ -118,7 +126,9 @@ def main(spec_path: str, dataset: str, out: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     state = fit(spec, Path(dataset) / "train.parquet")
     label = {c: i for i, c in enumerate(state["classes"])}
-    exprs = features(spec, state) + [pl.col(spec["label"]).replace_strict(label, return_dtype=pl.Int32)]
+    exprs = features(spec, state) + [
+        pl.col(spec["label"]).replace_strict(label, return_dtype=pl.Int32)
+    ]
     Path(out).mkdir(parents=True, exist_ok=True)
     for split in sorted(Path(dataset).glob("*.parquet")):
         pl.scan_parquet(split).select(exprs).sink_parquet(Path(out) / split.name)

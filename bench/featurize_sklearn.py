@@ -76,7 +76,9 @@ def column_transformer() -> ColumnTransformer:
     top20 = OneHotEncoder(max_categories=21, handle_unknown="infrequent_if_exist", dtype=F32)
     top20_mode = make_pipeline(SimpleImputer(strategy="most_frequent"), top20)
     # subsample=None: quantiles of every row, as mlstage (the default samples 200,000).
-    bins = KBinsDiscretizer(5, strategy="quantile", quantile_method="linear", subsample=None, dtype=F32)
+    bins = KBinsDiscretizer(
+        5, strategy="quantile", quantile_method="linear", subsample=None, dtype=F32
+    )
     return ColumnTransformer([
         ("median_std", median, ["f0", "f2", "f4", "f6"]),
         ("std", StandardScaler(), ["f1", "f3", "f5", "f7"]),

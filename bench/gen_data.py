@@ -25,9 +25,7 @@ def make_table(rows: int, seed: int = 0) -> pl.DataFrame:
         x = rng.normal(loc=i * 10, scale=1 + i, size=rows)
         s = pl.Series(f"f{i}", x)
         if i % 2 == 0:  # every other float column has ~5% nulls
-            s = pl.Series(
-                f"f{i}", np.where(rng.random(rows) < 0.05, np.nan, x)
-            ).fill_nan(None)
+            s = pl.Series(f"f{i}", np.where(rng.random(rows) < 0.05, np.nan, x)).fill_nan(None)
         cols[f"f{i}"] = s
     for i in range(5):
         cols[f"i{i}"] = rng.integers(0, 10 ** (i + 1), size=rows)
@@ -38,10 +36,14 @@ def make_table(rows: int, seed: int = 0) -> pl.DataFrame:
         vals = pl.Series(f"c{i}", [f"v{j}" for j in range(card)], dtype=pl.String)[codes]
         if i % 3 == 0:  # ~3% missing
             missing = pl.Series(rng.random(rows) < 0.03)
-            vals = pl.select(pl.when(missing).then(None).otherwise(vals)).to_series().rename(f"c{i}")
+            vals = (
+                pl.select(pl.when(missing).then(None).otherwise(vals)).to_series().rename(f"c{i}")
+            )
         cols[f"c{i}"] = vals
     start = np.datetime64("2024-01-01T00:00:00")
-    cols["ts"] = (start + rng.integers(0, 365 * 24 * 3600, size=rows).astype("timedelta64[s]")).astype("datetime64[us]")
+    cols["ts"] = (
+        start + rng.integers(0, 365 * 24 * 3600, size=rows).astype("timedelta64[s]")
+    ).astype("datetime64[us]")
     logits = (np.asarray(cols["f1"]) - 10) * 0.5 + (np.asarray(cols["i0"]) > 5) - 0.5
     cols["label"] = np.where(rng.random(rows) < 1 / (1 + np.exp(-logits)), "yes", "no")
     return pl.DataFrame(cols)

@@ -21,7 +21,12 @@ def main(path: str) -> None:
         c = pl.col(col)
         exprs = [c.len().alias("len"), c.null_count().alias("nulls"), c.n_unique().alias("unique")]
         if dtype.is_numeric():
-            exprs += [c.mean().alias("mean"), c.std().alias("std"), c.min().alias("min"), c.max().alias("max")]
+            exprs += [
+                c.mean().alias("mean"),
+                c.std().alias("std"),
+                c.min().alias("min"),
+                c.max().alias("max"),
+            ]
             exprs += [c.quantile(q, "linear").alias(f"q{q}") for q in QUANTILES]
         row = pl.scan_parquet(path).select(exprs).collect().row(0, named=True)
         series = pl.read_parquet(path, columns=[col]).to_series()

@@ -31,14 +31,16 @@ PY = sys.executable
 # The venv's own entry point, so we time what users run (not `python -m`).
 MLSTAGE = shutil.which("mlstage", path=str(Path(PY).parent)) or "mlstage"
 REF_CODE = "import polars as pl, sys; pl.scan_csv(sys.argv[1]).sink_parquet(sys.argv[2])"
-GROUPS = ("ingest", "stats")
+GROUPS = ("ingest", "stats", "featurize")
 
 
 @dataclass
 class Target:
     label: str
-    metric: str  # "wall" (median s), "rss" (median MB) or "ratio" (median / reference median)
+    metric: str  # "wall" (median s), "rss" (median MB), "ratio" (median / reference median),
+    # or, for a Micro, a key of its rows ("median_ms")
     limit: float
+    ref: str | None = None  # for "ratio": another benchmark than the Bench's own ref
 
     def ok(self, value: float) -> bool:
         return value <= self.limit if self.metric == "ratio" else value < self.limit
@@ -54,6 +56,17 @@ class Bench:
     targets: list[Target] = field(default_factory=list)
     expect_stdout: str | None = None  # guards against timing the wrong code path
     setup: Callable[[], None] | None = None  # untimed, once before all runs
+
+
+@dataclass
+class Micro:
+    """An in-process micro-benchmark, run once after the rounds: its command prints a JSON
+    list of rows {"name", "calls", "median_ms", "p99_ms"}; targets are keyed by row name."""
+
+    name: str
+    group: str
+    cmd: list[str]
+    targets: dict[str, Target] = field(default_factory=dict)
 
 
 def benchmarks(data: Path, work: Path) -> list[Bench]:
@@ -79,7 +92,7 @@ def benchmarks(data: Path, work: Path) -> list[Bench]:
         # No --force, onto the prepared output: only the up-to-date check runs.
         Bench("ingest-up-to-date", "ingest", up_to_date + ["--json"], targets=[Target("< 1 s", "wall", 1.0)],
               expect_stdout='"up_to_date":true', setup=prepare_up_to_date),
-    ] + stats_benchmarks(data, work)  # fmt: skip
+    ] + stats_benchmarks(data, work) + featurize_benchmarks(data, work)  # fmt: skip
 
 
 def stats_benchmarks(data: Path, work: Path) -> list[Bench]:
@@ -90,9 +103,9 @@ def stats_benchmarks(data: Path, work: Path) -> list[Bench]:
 
     def prepare() -> None:
         wipe([base])
-        run_once(Bench("prepare dataset", "stats", [MLSTAGE, "ingest", str(data), "-o", str(dataset), *common]))
-        run_once(Bench("prepare baseline", "stats", [MLSTAGE, "stats", str(dataset), "-o", str(base / "baseline"), *common]))
-        run_once(Bench("prepare schema", "stats", [MLSTAGE, "schema", str(base / "baseline"), "-o", str(base / "schema"), "--label", "label", *common]))
+        setup_step("ingest", str(data), "-o", str(dataset), *common)
+        setup_step("stats", str(dataset), "-o", str(base / "baseline"), *common)
+        setup_step("schema", str(base / "baseline"), "-o", str(base / "schema"), "--label", "label", *common)  # fmt: skip
 
     parquet = str(dataset / "data.parquet")
     return [
@@ -103,6 +116,62 @@ def stats_benchmarks(data: Path, work: Path) -> list[Bench]:
                                     "--baseline", str(base / "baseline"), "-o", str(anomalies), *common],
               wipe=[anomalies], ref="polars-stats-pass", targets=[Target("≤ 2× ref", "ratio", 2.0)]),
     ]  # fmt: skip
+
+
+def featurize_benchmarks(data: Path, work: Path) -> list[Bench]:
+    """featurize (fit on train, apply to train and eval) against polars and scikit-learn."""
+    base, out, store = work / "featurize-base", work / "feat-out", work / "feat-store"
+    dataset, spec = base / "ds", str(BENCH / "features_spec.json")
+    featurize = [MLSTAGE, "featurize", str(dataset), "--spec", spec, "--force", "--quiet"]
+
+    def prepare() -> None:
+        # The dataset, and one fitted transform kept for row-apply (its output is not wiped).
+        wipe([base])
+        store = ["--store", str(base / "store")]
+        split = ["--split", "train=8", "--split", "eval=2"]
+        setup_step("ingest", str(data), "-o", str(dataset), *split, "--force", "--quiet", *store)
+        setup_step(*featurize[1:], "-o", str(base / "features"), *store)
+
+    ref_out, sk_out = work / "feat-polars", work / "feat-sklearn"
+    return [
+        Bench("featurize-polars", "featurize", [PY, str(BENCH / "featurize_polars.py"), spec, str(dataset), str(ref_out)],
+              wipe=[ref_out], setup=prepare),
+        # Its own store, wiped like the output: every run writes (and fsyncs) a new artifact.
+        Bench("featurize", "featurize", featurize + ["-o", str(out), "--store", str(store)], wipe=[out, store],
+              ref="featurize-polars", targets=[Target("≤ 1.5× polars", "ratio", 1.5),
+                                               Target("≥ 3× faster than sklearn", "ratio", 1 / 3, ref="featurize-sklearn")]),
+        Bench("featurize-sklearn", "featurize", [PY, str(BENCH / "featurize_sklearn.py"), str(dataset), str(sk_out)],
+              wipe=[sk_out], ref="featurize-polars"),
+    ]  # fmt: skip
+
+
+def micro_benchmarks(work: Path) -> list[Micro]:
+    base = work / "featurize-base"  # made by featurize_benchmarks' setup
+    cmd = [PY, str(BENCH / "row_apply.py"), str(base / "features" / "transform.json"),
+           str(base / "ds" / "eval.parquet"), "--json"]  # fmt: skip
+    targets = {"row_function": Target("median < 0.5 ms", "median_ms", 0.5)}
+    return [Micro("row-apply", "featurize", cmd, targets)]
+
+
+def run_micro(m: Micro) -> list[dict]:
+    proc = subprocess.run(m.cmd, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"\nFAILED {m.name}: exit {proc.returncode}\n  $ {shlex.join(m.cmd)}\n"
+                 f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}")  # fmt: skip
+    rows = json.loads(proc.stdout)
+    for row in rows:
+        t = m.targets.get(row["name"])
+        row["targets"] = [verdict(t, row[t.metric])] if t else []
+    return rows
+
+
+def verdict(t: Target, value: float) -> dict:
+    return {"target": t.label, "value": value, "pass": t.ok(value)}
+
+
+def setup_step(*args: str) -> None:
+    """One untimed `mlstage ARGS...` of a setup; exits loudly if it fails."""
+    run_once(Bench(f"setup: mlstage {args[0]}", "setup", [MLSTAGE, *args]))
 
 
 def wipe(paths: list[Path]) -> None:
@@ -146,17 +215,26 @@ def summarize(benches: list[Bench], walls: dict, rss: dict) -> dict:
         r = {"cmd": shlex.join(b.cmd), "wall_s": w, "peak_rss_mb": m}
         r |= {"median_s": statistics.median(w), "min_s": min(w), "max_s": max(w)}
         r |= {"median_rss_mb": statistics.median(m), "ref": b.ref, "ratio": None}
+        # Ratios against the Bench's ref (first) and any other benchmark a target names.
+        r["ratios"] = {}
+        for name in dict.fromkeys([b.ref] + [t.ref for t in b.targets]):
+            if name:
+                ref = walls[name]
+                # Runs of one round ran back to back, under about the same load: the
+                # median of per-round ratios is less swayed by a slow spell.
+                paired = statistics.median(x / y for x, y in zip(w, ref, strict=True))
+                r["ratios"][name] = {
+                    "ratio": r["median_s"] / statistics.median(ref),
+                    "paired": paired,
+                }
         if b.ref:
-            ref = walls[b.ref]
-            r["ratio"] = r["median_s"] / statistics.median(ref)
-            # Runs of one round ran back to back, under about the same load: the
-            # median of per-round ratios is less swayed by a slow spell than the above.
-            r["paired_ratio"] = statistics.median(x / y for x, y in zip(w, ref, strict=True))
-        value = {"wall": r["median_s"], "rss": r["median_rss_mb"], "ratio": r["ratio"]}
-        r["targets"] = [
-            {"target": t.label, "value": value[t.metric], "pass": t.ok(value[t.metric])}
-            for t in b.targets
-        ]
+            r["ratio"], r["paired_ratio"] = r["ratios"][b.ref].values()
+        r["targets"] = []
+        for t in b.targets:
+            value = {"wall": r["median_s"], "rss": r["median_rss_mb"]}.get(t.metric)
+            if t.metric == "ratio":
+                value = r["ratios"][t.ref or b.ref]["ratio"]
+            r["targets"].append(verdict(t, value))
         res[b.name] = r
     return res
 
@@ -181,7 +259,16 @@ def machine() -> dict:
     }
 
 
-def markdown(info: dict, res: dict) -> str:
+def passfail(targets: list[dict]) -> str:
+    """The `target | pass/fail` cells of a table row."""
+    if not targets:
+        return "— | —"
+    failed = [t["target"] for t in targets if not t["pass"]]
+    ok = f"FAIL ({'; '.join(failed)})" if failed else "pass"
+    return f"{'; '.join(t['target'] for t in targets)} | {ok}"
+
+
+def markdown(info: dict, res: dict, micro: dict) -> str:
     m = info["machine"]
     lines = [
         f"## {info['rows']:,} rows — {info['date']}",
@@ -196,25 +283,37 @@ def markdown(info: dict, res: dict) -> str:
         "|---|--:|--:|--:|--:|--:|---|---|",
     ]
     for name, r in res.items():
-        ratio = f"{r['ratio']:.2f}× (paired {r['paired_ratio']:.2f}×)" if r["ratio"] else "—"
-        target = "; ".join(t["target"] for t in r["targets"]) or "—"
-        failed = [t["target"] for t in r["targets"] if not t["pass"]]
-        ok = "—" if not r["targets"] else f"FAIL ({'; '.join(failed)})" if failed else "pass"
+        ratios = [f"{x['ratio']:.2f}× (paired {x['paired']:.2f}×)" + ("" if ref == r["ref"] else f" vs {ref}")
+                  for ref, x in r["ratios"].items()]  # fmt: skip
+        ratio = "; ".join(ratios) or "—"
         lines.append(
             f"| {name} | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} "
-            f"| {r['median_rss_mb']:.0f} | {ratio} | {target} | {ok} |"
+            f"| {r['median_rss_mb']:.0f} | {ratio} | {passfail(r['targets'])} |"
         )
     lines += [
         "",
         "Ratio: median / median of the reference (the target's measure); paired: "
         "median over rounds of run / reference run in the same round.",
         "",
-        "Commands:",
-        "",
     ]
+    if micro:
+        lines += [
+            "In-process micro-benchmarks (one run after the rounds; time per call, after a warm-up):",
+            "",
+            "| micro-benchmark | calls | median ms | p99 ms | target | pass/fail |",
+            "|---|--:|--:|--:|---|---|",
+        ]
+        for name, m in micro.items():
+            for row in m["rows"]:
+                lines.append(f"| {name}: {row['name']} | {row['calls']} | {row['median_ms']:.4g} "
+                             f"| {row['p99_ms']:.4g} | {passfail(row['targets'])} |")  # fmt: skip
+        lines.append("")
+    lines += ["Commands:", ""]
     for name, r in res.items():
         ref = f" (ref: {r['ref']})" if r["ref"] else ""
         lines.append(f"- {name}{ref}: `{r['cmd']}`")
+    for name, m in micro.items():
+        lines.append(f"- {name}: `{m['cmd']}`")
     return "\n".join(lines) + "\n"
 
 
@@ -225,7 +324,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=BENCH / "work")
     ap.add_argument("--out", type=Path, default=BENCH / "results.md")
     ap.add_argument("--append", action="store_true", help="add a section instead of overwriting")
-    ap.add_argument("--only", choices=GROUPS, action="append", help="run only these groups (repeatable)")
+    ap.add_argument(
+        "--only", choices=GROUPS, action="append", help="run only these groups (repeatable)"
+    )
     args = ap.parse_args()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -254,6 +355,11 @@ def main() -> None:
             rss[b.name].append(kib)
             print(f"[{r + 1}/{args.repeats}] {b.name:24} {wall:7.3f} s {kib / 1024:7.0f} MB",
                   file=sys.stderr)  # fmt: skip
+    micro = {}
+    for m in micro_benchmarks(work):
+        if not args.only or m.group in args.only:
+            print(f"running {m.name} ...", file=sys.stderr)
+            micro[m.name] = {"cmd": shlex.join(m.cmd), "rows": run_micro(m)}
     for b in benches:
         wipe(b.wipe)  # don't leave GBs of output behind
 
@@ -268,8 +374,12 @@ def main() -> None:
         "machine": machine(),
     }
     res = summarize(benches, walls, rss)
-    section = markdown(info, res)
-    (work / f"results-{args.rows}.json").write_text(json.dumps(info | {"results": res}, indent=2))
+    section = markdown(info, res, micro)
+    # Named by the groups run too: an --only run must not overwrite a full run's timings.
+    name = "-".join([f"results-{args.rows}"] + (sorted(set(args.only)) if args.only else []))
+    (work / f"{name}.json").write_text(
+        json.dumps(info | {"results": res, "micro": micro}, indent=2)
+    )
     title = "# mlstage benchmark results\n\nWritten by `bench/run.py`; see bench/README.md.\n\n"
     if args.append and args.out.exists():
         with args.out.open("a") as f:

@@ -20,6 +20,7 @@ SCHEMA_FILES = {
     "mlstage-anomalies/1": "anomalies.schema.json",
     "mlstage-features/1": "features.schema.json",
     "mlstage-train/1": "train.schema.json",
+    "mlstage-evaluate/1": "evaluate.schema.json",
 }
 
 

@@ -145,12 +145,15 @@ class Model:
 
     # -- prediction ---------------------------------------------------------------------
     def _decode(self, raw) -> list:
-        if self._values is None:
-            return [v.item() if hasattr(v, "item") else v for v in raw]
-        return [self._values[int(i)] for i in raw]
+        import numpy as np
 
-    def predict_matrix(self, X) -> tuple[list, list[list[float]] | None]:
-        """Predictions (label values) and class probabilities (None for regression)."""
+        if self._values is None:
+            return np.asarray(raw).tolist()
+        return np.asarray(self._values, dtype=object)[np.asarray(raw, dtype=np.int64)].tolist()
+
+    def predict_matrix(self, X):
+        """Predictions (a list of label values) and class probabilities (an array of
+        shape rows x classes in `class_names` order; None for regression)."""
         import numpy as np
 
         if self.task == "regression":
@@ -164,21 +167,32 @@ class Model:
         if proba is not None:
             # argmax of the probabilities, so a prediction always agrees with them
             raw = self.estimator.classes_[np.argmax(proba, axis=1)]
-            return self._decode(raw), proba.tolist()
+            return self._decode(raw), proba
         return self._decode(self.estimator.predict(X)), None
 
     def features(self, frame):
         """The feature matrix (float32, C order) of a polars frame of raw columns."""
         import numpy as np
 
-        out = self.transform.apply_lazy(frame.lazy(), with_label=False).collect()
-        keep = [c for c in out.columns if c not in self.transform.passthrough]
-        return np.ascontiguousarray(out.select(keep).to_numpy(), dtype=np.float32)
+        out = self.transform.apply_lazy(frame.lazy(), with_label=False, passthrough=False).collect()
+        return np.ascontiguousarray(out.to_numpy(), dtype=np.float32)
 
-    def predict_frame(self, frame) -> tuple[list, list[list[float]] | None]:
+    def predict_frame(self, frame):
         return self.predict_matrix(self.features(frame))
 
-    def predict_rows(self, rows: list[dict[str, Any]]) -> tuple[list, list[list[float]] | None]:
+    def coerce(self, row: dict[str, Any], *, absent_ok: bool = False) -> dict[str, Any]:
+        """A raw row from JSON with every input converted to its signature type.
+
+        An absent field is bad input unless `absent_ok`; an explicit null is a missing value.
+        """
+        out = {}
+        for col, info in self.signature["inputs"].items():
+            if col not in row and not absent_ok:
+                raise BadInput(f'field "{col}" is absent (send null for a missing value)')
+            out[col] = coerce_value(row.get(col), info["type"], col)
+        return out
+
+    def predict_rows(self, rows: list[dict[str, Any]]):
         """The per-row path (serving): values already of their signature types."""
         import numpy as np
 
@@ -205,3 +219,64 @@ def _label_value(text: str, type_name: str):
     if type_name == "int":
         return int(text)
     return text
+
+
+def coerce_value(value, type_name: str, field: str):
+    """A JSON (or CSV) value as the signature's type; None stays None (a missing value).
+
+    Raises BadInput naming the field when the value cannot be converted.
+    """
+    import datetime as dt
+    import math
+
+    if value is None:
+        return None
+    try:
+        if type_name == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            out = float(value)
+            return None if math.isnan(out) else out
+        if type_name == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError
+                return int(value)
+            return int(value)
+        if type_name == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("true", "false"):
+                return text == "true"
+            raise ValueError
+        if type_name == "string":
+            if isinstance(value, dict | list):
+                raise ValueError
+            from .hashing import canonical_text
+
+            return canonical_text(value)
+        if type_name == "date":
+            return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+        if type_name == "datetime":
+            if isinstance(value, dt.datetime):
+                return value
+            parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            if parsed.tzinfo is not None:
+                parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+            return parsed
+    except (ValueError, TypeError, OverflowError):
+        pass
+    raise BadInput(f'field "{field}": cannot convert {value!r} to {type_name}')
+
+
+def resolve_model(store, ref: str) -> str:
+    """A model reference: an artifact directory, @id, or REGISTRY/NAME (the version it serves)."""
+    path = Path(str(ref))
+    serving = path / "serving.json"
+    if serving.exists():
+        doc = json.loads(serving.read_text())
+        return str(path / str(doc["version"]))
+    return str(ref)

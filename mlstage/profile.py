@@ -186,15 +186,22 @@ def column_stats(series, type_name: str) -> tuple[dict[str, Any], dict[str, Any]
 # -- a whole split ----------------------------------------------------------------------
 
 
-def slice_groups(frame, spec: list[str]) -> dict[str, Any]:
-    """Slice name ('sex=Female', 'sex=Female,race=White') -> row indices, sorted by name."""
+def slice_key_expr(spec: list[str]):
+    """The slice name of each row: 'sex=Female', or 'sex=Female,race=White' for a cross."""
     import polars as pl
 
     parts = [
         pl.concat_str([pl.lit(f"{c}="), pl.col(c).cast(pl.String).fill_null("<missing>")])
         for c in spec
     ]
-    keyed = frame.select(pl.concat_str(parts, separator=",").alias("key")).with_row_index("i")
+    return pl.concat_str(parts, separator=",").alias("key")
+
+
+def slice_groups(frame, spec: list[str]) -> dict[str, Any]:
+    """Slice name -> row indices, sorted by name."""
+    import polars as pl
+
+    keyed = frame.select(slice_key_expr(spec)).with_row_index("i")
     groups = keyed.group_by("key").agg(pl.col("i")).sort("key")
     if groups.height > MAX_SLICE_VALUES:
         from .errors import BadInput

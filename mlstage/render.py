@@ -154,3 +154,26 @@ def anomalies_table(path) -> None:
             a["split"], a["column"] or "", a["type"], a["severity"], a["description"], style=style
         )
     stderr_console().print(table)
+
+
+def blessing_table(path) -> None:
+    """Every check of an evaluation, failures in red, on stderr."""
+    from rich.table import Table
+
+    doc = json.loads(open(path).read())
+    if not doc["checks"]:
+        stderr_console().print("no thresholds: blessed by default", markup=False)
+        return
+    table = Table("metric", "slice", "value", "threshold", "result")
+    for c in doc["checks"]:
+        result = {True: "pass", False: "FAIL", None: "skipped"}[c["passed"]]
+        value = _num(c["value"]) if not isinstance(c["value"], list) else str(c["value"])
+        if c.get("kind") == "change" and "baseline_value" in c:
+            value = f"{_num(c['value'])} (baseline {_num(c['baseline_value'])}, change {_num(c['change'])})"
+        threshold = ", ".join(f"{k} {v}" for k, v in c["threshold"].items())
+        note = f" ({c['note']})" if c.get("note") else ""
+        style = "red" if c["passed"] is False else None
+        table.add_row(
+            c["metric"], c["slice"] or "overall", value, threshold, result + note, style=style
+        )
+    stderr_console().print(table)

@@ -373,3 +373,193 @@ def train_cmd(
         emit_result("train", result, common, details="; ".join(parts))
         return
     emit_result("train", result, common)
+
+
+@stage_command(app, "evaluate")
+def evaluate_cmd(
+    model: Annotated[
+        str, typer.Argument(metavar="MODEL", help="Model artifact.", show_default=False)
+    ],
+    dataset: Annotated[
+        str,
+        typer.Argument(
+            metavar="DATASET",
+            help="Dataset artifact (raw columns, with the label).",
+            show_default=False,
+        ),
+    ],
+    config: Annotated[
+        str,
+        typer.Option(
+            "--config",
+            metavar="CONFIG",
+            help="Evaluate config: slices, sensitive columns, thresholds.",
+            show_default=False,
+        ),
+    ],
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            metavar="NAME",
+            help="Split to evaluate on (default: eval, else the only split).",
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            metavar="MODEL",
+            help="Compare with this model on the same data (change_thresholds).",
+        ),
+    ] = None,
+    *,
+    common: Common,
+) -> None:
+    """Metrics overall, per slice and per group; thresholds and a baseline decide the blessing (exit 1 when not blessed)."""
+    from ..stages.evaluate import evaluate
+
+    result = evaluate(
+        model,
+        dataset,
+        common.out_path(),
+        config=config,
+        split=split,
+        baseline=baseline,
+        store=common.store,
+        force=common.force,
+        dry_run=common.dry_run,
+    )
+    if result.manifest and not common.quiet and not result.dry_run:
+        from ..render import blessing_table
+
+        blessing_table(result.path / "blessing.json")
+    emit_result("evaluate", result, common, details=_metrics_line(result))
+
+
+def _metrics_line(result) -> str:
+    if not result.manifest:
+        return ""
+    s = result.manifest["summary"]
+    metrics = " ".join(
+        f"{k}={v:.4f}" for k, v in s.get("metrics", {}).items() if isinstance(v, float)
+    )
+    return f"blessed={'true' if s['blessed'] else 'false'} failed={s['failed']}/{s['checks']} rows={s['rows']} {metrics}"
+
+
+@stage_command(app, "predict")
+def predict_cmd(
+    model: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL|REGISTRY/NAME",
+            help="Model artifact, or a registry model (the version it serves).",
+            show_default=False,
+        ),
+    ],
+    dataset: Annotated[
+        str, typer.Argument(metavar="DATASET", help="Dataset artifact.", show_default=False)
+    ],
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            metavar="NAME",
+            help="Only this split (default: every split, with a split column).",
+        ),
+    ] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep", metavar="COLUMN", help="Copy this input column to the output (repeatable)."
+        ),
+    ] = None,
+    *,
+    common: Common,
+) -> None:
+    """Batch predictions (prediction, proba_<class>) with the same code as the server."""
+    from ..stages.predict import predict
+
+    out = common.out_path(allow_stdout=True)
+    result = predict(
+        model,
+        dataset,
+        out,
+        split=split,
+        keep=keep or [],
+        store=common.store,
+        force=common.force,
+        dry_run=common.dry_run,
+    )
+    if out is None and result.manifest is not None:
+        _table_to_stdout(result.path / "predictions.parquet")
+        common = Common(**{**common.__dict__, "json": False})
+    emit_result("predict", result, common)
+
+
+@app.command("whatif")
+def whatif_cmd(
+    model: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL", help="Model artifact (or REGISTRY/NAME).", show_default=False
+        ),
+    ],
+    row: Annotated[
+        str,
+        typer.Option(
+            "--row",
+            metavar="JSON",
+            help="The example: a JSON object, or @file.json.",
+            show_default=False,
+        ),
+    ],
+    vary: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vary",
+            metavar="COLUMN[=V1,V2,...]",
+            help="Vary this input (default values: a grid over the training range, or the domain). Repeatable; none: every input.",
+        ),
+    ] = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print a JSON array: one object per varied column.")
+    ] = False,
+    store: Annotated[
+        str | None, typer.Option("--store", metavar="DIR", help="Store directory.")
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show a traceback on internal errors.")
+    ] = False,
+) -> None:
+    """How one example's prediction changes as one of its inputs changes."""
+    from .common import handle_errors
+
+    with handle_errors(debug):
+        from ..model import Model, resolve_model
+        from ..render import print_json, print_table
+        from ..store import Store
+        from ..whatif import parse_row, parse_vary, whatif
+
+        st = Store.open(store)
+        m = Model.load(st.resolve(resolve_model(st, model)))
+        results = whatif(m, parse_row(row), parse_vary(vary or [], m.signature))
+        if json_:
+            print_json(results)
+            return
+        for r in results:
+            classes = m.class_names or []
+            rows = [
+                [
+                    x["value"],
+                    x["prediction"],
+                    *(f"{x['probabilities'][c]:.3f}" for c in classes if x["probabilities"]),
+                ]
+                for x in r["rows"]
+            ]
+            cols = [
+                "value",
+                "prediction",
+                *(f"P({c})" for c in classes if r["rows"] and r["rows"][0]["probabilities"]),
+            ]
+            print_table(cols, rows, title=f"varying {r['column']}")

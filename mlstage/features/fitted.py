@@ -192,10 +192,11 @@ class FittedTransform:
         mapping = {c: i for i, c in enumerate(self.label["classes"])}
         return pl.col(col).cast(pl.String).replace_strict(mapping, return_dtype=pl.Int32).alias(col)
 
-    def apply_lazy(self, lf, *, with_label: bool):
+    def apply_lazy(self, lf, *, with_label: bool, passthrough: bool = True):
         import polars as pl
 
-        exprs = [pl.col(c) for c in self.passthrough] + self.exprs(lf.collect_schema())
+        carried = [pl.col(c) for c in self.passthrough] if passthrough else []
+        exprs = carried + self.exprs(lf.collect_schema())
         if with_label and self.label:
             exprs.append(self.label_expr())
         return lf.select(exprs)

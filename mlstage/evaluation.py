@@ -1,0 +1,405 @@
+"""Model metrics: overall (scikit-learn's own functions), per slice and per sensitive group
+(grouped aggregation over confusion counts and per-row losses, so 100 slices cost one
+polars query, not 100 passes), permutation importance and partial dependence.
+
+Classification metrics treat classes by their text (booleans `true`/`false`).
+`precision`, `recall` and `f1` are for `positive` in a binary task (by default the
+second class in sorted order, e.g. `>50K`, `yes`, `true`, `1`) and macro-averaged
+otherwise. Fairness follows Fairlearn's definitions, one-vs-rest for `positive`:
+demographic parity difference = max - min selection rate across groups, ratio = min /
+max, equalized odds difference = the larger of the TPR and FPR differences.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .errors import BadInput
+
+CLASSIFICATION = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss",
+                  "brier", "confusion_matrix")  # fmt: skip
+REGRESSION = ("mae", "rmse", "r2", "mape", "max_error")
+FAIRNESS = (
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "equalized_odds_difference",
+)
+LOWER_IS_BETTER = {"log_loss", "brier", "mae", "rmse", "mape", "max_error", "demographic_parity_difference",
+                   "equalized_odds_difference"}  # fmt: skip
+EPS = 2.220446049250313e-16  # float64 epsilon, as scikit-learn's log_loss and mape
+
+
+def metric_names(task: str) -> tuple[str, ...]:
+    return (CLASSIFICATION if task == "classification" else REGRESSION) + FAIRNESS
+
+
+class Outcomes:
+    """What a model predicted on a dataset, in the forms the metrics need."""
+
+    def __init__(
+        self,
+        task: str,
+        y_true: list,
+        y_pred: list,
+        proba,
+        classes: list[str] | None,
+        positive: str | None,
+    ):
+        import numpy as np
+
+        self.task = task
+        self.classes = classes
+        self.positive = positive
+        if task == "regression":
+            self.y = np.asarray(y_true, dtype=float)
+            self.pred = np.asarray(y_pred, dtype=float)
+            self.proba = None
+            return
+        from .hashing import canonical_text
+
+        index = {c: i for i, c in enumerate(classes)}
+        self.y = np.array([index.get(canonical_text(v), -1) for v in y_true], dtype=np.int64)
+        self.pred = np.array([index[canonical_text(v)] for v in y_pred], dtype=np.int64)
+        self.proba = None
+        if proba is not None:
+            # float32 probabilities sum to 1 only within float32 rounding: renormalise in float64
+            p = np.asarray(proba, dtype=float)
+            self.proba = p / p.sum(axis=1, keepdims=True)
+        self.pos = index[positive] if positive is not None else None
+
+    def subset(self, idx) -> Outcomes:
+        out = object.__new__(Outcomes)
+        out.__dict__.update(self.__dict__)
+        out.y, out.pred = self.y[idx], self.pred[idx]
+        out.proba = None if self.proba is None else self.proba[idx]
+        return out
+
+    @property
+    def binary(self) -> bool:
+        return self.classes is not None and len(self.classes) == 2
+
+
+def overall(o: Outcomes) -> dict[str, Any]:
+    """Every metric of the task, with scikit-learn's functions."""
+    import numpy as np
+    from sklearn import metrics as m
+
+    if o.task == "regression":
+        return {
+            "mae": float(m.mean_absolute_error(o.y, o.pred)),
+            "rmse": float(np.sqrt(m.mean_squared_error(o.y, o.pred))),
+            "r2": float(m.r2_score(o.y, o.pred)) if o.y.size > 1 else None,
+            "mape": float(m.mean_absolute_percentage_error(o.y, o.pred)),
+            "max_error": float(m.max_error(o.y, o.pred)),
+        }
+    labels = list(range(len(o.classes)))
+    avg = {"average": "binary", "pos_label": o.pos} if o.binary else {"average": "macro"}
+    out: dict[str, Any] = {
+        "accuracy": float(m.accuracy_score(o.y, o.pred)),
+        "balanced_accuracy": float(m.balanced_accuracy_score(o.y, o.pred)),
+        "precision": float(m.precision_score(o.y, o.pred, zero_division=0, **avg)),
+        "recall": float(m.recall_score(o.y, o.pred, zero_division=0, **avg)),
+        "f1": float(m.f1_score(o.y, o.pred, zero_division=0, **avg)),
+        "confusion_matrix": m.confusion_matrix(o.y, o.pred, labels=labels).tolist(),
+        "roc_auc": None, "pr_auc": None, "log_loss": None, "brier": None,
+    }  # fmt: skip
+    present = np.unique(o.y)
+    if o.proba is not None:
+        out["log_loss"] = float(m.log_loss(o.y, o.proba, labels=labels))
+        if o.binary:
+            p = o.proba[:, o.pos]
+            truth = (o.y == o.pos).astype(int)
+            out["brier"] = float(m.brier_score_loss(truth, p))
+            if present.size == 2:
+                out["roc_auc"] = float(m.roc_auc_score(truth, p))
+                out["pr_auc"] = float(m.average_precision_score(truth, p))
+        else:
+            onehot = np.eye(len(labels))[o.y]
+            out["brier"] = float(np.mean(np.sum((o.proba - onehot) ** 2, axis=1)))
+            if present.size == len(labels):
+                out["roc_auc"] = float(
+                    m.roc_auc_score(o.y, o.proba, multi_class="ovr", average="macro", labels=labels)
+                )
+                out["pr_auc"] = float(m.average_precision_score(onehot, o.proba, average="macro"))
+    return out
+
+
+# -- grouped (slices and fairness groups) -----------------------------------------------
+
+
+def _frame(o: Outcomes, keys):
+    import numpy as np
+    import polars as pl
+
+    cols: dict[str, Any] = {"g": keys, "y": o.y, "p": o.pred}
+    if o.task == "classification" and o.proba is not None:
+        cols["ll"] = -np.log(np.clip(o.proba[np.arange(o.y.size), np.clip(o.y, 0, None)], EPS, 1))
+        if o.binary:
+            cols["sq"] = (o.proba[:, o.pos] - (o.y == o.pos)) ** 2
+    return pl.DataFrame(cols)
+
+
+def grouped(o: Outcomes, keys) -> dict[str, dict[str, Any]]:
+    """Metrics per value of `keys` (one entry per row) in one grouped aggregation."""
+    import polars as pl
+
+    df = _frame(o, keys)
+    y, p = pl.col("y"), pl.col("p")
+    if o.task == "regression":
+        err = p - y
+        aggs = [
+            pl.len().alias("rows"), err.abs().mean().alias("mae"), (err * err).mean().sqrt().alias("rmse"),
+            err.abs().max().alias("max_error"), (err.abs() / pl.max_horizontal(y.abs(), pl.lit(EPS))).mean().alias("mape"),
+            (err * err).sum().alias("sse"), (y * y).sum().alias("syy"), y.sum().alias("sy"),
+        ]  # fmt: skip
+        out = {}
+        for row in df.group_by("g").agg(aggs).iter_rows(named=True):
+            sst = row["syy"] - row["sy"] ** 2 / row["rows"]
+            r2 = 1 - row["sse"] / sst if sst > 0 and row["rows"] > 1 else None
+            out[row["g"]] = {
+                "rows": row["rows"],
+                "metrics": {k: row[k] for k in REGRESSION if k != "r2"} | {"r2": r2},
+            }
+        return out
+    k = len(o.classes)
+    aggs = [pl.len().alias("rows"), (y == p).sum().alias("correct")]
+    for c in range(k):
+        aggs += [
+            ((y == c) & (p == c)).sum().alias(f"tp{c}"),
+            (p == c).sum().alias(f"pred{c}"),
+            (y == c).sum().alias(f"true{c}"),
+        ]
+    if "ll" in df.columns:
+        aggs.append(pl.col("ll").mean().alias("log_loss"))
+    if "sq" in df.columns:
+        aggs.append(pl.col("sq").mean().alias("brier"))
+    out = {}
+    for row in df.group_by("g").agg(aggs).iter_rows(named=True):
+        tp = [row[f"tp{c}"] for c in range(k)]
+        pred = [row[f"pred{c}"] for c in range(k)]
+        true = [row[f"true{c}"] for c in range(k)]
+        prec = [tp[c] / pred[c] if pred[c] else 0.0 for c in range(k)]
+        rec = [tp[c] / true[c] if true[c] else 0.0 for c in range(k)]
+        f1 = [2 * tp[c] / (pred[c] + true[c]) if pred[c] + true[c] else 0.0 for c in range(k)]
+        seen = [c for c in range(k) if pred[c] or true[c]]
+        metrics = {
+            "accuracy": row["correct"] / row["rows"],
+            "balanced_accuracy": sum(rec[c] for c in range(k) if true[c])
+            / max(1, sum(1 for c in range(k) if true[c])),
+        }
+        if o.binary:
+            metrics.update(precision=prec[o.pos], recall=rec[o.pos], f1=f1[o.pos])
+        else:
+            metrics.update(precision=_mean(prec, seen), recall=_mean(rec, seen), f1=_mean(f1, seen))
+        metrics["log_loss"] = row.get("log_loss")
+        metrics["brier"] = row.get("brier")
+        out[row["g"]] = {
+            "rows": row["rows"],
+            "metrics": metrics,
+            "counts": {"tp": tp, "pred": pred, "true": true},
+        }
+    _add_aucs(o, keys, out)
+    return out
+
+
+def _mean(values: list[float], idx: list[int]) -> float:
+    return sum(values[i] for i in idx) / len(idx) if idx else 0.0
+
+
+def _add_aucs(o: Outcomes, keys, out: dict[str, dict[str, Any]]) -> None:
+    """ROC and PR AUC need the ranking within each group: computed per group's rows."""
+    import numpy as np
+    from sklearn import metrics as m
+
+    if o.proba is None or not o.binary:
+        for v in out.values():
+            v["metrics"].update(roc_auc=None, pr_auc=None)
+        return
+    keys = np.asarray(keys, dtype=object)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    bounds = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
+    for idx in np.split(order, bounds):
+        g = keys[idx[0]]
+        truth = (o.y[idx] == o.pos).astype(int)
+        both = 0 < truth.sum() < truth.size
+        p = o.proba[idx, o.pos]
+        out[g]["metrics"]["roc_auc"] = float(m.roc_auc_score(truth, p)) if both else None
+        out[g]["metrics"]["pr_auc"] = float(m.average_precision_score(truth, p)) if both else None
+
+
+def fairness(o: Outcomes, groups) -> dict[str, Any]:
+    """Per-group selection rate, TPR, FPR, accuracy, and Fairlearn's disparity metrics."""
+    per = grouped(o, groups)
+    pos = o.pos
+    table = {}
+    for g, v in sorted(per.items(), key=lambda kv: str(kv[0])):
+        c = v["counts"]
+        n = v["rows"]
+        negatives = n - c["true"][pos]
+        table[g] = {
+            "rows": n,
+            "selection_rate": c["pred"][pos] / n,
+            "tpr": c["tp"][pos] / c["true"][pos] if c["true"][pos] else None,
+            "fpr": (c["pred"][pos] - c["tp"][pos]) / negatives if negatives else None,
+            "accuracy": v["metrics"]["accuracy"],
+        }
+    rates = [t["selection_rate"] for t in table.values()]
+    tprs = [t["tpr"] for t in table.values() if t["tpr"] is not None]
+    fprs = [t["fpr"] for t in table.values() if t["fpr"] is not None]
+    spread = lambda xs: max(xs) - min(xs) if xs else 0.0  # noqa: E731
+    return {
+        "demographic_parity_difference": spread(rates),
+        "demographic_parity_ratio": min(rates) / max(rates) if rates and max(rates) > 0 else None,
+        "equalized_odds_difference": max(spread(tprs), spread(fprs)),
+        "groups": table,
+    }
+
+
+# -- model inspection ------------------------------------------------------------------
+
+
+def score(o: Outcomes, metric: str) -> float:
+    value = overall(o)[metric]
+    return float("nan") if value is None else value
+
+
+def permutation_importance(
+    model, frame, y_true, positive, metric: str, repeats: int, seed: int
+) -> dict[str, float]:
+    """Drop in `metric` when each raw input column is shuffled (mean over repeats)."""
+    import numpy as np
+    import polars as pl
+
+    def outcome(df) -> Outcomes:
+        pred, proba = model.predict_frame(df)
+        return Outcomes(model.task, y_true, pred, proba, model.class_names, positive)
+
+    base = score(outcome(frame), metric)
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    out = {}
+    for j, col in enumerate(model.transform.inputs):
+        drops = []
+        for r in range(repeats):
+            perm = np.random.default_rng(seed + 1000 * j + r).permutation(frame.height)
+            shuffled = frame.with_columns(
+                pl.Series(
+                    col,
+                    frame[col].to_numpy(allow_copy=True)[perm]
+                    if frame[col].dtype.is_numeric()
+                    else frame[col].gather(perm),
+                )
+            )
+            drops.append(sign * (base - score(outcome(shuffled), metric)))
+        out[col] = float(np.mean(drops))
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def partial_dependence(
+    model, frame, columns: list[str], grid: int, positive
+) -> list[dict[str, Any]]:
+    """Average prediction (P(positive), or the value) as one column is set to each grid value
+    for every row: scikit-learn's `brute` method, on raw inputs through the model's transform."""
+    import numpy as np
+    import polars as pl
+
+    out = []
+    pos_index = model.class_names.index(positive) if model.task == "classification" else None
+    for col in columns:
+        s = frame[col].drop_nulls()
+        if s.len() == 0:
+            continue
+        ctype = model.transform.inputs[col]
+        if ctype in ("int", "float"):
+            values = np.unique(
+                np.quantile(s.cast(pl.Float64).to_numpy(), np.linspace(0.05, 0.95, grid))
+            )
+            values = (
+                [int(round(v)) for v in values] if ctype == "int" else [float(v) for v in values]
+            )
+            values = list(dict.fromkeys(values))
+        else:
+            values = s.value_counts(sort=True).head(grid)[col].to_list()
+        averages = []
+        for v in values:
+            df = frame.with_columns(pl.lit(v, dtype=frame.schema[col]).alias(col))
+            pred, proba = model.predict_frame(df)
+            if pos_index is not None and proba is not None:
+                averages.append(float(np.mean(np.asarray(proba)[:, pos_index])))
+            elif pos_index is not None:
+                averages.append(
+                    float(np.mean([model.class_names.index(str(p)) == pos_index for p in pred]))
+                )
+            else:
+                averages.append(float(np.mean(pred)))
+        out.append(
+            {
+                "column": col,
+                "values": [v.isoformat() if hasattr(v, "isoformat") else v for v in values],
+                "average": averages,
+            }
+        )
+    return out
+
+
+def curves(o: Outcomes) -> dict[str, Any]:
+    """ROC and PR points, calibration bins and the distribution of predictions."""
+    import numpy as np
+    from sklearn import metrics as m
+
+    out: dict[str, Any] = {"format": "mlstage-curves/1", "task": o.task}
+    if o.task == "regression":
+        counts, edges = np.histogram(o.pred, bins=20)
+        res_counts, res_edges = np.histogram(o.pred - o.y, bins=20)
+        out["predictions"] = {"edges": edges.tolist(), "counts": counts.tolist()}
+        out["residuals"] = {"edges": res_edges.tolist(), "counts": res_counts.tolist()}
+        return out
+    if o.proba is None:
+        return out
+    targets = [o.pos] if o.binary else list(range(len(o.classes)))
+    out["roc"], out["pr"], out["calibration"] = {}, {}, {}
+    for c in targets:
+        name = o.classes[c]
+        truth = (o.y == c).astype(int)
+        p = o.proba[:, c]
+        counts, edges = np.histogram(p, bins=20, range=(0, 1))
+        out.setdefault("predictions", {})[name] = {
+            "edges": edges.tolist(),
+            "counts": counts.tolist(),
+        }
+        if 0 < truth.sum() < truth.size:
+            fpr, tpr, thr = m.roc_curve(truth, p)
+            keep = _thin(fpr.size)
+            out["roc"][name] = {
+                "fpr": fpr[keep].tolist(),
+                "tpr": tpr[keep].tolist(),
+                "thresholds": np.clip(thr[keep], 0, 1).tolist(),
+            }
+            prec, rec, _ = m.precision_recall_curve(truth, p)
+            keep = _thin(prec.size)
+            out["pr"][name] = {"precision": prec[keep].tolist(), "recall": rec[keep].tolist()}
+        bins = np.clip((p * 10).astype(int), 0, 9)
+        out["calibration"][name] = [
+            {"bin": [b / 10, (b + 1) / 10], "rows": int((bins == b).sum()),
+             "mean_predicted": float(p[bins == b].mean()) if (bins == b).any() else None,
+             "fraction_positive": float(truth[bins == b].mean()) if (bins == b).any() else None}
+            for b in range(10)
+        ]  # fmt: skip
+    return out
+
+
+def _thin(n: int, most: int = 200):
+    import numpy as np
+
+    return np.unique(np.linspace(0, n - 1, min(n, most)).astype(int))
+
+
+def check_metric(name: str, task: str, where: str) -> None:
+    if name not in metric_names(task) or name == "confusion_matrix":
+        valid = ", ".join(n for n in metric_names(task) if n != "confusion_matrix")
+        raise BadInput(f"{where}: {name!r} is not a metric of a {task} task; valid: {valid}")
+
+
+def is_number(x) -> bool:
+    return isinstance(x, int | float) and not (isinstance(x, float) and math.isnan(x))

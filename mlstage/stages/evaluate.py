@@ -1,0 +1,349 @@
+"""`evaluate`: metrics overall, per slice and per sensitive group; importance, partial
+dependence and curves; thresholds and a comparison with a baseline model; the blessing.
+
+The model runs on the raw evaluation split (default `eval`, else the only split)
+through the same prediction core as `serve`. `blessing.json` lists every check;
+`blessed` is false (exit 1) when any check fails. Slices under `min_slice_size`
+rows are reported but not gated. A baseline identical to the candidate is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..dataset import load_document, load_input, splits_of
+from ..errors import BadInput
+from ..formats import validate
+from ..jsonio import dumps_pretty, jsonable
+from ..runner import StagePlan, StageResult, run_stage
+from ..store import Store
+from .stats import _open_store
+
+ALGORITHM = 1
+
+
+def _eval_split(splits: dict[str, Path], wanted: str | None, ref: str) -> str:
+    if wanted is not None:
+        if wanted not in splits:
+            raise BadInput(f"no split {wanted!r}; the dataset has: {', '.join(splits)}", file=ref)
+        return wanted
+    if "eval" in splits:
+        return "eval"
+    if len(splits) == 1:
+        return next(iter(splits))
+    raise BadInput(
+        f"no 'eval' split and more than one split ({', '.join(splits)}); say which with --split",
+        file=ref,
+    )
+
+
+def _signature(path: Path) -> dict[str, Any]:
+    return json.loads((path / "signature.json").read_text())
+
+
+def check_config(cfg: Any, sig: dict[str, Any], columns: dict[str, str], where: str) -> str | None:
+    """Everything checkable before reading data; returns the positive class (text) or None."""
+    from ..evaluation import FAIRNESS, check_metric
+    from ..hashing import canonical_text
+
+    validate(cfg, "mlstage-evaluate/1", where)
+    task = sig["task"]
+    classes = sig["label"].get("classes")
+    positive = None
+    if task == "classification":
+        if "positive" in cfg:
+            positive = canonical_text(cfg["positive"])
+            if positive not in classes:
+                raise BadInput(
+                    f"at $.positive: {positive!r} is not a class of the model; classes: {', '.join(classes)}",
+                    file=where,
+                )
+        elif len(classes) == 2:
+            positive = classes[1]
+        elif cfg.get("sensitive"):
+            raise BadInput(
+                "at $.positive: a multiclass fairness check needs the positive class", file=where
+            )
+    for name, spec in cfg.get("thresholds", {}).items():
+        check_metric(name, task, f"{where}: at $.thresholds")
+        if name in FAIRNESS and not cfg.get("sensitive"):
+            raise BadInput(
+                f"at $.thresholds.{name}: a fairness threshold needs `sensitive` columns",
+                file=where,
+            )
+        for sl in spec.get("slices", {}):
+            cols = [part.split("=", 1)[0] for part in sl.split(",")]
+            if cols not in cfg.get("slices", []):
+                raise BadInput(
+                    f"at $.thresholds.{name}.slices: {sl!r} is not in a slice the config asks for",
+                    file=where,
+                )
+    for name in cfg.get("change_thresholds", {}):
+        check_metric(name, task, f"{where}: at $.change_thresholds")
+    if "importance" in cfg and "metric" in cfg["importance"]:
+        check_metric(cfg["importance"]["metric"], task, f"{where}: at $.importance.metric")
+    for i, spec in enumerate(cfg.get("slices", [])):
+        for col in spec:
+            if col not in columns:
+                raise BadInput(f'at $.slices[{i}]: no column "{col}" in the dataset', file=where)
+    for i, col in enumerate(cfg.get("sensitive", [])):
+        if col not in columns:
+            raise BadInput(f'at $.sensitive[{i}]: no column "{col}" in the dataset', file=where)
+    return positive
+
+
+def evaluate(
+    model: str | Path,
+    dataset: str | Path,
+    out: str | Path | None,
+    *,
+    config: str | Path,
+    split: str | None = None,
+    baseline: str | Path | None = None,
+    store: str | Path | Store | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+) -> StageResult:
+    """Evaluate MODEL on DATASET against CONFIG's thresholds (and BASELINE); `blessed` gates."""
+    st = _open_store(store, out)
+    model_path, model_manifest, model_in = load_input(st, str(model), "model", ("model",))
+    data_path, data_manifest, data_in = load_input(st, str(dataset), "data", ("dataset",))
+    cfg, cfg_in = load_document(st, str(config), "config", "config.json", "evaluation")
+    sig = _signature(model_path)
+    columns = data_manifest["summary"]["schema"]
+    positive = check_config(cfg, sig, columns, str(config))
+    for col in [*sig["inputs"], sig["label"]["column"]]:
+        if col not in columns:
+            raise BadInput(f'no column "{col}", which the model needs', file=str(dataset))
+    inputs = [model_in, data_in, cfg_in]
+    base_path = None
+    if baseline is not None:
+        base_path, base_manifest, base_in = load_input(st, str(baseline), "baseline", ("model",))
+        base_sig = _signature(base_path)
+        if base_sig["task"] != sig["task"] or base_sig["label"]["column"] != sig["label"]["column"]:
+            raise BadInput(
+                f"the baseline predicts {base_sig['label']['column']} ({base_sig['task']}), the model"
+                f" {sig['label']['column']} ({sig['task']}): they cannot be compared",
+                file=str(baseline),
+            )
+        if base_manifest["id"] == model_manifest["id"]:
+            base_path = None  # the model itself: nothing to compare, left out of the fingerprint
+        else:
+            inputs.append(base_in)
+    splits = splits_of(data_path, data_manifest)
+    split_name = _eval_split(splits, split, str(dataset))
+    plan = StagePlan(
+        "evaluate", "evaluation", ALGORITHM, {"split": split_name, "config": cfg}, inputs
+    )
+
+    def produce(tmp: Path) -> dict[str, Any]:
+        from ..model import Model
+
+        result = run_evaluation(
+            Model.load(model_path),
+            splits[split_name],
+            cfg,
+            positive,
+            Model.load(base_path) if base_path else None,
+        )
+        result["metrics"]["split"] = split_name
+        for name in ("metrics", "curves", "blessing"):
+            (tmp / f"{name}.json").write_text(dumps_pretty(jsonable(result[name])))
+        b = result["blessing"]
+        failed = [c for c in b["checks"] if c["passed"] is False]
+        headline = {
+            k: v
+            for k, v in result["metrics"]["overall"].items()
+            if k != "confusion_matrix" and v is not None
+        }
+        return jsonable(
+            {
+                "blessed": b["blessed"],
+                "model": b["model"],
+                "baseline": b["baseline"],
+                "rows": result["metrics"]["rows"],
+                "checks": len(b["checks"]),
+                "failed": len(failed),
+                "metrics": headline,
+            }
+        )
+
+    return run_stage(
+        plan, produce, Path(out) if out else None, store=st, force=force, dry_run=dry_run
+    )
+
+
+def run_evaluation(
+    model, parquet: Path, cfg: dict[str, Any], positive: str | None, base
+) -> dict[str, Any]:
+    import polars as pl
+
+    from .. import evaluation as ev
+    from ..profile import slice_key_expr
+
+    label = model.label
+    frame = pl.read_parquet(parquet)
+    frame = frame.filter(pl.col(label).is_not_null())  # rows without a label cannot be scored
+    if frame.height == 0:
+        raise BadInput("no labelled rows to evaluate on", file=str(parquet))
+    y_true = frame[label].to_list()
+    pred, proba = model.predict_frame(frame)
+    outcome = ev.Outcomes(model.task, y_true, pred, proba, model.class_names, positive)
+    if model.task == "classification" and (outcome.y < 0).any():
+        unknown = sorted({str(v) for v, i in zip(y_true, outcome.y, strict=True) if i < 0})[:5]
+        raise BadInput(
+            f"label values the model has no class for: {', '.join(unknown)}",
+            file=str(parquet),
+            column=label,
+        )
+    overall = ev.overall(outcome)
+    min_size = cfg.get("min_slice_size", 1)
+    slices = []
+    for spec in cfg.get("slices", []):
+        keys = frame.select(slice_key_expr(spec)).to_series().to_numpy()
+        for name, v in sorted(ev.grouped(outcome, keys).items()):
+            values = dict(part.split("=", 1) for part in name.split(","))
+            slices.append(
+                {
+                    "slice": values,
+                    "name": name,
+                    "rows": v["rows"],
+                    "gated": v["rows"] >= min_size,
+                    "metrics": v["metrics"],
+                }
+            )
+    fairness = {}
+    if model.task == "classification":
+        for col in cfg.get("sensitive", []):
+            groups = frame[col].cast(pl.String).fill_null("<missing>").to_numpy()
+            fairness[col] = ev.fairness(outcome, groups)
+    seed = cfg.get("seed", 0)
+    imp_cfg = cfg.get("importance", {})
+    sample = (
+        frame.sample(n=min(frame.height, imp_cfg.get("sample", 5000)), seed=seed)
+        if frame.height
+        else frame
+    )
+    metric = imp_cfg.get("metric", "accuracy" if model.task == "classification" else "r2")
+    importance = ev.permutation_importance(
+        model, sample, sample[label].to_list(), positive, metric, imp_cfg.get("repeats", 3), seed
+    )
+    pd_cfg = cfg.get("partial_dependence", {})
+    top = [c for c in importance][: pd_cfg.get("top", 3)]
+    pd_sample = sample.head(pd_cfg.get("sample", 1000))
+    curves = ev.curves(outcome)
+    curves["partial_dependence"] = ev.partial_dependence(
+        model, pd_sample, top, pd_cfg.get("grid", 10), positive
+    )
+    base_overall = None
+    if base is not None:
+        bpred, bproba = base.predict_frame(frame)
+        base_overall = ev.overall(
+            ev.Outcomes(base.task, y_true, bpred, bproba, base.class_names, positive)
+        )
+    checks = _checks(cfg, overall, slices, fairness, base_overall)
+    metrics = {
+        "format": "mlstage-evaluation/1", "task": model.task, "rows": frame.height, "classes": model.class_names,
+        "positive": positive, "overall": overall, "slices": slices, "fairness": fairness,
+        "importance": {"metric": metric, "rows": sample.height, "values": importance},
+        "baseline": {"model": base.id, "overall": base_overall} if base is not None else None,
+    }  # fmt: skip
+    blessing = {
+        "format": "mlstage-blessing/1",
+        "blessed": all(c["passed"] is not False for c in checks),
+        "model": model.id,
+        "baseline": base.id if base is not None else None,
+        "checks": checks,
+    }
+    return {"metrics": metrics, "curves": curves, "blessing": blessing}
+
+
+def _checks(cfg, overall, slices, fairness, base_overall) -> list[dict[str, Any]]:
+    from ..evaluation import FAIRNESS, is_number
+
+    checks = []
+
+    def bound(metric, where, value, spec, *, gated=True, note=None):
+        for kind, ok in (("min", lambda v, t: v >= t), ("max", lambda v, t: v <= t)):
+            if kind not in spec:
+                continue
+            t = spec[kind]
+            passed = None if not gated or not is_number(value) else ok(value, t)
+            checks.append(
+                {
+                    "metric": metric,
+                    "slice": where,
+                    "value": value,
+                    "threshold": {kind: t},
+                    "passed": passed,
+                    "kind": "absolute",
+                    "note": note if passed is None else None,
+                }
+            )
+
+    by_name = {s["name"]: s for s in slices}
+    for metric, spec in cfg.get("thresholds", {}).items():
+        if metric in FAIRNESS:
+            for col, f in fairness.items():
+                bound(metric, col, f[metric], spec)
+            continue
+        bound(metric, None, overall.get(metric), spec)
+        for name, sspec in spec.get("slices", {}).items():
+            s = by_name.get(name)
+            if s is None:
+                bound(metric, name, None, sspec, gated=False, note="no rows in this slice")
+            else:
+                note = f"{s['rows']} rows, under min_slice_size" if not s["gated"] else None
+                bound(metric, name, s["metrics"].get(metric), sspec, gated=s["gated"], note=note)
+    for metric, spec in cfg.get("change_thresholds", {}).items():
+        if base_overall is None:
+            checks.append(
+                {
+                    "metric": metric,
+                    "slice": None,
+                    "value": overall.get(metric),
+                    "threshold": spec,
+                    "passed": None,
+                    "kind": "change",
+                    "note": "no baseline: change thresholds skipped",
+                }
+            )
+            continue
+        new, old = overall.get(metric), base_overall.get(metric)
+        if not (is_number(new) and is_number(old)):
+            checks.append(
+                {
+                    "metric": metric,
+                    "slice": None,
+                    "value": new,
+                    "threshold": spec,
+                    "passed": None,
+                    "kind": "change",
+                    "note": "not computable",
+                }
+            )
+            continue
+        change = new - old
+        if spec.get("relative"):
+            change = change / abs(old) if old else float("inf") if change else 0.0
+        passed = True
+        if "max_decrease" in spec and -change > spec["max_decrease"]:
+            passed = False
+        if "max_increase" in spec and change > spec["max_increase"]:
+            passed = False
+        checks.append(
+            {
+                "metric": metric,
+                "slice": None,
+                "value": new,
+                "baseline_value": old,
+                "change": change,
+                "threshold": spec,
+                "passed": passed,
+                "kind": "change",
+                "note": None,
+            }
+        )
+    return checks

@@ -1,0 +1,105 @@
+"""`predict`: batch predictions with the server's prediction core, streamed in batches.
+
+`predictions.parquet` keeps the input row order; without `--split`, every split in
+order with a `split` column. Columns: `split`, the `--keep` columns, `prediction`
+(in the label's own values) and `proba_<class>` per class (classification).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..dataset import choose_splits, load_input, splits_of
+from ..errors import BadInput
+from ..runner import StagePlan, StageResult, run_stage
+from ..store import Store
+from .stats import _open_store
+
+ALGORITHM = 1
+BATCH_ROWS = 100_000
+
+
+def predict(
+    model: str | Path,
+    dataset: str | Path,
+    out: str | Path | None,
+    *,
+    split: str | None = None,
+    keep: list[str] | None = None,
+    store: str | Path | Store | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+) -> StageResult:
+    """Predict with MODEL (or the version REGISTRY/NAME serves) on DATASET's splits."""
+    import json
+
+    from ..model import resolve_model
+
+    st = _open_store(store, out)
+    model_ref = resolve_model(st, str(model))
+    model_path, _, model_in = load_input(st, model_ref, "model", ("model",))
+    data_path, data_manifest, data_in = load_input(st, str(dataset), "data", ("dataset",))
+    chosen = choose_splits(splits_of(data_path, data_manifest), split, str(dataset))
+    columns = data_manifest["summary"]["schema"]
+    sig = json.loads((model_path / "signature.json").read_text())
+    keep = list(keep or [])
+    for col in keep:
+        if col not in columns:
+            raise BadInput(f'--keep: no column "{col}" in the dataset', file=str(dataset))
+    for col in sig["inputs"]:
+        if col not in columns:
+            raise BadInput(f'no column "{col}", which the model needs', file=str(dataset))
+    params = {"split": split, "keep": keep}
+    plan = StagePlan("predict", "predictions", ALGORITHM, params, [model_in, data_in])
+
+    def produce(tmp: Path) -> dict[str, Any]:
+        from ..model import Model
+
+        m = Model.load(model_path)
+        rows = write_predictions(
+            m, chosen, tmp / "predictions.parquet", keep, with_split=split is None
+        )
+        return {"rows": sum(rows.values()), "splits": rows, "model": m.id, "classes": m.class_names}
+
+    return run_stage(
+        plan, produce, Path(out) if out else None, store=st, force=force, dry_run=dry_run
+    )
+
+
+def write_predictions(
+    model, splits: dict[str, Path], target: Path, keep: list[str], *, with_split: bool
+) -> dict[str, int]:
+    """Stream every split through the model in batches into one Parquet file."""
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    needed = list(dict.fromkeys([*model.signature["inputs"], *keep]))
+    writer = None
+    counts = {}
+    try:
+        for name, path in splits.items():
+            counts[name] = 0
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=needed):
+                frame = pl.from_arrow(batch)
+                pred, proba = model.predict_frame(frame)
+                cols = {}
+                if with_split:
+                    cols["split"] = pl.Series("split", [name] * frame.height, dtype=pl.String)
+                for k in keep:
+                    cols[k] = frame[k]
+                cols["prediction"] = pl.Series("prediction", pred)
+                if model.task == "classification" and proba is not None:
+                    for j, c in enumerate(model.class_names):
+                        cols[f"proba_{c}"] = pl.Series(f"proba_{c}", proba[:, j], dtype=pl.Float64)
+                table = pl.DataFrame(cols).to_arrow()
+                if writer is None:
+                    writer = pq.ParquetWriter(target, table.schema, compression="zstd")
+                writer.write_table(table)
+                counts[name] += frame.height
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise BadInput("the dataset has no rows to predict")
+    return counts
