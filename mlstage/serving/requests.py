@@ -1,0 +1,100 @@
+"""Request bodies of TF Serving's REST API and MLflow's scoring protocol, parsed to rows.
+
+A row is a dict of raw field values; converting them to the signature's types
+(and naming the field on failure) is the model's job (`Model.coerce`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RequestError(400, f"the body is not valid JSON: {e}") from None
+
+
+def columns_to_rows(inputs: Any) -> list[dict[str, Any]]:
+    """{"col": [v1, v2], ...} -> rows; a dict of scalars is one row."""
+    if not isinstance(inputs, dict):
+        raise RequestError(400, '"inputs" must be an object of columns')
+    if all(not isinstance(v, list) for v in inputs.values()):
+        return [dict(inputs)]
+    lengths = {len(v) for v in inputs.values() if isinstance(v, list)}
+    if len(lengths) != 1 or any(not isinstance(v, list) for v in inputs.values()):
+        raise RequestError(400, 'every column in "inputs" must be a list of the same length')
+    n = lengths.pop()
+    return [{k: v[i] for k, v in inputs.items()} for i in range(n)]
+
+
+def records(items: Any, key: str) -> list[dict[str, Any]]:
+    if not isinstance(items, list) or not all(isinstance(r, dict) for r in items):
+        raise RequestError(400, f'"{key}" must be a list of objects (one per row)')
+    return items
+
+
+def tf_serving(body: bytes) -> tuple[list[dict[str, Any]], str]:
+    """(rows, "row" | "column") from {"instances": [...]} or {"inputs": {...}}."""
+    doc = parse_json(body)
+    if not isinstance(doc, dict) or ("instances" in doc) == ("inputs" in doc):
+        raise RequestError(400, 'send {"instances": [{...}, ...]} or {"inputs": {"column": [...]}}')
+    if "instances" in doc:
+        return records(doc["instances"], "instances"), "row"
+    inputs = doc["inputs"]
+    if isinstance(inputs, list):
+        return records(inputs, "inputs"), "column"
+    return columns_to_rows(inputs), "column"
+
+
+def mlflow(body: bytes, content_type: str) -> list[dict[str, Any]]:
+    """Rows from MLflow's formats: dataframe_split, dataframe_records, instances, inputs, or CSV."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "text/csv":
+        try:
+            reader = csv.DictReader(io.StringIO(body.decode("utf-8")))
+            return [{k: (None if v == "" else v) for k, v in row.items()} for row in reader]
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise RequestError(400, f"the body is not valid CSV: {e}") from None
+    if kind != "application/json":
+        raise RequestError(
+            415, f"unsupported content type {kind or 'none'!r}: use application/json or text/csv"
+        )
+    doc = parse_json(body)
+    if not isinstance(doc, dict):
+        raise RequestError(400, "the body must be a JSON object")
+    keys = [k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in doc]
+    if len(keys) != 1:
+        raise RequestError(
+            400, "send exactly one of dataframe_split, dataframe_records, instances, inputs"
+        )
+    key = keys[0]
+    value = doc[key]
+    if key == "dataframe_split":
+        if (
+            not isinstance(value, dict)
+            or not isinstance(value.get("columns"), list)
+            or not isinstance(value.get("data"), list)
+        ):
+            raise RequestError(400, '"dataframe_split" needs "columns" and "data" lists')
+        cols = value["columns"]
+        rows = []
+        for row in value["data"]:
+            if not isinstance(row, list) or len(row) != len(cols):
+                raise RequestError(400, f'each row of "data" must be a list of {len(cols)} values')
+            rows.append(dict(zip(cols, row, strict=True)))
+        return rows
+    if key == "inputs" and isinstance(value, dict):
+        return columns_to_rows(value)
+    return records(value, key)

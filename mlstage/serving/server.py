@@ -1,0 +1,70 @@
+"""Starting the server: checks first (registry, port), then uvicorn.
+
+uvicorn handles SIGTERM gracefully: it stops accepting, finishes the requests in
+flight, then runs the app's shutdown, which flushes the request logs.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+from ..errors import BadInput
+from .app import CONFIG_ENV, create_app
+
+
+def check_port(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise BadInput(
+                    f"port {port} on {host} is in use (is another server running? pass --port)"
+                ) from None
+            raise BadInput(f"cannot listen on {host}:{port}: {e.strerror}") from None
+
+
+def run(
+    registry: Path,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    log_dir: Path | None,
+    log_exclude: list[str],
+    log_sample: float,
+) -> None:
+    import uvicorn
+
+    registry = Path(registry)
+    if not registry.is_dir():
+        raise BadInput(
+            "no such registry directory (deploy a model into it first)", file=str(registry)
+        )
+    if workers < 1:
+        raise BadInput("--workers must be at least 1")
+    if not 0 < log_sample <= 1:
+        raise BadInput("--log-sample is a fraction in (0, 1]")
+    check_port(host, port)
+    sys.stderr.write(f"serve: {registry} on http://{host}:{port} with {workers} worker(s)\n")
+    settings = dict(
+        host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=30
+    )
+    cfg = {
+        "registry": str(registry.absolute()),
+        "log_dir": str(log_dir.absolute()) if log_dir else None,
+        "log_exclude": list(log_exclude),
+        "log_sample": log_sample,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(**cfg), **settings)
+    else:
+        os.environ[CONFIG_ENV] = json.dumps(cfg)  # each worker builds the app from these settings
+        uvicorn.run("mlstage.serving.app:create_app", factory=True, workers=workers, **settings)
