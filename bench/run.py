@@ -186,6 +186,9 @@ def run_once(b: Bench) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one child; exits loudly if it fails."""
     wipe(b.wipe)  # every run does the full work, and outputs don't pile up on disk
     # Output goes to files, not pipes: we block in wait4, so nobody would drain a pipe.
+    # Flush what earlier runs wrote (mlstage fsyncs, the references do not), so that
+    # writeback of one run's output is not charged to the next.
+    os.sync()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(b.cmd, stdout=out, stderr=err)

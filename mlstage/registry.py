@@ -175,17 +175,11 @@ def deploy(
                 registry, name, serving["version"], model_id, "none", up_to_date=True
             )
         existing = [v for v, m in have.items() if m == model_id]
-        if existing:
+        if existing:  # already in the registry: point back at it rather than copy it again
             version = existing[-1]
-            _point(
-                folder,
-                serving,
-                version,
-                model_id,
-                action if action != "deploy" else "redeploy",
-                message,
-            )
-            return DeployResult(registry, name, version, model_id, "redeploy")
+            action = "redeploy" if action == "deploy" else action
+            _point(folder, serving, version, model_id, action, message)
+            return DeployResult(registry, name, version, model_id, action)
         version = max(have, default=0) + 1
         for leftover in folder.glob(".v*.tmp"):
             remove_tree(leftover)  # a version copy a killed deploy never finished

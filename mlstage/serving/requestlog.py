@@ -60,7 +60,7 @@ class RequestLog:
         with self._lock:
             pending, self._rows = self._rows, {}
         written = 0
-        for model_name, rows in pending.items():
+        for rows in pending.values():
             if not rows:
                 continue
             self._seq += 1
