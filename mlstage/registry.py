@@ -185,11 +185,11 @@ def deploy(
             remove_tree(leftover)  # a version copy a killed deploy never finished
         tmp = folder / f".v{version}.tmp"
         tmp.mkdir()
+        # Real copies, not hardlinks: a registry is self-contained (it may be shipped to a
+        # serving host), and damage to one copy must not reach the store or other versions.
         for f in [x["path"] for x in model_manifest["files"]] + [MANIFEST]:
-            try:
-                os.link(model_path / f, tmp / f)
-            except OSError:
-                shutil.copy2(model_path / f, tmp / f)
+            shutil.copyfile(model_path / f, tmp / f)
+            os.chmod(tmp / f, 0o444)
         fsync_tree(tmp)
         os.rename(tmp, folder / str(version))
         fsync_path(folder)

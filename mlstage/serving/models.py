@@ -37,6 +37,7 @@ class ServedModels:
         self.registry = Path(registry)
         self.snapshot = Snapshot()
         self._failed: dict[tuple[str, int, str], str] = {}  # (name, version, model id) -> error
+        self._said: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self._log = log or (lambda msg: sys.stderr.write(f"serve: {msg}\n"))
         self.loaded_at = time.time()
@@ -105,7 +106,8 @@ class ServedModels:
                     served[name] = old.served[
                         name
                     ]  # the pointed version is broken: keep the old one
-                    if target is not None:
+                    if target is not None and (name, target) not in self._said:
+                        self._said.add((name, target))  # said once, not every second
                         self._log(
                             f"{name}: version {target} is not servable; still serving version {served[name]}"
                         )
