@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := demo-run
+DEMO_PORT ?= 8765
 
 .PHONY: install test demo bench bench-quick lint clean
 
@@ -35,6 +36,8 @@ demo: $(STAMP)
 	  mlstage train features/adult --config ../examples/adult_train.json -o models/adult && \
 	  mlstage evaluate models/adult data/adult --config ../examples/adult_evaluate.json -o evaluations/adult && \
 	  mlstage predict models/adult data/adult --split eval --keep income -o predictions/adult && \
+	  mlstage deploy models/adult --evaluation evaluations/adult --registry registry --name income && \
+	  ../examples/serve_and_query.sh registry $(DEMO_PORT) requests && \
 	  mlstage whatif models/adult --row '{"age": 40, "workclass": "Private", "education-num": 13, "marital-status": "Married-civ-spouse", "occupation": "Exec-managerial", "relationship": "Husband", "race": "White", "sex": "Male", "capital-gain": 0, "capital-loss": 0, "hours-per-week": 45, "native-country": "United-States"}' --vary age=25,40,55 --vary sex && \
 	  mlstage ingest ../sample_data/chicago_taxi.csv --split train=8 --split eval=2 \
 	    --split-key trip_start_timestamp -o data/taxi && \
