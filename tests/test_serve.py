@@ -381,6 +381,14 @@ def test_hot_swap_under_load_drops_no_request_and_sigterm_flushes_logs(here, tmp
             t.join()
         assert failures == [], failures[:5]
         assert versions == {1, 2}, _stderr_of(proc)
+        # clients that hang up before the answer (SIGPIPE) must not take the server down
+        big = json.dumps({"instances": [row()] * 5000}).encode()
+        for _ in range(10):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(b"POST /v1/models/income:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          + f"Content-Length: {len(big)}\r\n\r\n".encode() + big)
+        time.sleep(1)
+        assert post(port, "/v1/models/income:predict", {"instances": [row()]})[0] == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) in (
             0,

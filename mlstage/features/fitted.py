@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +23,7 @@ from ..errors import BadInput
 from ..hashing import canonical_text
 from . import names
 from .spec import check_spec
-from .transforms import NUMERIC, TRANSFORMS
+from .transforms import NUMERIC, TRANSFORMS, value_counts
 
 FORMAT = "mlstage-transform/1"
 
@@ -54,8 +53,7 @@ def _impute_value(entry: dict, series, ctype: str):
                 column=entry.get("column"),
             )
         return float(present.mean() if how == "mean" else present.median())
-    counts = Counter(present.to_list())
-    return min(counts.items(), key=lambda vc: (-vc[1], canonical_text(vc[0])))[0]
+    return min(value_counts(present), key=lambda vc: (-vc[1], canonical_text(vc[0])))[0]
 
 
 def _jsonable(value):

@@ -199,12 +199,16 @@ class Bucketize(Transform):
         return apply
 
 
+def value_counts(series) -> list[tuple[Any, int]]:
+    """(value, count) of the non-missing values, counted by polars (not row by row)."""
+    counts = series.drop_nulls().value_counts(name="__n")
+    return list(zip(counts[series.name].to_list(), counts["__n"].to_list(), strict=True))
+
+
 def _vocabulary(series, top_k: int | None, min_count: int) -> list[str]:
     """Values seen at least min_count times, the top_k most frequent (ties by value), sorted."""
-    counts = Counter(canonical_text(v) for v in series.drop_nulls().to_list())
-    ranked = sorted(
-        ((c, v) for v, c in counts.items() if c >= min_count), key=lambda cv: (-cv[0], cv[1])
-    )
+    counts = [(canonical_text(v), c) for v, c in value_counts(series)]
+    ranked = sorted(((c, v) for v, c in counts if c >= min_count), key=lambda cv: (-cv[0], cv[1]))
     return sorted(v for _, v in ranked[:top_k])
 
 

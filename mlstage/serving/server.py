@@ -41,8 +41,13 @@ def run(
     log_exclude: list[str],
     log_sample: float,
 ) -> None:
+    import signal
+
     import uvicorn
 
+    # The CLI restores SIGPIPE's default (so `mlstage log | head` ends quietly); a server
+    # must ignore it instead, or a client closing its connection mid-response kills it.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     registry = Path(registry)
     if not registry.is_dir():
         raise BadInput(
