@@ -221,7 +221,7 @@ def summarize(benches: list[Bench], walls: dict, rss: dict) -> dict:
         # Ratios against the Bench's ref (first) and any other benchmark a target names.
         r["ratios"] = {}
         for name in dict.fromkeys([b.ref] + [t.ref for t in b.targets]):
-            if name:
+            if name and name in walls:  # a --skip'ped reference has no runs
                 ref = walls[name]
                 # Runs of one round ran back to back, under about the same load: the
                 # median of per-round ratios is less swayed by a slow spell.
@@ -236,6 +236,8 @@ def summarize(benches: list[Bench], walls: dict, rss: dict) -> dict:
         for t in b.targets:
             value = {"wall": r["median_s"], "rss": r["median_rss_mb"]}.get(t.metric)
             if t.metric == "ratio":
+                if (t.ref or b.ref) not in r["ratios"]:
+                    continue
                 value = r["ratios"][t.ref or b.ref]["ratio"]
             r["targets"].append(verdict(t, value))
         res[b.name] = r
@@ -327,6 +329,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=BENCH / "work")
     ap.add_argument("--out", type=Path, default=BENCH / "results.md")
     ap.add_argument("--append", action="store_true", help="add a section instead of overwriting")
+    ap.add_argument("--skip", action="append", default=[], help="leave out this benchmark (repeatable)")
     ap.add_argument(
         "--only", choices=GROUPS, action="append", help="run only these groups (repeatable)"
     )
@@ -343,7 +346,7 @@ def main() -> None:
         subprocess.run(cmd, check=True)
         tmp.rename(data)
 
-    benches = [b for b in benchmarks(data, work) if not args.only or b.group in args.only]
+    benches = [b for b in benchmarks(data, work) if (not args.only or b.group in args.only) and b.name not in args.skip]
     for b in benches:
         if b.setup:
             print(f"setting up {b.name} ...", file=sys.stderr)
