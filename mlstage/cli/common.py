@@ -37,6 +37,10 @@ class Common:
     store: Path | None
     debug: bool
 
+    def run_options(self) -> dict:
+        """The options every stage function takes besides its own."""
+        return {"store": self.store, "force": self.force, "dry_run": self.dry_run}
+
     def out_path(self, *, allow_stdout: bool = False) -> Path | None:
         """The output directory; None for '-' (payload to stdout, kept in the store)."""
         if self.out is None:

@@ -88,9 +88,7 @@ def ingest_cmd(
         split_order=split_order,
         seed=seed,
         infer_rows=infer_rows,
-        store=common.store,
-        force=common.force,
-        dry_run=common.dry_run,
+        **common.run_options(),
     )
     if out is None and result.manifest is not None:
         _table_to_stdout(result.path / "data.parquet")
@@ -147,9 +145,7 @@ def stats_cmd(
             raise BadInput(
                 "--merge takes stats artifacts only; --split and --slice apply when computing"
             )
-        result = mod.merge(
-            inputs, out, store=common.store, force=common.force, dry_run=common.dry_run
-        )
+        result = mod.merge(inputs, out, **common.run_options())
     else:
         if len(inputs) != 1:
             raise BadInput("stats takes one dataset (use --merge to combine stats artifacts)")
@@ -158,9 +154,7 @@ def stats_cmd(
             out,
             split=split,
             slices=slice_ or [],
-            store=common.store,
-            force=common.force,
-            dry_run=common.dry_run,
+            **common.run_options(),
         )
     if result.manifest and not common.quiet and not result.dry_run:
         from ..render import stats_table
@@ -211,9 +205,7 @@ def schema_cmd(
         label=label,
         infer_ranges=infer_ranges,
         update=update,
-        store=common.store,
-        force=common.force,
-        dry_run=common.dry_run,
+        **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run and update is not None:
         from ..render import stderr_console
@@ -274,9 +266,7 @@ def validate_cmd(
         split=split,
         baseline=baseline,
         environment=environment,
-        store=common.store,
-        force=common.force,
-        dry_run=common.dry_run,
+        **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run:
         from ..render import anomalies_table
@@ -326,9 +316,7 @@ def featurize_cmd(
         spec=spec,
         transform=transform,
         fit_split=fit_split,
-        store=common.store,
-        force=common.force,
-        dry_run=common.dry_run,
+        **common.run_options(),
     )
     emit_result("featurize", result, common)
 
@@ -360,9 +348,7 @@ def train_cmd(
         features,
         common.out_path(),
         config=config,
-        store=common.store,
-        force=common.force,
-        dry_run=common.dry_run,
+        **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run:
         s = result.manifest["summary"]
@@ -427,9 +413,7 @@ def evaluate_cmd(
         config=config,
         split=split,
         baseline=baseline,
-        store=common.store,
-        force=common.force,
-        dry_run=common.dry_run,
+        **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run:
         from ..render import blessing_table
@@ -488,9 +472,7 @@ def predict_cmd(
         out,
         split=split,
         keep=keep or [],
-        store=common.store,
-        force=common.force,
-        dry_run=common.dry_run,
+        **common.run_options(),
     )
     if out is None and result.manifest is not None:
         _table_to_stdout(result.path / "predictions.parquet")
