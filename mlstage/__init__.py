@@ -18,8 +18,10 @@ from .version import __version__
 
 if TYPE_CHECKING:
     from .model import Model
+    from .stages.evaluate import evaluate
     from .stages.featurize import featurize
     from .stages.ingest import ingest
+    from .stages.predict import predict
     from .stages.schema import schema
     from .stages.stats import stats
     from .stages.train import train
@@ -48,6 +50,8 @@ _STAGES = {
     "validate": "validate",
     "featurize": "featurize",
     "train": "train",
+    "evaluate": "evaluate",
+    "predict": "predict",
 }
 
 
