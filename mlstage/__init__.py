@@ -35,6 +35,8 @@ __all__ = [
     "validate",
     "featurize",
     "train",
+    "evaluate",
+    "predict",
     "Model",
     "MlstageError",
     "BadInput",
