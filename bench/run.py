@@ -329,7 +329,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=BENCH / "work")
     ap.add_argument("--out", type=Path, default=BENCH / "results.md")
     ap.add_argument("--append", action="store_true", help="add a section instead of overwriting")
-    ap.add_argument("--skip", action="append", default=[], help="leave out this benchmark (repeatable)")
+    ap.add_argument(
+        "--skip", action="append", default=[], help="leave out this benchmark (repeatable)"
+    )
     ap.add_argument(
         "--only", choices=GROUPS, action="append", help="run only these groups (repeatable)"
     )
@@ -346,7 +348,11 @@ def main() -> None:
         subprocess.run(cmd, check=True)
         tmp.rename(data)
 
-    benches = [b for b in benchmarks(data, work) if (not args.only or b.group in args.only) and b.name not in args.skip]
+    benches = [
+        b
+        for b in benchmarks(data, work)
+        if (not args.only or b.group in args.only) and b.name not in args.skip
+    ]
     for b in benches:
         if b.setup:
             print(f"setting up {b.name} ...", file=sys.stderr)

@@ -51,10 +51,30 @@ def sh(*args, cwd):
 def build(work: Path) -> None:
     (work / "spec.json").write_text(json.dumps(SPEC))
     for name, c in (("a", 1.0), ("b", 0.1)):
-        (work / f"{name}.json").write_text(json.dumps({"format": "mlstage-train/1", "task": "classification",
-                                                       "estimator": "LogisticRegression", "params": {"C": c, "max_iter": 1000}}))
+        (work / f"{name}.json").write_text(
+            json.dumps(
+                {
+                    "format": "mlstage-train/1",
+                    "task": "classification",
+                    "estimator": "LogisticRegression",
+                    "params": {"C": c, "max_iter": 1000},
+                }
+            )
+        )
     (work / "eval.json").write_text(json.dumps({"format": "mlstage-evaluate/1"}))
-    sh("ingest", str(ROOT / "sample_data/adult.csv"), "--null", "?", "--split", "train=8", "--split", "eval=2", "-o", "ds", cwd=work)
+    sh(
+        "ingest",
+        str(ROOT / "sample_data/adult.csv"),
+        "--null",
+        "?",
+        "--split",
+        "train=8",
+        "--split",
+        "eval=2",
+        "-o",
+        "ds",
+        cwd=work,
+    )
     sh("featurize", "ds", "--spec", "spec.json", "-o", "feat", cwd=work)
     for name in ("a", "b"):
         sh("train", "feat", "--config", f"{name}.json", "-o", f"m_{name}", cwd=work)
@@ -87,7 +107,11 @@ def latency(port: int, n: int = 2000) -> dict:
             times.append(time.perf_counter() - t)
         assert r.status == 200
     times.sort()
-    return {"p50_ms": 1000 * statistics.median(times), "p99_ms": 1000 * times[int(0.99 * len(times))], "n": n}
+    return {
+        "p50_ms": 1000 * statistics.median(times),
+        "p99_ms": 1000 * times[int(0.99 * len(times))],
+        "n": n,
+    }
 
 
 def _client(port: int, stop_at: float, out) -> None:
@@ -127,12 +151,31 @@ def wrk_load(port: int, seconds: float) -> dict | None:
     if not shutil.which("wrk"):
         return None
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(BODY.decode())}\nwrk.headers["Content-Type"] = "application/json"\n')
-    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{int(seconds)}s", "-s", f.name, "--latency", f"http://127.0.0.1:{port}{PATH}"],
-                         capture_output=True, text=True, check=True).stdout
+        f.write(
+            f'wrk.method = "POST"\nwrk.body = {json.dumps(BODY.decode())}\nwrk.headers["Content-Type"] = "application/json"\n'
+        )
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            "-c8",
+            f"-d{int(seconds)}s",
+            "-s",
+            f.name,
+            "--latency",
+            f"http://127.0.0.1:{port}{PATH}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     os.unlink(f.name)
-    rps = float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec")))
-    errors = [line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line]
+    rps = float(
+        next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec"))
+    )
+    errors = [
+        line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line
+    ]
     return {"requests_per_s": rps, "client": "wrk -t2 -c8", "errors": errors}
 
 
@@ -146,12 +189,26 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mlstage-serve-bench-"))
     try:
         build(work)
-        server = subprocess.Popen([MLSTAGE, "serve", "--registry", "reg", "--port", str(args.port), "--workers",
-                                   str(args.workers)], cwd=work, stderr=open(work / "serve.log", "w"))
+        server = subprocess.Popen(
+            [
+                MLSTAGE,
+                "serve",
+                "--registry",
+                "reg",
+                "--port",
+                str(args.port),
+                "--workers",
+                str(args.workers),
+            ],
+            cwd=work,
+            stderr=open(work / "serve.log", "w"),
+        )
         try:
             wait_ready(args.port)
             res = {"workers": args.workers, "latency": latency(args.port)}
-            res["throughput"] = wrk_load(args.port, args.seconds) or python_load(args.port, args.seconds)
+            res["throughput"] = wrk_load(args.port, args.seconds) or python_load(
+                args.port, args.seconds
+            )
             # hot swap: deploy model b while 8 clients hammer the server
             q = mp.Queue()
             stop_at = time.time() + 6
@@ -163,7 +220,10 @@ def main() -> None:
             results = [q.get() for _ in procs]
             for p in procs:
                 p.join()
-            res["hot_swap"] = {"ok": sum(r[0] for r in results), "failed": sum(r[1] for r in results)}
+            res["hot_swap"] = {
+                "ok": sum(r[0] for r in results),
+                "failed": sum(r[1] for r in results),
+            }
             c = http.client.HTTPConnection("127.0.0.1", args.port)
             c.request("POST", PATH, BODY, {"content-type": "application/json"})
             res["hot_swap"]["version_after"] = json.loads(c.getresponse().read())["model_version"]

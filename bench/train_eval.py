@@ -37,25 +37,117 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     st = ["--store", str(work / "store"), "--quiet"]
-    subprocess.run([MLSTAGE, "ingest", str(data), "--split", "train=8", "--split", "eval=2", "-o", str(work / "ds"), *st], check=True)
-    subprocess.run([MLSTAGE, "featurize", str(work / "ds"), "--spec", str(BENCH / "features_spec.json"), "-o", str(work / "feat"), *st], check=True)
+    subprocess.run(
+        [
+            MLSTAGE,
+            "ingest",
+            str(data),
+            "--split",
+            "train=8",
+            "--split",
+            "eval=2",
+            "-o",
+            str(work / "ds"),
+            *st,
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [
+            MLSTAGE,
+            "featurize",
+            str(work / "ds"),
+            "--spec",
+            str(BENCH / "features_spec.json"),
+            "-o",
+            str(work / "feat"),
+            *st,
+        ],
+        check=True,
+    )
     small = BENCH / "data" / "synth_100000.csv"
     if not small.exists():
-        subprocess.run([PY, str(BENCH / "gen_data.py"), "--rows", "100000", "-o", str(small)], check=True)
-    subprocess.run([MLSTAGE, "ingest", str(small), "--split", "train=8", "--split", "eval=2", "-o", str(work / "ds_small"), *st], check=True)
-    subprocess.run([MLSTAGE, "featurize", str(work / "ds_small"), "--spec", str(BENCH / "features_spec.json"), "-o", str(work / "feat_small"), *st], check=True)
-    hgb = {"format": "mlstage-train/1", "task": "classification", "estimator": "HistGradientBoostingClassifier",
-           "params": {"max_iter": 50}, "seed": 0}
+        subprocess.run(
+            [PY, str(BENCH / "gen_data.py"), "--rows", "100000", "-o", str(small)], check=True
+        )
+    subprocess.run(
+        [
+            MLSTAGE,
+            "ingest",
+            str(small),
+            "--split",
+            "train=8",
+            "--split",
+            "eval=2",
+            "-o",
+            str(work / "ds_small"),
+            *st,
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [
+            MLSTAGE,
+            "featurize",
+            str(work / "ds_small"),
+            "--spec",
+            str(BENCH / "features_spec.json"),
+            "-o",
+            str(work / "feat_small"),
+            *st,
+        ],
+        check=True,
+    )
+    hgb = {
+        "format": "mlstage-train/1",
+        "task": "classification",
+        "estimator": "HistGradientBoostingClassifier",
+        "params": {"max_iter": 50},
+        "seed": 0,
+    }
     (work / "hgb.json").write_text(json.dumps(hgb))
-    search = {"format": "mlstage-train/1", "task": "classification", "estimator": "LogisticRegression",
-              "params": {"max_iter": 200}, "seed": 0,
-              "tune": {"search": "random", "n_iter": 8, "cv": 3, "space": {"C": {"loguniform": [0.01, 10]}}}}
+    search = {
+        "format": "mlstage-train/1",
+        "task": "classification",
+        "estimator": "LogisticRegression",
+        "params": {"max_iter": 200},
+        "seed": 0,
+        "tune": {
+            "search": "random",
+            "n_iter": 8,
+            "cv": 3,
+            "space": {"C": {"loguniform": [0.01, 10]}},
+        },
+    }
     for jobs in (-1, 1):
-        (work / f"search{jobs}.json").write_text(json.dumps({**search, "tune": {**search["tune"], "n_jobs": jobs}}))
-    (work / "eval.json").write_text(json.dumps({
-        "format": "mlstage-evaluate/1", "slices": [["c0"], ["c1"], ["c0", "c1"]], "sensitive": ["c0", "c2"],
-        "positive": "yes", "importance": {"repeats": 1, "sample": 2000}, "partial_dependence": {"top": 2, "sample": 500}}))
-    subprocess.run([MLSTAGE, "train", str(work / "feat"), "--config", str(work / "hgb.json"), "-o", str(work / "model"), *st], check=True)
+        (work / f"search{jobs}.json").write_text(
+            json.dumps({**search, "tune": {**search["tune"], "n_jobs": jobs}})
+        )
+    (work / "eval.json").write_text(
+        json.dumps(
+            {
+                "format": "mlstage-evaluate/1",
+                "slices": [["c0"], ["c1"], ["c0", "c1"]],
+                "sensitive": ["c0", "c2"],
+                "positive": "yes",
+                "importance": {"repeats": 1, "sample": 2000},
+                "partial_dependence": {"top": 2, "sample": 500},
+            }
+        )
+    )
+    subprocess.run(
+        [
+            MLSTAGE,
+            "train",
+            str(work / "feat"),
+            "--config",
+            str(work / "hgb.json"),
+            "-o",
+            str(work / "model"),
+            *st,
+        ],
+        check=True,
+    )
     force = ["--force", *st]
     benches = [
         Bench("train-direct", "train", [PY, str(BENCH / "train_direct.py"), str(work / "feat"), str(work / "hgb.json")]),
@@ -72,15 +164,21 @@ def main() -> None:
             w, kib = run_once(b)
             walls[b.name].append(w)
             rss[b.name].append(kib / 1024)
-            print(f"[{r + 1}/{args.repeats}] {b.name:20} {w:7.2f} s {kib / 1024:6.0f} MB", file=sys.stderr)
+            print(
+                f"[{r + 1}/{args.repeats}] {b.name:20} {w:7.2f} s {kib / 1024:6.0f} MB",
+                file=sys.stderr,
+            )
     med = {k: statistics.median(v) for k, v in walls.items()}
     x_mb = args.rows * 0.8 * 196 * 4 / 2**20
     out = {
-        "rows": args.rows, "repeats": args.repeats, "median_s": med,
+        "rows": args.rows,
+        "repeats": args.repeats,
+        "median_s": med,
         "median_rss_mb": {k: statistics.median(v) for k, v in rss.items()},
         "train_overhead": med["train"] / med["train-direct"] - 1,
         "search_speedup": med["search-n_jobs=1"] / med["search-n_jobs=-1"],
-        "evaluate_beyond_predict_over_predict": (med["evaluate-eval"] - med["predict-eval"]) / med["predict-eval"],
+        "evaluate_beyond_predict_over_predict": (med["evaluate-eval"] - med["predict-eval"])
+        / med["predict-eval"],
         "train_matrix_mb": x_mb,
     }
     (BENCH / "work" / f"train-eval-{args.rows}.json").write_text(json.dumps(out, indent=2))

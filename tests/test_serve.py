@@ -385,8 +385,11 @@ def test_hot_swap_under_load_drops_no_request_and_sigterm_flushes_logs(here, tmp
         big = json.dumps({"instances": [row()] * 5000}).encode()
         for _ in range(10):
             with socket.create_connection(("127.0.0.1", port)) as s:
-                s.sendall(b"POST /v1/models/income:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                          + f"Content-Length: {len(big)}\r\n\r\n".encode() + big)
+                s.sendall(
+                    b"POST /v1/models/income:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {len(big)}\r\n\r\n".encode()
+                    + big
+                )
         time.sleep(1)
         assert post(port, "/v1/models/income:predict", {"instances": [row()]})[0] == 200
         proc.send_signal(signal.SIGTERM)
