@@ -151,11 +151,12 @@ def grouped(o: Outcomes, keys) -> dict[str, dict[str, Any]]:
         aggs = [
             pl.len().alias("rows"), err.abs().mean().alias("mae"), (err * err).mean().sqrt().alias("rmse"),
             err.abs().max().alias("max_error"), (err.abs() / pl.max_horizontal(y.abs(), pl.lit(EPS))).mean().alias("mape"),
-            (err * err).sum().alias("sse"), (y * y).sum().alias("syy"), y.sum().alias("sy"),
+            # SST from deviations about the group's own mean (sum y^2 - (sum y)^2/n loses precision)
+            (err * err).sum().alias("sse"), ((y - y.mean()) ** 2).sum().alias("sst"),
         ]  # fmt: skip
         out = {}
         for row in df.group_by("g").agg(aggs).iter_rows(named=True):
-            sst = row["syy"] - row["sy"] ** 2 / row["rows"]
+            sst = row["sst"]
             r2 = 1 - row["sse"] / sst if sst > 0 and row["rows"] > 1 else None
             out[row["g"]] = {
                 "rows": row["rows"],

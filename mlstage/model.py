@@ -24,6 +24,7 @@ from .artifact import check_files, read_manifest
 from .errors import BadInput, CorruptArtifact
 
 ESTIMATOR_FILE = "model.skops"
+FLOAT32_MAX = 3.4028234663852886e38
 # Types outside skops' default trust that the allowed estimators need.
 TRUSTED = [
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
@@ -200,6 +201,8 @@ class Model:
         X = np.array([fn(r) for r in rows], dtype=np.float32).reshape(
             len(rows), len(self.feature_names)
         )
+        if np.isinf(X).any():  # a value the transform took past float32 (e.g. a huge log input)
+            raise BadInput("a value is too large for the model's features")
         return self.predict_matrix(X)
 
     @property
@@ -236,15 +239,20 @@ def coerce_value(value, type_name: str, field: str):
             if isinstance(value, bool):
                 raise ValueError
             out = float(value)
-            return None if math.isnan(out) else out
+            if math.isnan(out):
+                return None
+            if not abs(out) <= FLOAT32_MAX:  # features are float32: a larger value becomes inf
+                raise ValueError
+            return out
         if type_name == "int":
             if isinstance(value, bool):
                 raise ValueError
-            if isinstance(value, float):
-                if not value.is_integer():
-                    raise ValueError
-                return int(value)
-            return int(value)
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            out = int(value)
+            if abs(out) > FLOAT32_MAX:
+                raise ValueError
+            return out
         if type_name == "bool":
             if isinstance(value, bool):
                 return value

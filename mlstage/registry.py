@@ -79,11 +79,13 @@ def versions(folder: Path) -> dict[int, str]:
 
 
 def model_names(registry: Path) -> list[str]:
-    return (
-        sorted(p.name for p in registry.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if registry.exists()
-        else []
-    )
+    """Model folders: those with a serving.json."""
+    if not registry.exists():
+        return []
+    return sorted(
+        p.name for p in registry.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / "serving.json").exists()
+    )  # fmt: skip
 
 
 def choose_name(registry: Path, name: str | None) -> str:
@@ -203,6 +205,8 @@ def rollback(
 ) -> DeployResult:
     name = choose_name(registry, name)
     folder = registry / name
+    if not (folder / "serving.json").exists():  # before the lock, which would create the folder
+        raise BadInput("nothing is served yet: no serving.json", file=str(folder))
     with file_lock(folder / ".lock"):
         serving = read_serving(folder)
         if serving is None:

@@ -393,10 +393,10 @@ def test_hot_swap_under_load_drops_no_request_and_sigterm_flushes_logs(here, tmp
         time.sleep(1)
         assert post(port, "/v1/models/income:predict", {"instances": [row()]})[0] == 200
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) in (
-            0,
-            -signal.SIGTERM,
-        )  # uvicorn re-raises the signal once it is done
+        code = proc.wait(timeout=30)
+        server_log = proc.stderr.read().decode()
+        assert code in (0, -signal.SIGTERM), server_log  # uvicorn re-raises the signal once done
+        assert list((tmp_path / "logs").glob("*.parquet")), server_log
         logs = pl.read_parquet(tmp_path / "logs" / "*.parquet")
         assert logs.height > 50 and set(logs["version"].unique()) == {1, 2}
     finally:
@@ -421,3 +421,15 @@ def test_serve_bad_inputs(here, tmp_path):
             "serve", "--registry", str(tmp_path / "reg"), "--port", str(port), cwd=tmp_path
         )
     assert r.returncode == 2 and b"is in use" in r.stderr
+
+
+def test_review_regressions(client, tmp_path):
+    """Values past float32 and odd MLflow columns are 400s; a rollback typo creates nothing."""
+    for bad in (10**400, 1e300):
+        r = client.post("/v1/models/income:predict", content=json.dumps({"instances": [row(age=bad)]}))
+        assert r.status_code == 400 and 'field "age"' in r.json()["error"]
+    r = client.post("/invocations", json={"dataframe_split": {"columns": [["age"]], "data": [[1]]}})
+    assert r.status_code == 400 and "columns must be strings" in r.json()["message"]
+    with pytest.raises(BadInput, match="nothing is served yet"):
+        rollback(client.registry, name="typo")
+    assert not (client.registry / "typo").exists()

@@ -27,7 +27,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..errors import BadInput
-from .models import ServedModels
+from .models import ModelLookupError, ServedModels
 from .requests import RequestError, mlflow, tf_serving
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -122,7 +122,7 @@ def create_app(
                     await run_in_threadpool(served.refresh)
                     for name, v in served.snapshot.served.items():
                         metrics.served.labels(name).set(v)
-                if reqlog is not None and ticks % 5 == 0:
+                if reqlog is not None and ticks % 2 == 0:
                     await run_in_threadpool(reqlog.flush)
             except Exception as e:  # the watcher must outlive any one bad refresh
                 served._log(f"watcher: {type(e).__name__}: {e}")
@@ -154,17 +154,17 @@ def create_app(
         except BadInput as e:
             raise RequestError(400, e.reason) from None
         start = time.perf_counter()
-        if len(typed) <= IN_LOOP_ROWS:
-            preds, proba = model.predict_rows(typed)
-        else:
-            try:
+        try:
+            if len(typed) <= IN_LOOP_ROWS:
+                preds, proba = model.predict_rows(typed)
+            else:
                 preds, proba = await asyncio.wait_for(
                     run_in_threadpool(model.predict_rows, typed), REQUEST_SECONDS
                 )
-            except TimeoutError:
-                raise RequestError(
-                    504, f"prediction took longer than {REQUEST_SECONDS:g} s"
-                ) from None
+        except TimeoutError:
+            raise RequestError(504, f"prediction took longer than {REQUEST_SECONDS:g} s") from None
+        except BadInput as e:
+            raise RequestError(400, e.reason) from None
         metrics.latency.labels(name, str(version)).observe(time.perf_counter() - start)
         metrics.rows.labels(name, str(version)).inc(len(typed))
         if reqlog is not None and reqlog.wanted():
@@ -229,10 +229,9 @@ def create_app(
         except RequestError as e:
             metrics.errors.labels("v1", str(e.status)).inc()
             return _json({"error": e.message}, e.status, rid)
-        except LookupError as e:
-            status, message = e.args
-            metrics.errors.labels("v1", str(status)).inc()
-            return _json({"error": message}, status, rid)
+        except ModelLookupError as e:
+            metrics.errors.labels("v1", str(e.status)).inc()
+            return _json({"error": e.message}, e.status, rid)
         except Exception as e:  # a request never crashes the server
             metrics.errors.labels("v1", "500").inc()
             return _json({"error": f"internal error: {type(e).__name__}: {e}"}, 500, rid)
@@ -257,8 +256,8 @@ def create_app(
             return _json(
                 {"predictions": preds, "probabilities": proba, "model_version": v}, 200, rid
             )
-        except (RequestError, LookupError) as e:
-            status, message = (e.status, e.message) if isinstance(e, RequestError) else e.args
+        except (RequestError, ModelLookupError) as e:
+            status, message = e.status, e.message
             code = {
                 400: "BAD_REQUEST",
                 404: "RESOURCE_DOES_NOT_EXIST",

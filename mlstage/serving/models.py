@@ -21,6 +21,14 @@ from ..registry import model_names, read_serving, versions
 KEEP_LOADED = 5  # versions kept in memory per model besides the served one
 
 
+class ModelLookupError(Exception):
+    """No such model or version (404), or none servable yet (503)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
 @dataclass(frozen=True)
 class Snapshot:
     models: dict[str, dict[int, Any]] = field(default_factory=dict)  # name -> version -> Model
@@ -123,25 +131,25 @@ class ServedModels:
             return changed
 
     def get(self, name: str, version: int | None = None):
-        """(model, version) or raise LookupError(status, message)."""
+        """(model, version) or raise ModelLookupError(status, message)."""
         snap = self.snapshot
         if name not in snap.models:
-            raise LookupError(
+            raise ModelLookupError(
                 404, f"no model named {name!r}; models: {', '.join(sorted(snap.models)) or 'none'}"
             )
         if version is None:
             version = snap.served.get(name)
             if version is None:
-                raise LookupError(503, f"model {name!r} has no servable version yet")
+                raise ModelLookupError(503, f"model {name!r} has no servable version yet")
         model = snap.models[name].get(version)
         if model is None:
-            raise LookupError(404, f"model {name!r} has no servable version {version}")
+            raise ModelLookupError(404, f"model {name!r} has no servable version {version}")
         return model, version
 
     def status(self, name: str) -> dict[str, Any]:
         snap = self.snapshot
         if name not in snap.states:
-            raise LookupError(404, f"no model named {name!r}")
+            raise ModelLookupError(404, f"no model named {name!r}")
         return {"model_version_status": [
             {"version": str(v), **s} for v, s in sorted(snap.states[name].items(), reverse=True)
         ]}  # fmt: skip

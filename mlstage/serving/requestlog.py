@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-FLUSH_SECONDS = 5.0
+FLUSH_SECONDS = 2.0  # the server flushes every other watcher tick
 MAX_BUFFERED_ROWS = 50_000
 
 

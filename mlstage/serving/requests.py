@@ -89,6 +89,8 @@ def mlflow(body: bytes, content_type: str) -> list[dict[str, Any]]:
         ):
             raise RequestError(400, '"dataframe_split" needs "columns" and "data" lists')
         cols = value["columns"]
+        if not all(isinstance(c, str) for c in cols):
+            raise RequestError(400, '"dataframe_split" columns must be strings')
         rows = []
         for row in value["data"]:
             if not isinstance(row, list) or len(row) != len(cols):

@@ -202,9 +202,15 @@ def run_evaluation(
     min_size = cfg.get("min_slice_size", 1)
     slices = []
     for spec in cfg.get("slices", []):
-        keys = frame.select(slice_key_expr(spec)).to_series().to_numpy()
+        keyed = frame.select(slice_key_expr(spec), *spec)
+        keys = keyed["key"].to_numpy()
+        # The slice's values from the data itself: a name like "city=Washington, DC" cannot be split back.
+        values_of = {
+            r["key"]: {c: ("<missing>" if r[c] is None else str(r[c])) for c in spec}
+            for r in keyed.unique(subset="key").iter_rows(named=True)
+        }
         for name, v in sorted(ev.grouped(outcome, keys).items()):
-            values = dict(part.split("=", 1) for part in name.split(","))
+            values = values_of[name]
             slices.append(
                 {
                     "slice": values,
@@ -270,7 +276,13 @@ def _checks(cfg, overall, slices, fairness, base_overall) -> list[dict[str, Any]
             if kind not in spec:
                 continue
             t = spec[kind]
-            passed = None if not gated or not is_number(value) else ok(value, t)
+            if not gated:
+                passed = None  # a slice under min_slice_size (or empty): reported, not gated
+            elif not is_number(value):
+                # A threshold on a metric that cannot be computed here fails rather than passes.
+                passed, note = False, note or "the metric cannot be computed on this data"
+            else:
+                passed = ok(value, t)
             checks.append(
                 {
                     "metric": metric,
@@ -279,7 +291,7 @@ def _checks(cfg, overall, slices, fairness, base_overall) -> list[dict[str, Any]
                     "threshold": {kind: t},
                     "passed": passed,
                     "kind": "absolute",
-                    "note": note if passed is None else None,
+                    "note": note if passed is not True else None,
                 }
             )
 
