@@ -31,6 +31,7 @@ from .errors import BadInput, NotFound
 from .fsutil import file_lock, fsync_path, remove_tree, sha256_file, write_bytes_durably
 
 STORE_DIRNAME = ".mlstage"
+GC_GRACE_SECONDS = 3600.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS artifacts(
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, stage TEXT NOT NULL, fingerprint TEXT NOT NULL,
@@ -388,11 +389,21 @@ class Store:
             stack += [r[0] for r in self.db.execute("SELECT parent FROM edges WHERE child=?", (i,))]
         return live
 
-    def gc(self, *, dry_run: bool = False) -> list[str]:
-        """Drop objects that no path holds and no held artifact descends from."""
+    def gc(self, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS) -> list[str]:
+        """Drop objects that no path holds and no held artifact descends from.
+
+        Objects younger than `grace` seconds are kept: a stage that has just added its
+        object is about to log it, and a reader may be using an object by id.
+        """
+        import time
+
         with self.locked():
             live = self.live_ids()
-            dead = sorted(p.name for p in self.objects.iterdir() if p.name not in live)
+            cutoff = time.time() - grace
+            dead = sorted(
+                p.name for p in self.objects.iterdir()
+                if p.name not in live and p.stat().st_mtime < cutoff
+            )  # fmt: skip
             if not dry_run:
                 for i in dead:
                     remove_tree(self.objects / i)
@@ -426,8 +437,11 @@ class Store:
                     except (ValueError, KeyError):
                         continue  # a line torn by a crash mid-append
                 db.executemany("INSERT INTO writes(at, path, id, stage) VALUES (?,?,?,?)", rows)
-            # tmp/ holds only objects that a killed writer never finished adding.
-            remove_tree(self.root / "tmp")
+            # tmp/ holds objects being added and stdin being spooled: remove only what a
+            # dead process left (each entry's name carries its writer's pid).
+            for entry in (self.root / "tmp").glob("*") if (self.root / "tmp").exists() else []:
+                if not _pid_alive(_pid_in(entry.name)):
+                    remove_tree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
         return count
 
     def index_dump(self) -> dict[str, list]:
@@ -444,3 +458,23 @@ class Store:
 
 def write_payload_manifest(payload_dir: Path, manifest: dict[str, Any]) -> None:
     write_bytes_durably(payload_dir / MANIFEST, manifest_bytes(manifest))
+
+
+def _pid_in(name: str) -> int | None:
+    """The writer's pid in a tmp entry's name: '<id>.<pid>', 'out-<pid>-<rand>', 'stdin-<pid>'."""
+    import re
+
+    m = re.search(r"(?:\.|^out-|^stdin-)(\d+)(?:-|$)", name)
+    return int(m.group(1)) if m else None
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

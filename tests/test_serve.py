@@ -426,7 +426,9 @@ def test_serve_bad_inputs(here, tmp_path):
 def test_review_regressions(client, tmp_path):
     """Values past float32 and odd MLflow columns are 400s; a rollback typo creates nothing."""
     for bad in (10**400, 1e300):
-        r = client.post("/v1/models/income:predict", content=json.dumps({"instances": [row(age=bad)]}))
+        r = client.post(
+            "/v1/models/income:predict", content=json.dumps({"instances": [row(age=bad)]})
+        )
         assert r.status_code == 400 and 'field "age"' in r.json()["error"]
     r = client.post("/invocations", json={"dataframe_split": {"columns": [["age"]], "data": [[1]]}})
     assert r.status_code == 400 and "columns must be strings" in r.json()["message"]

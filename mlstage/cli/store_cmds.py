@@ -150,11 +150,19 @@ def _cell(field: str, value) -> str:
 @store_command(app, "gc")
 def gc_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be dropped.")] = False,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace",
+            metavar="SECONDS",
+            help="Keep objects younger than this (in use by a running stage).",
+        ),
+    ] = 3600.0,
     *,
     common: StoreCommon,
 ) -> None:
     """Drop artifact versions that no path holds and no held artifact descends from."""
-    dead = _store(common).gc(dry_run=dry_run)
+    dead = _store(common).gc(dry_run=dry_run, grace=grace)
     if common.json:
         print_json({"dropped": dead, "dry_run": dry_run})
     else:
