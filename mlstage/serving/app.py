@@ -110,35 +110,42 @@ def create_app(
 
         reqlog = RequestLog(Path(log_dir), exclude=list(log_exclude), sample=log_sample)
 
-    async def background():
-        from starlette.concurrency import run_in_threadpool
+    def watcher(stop) -> None:
+        """A plain thread: refresh the models every second, flush the logs every other second.
 
+        Kept off the event loop, so neither a slow model load nor a slow Parquet write
+        ever waits on (or holds up) request handling.
+        """
         ticks = 0
-        while True:
-            await asyncio.sleep(WATCH_SECONDS)
+        while not stop.wait(WATCH_SECONDS):
             ticks += 1
             try:
                 if watch:
-                    await run_in_threadpool(served.refresh)
+                    served.refresh()
                     for name, v in served.snapshot.served.items():
                         metrics.served.labels(name).set(v)
                 if reqlog is not None and ticks % 2 == 0:
-                    await run_in_threadpool(reqlog.flush)
+                    reqlog.flush()
             except Exception as e:  # the watcher must outlive any one bad refresh
                 served._log(f"watcher: {type(e).__name__}: {e}")
 
     @asynccontextmanager
     async def lifespan(app):
+        import threading
+
         served.refresh()
         for name, v in served.snapshot.served.items():
             metrics.served.labels(name).set(v)
         if not served.snapshot.served:
             served._log(f"no servable model in {registry} yet: answering 503 until one is deployed")
-        task = asyncio.create_task(background())
+        stop = threading.Event()
+        thread = threading.Thread(target=watcher, args=(stop,), name="mlstage-watcher", daemon=True)
+        thread.start()
         try:
             yield
         finally:
-            task.cancel()
+            stop.set()
+            thread.join(timeout=30)
             if reqlog is not None:
                 reqlog.flush()
 
