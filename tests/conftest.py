@@ -4,6 +4,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,23 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def write_json(path: Path, content) -> Path:
+    import json
+
+    return write(path, json.dumps(content))
+
+
+@contextmanager
+def working_in(path: Path) -> Iterator[Path]:
+    """chdir for a block (module-scoped fixtures build there, before the per-test chdir)."""
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield path
+    finally:
+        os.chdir(old)
 
 
 def cli(*args: str, input: str | bytes | None = None):

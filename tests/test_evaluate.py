@@ -16,7 +16,7 @@ from mlstage.stages.evaluate import evaluate
 from mlstage.stages.predict import predict
 from mlstage.store import Store
 
-from .conftest import SAMPLE, cli, write
+from .conftest import SAMPLE, cli, working_in, write, write_json
 
 SPEC = {
     "format": "mlstage-features/1", "label": "income",
@@ -32,27 +32,18 @@ SPEC = {
 }  # fmt: skip
 
 
-def doc(path, content):
-    write(path, json.dumps(content))
-    return path
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """Adult ingested, featurized, and two models (a good one and a dummy) trained, once."""
-    import os
-
     root = tmp_path_factory.mktemp("eval")
-    old = os.getcwd()
-    os.chdir(root)
-    try:
+    with working_in(root):
         ingest([SAMPLE / "adult.csv"], "ds", null=["?"], split={"train": 8, "eval": 2})
-        featurize("ds", "feat", spec=doc(root / "spec.json", SPEC))
+        featurize("ds", "feat", spec=write_json(root / "spec.json", SPEC))
         base = {"format": "mlstage-train/1", "task": "classification", "seed": 0}
         train(
             "feat",
             "good",
-            config=doc(
+            config=write_json(
                 root / "lr.json",
                 {**base, "estimator": "LogisticRegression", "params": {"max_iter": 1000}},
             ),
@@ -60,13 +51,11 @@ def built(tmp_path_factory):
         train(
             "feat",
             "dummy",
-            config=doc(
+            config=write_json(
                 root / "dummy.json",
                 {**base, "estimator": "DummyClassifier", "params": {"strategy": "stratified"}},
             ),
         )
-    finally:
-        os.chdir(old)
     return root
 
 
@@ -91,7 +80,7 @@ def load(out, name):
 
 
 def test_metrics_agree_with_scikit_learn_overall_and_per_slice(here, tmp_path):
-    r = evaluate("good", "ds", tmp_path / "ev", config=doc(tmp_path / "c.json", config()))
+    r = evaluate("good", "ds", tmp_path / "ev", config=write_json(tmp_path / "c.json", config()))
     assert r.exit_code == 0 and r.manifest["summary"]["blessed"] is True
     predict("good", "ds", tmp_path / "pred", split="eval", keep=["income", "sex", "race"])
     p = pl.read_parquet(tmp_path / "pred" / "predictions.parquet")
@@ -131,7 +120,7 @@ def test_metrics_agree_with_scikit_learn_overall_and_per_slice(here, tmp_path):
 
 
 def test_fairness_agrees_with_a_direct_computation(here, tmp_path):
-    evaluate("good", "ds", tmp_path / "ev", config=doc(tmp_path / "c.json", config()))
+    evaluate("good", "ds", tmp_path / "ev", config=write_json(tmp_path / "c.json", config()))
     predict("good", "ds", tmp_path / "pred", split="eval", keep=["income", "race"])
     p = pl.read_parquet(tmp_path / "pred" / "predictions.parquet")
     per = p.group_by("race").agg(
@@ -161,7 +150,7 @@ def test_thresholds_slices_and_min_slice_size(here, tmp_path):
             "demographic_parity_difference": {"max": 0.5},
         },
     )
-    r = evaluate("good", "ds", tmp_path / "ev", config=doc(tmp_path / "c.json", c))
+    r = evaluate("good", "ds", tmp_path / "ev", config=write_json(tmp_path / "c.json", c))
     assert r.exit_code == 1
     b = load(tmp_path / "ev", "blessing")
     assert b["blessed"] is False and b["model"] == r.manifest["inputs"][0]["id"]
@@ -178,7 +167,9 @@ def test_thresholds_slices_and_min_slice_size(here, tmp_path):
 
 
 def test_a_worse_candidate_than_its_baseline_is_refused(here, tmp_path):
-    c = doc(tmp_path / "c.json", config(change_thresholds={"accuracy": {"max_decrease": 0.01}}))
+    c = write_json(
+        tmp_path / "c.json", config(change_thresholds={"accuracy": {"max_decrease": 0.01}})
+    )
     r = evaluate("dummy", "ds", tmp_path / "ev", config=c, baseline="good")
     assert r.exit_code == 1
     b = load(tmp_path / "ev", "blessing")
@@ -213,7 +204,7 @@ def test_importance_curves_and_partial_dependence(here, tmp_path):
         "good",
         "ds",
         tmp_path / "ev",
-        config=doc(tmp_path / "c.json", config(importance={"repeats": 2, "sample": 2000})),
+        config=write_json(tmp_path / "c.json", config(importance={"repeats": 2, "sample": 2000})),
     )
     imp = load(tmp_path / "ev", "metrics")["importance"]
     assert imp["metric"] == "accuracy" and imp["rows"] == 2000
@@ -252,23 +243,25 @@ def test_importance_curves_and_partial_dependence(here, tmp_path):
 )
 def test_bad_configs(here, tmp_path, changes, pattern):
     with pytest.raises(BadInput, match=pattern):
-        evaluate("good", "ds", tmp_path / "ev", config=doc(tmp_path / "c.json", config(**changes)))
+        evaluate(
+            "good", "ds", tmp_path / "ev", config=write_json(tmp_path / "c.json", config(**changes))
+        )
     assert not (tmp_path / "ev").exists()
 
 
 def test_bad_baseline_and_dataset(here, tmp_path):
-    c = doc(tmp_path / "c.json", config())
+    c = write_json(tmp_path / "c.json", config())
     ingest([SAMPLE / "chicago_taxi.csv"], tmp_path / "taxi", store=here / ".mlstage")
     reg_spec = {
         "format": "mlstage-features/1",
         "label": "tips",
         "features": [{"column": "fare", "transform": "standardize", "impute": "median"}],
     }
-    featurize(tmp_path / "taxi", tmp_path / "tf", spec=doc(tmp_path / "t.json", reg_spec))
+    featurize(tmp_path / "taxi", tmp_path / "tf", spec=write_json(tmp_path / "t.json", reg_spec))
     train(
         tmp_path / "tf",
         tmp_path / "reg",
-        config=doc(
+        config=write_json(
             tmp_path / "r.json",
             {"format": "mlstage-train/1", "task": "regression", "estimator": "Ridge"},
         ),
@@ -277,7 +270,7 @@ def test_bad_baseline_and_dataset(here, tmp_path):
         BadInput, match="the baseline predicts tips \\(regression\\), the model income"
     ):
         evaluate("good", "ds", tmp_path / "ev", config=c, baseline=tmp_path / "reg")
-    plain = doc(tmp_path / "plain.json", {"format": "mlstage-evaluate/1"})
+    plain = write_json(tmp_path / "plain.json", {"format": "mlstage-evaluate/1"})
     with pytest.raises(BadInput, match='no column "age", which the model needs'):
         evaluate("good", tmp_path / "taxi", tmp_path / "ev", config=plain)
     with pytest.raises(BadInput, match="no split 'test'"):
@@ -295,11 +288,11 @@ def test_regression_metrics_agree_with_scikit_learn(tmp_path):
             {"column": "payment_type", "transform": "one_hot"},
         ],
     }
-    featurize("taxi", "tf", spec=doc(tmp_path / "s.json", spec))
+    featurize("taxi", "tf", spec=write_json(tmp_path / "s.json", spec))
     train(
         "tf",
         "m",
-        config=doc(
+        config=write_json(
             tmp_path / "t.json",
             {"format": "mlstage-train/1", "task": "regression", "estimator": "Ridge"},
         ),
@@ -309,7 +302,7 @@ def test_regression_metrics_agree_with_scikit_learn(tmp_path):
         "slices": [["payment_type"]],
         "thresholds": {"mae": {"max": 100}},
     }
-    r = evaluate("m", "taxi", "ev", config=doc(tmp_path / "c.json", c))
+    r = evaluate("m", "taxi", "ev", config=write_json(tmp_path / "c.json", c))
     assert r.exit_code == 0
     predict("m", "taxi", "pred", split="eval", keep=["tips", "payment_type"])
     p = pl.read_parquet("pred/predictions.parquet")

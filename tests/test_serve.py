@@ -24,7 +24,7 @@ from mlstage.serving.app import create_app
 from mlstage.stages.evaluate import evaluate
 from mlstage.store import Store
 
-from .conftest import SAMPLE, cli, mlstage_exe, run_mlstage, write
+from .conftest import SAMPLE, cli, mlstage_exe, run_mlstage, working_in, write_json
 
 SPEC = {"format": "mlstage-features/1", "label": "income", "features": [
     {"column": "age", "transform": "standardize", "impute": "median"},
@@ -34,43 +34,36 @@ SPEC = {"format": "mlstage-features/1", "label": "income", "features": [
 INPUTS = ["age", "hours-per-week", "workclass", "sex"]
 
 
-def doc(path, content):
-    write(path, json.dumps(content))
-    return path
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
-    old = os.getcwd()
-    os.chdir(root)
-    try:
+    with working_in(root):
         ingest([SAMPLE / "adult.csv"], "ds", null=["?"], split={"train": 8, "eval": 2})
-        featurize("ds", "feat", spec=doc(root / "spec.json", SPEC))
+        featurize("ds", "feat", spec=write_json(root / "spec.json", SPEC))
         base = {"format": "mlstage-train/1", "task": "classification", "seed": 0}
         train(
-            "feat", "m1", config=doc(root / "a.json", {**base, "estimator": "LogisticRegression"})
+            "feat",
+            "m1",
+            config=write_json(root / "a.json", {**base, "estimator": "LogisticRegression"}),
         )
         train(
             "feat",
             "m2",
-            config=doc(
+            config=write_json(
                 root / "b.json", {**base, "estimator": "LogisticRegression", "params": {"C": 0.01}}
             ),
         )
-        ok = doc(
+        ok = write_json(
             root / "ok.json",
             {"format": "mlstage-evaluate/1", "thresholds": {"accuracy": {"min": 0.5}}},
         )
-        strict = doc(
+        strict = write_json(
             root / "strict.json",
             {"format": "mlstage-evaluate/1", "thresholds": {"accuracy": {"min": 0.99}}},
         )
         evaluate("m1", "ds", "e1", config=ok)
         evaluate("m2", "ds", "e2", config=ok)
         evaluate("m1", "ds", "e1_fail", config=strict)
-    finally:
-        os.chdir(old)
     return root
 
 
