@@ -19,6 +19,7 @@ from typing import Any
 from ..registry import model_names, read_serving, versions
 
 KEEP_LOADED = 5  # versions kept in memory per model besides the served one
+RETRY_SECONDS = 30.0  # a version that failed to load is tried again after this
 
 
 class ModelLookupError(Exception):
@@ -44,7 +45,9 @@ class ServedModels:
     def __init__(self, registry: Path, log=None):
         self.registry = Path(registry)
         self.snapshot = Snapshot()
-        self._failed: dict[tuple[str, int, str], str] = {}  # (name, version, model id) -> error
+        # (name, version, model id) -> (error, when): a failed load is retried after RETRY_SECONDS
+        # (a transient failure such as too many open files must not bar a version for good).
+        self._failed: dict[tuple[str, int, str], tuple[str, float]] = {}
         self._said: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self._log = log or (lambda msg: sys.stderr.write(f"serve: {msg}\n"))
@@ -84,10 +87,13 @@ class ServedModels:
                         }
                         continue
                     key = (name, v, have[v])
-                    if key in self._failed:
+                    if key in self._failed and time.time() - self._failed[key][1] < RETRY_SECONDS:
                         states[name][v] = {
                             "state": "END",
-                            "status": {"error_code": "UNKNOWN", "error_message": self._failed[key]},
+                            "status": {
+                                "error_code": "UNKNOWN",
+                                "error_message": self._failed[key][0],
+                            },
                         }
                         continue
                     try:
@@ -100,13 +106,15 @@ class ServedModels:
                             "status": {"error_code": "OK", "error_message": ""},
                         }
                         self._log(f"{name}: loaded version {v} (model {have[v][:12]})")
+                        self._failed.pop(key, None)
                     except Exception as e:
-                        self._failed[key] = str(e)
+                        if key not in self._failed:
+                            self._log(f"{name}: version {v} failed to load, not served: {e}")
+                        self._failed[key] = (str(e), time.time())
                         states[name][v] = {
                             "state": "END",
                             "status": {"error_code": "UNKNOWN", "error_message": str(e)},
                         }
-                        self._log(f"{name}: version {v} failed to load, not served: {e}")
                 target = serving["version"] if serving else None
                 if target in loaded:
                     served[name] = target
