@@ -72,6 +72,13 @@ def normalise_path(path: Path) -> str:
     return str(parent / path.name)
 
 
+def store_for(store: str | os.PathLike | Store | None, out: str | os.PathLike | None) -> Store:
+    """The store a stage writing `out` uses: the one given, or found near the output."""
+    if isinstance(store, Store):
+        return store
+    return Store.open(store, near=Path(out).absolute().parent if out is not None else None)
+
+
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

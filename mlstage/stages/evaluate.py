@@ -18,8 +18,7 @@ from ..errors import BadInput
 from ..formats import validate
 from ..jsonio import dumps_pretty, jsonable
 from ..runner import StagePlan, StageResult, run_stage
-from ..store import Store
-from .stats import _open_store
+from ..store import Store, store_for
 
 ALGORITHM = 1
 
@@ -107,7 +106,7 @@ def evaluate(
     dry_run: bool = False,
 ) -> StageResult:
     """Evaluate MODEL on DATASET against CONFIG's thresholds (and BASELINE); `blessed` gates."""
-    st = _open_store(store, out)
+    st = store_for(store, out)
     model_path, model_manifest, model_in = load_input(st, str(model), "model", ("model",))
     data_path, data_manifest, data_in = load_input(st, str(dataset), "data", ("dataset",))
     cfg, cfg_in = load_document(st, str(config), "config", "config.json", "evaluation")

@@ -18,8 +18,7 @@ from ..dataset import load_document, load_input, splits_of, training_split
 from ..errors import BadInput
 from ..jsonio import dumps_pretty
 from ..runner import StagePlan, StageResult, run_stage
-from ..store import Store
-from .stats import _open_store
+from ..store import Store, store_for
 
 ALGORITHM = 1
 
@@ -55,7 +54,7 @@ def featurize(
         raise BadInput(
             "--fit-split goes with --spec; --transform applies an already fitted transform"
         )
-    st = _open_store(store, out)
+    st = store_for(store, out)
     path, manifest, data_in = load_input(st, str(dataset), "data", ("dataset",))
     splits = splits_of(path, manifest)
     types = manifest["summary"]["schema"]

@@ -29,7 +29,7 @@ from ..sources import (
     infer_types,
     scan_typed,
 )
-from ..store import Store
+from ..store import Store, store_for
 
 ALGORITHM = 1
 
@@ -64,11 +64,7 @@ def ingest(
         raise BadInput("--infer-rows must be at least 1")
     nulls = list(dict.fromkeys([*DEFAULT_NULLS, *null]))
     out_path = Path(out) if out is not None else None
-    st = (
-        store
-        if isinstance(store, Store)
-        else Store.open(store, near=out_path.absolute().parent if out_path else None)
-    )
+    st = store_for(store, out_path)
 
     srcs = expand_sources([str(s) for s in sources], format, st.root / "tmp")
     params: dict[str, Any] = {

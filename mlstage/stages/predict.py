@@ -13,8 +13,7 @@ from typing import Any
 from ..dataset import choose_splits, load_input, splits_of
 from ..errors import BadInput
 from ..runner import StagePlan, StageResult, run_stage
-from ..store import Store
-from .stats import _open_store
+from ..store import Store, store_for
 
 ALGORITHM = 1
 BATCH_ROWS = 100_000
@@ -36,7 +35,7 @@ def predict(
 
     from ..model import resolve_model
 
-    st = _open_store(store, out)
+    st = store_for(store, out)
     model_ref = resolve_model(st, str(model))
     model_path, _, model_in = load_input(st, model_ref, "model", ("model",))
     data_path, data_manifest, data_in = load_input(st, str(dataset), "data", ("dataset",))

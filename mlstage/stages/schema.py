@@ -18,13 +18,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..dataset import load_document, load_input, splits_of, training_split
+from ..dataset import load_document, load_input
 from ..errors import BadInput
 from ..formats import validate
 from ..jsonio import dumps_pretty
 from ..runner import StagePlan, StageResult, run_stage
-from ..store import Store
-from .stats import _open_store, read_stats
+from ..store import Store, store_for
+from .stats import training_stats
 
 ALGORITHM = 1
 MAX_DOMAIN = 100
@@ -124,21 +124,6 @@ def update_schema(
     return new, changes
 
 
-def _training_table(st: Store, source: str) -> tuple[dict[str, Any], Any]:
-    """The training split's statistics from a stats artifact, or computed from a dataset."""
-    path, manifest, _ = load_input(st, source, "data", ("dataset", "stats"))
-    if manifest["kind"] == "stats":
-        doc = read_stats(path)
-        name = training_split({k: path for k in doc["splits"]}, source)
-        return doc["splits"][name]
-    from ..profile import split_stats
-
-    splits = splits_of(path, manifest)
-    name = training_split(splits, source)
-    table, _ = split_stats(splits[name], manifest["summary"]["schema"], [])
-    return table
-
-
 def schema(
     source: str | Path,
     out: str | Path | None,
@@ -151,7 +136,7 @@ def schema(
     dry_run: bool = False,
 ) -> StageResult:
     """Infer a schema from DATASET|STATS, or widen the schema `update` to accept it."""
-    st = _open_store(store, out)
+    st = store_for(store, out)
     _, manifest, inp = load_input(st, str(source), "data", ("dataset", "stats"))
     if manifest["kind"] == "stats":
         inp = type(inp)("stats", inp.id, inp.path)
@@ -165,7 +150,7 @@ def schema(
     plan = StagePlan("schema", "schema", ALGORITHM, params, inputs)
 
     def produce(tmp: Path) -> dict[str, Any]:
-        table = _training_table(st, str(source))
+        table, _ = training_stats(st, str(source), "data")
         changes: list[str] = []
         if base is None:
             doc = infer_schema(table, label, infer_ranges)

@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..dataset import choose_splits, load_input, splits_of
+from ..dataset import choose_splits, load_input, splits_of, training_split
 from ..errors import BadInput
 from ..jsonio import dumps_pretty
 from ..runner import StagePlan, StageResult, run_stage
-from ..store import Store
+from ..store import Store, store_for
 
 ALGORITHM = 1
 MERGE_ALGORITHM = 1
@@ -35,12 +35,6 @@ def parse_slices(slices: list[str] | list[list[str]] | None) -> list[list[str]]:
     return specs
 
 
-def _open_store(store, out):
-    if isinstance(store, Store):
-        return store
-    return Store.open(store, near=Path(out).absolute().parent if out else None)
-
-
 def stats(
     dataset: str | Path,
     out: str | Path | None,
@@ -52,7 +46,7 @@ def stats(
     dry_run: bool = False,
 ) -> StageResult:
     """Statistics of DATASET's splits (or one `split`), overall and per slice."""
-    st = _open_store(store, out)
+    st = store_for(store, out)
     path, manifest, inp = load_input(st, str(dataset), "data", ("dataset",))
     chosen = choose_splits(splits_of(path, manifest), split, str(dataset))
     specs = parse_slices(slices)
@@ -91,7 +85,7 @@ def merge(
     """Combine statistics computed apart (per file, per machine) into one."""
     if len(parts) < 2:
         raise BadInput("--merge needs two or more stats artifacts")
-    st = _open_store(store, out)
+    st = store_for(store, out)
     loaded = [load_input(st, str(p), "stats", ("stats",)) for p in parts]
     plan = StagePlan(
         "stats-merge", "stats", MERGE_ALGORITHM, {"merge": True}, [i for _, _, i in loaded]
@@ -122,6 +116,22 @@ def _write(tmp: Path, doc: dict, sketches: dict) -> dict[str, Any]:
         "columns": len(first["columns"]),
         "slices": len(first.get("slices", {})),
     }
+
+
+def training_stats(st: Store, ref: str, role: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `train` split's (else the only split's) statistics and sketches, read from a
+    stats artifact or computed from a dataset (what `schema` and `validate --baseline` take)."""
+    path, manifest, _ = load_input(st, ref, role, ("stats", "dataset"))
+    if manifest["kind"] == "stats":
+        doc = read_stats(path)
+        sketches = json.loads((path / "sketches.json").read_text())
+        name = training_split({k: path for k in doc["splits"]}, ref)
+        return doc["splits"][name], sketches["splits"][name]
+    from ..profile import split_stats
+
+    splits = splits_of(path, manifest)
+    name = training_split(splits, ref)
+    return split_stats(splits[name], manifest["summary"]["schema"], [])
 
 
 def read_stats(path: Path) -> dict[str, Any]:

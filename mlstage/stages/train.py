@@ -19,8 +19,7 @@ from ..errors import BadInput
 from ..formats import validate
 from ..jsonio import dumps_pretty, jsonable
 from ..runner import StagePlan, StageResult, run_stage
-from ..store import Store
-from .stats import _open_store
+from ..store import Store, store_for
 
 ALGORITHM = 1
 # Estimators whose max_iter bounds a solver that stops when it converges (for boosting,
@@ -95,7 +94,7 @@ def train(
     dry_run: bool = False,
 ) -> StageResult:
     """Train the estimator CONFIG names on FEATURES' training split."""
-    st = _open_store(store, out)
+    st = store_for(store, out)
     cfg, cfg_in = load_document(st, str(config), "config", "config.json", "model")
     check_config(cfg, str(config))
     path, manifest, feat_in = load_input(st, str(features), "features", ("features",))

@@ -11,18 +11,18 @@ split (or its only split).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from ..dataset import choose_splits, load_input, splits_of, training_split
+from ..dataset import choose_splits, load_input, splits_of
+from ..drift import linf
 from ..errors import BadInput
 from ..formats import validate as validate_format
 from ..jsonio import dumps_pretty, jsonable
 from ..runner import StagePlan, StageResult, run_stage
-from ..store import Store
+from ..store import Store, store_for
 from .schema import read_schema
-from .stats import _open_store, read_stats
+from .stats import training_stats
 
 ALGORITHM = 1
 ENVIRONMENTS = ("training", "serving")
@@ -202,7 +202,7 @@ class _Checker:
         is_label = name == self.schema.get("label")
         per_col = self.drift_cfg.get("columns", {}).get(name, {})
         if dtype in ("string", "bool") and base["type"] in ("string", "bool"):
-            distance, where = linf_of(base, counts)
+            distance, where = linf(base, counts)
             self.drift[split][name] = {"linf": distance, "at": where}
             limit = (
                 self.drift_cfg.get("label_linf" if is_label else "categorical_linf")
@@ -288,28 +288,6 @@ def _freq(base: dict[str, Any], value) -> float:
     return dict(base["values"]).get(value, 0) / base["count"] if base["count"] else 0.0
 
 
-def linf_of(base, counts):
-    from ..drift import linf
-
-    return linf(base, counts)
-
-
-def _baseline_table(st: Store, ref: str) -> dict[str, Any]:
-    """The baseline's training statistics (with sketches) from stats or a dataset."""
-    path, manifest, _ = load_input(st, ref, "baseline", ("stats", "dataset"))
-    if manifest["kind"] == "stats":
-        doc = read_stats(path)
-        sketches = json.loads((path / "sketches.json").read_text())
-        name = training_split({k: path for k in doc["splits"]}, ref)
-        return {**doc["splits"][name], "sketches": sketches["splits"][name]}
-    from ..profile import split_stats
-
-    splits = splits_of(path, manifest)
-    name = training_split(splits, ref)
-    table, sketches = split_stats(splits[name], manifest["summary"]["schema"], [])
-    return {**table, "sketches": sketches}
-
-
 def validate(
     dataset: str | Path,
     out: str | Path | None,
@@ -325,7 +303,7 @@ def validate(
     """Check DATASET against `schema` (and `baseline` for drift); `ok` false means exit 1."""
     if environment not in ENVIRONMENTS:
         raise BadInput(f"--environment {environment!r}: choose from {', '.join(ENVIRONMENTS)}")
-    st = _open_store(store, out)
+    st = store_for(store, out)
     path, manifest, data_in = load_input(st, str(dataset), "data", ("dataset",))
     chosen = choose_splits(splits_of(path, manifest), split, str(dataset))
     schema_doc, schema_in = read_schema(st, str(schema))
@@ -339,7 +317,10 @@ def validate(
     types = manifest["summary"]["schema"]
 
     def produce(tmp: Path) -> dict[str, Any]:
-        base = _baseline_table(st, str(baseline)) if baseline is not None else None
+        base = None
+        if baseline is not None:
+            table, sketches = training_stats(st, str(baseline), "baseline")
+            base = {**table, "sketches": sketches}
         checker = _Checker(schema_doc, environment, base)
         for name, file in chosen.items():
             checker.check_split(name, file, types)
