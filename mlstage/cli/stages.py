@@ -10,7 +10,7 @@ import typer
 
 from ..errors import BadInput
 from . import app
-from .common import Common, emit_result, stage_command
+from .common import Common, StoreCommon, emit_result, stage_command, store_command
 
 
 @stage_command(app, "ingest")
@@ -480,7 +480,7 @@ def predict_cmd(
     emit_result("predict", result, common)
 
 
-@app.command("whatif")
+@store_command(app, "whatif")
 def whatif_cmd(
     model: Annotated[
         str,
@@ -505,47 +505,37 @@ def whatif_cmd(
             help="Vary this input (default values: a grid over the training range, or the domain). Repeatable; none: every input.",
         ),
     ] = None,
-    json_: Annotated[
-        bool, typer.Option("--json", help="Print a JSON array: one object per varied column.")
-    ] = False,
-    store: Annotated[
-        str | None, typer.Option("--store", metavar="DIR", help="Store directory.")
-    ] = None,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show a traceback on internal errors.")
-    ] = False,
+    *,
+    common: StoreCommon,
 ) -> None:
-    """How one example's prediction changes as one of its inputs changes."""
-    from .common import handle_errors
+    """How one example's prediction changes as one of its inputs changes (--json: an array, one object per varied column)."""
+    from ..model import Model, resolve_model
+    from ..render import print_json, print_table
+    from ..store import Store
+    from ..whatif import parse_row, parse_vary, whatif
 
-    with handle_errors(debug):
-        from ..model import Model, resolve_model
-        from ..render import print_json, print_table
-        from ..store import Store
-        from ..whatif import parse_row, parse_vary, whatif
-
-        st = Store.open(store)
-        m = Model.load(st.resolve(resolve_model(st, model)))
-        results = whatif(m, parse_row(row), parse_vary(vary or [], m.signature))
-        if json_:
-            print_json(results)
-            return
-        for r in results:
-            classes = m.class_names or []
-            rows = [
-                [
-                    x["value"],
-                    x["prediction"],
-                    *(f"{x['probabilities'][c]:.3f}" for c in classes if x["probabilities"]),
-                ]
-                for x in r["rows"]
+    st = Store.open(common.store)
+    m = Model.load(st.resolve(resolve_model(st, model)))
+    results = whatif(m, parse_row(row), parse_vary(vary or [], m.signature))
+    if common.json:
+        print_json(results)
+        return
+    for r in results:
+        classes = m.class_names or []
+        rows = [
+            [
+                x["value"],
+                x["prediction"],
+                *(f"{x['probabilities'][c]:.3f}" for c in classes if x["probabilities"]),
             ]
-            cols = [
-                "value",
-                "prediction",
-                *(f"P({c})" for c in classes if r["rows"] and r["rows"][0]["probabilities"]),
-            ]
-            print_table(cols, rows, title=f"varying {r['column']}")
+            for x in r["rows"]
+        ]
+        cols = [
+            "value",
+            "prediction",
+            *(f"P({c})" for c in classes if r["rows"] and r["rows"][0]["probabilities"]),
+        ]
+        print_table(cols, rows, title=f"varying {r['column']}")
 
 
 @app.command("deploy")
