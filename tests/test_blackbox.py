@@ -61,7 +61,7 @@ def test_up_to_date_run_imports_no_heavy_library(tmp_path):
 
 
 def test_a_make_style_chain_in_a_temp_dir(tmp_path):
-    run_mlstage(
+    args = [
         "ingest",
         str(SAMPLE / "adult.csv"),
         "--null",
@@ -70,26 +70,9 @@ def test_a_make_style_chain_in_a_temp_dir(tmp_path):
         "train=8",
         "--split",
         "eval=2",
-        "-o",
-        "data/adult",
-        cwd=tmp_path,
-        check=0,
-    )
-    proc = run_mlstage(
-        "ingest",
-        str(SAMPLE / "adult.csv"),
-        "--null",
-        "?",
-        "--split",
-        "train=8",
-        "--split",
-        "eval=2",
-        "-o",
-        "data/adult",
-        "--json",
-        cwd=tmp_path,
-        check=0,
-    )
+    ]
+    run_mlstage(*args, "-o", "data/adult", cwd=tmp_path, check=0)
+    proc = run_mlstage(*args, "-o", "data/adult", "--json", cwd=tmp_path, check=0)
     assert json.loads(proc.stdout)["up_to_date"] is True
     log = (
         run_mlstage("log", "data/adult", cwd=tmp_path, check=0).stdout.decode().strip().splitlines()

@@ -215,7 +215,7 @@ def test_bad_schema_and_inputs(base, tmp_path):
 
 def test_cli_exit_codes_and_json(base, tmp_path):
     ingest_frame(table(2000, 9, shift=3), "moved", tmp_path)
-    r = cli(
+    args = [
         "validate",
         "moved",
         "--schema",
@@ -225,22 +225,13 @@ def test_cli_exit_codes_and_json(base, tmp_path):
         "-o",
         "anom",
         "--json",
-    )
+    ]
+    r = cli(*args)
     assert r.exit_code == 1
     rec = json.loads(r.stdout)
     assert rec["ok"] is False and rec["errors"] >= 1 and rec["exit_code"] == 1
     assert "drift" in r.stderr
-    again = cli(
-        "validate",
-        "moved",
-        "--schema",
-        "base_schema",
-        "--baseline",
-        "base_stats",
-        "-o",
-        "anom",
-        "--json",
-    )
+    again = cli(*args)
     assert (
         again.exit_code == 1 and json.loads(again.stdout)["up_to_date"] is True
     )  # the failed gate repeats
