@@ -199,15 +199,11 @@ class Model:
 
         fn = self.transform.row_function()
         X = np.array([fn(r) for r in rows], dtype=np.float32).reshape(
-            len(rows), len(self.feature_names)
+            len(rows), len(self.transform.outputs)
         )
         if np.isinf(X).any():  # a value the transform took past float32 (e.g. a huge log input)
             raise BadInput("a value is too large for the model's features")
         return self.predict_matrix(X)
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [o for o in self.transform.outputs]
 
     @property
     def class_names(self) -> list[str] | None:
