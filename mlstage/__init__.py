@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .stages.evaluate import evaluate
     from .stages.featurize import featurize
     from .stages.ingest import ingest
+    from .stages.monitor import monitor
     from .stages.predict import predict
     from .stages.schema import schema
     from .stages.stats import stats
@@ -37,6 +38,7 @@ __all__ = [
     "train",
     "evaluate",
     "predict",
+    "monitor",
     "Model",
     "MlstageError",
     "BadInput",
@@ -54,6 +56,7 @@ _STAGES = {
     "train": "train",
     "evaluate": "evaluate",
     "predict": "predict",
+    "monitor": "monitor",
 }
 
 

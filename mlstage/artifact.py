@@ -161,5 +161,7 @@ def check_files(artifact_dir: Path, manifest: dict[str, Any], *, rehash: bool = 
 
 
 def gate_exit_code(summary: dict[str, Any]) -> int:
-    """A stage's recorded result: 1 when its gate failed (`ok` or `blessed` false)."""
-    return 1 if summary.get("ok") is False or summary.get("blessed") is False else 0
+    """A stage's recorded result: 1 when its gate failed (`ok` or `blessed` false) or
+    `monitor` calls for retraining (`retrain` true)."""
+    failed = summary.get("ok") is False or summary.get("blessed") is False
+    return 1 if failed or summary.get("retrain") is True else 0

@@ -21,6 +21,7 @@ SCHEMA_FILES = {
     "mlstage-features/1": "features.schema.json",
     "mlstage-train/1": "train.schema.json",
     "mlstage-evaluate/1": "evaluate.schema.json",
+    "mlstage-monitor/1": "monitor.schema.json",
 }
 
 

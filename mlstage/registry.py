@@ -117,14 +117,36 @@ def _point(
     model: str,
     action: str,
     message: str,
+    evaluation: str | None = None,
 ) -> dict:
     doc = serving or {"format": FORMAT, "version": version, "history": []}
     doc["version"] = version
-    doc["history"].append(
-        {"version": version, "model": model, "at": utc_now(), "action": action, "message": message}
-    )
+    entry = {
+        "version": version,
+        "model": model,
+        "at": utc_now(),
+        "action": action,
+        "message": message,
+    }
+    # The evaluation that let the model in: `monitor --evaluation REGISTRY/NAME` compares
+    # live traffic with the evaluation of the version actually served.
+    evaluation = evaluation or served_evaluation(doc, version)
+    if evaluation:
+        entry["evaluation"] = evaluation
+    doc["history"].append(entry)
     _write_serving(folder, doc)
     return doc
+
+
+def served_evaluation(serving: dict[str, Any] | None, version: int | None = None) -> str | None:
+    """The id of the evaluation recorded for `version` (default: the one served), if any."""
+    if not serving:
+        return None
+    version = serving["version"] if version is None else version
+    for h in reversed(serving["history"]):
+        if h["version"] == version and h.get("evaluation"):
+            return h["evaluation"]
+    return None
 
 
 def deploy(
@@ -142,11 +164,14 @@ def deploy(
     model_path, model_manifest, _ = load_input(store, model_ref, "model", ("model",))
     model_id = model_manifest["id"]
     action = "deploy"
+    evaluation_id = None
     if evaluation_ref is None and not allow_unblessed:
         raise BadInput("give --evaluation EVALUATION (or --allow-unblessed, which is recorded)")
     if evaluation_ref is not None:
-        eval_path, _, _ = load_input(store, evaluation_ref, "evaluation", ("evaluation",))
+        eval_path, _, eval_in = load_input(store, evaluation_ref, "evaluation", ("evaluation",))
         blessing = json.loads((eval_path / "blessing.json").read_text())
+        if blessing["model"] == model_id:
+            evaluation_id = eval_in.id
         if blessing["model"] != model_id:
             if not allow_unblessed:
                 raise DeployRefused(
@@ -180,7 +205,7 @@ def deploy(
         if existing:  # already in the registry: point back at it rather than copy it again
             version = existing[-1]
             action = "redeploy" if action == "deploy" else action
-            _point(folder, serving, version, model_id, action, message)
+            _point(folder, serving, version, model_id, action, message, evaluation_id)
             return DeployResult(registry, name, version, model_id, action)
         version = max(have, default=0) + 1
         for leftover in folder.glob(".v*.tmp"):
@@ -195,7 +220,7 @@ def deploy(
         fsync_tree(tmp)
         os.rename(tmp, folder / str(version))
         fsync_path(folder)
-        _point(folder, serving, version, model_id, action, message)
+        _point(folder, serving, version, model_id, action, message, evaluation_id)
     store.record_write(folder / str(version), read_manifest(folder / str(version)))
     return DeployResult(registry, name, version, model_id, action)
 

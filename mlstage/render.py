@@ -177,3 +177,40 @@ def blessing_table(path) -> None:
             c["metric"], c["slice"] or "overall", value, threshold, result + note, style=style
         )
     stderr_console().print(table)
+
+
+def monitor_table(path) -> None:
+    """What monitor found: input anomalies, prediction drift, live metrics, the verdict."""
+    doc = json.loads(open(path).read())
+    console = stderr_console()
+    req = doc["requests"]
+    window = req["window"]
+    span = f" from {window['since']} to {window['until']}" if window else ""
+    console.print(f"{req['rows']} requests{span} in {req['files']} files", markup=False)
+    if doc["anomalies"]:
+        anomalies_table(path)
+    preds = doc.get("predictions") or {}
+    for name, m in (preds.get("measures") or {}).items():
+        flag = "DRIFT" if name in preds["drifted"] else "ok"
+        console.print(
+            f"predictions {name}: {m['metric']} {_num(m['value'])} (threshold {_num(m['threshold'])}) {flag}",
+            markup=False,
+        )
+    live = doc.get("live")
+    if live:
+        console.print(
+            f"feedback: {live['joined']} of {live['feedback_rows']} labels joined", markup=False
+        )
+        for c in live["checks"]:
+            result = {True: "pass", False: "FAIL", None: "skipped"}[c["passed"]]
+            console.print(
+                f"  live {c['metric']} {_num(c['value'])} (evaluation {_num(c['evaluation_value'])},"
+                f" threshold {c['threshold']}) {result}",
+                markup=False,
+            )
+    if doc["retrain"]:
+        console.print("retrain: yes", style="bold red", markup=False)
+        for r in doc["reasons"]:
+            console.print(f"  - {r}", markup=False)
+    else:
+        console.print("retrain: no", markup=False)

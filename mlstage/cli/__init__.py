@@ -47,7 +47,7 @@ def _root(
     pass
 
 
-from . import stages, store_cmds  # noqa: E402,F401  (registers the commands)
+from . import loop_cmds, stages, store_cmds  # noqa: E402,F401  (registers the commands)
 
 
 def main() -> None:

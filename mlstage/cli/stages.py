@@ -397,7 +397,7 @@ def evaluate_cmd(
         typer.Option(
             "--baseline",
             metavar="MODEL",
-            help="Compare with this model on the same data (change_thresholds).",
+            help="Compare with this model (or REGISTRY/NAME: the version it serves) on the same data.",
         ),
     ] = None,
     *,

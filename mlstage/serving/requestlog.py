@@ -3,8 +3,9 @@
 Rows are buffered per model and written every few seconds (and on shutdown) as a new
 file `requests-<host>-<pid>-<time>-<seq>.parquet`, written beside its name and renamed
 in, so `monitor` never reads half a file: one file per worker per rotation. Columns:
-request_id, ts, model, version, the input columns (less --log-exclude), prediction,
-proba_<class>. --log-sample keeps that fraction of requests (decided per request).
+request_id, ts, model, version, row (the instance's position in its request, so that
+feedback for a many-instance request joins on request_id and row), the input columns
+(less --log-exclude), prediction, proba_<class>. --log-sample keeps that fraction of requests (decided per request).
 """
 
 from __future__ import annotations
@@ -41,7 +42,13 @@ class RequestLog:
         ts = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         out = []
         for i, row in enumerate(rows):
-            rec = {"request_id": request_id, "ts": ts, "model": model_name, "version": version}
+            rec = {
+                "request_id": request_id,
+                "ts": ts,
+                "model": model_name,
+                "version": version,
+                "row": i,
+            }
             rec.update({k: v for k, v in row.items() if k not in self.exclude})
             rec["prediction"] = predictions[i]
             if proba is not None:

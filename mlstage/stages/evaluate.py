@@ -17,6 +17,7 @@ from ..dataset import load_document, load_input, splits_of
 from ..errors import BadInput
 from ..formats import validate
 from ..jsonio import dumps_pretty, jsonable
+from ..model import resolve_model
 from ..runner import StagePlan, StageResult, run_stage
 from ..store import Store, store_for
 
@@ -107,7 +108,9 @@ def evaluate(
 ) -> StageResult:
     """Evaluate MODEL on DATASET against CONFIG's thresholds (and BASELINE); `blessed` gates."""
     st = store_for(store, out)
-    model_path, model_manifest, model_in = load_input(st, str(model), "model", ("model",))
+    model_path, model_manifest, model_in = load_input(
+        st, resolve_model(st, str(model)), "model", ("model",)
+    )
     data_path, data_manifest, data_in = load_input(st, str(dataset), "data", ("dataset",))
     cfg, cfg_in = load_document(st, str(config), "config", "config.json", "evaluation")
     sig = _signature(model_path)
@@ -119,7 +122,9 @@ def evaluate(
     inputs = [model_in, data_in, cfg_in]
     base_path = None
     if baseline is not None:
-        base_path, base_manifest, base_in = load_input(st, str(baseline), "baseline", ("model",))
+        base_path, base_manifest, base_in = load_input(
+            st, resolve_model(st, str(baseline)), "baseline", ("model",)
+        )
         base_sig = _signature(base_path)
         if base_sig["task"] != sig["task"] or base_sig["label"]["column"] != sig["label"]["column"]:
             raise BadInput(

@@ -1,0 +1,110 @@
+"""Commands that close the loop: `monitor` (production against training)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from . import app
+from .common import Common, emit_result, stage_command
+
+
+@stage_command(app, "monitor")
+def monitor_cmd(
+    requests: Annotated[
+        str,
+        typer.Option(
+            "--requests",
+            metavar="LOGDIR|DATASET",
+            help="The server's --log-dir, or a dataset artifact of production inputs.",
+            show_default=False,
+        ),
+    ],
+    baseline: Annotated[
+        str,
+        typer.Option(
+            "--baseline",
+            metavar="STATS",
+            help="Training statistics (their train split) to measure drift against.",
+            show_default=False,
+        ),
+    ],
+    schema: Annotated[
+        str | None,
+        typer.Option(
+            "--schema",
+            metavar="SCHEMA",
+            help="Check the requests in the schema's serving environment (else drift only).",
+        ),
+    ] = None,
+    evaluation: Annotated[
+        str | None,
+        typer.Option(
+            "--evaluation",
+            metavar="EVALUATION",
+            help="Compare predictions with this evaluation (or REGISTRY/NAME: the served version's); its thresholds gate live metrics.",
+        ),
+    ] = None,
+    feedback: Annotated[
+        str | None,
+        typer.Option(
+            "--feedback",
+            metavar="LABELS",
+            help="Labels that arrived later: a dataset artifact or CSV/Parquet/JSONL file.",
+        ),
+    ] = None,
+    join: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--join",
+            metavar="COLUMN",
+            help="Column(s) joining feedback to requests, e.g. --join request_id [--join row].",
+        ),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window", metavar="LENGTH", help="Only requests from the last 30m, 24h, 7d, 2w..."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", metavar="TIME", help="End of the window (default: now, UTC)."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", metavar="NAME", help="The model to check when the logs hold several."
+        ),
+    ] = None,
+    *,
+    common: Common,
+) -> None:
+    """Compare production requests with training; exit 1 when retraining is called for."""
+    from ..stages.monitor import monitor
+
+    out = common.out_path(allow_stdout=True)
+    result = monitor(
+        requests,
+        out,
+        baseline=baseline,
+        schema=schema,
+        evaluation=evaluation,
+        feedback=feedback,
+        join=join,
+        window=window,
+        until=until,
+        model=model,
+        **common.run_options(),
+    )
+    if result.manifest and not common.quiet and not result.dry_run:
+        from ..render import monitor_table
+
+        monitor_table(result.path / "report.json")
+    if out is None and result.manifest is not None:  # -o -: the report itself on stdout
+        import sys
+
+        sys.stdout.write((result.path / "report.json").read_text())
+        common = Common(**{**common.__dict__, "json": False})
+    emit_result("monitor", result, common)

@@ -1,0 +1,495 @@
+"""`monitor`: compare what production sees with training, and say whether to retrain.
+
+Reads the server's request logs (a folder of `requests-*.parquet`) or any dataset
+artifact of production inputs, optionally restricted to a time window ending at
+`until` (default: now, UTC; the resolved bounds are recorded). The inputs are
+checked as `validate` checks a split, in the schema's `serving` environment and
+against the baseline statistics' train split (the same anomaly types, drift
+measures and thresholds; traffic volume is not checked). With an evaluation, the
+distribution of predictions is compared with the evaluation's: the predicted class
+frequencies (L-infinity) and the positive class's probability histogram (JSD) for
+classification, the prediction histogram (JSD) for regression. With feedback labels
+joined on the request id (and `row` for many-instance requests), the live metrics are
+computed beside the evaluation's and gated by its absolute thresholds.
+
+`retrain` is true, with one reason per finding, when an input anomaly is an error,
+the predictions drifted, or a live metric fails its threshold: the CLI exits 1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ..artifact import Input
+from ..dataset import load_input, splits_of
+from ..errors import BadInput
+from ..formats import validate as validate_format
+from ..jsonio import dumps_pretty, jsonable, sha256_json
+from ..runner import StagePlan, StageResult, run_stage
+from ..store import Store, store_for
+
+ALGORITHM = 1
+LOG_PATTERN = "requests-*.parquet"
+# Columns the server adds to each logged request; everything else is a model input.
+META_COLUMNS = ("request_id", "ts", "model", "version", "row", "prediction")
+DEFAULT_PREDICTION_LINF = 0.1
+DEFAULT_PREDICTION_JSD = 0.1
+WINDOW = re.compile(r"^(\d+)([smhdw])$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_window(text: str) -> dt.timedelta:
+    m = WINDOW.match(text.strip())
+    if not m or int(m.group(1)) == 0:
+        raise BadInput(
+            f"--window {text!r}: expected a positive length with a unit, e.g. 30m, 24h, 7d, 2w"
+        )
+    return dt.timedelta(**{UNITS[m.group(2)]: int(m.group(1))})
+
+
+def parse_until(text: str | None) -> dt.datetime:
+    if text is None:
+        return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(
+            f"--until {text!r}: expected an ISO date-time, e.g. 2026-11-26T00:00:00"
+        ) from None
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+# -- reading -------------------------------------------------------------------------
+def _requests_source(st: Store, ref: str) -> tuple[list[Path], Input, bool]:
+    """The Parquet files of a request-log folder or a dataset artifact, their identity,
+    and whether they are a server's logs."""
+    p = Path(ref)
+    if ref.startswith("@") or (p / "manifest.json").exists():
+        path, manifest, inp = load_input(st, ref, "requests", ("dataset",))
+        return list(splits_of(path, manifest).values()), inp, False
+    if not p.is_dir():
+        raise BadInput("not a request-log folder or a dataset artifact", file=ref)
+    # Servers write each file beside its name and rename it in: a listed file is whole.
+    files = sorted(p.glob(LOG_PATTERN))
+    identity = sha256_json([[f.name, st.file_sha256(f)] for f in files])
+    return files, Input("requests", identity, ref), True
+
+
+def _read_requests(files: list[Path], ref: str):
+    import polars as pl
+
+    if not files:
+        return pl.DataFrame()
+    try:
+        # Files differ where a flush saw only nulls in a column or a new version added a
+        # class: the relaxed concat unifies them.
+        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise BadInput(f"cannot read the request logs: {e}", file=ref) from None
+
+
+def _read_table(st: Store, ref: str, role: str):
+    """A dataset artifact (all splits) or a CSV/Parquet/JSON-lines file, and its identity."""
+    import polars as pl
+
+    p = Path(ref)
+    if ref.startswith("@") or (p / "manifest.json").exists():
+        path, manifest, inp = load_input(st, ref, role, ("dataset",))
+        return pl.concat([pl.read_parquet(f) for f in splits_of(path, manifest).values()]), inp
+    if not p.is_file():
+        raise BadInput("no such file or dataset artifact", file=ref)
+    readers = {".csv": pl.read_csv, ".parquet": pl.read_parquet, ".jsonl": pl.read_ndjson,
+               ".ndjson": pl.read_ndjson}  # fmt: skip
+    reader = readers.get(p.suffix.lower())
+    if reader is None:
+        raise BadInput(f"expected a {', '.join(readers)} file or a dataset artifact", file=ref)
+    try:
+        frame = reader(p)
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise BadInput(f"cannot read it: {e}", file=ref) from None
+    return frame, Input(role, st.file_sha256(p), ref)
+
+
+def _only_model(frame, model: str | None, ref: str):
+    import polars as pl
+
+    if "model" not in frame.columns:
+        return frame, model
+    names = sorted(frame["model"].drop_nulls().unique().to_list())
+    if model is None:
+        if len(names) > 1:
+            raise BadInput(
+                f"the logs hold requests for {len(names)} models ({', '.join(names)}): choose one with --model",
+                file=ref,
+            )
+        return frame, names[0] if names else None
+    return frame.filter(pl.col("model") == model), model
+
+
+def _window(frame, since: dt.datetime | None, until: dt.datetime | None, ref: str):
+    import polars as pl
+
+    if since is None:
+        return frame
+    if frame.height == 0:
+        return frame
+    if "ts" not in frame.columns:
+        raise BadInput('--window needs a "ts" column (the time of each request)', file=ref)
+    ts = pl.col("ts").cast(pl.Datetime("us"))
+    return frame.filter((ts >= since) & (ts < until))
+
+
+def _input_types(frame, schema: dict[str, Any]) -> tuple[Any, dict[str, str]]:
+    """The model inputs of the requests and their mlstage types.
+
+    A column a flush saw only nulls for has no type of its own: it takes the schema's.
+    """
+    import polars as pl
+
+    from ..types import polars_type, type_name
+
+    keep = [c for c in frame.columns if c not in META_COLUMNS and not c.startswith("proba_")]
+    inputs = frame.select(keep)
+    casts = {
+        c: polars_type(schema["columns"][c]["type"])
+        for c in keep
+        if inputs.schema[c] == pl.Null and c in schema.get("columns", {})
+    }
+    if casts:
+        inputs = inputs.with_columns(pl.col(c).cast(t) for c, t in casts.items())
+    types = {c: type_name(t) or str(t) for c, t in inputs.schema.items()}
+    return inputs, types
+
+
+# -- predictions --------------------------------------------------------------------
+def _prediction_drift(frame, metrics: dict[str, Any], curves: dict[str, Any], rules) -> dict:
+    """Live predictions against the evaluation's: measures, thresholds, and what drifted."""
+    import numpy as np
+    import polars as pl
+
+    from ..drift import jensen_shannon
+    from ..hashing import canonical_text
+
+    drift_cfg = rules.get("drift", {})
+    jsd_limit = drift_cfg.get("numeric_jsd", DEFAULT_PREDICTION_JSD)
+    out: dict[str, Any] = {"rows": frame.height, "measures": {}, "drifted": []}
+    if "prediction" not in frame.columns or frame.height == 0:
+        return out
+
+    def histogram_jsd(name: str, values, hist: dict[str, Any]) -> None:
+        edges = np.asarray(hist["edges"], dtype=float)
+        # Open outer bins, as for column drift: every live value lands in some bin.
+        idx = np.clip(np.searchsorted(edges[1:-1], values, side="right"), 0, len(edges) - 2)
+        live = np.bincount(idx, minlength=len(edges) - 1).tolist()
+        value = jensen_shannon(list(hist["counts"]), live)
+        out["measures"][name] = {
+            "metric": "jsd",
+            "value": value,
+            "threshold": jsd_limit,
+            "edges": hist["edges"],
+            "evaluation": hist["counts"],
+            "live": live,
+        }
+        if jsd_limit is not None and value > jsd_limit:
+            out["drifted"].append(name)
+
+    if metrics["task"] == "regression":
+        values = frame["prediction"].cast(pl.Float64).drop_nulls().to_numpy()
+        if "predictions" in curves and values.size:
+            histogram_jsd("prediction", values, curves["predictions"])
+        return out
+    classes = metrics["classes"]
+    limit = drift_cfg.get("label_linf", drift_cfg.get("categorical_linf", DEFAULT_PREDICTION_LINF))
+    expected = np.asarray(metrics["overall"]["confusion_matrix"]).sum(axis=0)
+    expected = expected / expected.sum() if expected.sum() else expected
+    live_counts = dict.fromkeys(classes, 0)
+    for v, n in frame["prediction"].value_counts().iter_rows():
+        if v is not None:
+            live_counts[canonical_text(v)] = live_counts.get(canonical_text(v), 0) + n
+    total = sum(live_counts.values()) or 1
+    freqs = {c: {"evaluation": float(expected[i]), "live": live_counts.get(c, 0) / total}
+             for i, c in enumerate(classes)}  # fmt: skip
+    worst = max(freqs, key=lambda c: abs(freqs[c]["evaluation"] - freqs[c]["live"]))
+    value = abs(freqs[worst]["evaluation"] - freqs[worst]["live"])
+    out["measures"]["predicted_class"] = {
+        "metric": "linf", "value": value, "threshold": limit, "at": worst, "frequencies": freqs,
+    }  # fmt: skip
+    if limit is not None and value > limit:
+        out["drifted"].append("predicted_class")
+    positive = metrics.get("positive")
+    column = f"proba_{positive}"
+    if positive and column in frame.columns and positive in curves.get("predictions", {}):
+        values = frame[column].cast(pl.Float64).drop_nulls().to_numpy()
+        if values.size:
+            histogram_jsd(f"proba_{positive}", values, curves["predictions"][positive])
+    return out
+
+
+# -- feedback -----------------------------------------------------------------------
+def _live_metrics(
+    frame,
+    feedback,
+    join: list[str],
+    label: str,
+    metrics: dict[str, Any],
+    cfg: dict[str, Any],
+    ref: str,
+) -> dict[str, Any]:
+    """Join feedback labels to the logged predictions; metrics and the evaluation's thresholds."""
+    import polars as pl
+
+    from .. import evaluation as ev
+
+    for col in join:
+        for side, table, where in (("requests", frame, None), ("feedback", feedback, ref)):
+            if col not in table.columns:
+                raise BadInput(f"--join {col}: no such column in the {side}", file=where)
+    if label not in feedback.columns:
+        raise BadInput(f'no column "{label}" (the label the model predicts)', file=ref)
+    keys = [pl.col(c).cast(pl.String) for c in join]
+    fb = feedback.select(*keys, pl.col(label).alias("__label")).filter(
+        pl.col("__label").is_not_null()
+    )
+    dup = fb.group_by(join).len().filter(pl.col("len") > 1)
+    if dup.height:
+        raise BadInput(
+            f"feedback for {dict(zip(join, dup.row(0)[:-1], strict=True))} appears {dup.row(0)[-1]} times"
+            + (
+                " (add --join row: a request of several rows has one label per row)"
+                if "row" not in join
+                else ""
+            ),
+            file=ref,
+        )
+    logged = frame.with_columns(*keys)
+    many = logged.group_by(join).len().filter(pl.col("len") > 1)
+    if many.height:
+        hint = " (add --join row)" if "row" in frame.columns and "row" not in join else ""
+        raise BadInput(
+            f"{dict(zip(join, many.row(0)[:-1], strict=True))} matches {many.row(0)[-1]} logged rows:"
+            f" the join columns must name one request row{hint}",
+            file=ref,
+        )
+    joined = logged.join(fb, on=join, how="inner")
+    out: dict[str, Any] = {
+        "feedback_rows": fb.height,
+        "joined": joined.height,
+        "metrics": None,
+        "checks": [],
+    }
+    if joined.height == 0:
+        out["note"] = "no feedback label matches a logged request"
+        return out
+    classes, positive = metrics.get("classes"), metrics.get("positive")
+    proba = None
+    if metrics["task"] == "classification" and all(f"proba_{c}" in joined.columns for c in classes):
+        proba = joined.select([f"proba_{c}" for c in classes]).to_numpy()
+    y_true = joined["__label"].to_list()
+    outcome = ev.Outcomes(
+        metrics["task"], y_true, joined["prediction"].to_list(), proba, classes, positive
+    )
+    if metrics["task"] == "classification" and (outcome.y < 0).any():
+        unknown = sorted({str(v) for v, i in zip(y_true, outcome.y, strict=True) if i < 0})[:5]
+        raise BadInput(
+            f"label values the model has no class for: {', '.join(unknown)}", file=ref, column=label
+        )
+    live = ev.overall(outcome)
+    out["metrics"] = live
+    out["evaluation"] = metrics["overall"]
+    for metric, spec in cfg.get("thresholds", {}).items():
+        if metric in ev.FAIRNESS:
+            continue  # needs the sensitive columns, which logs usually exclude
+        value = live.get(metric)
+        for kind in ("min", "max"):
+            if kind not in spec:
+                continue
+            passed = None
+            if ev.is_number(value):
+                passed = value >= spec[kind] if kind == "min" else value <= spec[kind]
+            out["checks"].append({
+                "metric": metric, "value": value, "evaluation_value": metrics["overall"].get(metric),
+                "threshold": {kind: spec[kind]}, "passed": passed,
+                "note": None if passed is not None else "not computable on the joined rows",
+            })  # fmt: skip
+    return out
+
+
+# -- the stage ----------------------------------------------------------------------
+def monitor(
+    requests: str | Path,
+    out: str | Path | None,
+    *,
+    baseline: str | Path,
+    schema: str | Path | None = None,
+    evaluation: str | Path | None = None,
+    feedback: str | Path | None = None,
+    join: list[str] | None = None,
+    window: str | None = None,
+    until: str | None = None,
+    model: str | None = None,
+    store: str | Path | Store | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+) -> StageResult:
+    """Check production requests against training; `retrain` true means exit 1."""
+    from .schema import read_schema
+    from .stats import training_stats
+
+    if feedback is not None and not join:
+        raise BadInput("--feedback needs --join COLUMN (the request id the labels carry)")
+    if feedback is not None and evaluation is None:
+        raise BadInput("--feedback needs --evaluation: live metrics are gated by its thresholds")
+    span = parse_window(window) if window is not None else None
+    end = parse_until(until) if (window is not None or until is not None) else None
+    since = end - span if span is not None else None
+    st = store_for(store, out)
+    files, req_in, from_logs = _requests_source(st, str(requests))
+    _, _, base_in = load_input(st, str(baseline), "baseline", ("stats", "dataset"))
+    inputs = [req_in, base_in]
+    schema_doc = None
+    if schema is not None:
+        schema_doc, schema_in = read_schema(st, str(schema))
+        inputs.append(schema_in)
+    eval_path = None
+    if evaluation is not None:
+        eval_path, _, eval_in = load_input(
+            st, _served_evaluation(str(evaluation)), "evaluation", ("evaluation",)
+        )
+        inputs.append(eval_in)
+    fb_frame = None
+    if feedback is not None:
+        fb_frame, fb_in = _read_table(st, str(feedback), "feedback")
+        inputs.append(fb_in)
+    bounds = {
+        "since": since.isoformat() if since else None,
+        "until": end.isoformat() if end else None,
+    }
+    params = {"window": window, **bounds, "model": model, "join": join or None}
+    plan = StagePlan("monitor", "monitor", ALGORITHM, params, inputs)
+
+    def produce(tmp: Path) -> dict[str, Any]:
+        from .validate import _Checker
+
+        frame = _read_requests(files, str(requests))
+        frame, model_name = _only_model(frame, model, str(requests))
+        frame = _window(frame, since, end, str(requests))
+        table, sketches = training_stats(st, str(baseline), "baseline")
+        if schema is None:
+            rules = _drift_only_schema(table, frame.columns)
+        elif from_logs:
+            # A server logs the model's inputs less --log-exclude: a schema column that is
+            # not there was never sent or was kept out on purpose, not lost.
+            kept = {c: spec for c, spec in schema_doc["columns"].items() if c in frame.columns}
+            rules = {**schema_doc, "columns": kept}
+        else:
+            rules = schema_doc
+        checker = _Checker(rules, "serving", {**table, "sketches": sketches})
+        inputs_frame, types = _input_types(frame, rules)
+        if schema is None:  # drift only, over the columns training saw
+            types = {c: t for c, t in types.items() if c in rules["columns"]}
+            inputs_frame = inputs_frame.select(list(types))
+        if frame.height:
+            checker.check_split("requests", inputs_frame, types, row_counts=False)
+        errors = [a for a in checker.anomalies if a["severity"] == "error"]
+        reasons = [f"{a['type']}: {a['description']}" for a in errors]
+        predictions = live = None
+        if eval_path is not None:
+            metrics = json.loads((eval_path / "metrics.json").read_text())
+            curves = json.loads((eval_path / "curves.json").read_text())
+            predictions = _prediction_drift(frame, metrics, curves, rules)
+            for name in predictions["drifted"]:
+                m = predictions["measures"][name]
+                reasons.append(
+                    f"prediction_drift: {name} moved from the evaluation's ({m['metric'].upper()}"
+                    f" {m['value']:.3f} > {m['threshold']:g})"
+                )
+            if fb_frame is not None:
+                cfg = _evaluation_config(st, eval_path)
+                label = _label_of(st, eval_path)
+                live = _live_metrics(
+                    frame, fb_frame, list(join), label, metrics, cfg, str(feedback)
+                )
+                for c in live["checks"]:
+                    if c["passed"] is False:
+                        bound = ", ".join(f"{k} {v:g}" for k, v in c["threshold"].items())
+                        reasons.append(
+                            f"live_metric: {c['metric']} {c['value']:.4g} fails its threshold ({bound})"
+                        )
+        versions = {}
+        if "version" in frame.columns and frame.height:
+            versions = {
+                str(v): n for v, n in frame["version"].value_counts().sort("version").iter_rows()
+            }
+        ts = frame["ts"] if "ts" in frame.columns and frame.height else None
+        first, last = (None, None) if ts is None else (str(ts.min()), str(ts.max()))
+        doc = jsonable({
+            "format": "mlstage-monitor/1",
+            "retrain": bool(reasons),
+            "reasons": reasons,
+            "environment": "serving",
+            "requests": {
+                "rows": frame.height, "files": len(files), "model": model_name, "versions": versions,
+                "window": {"length": window, **bounds} if window else None,
+                "first": first, "last": last,
+            },
+            "anomalies": checker.anomalies,
+            "drift": checker.drift.get("requests", {}),
+            "predictions": predictions,
+            "live": live,
+        })  # fmt: skip
+        validate_format(doc, "mlstage-monitor/1", str(tmp / "report.json"))
+        (tmp / "report.json").write_text(dumps_pretty(doc))
+        return {
+            "retrain": bool(reasons),
+            "reasons": len(reasons),
+            "rows": frame.height,
+            "errors": len(errors),
+            "warnings": len(checker.anomalies) - len(errors),
+            "live_rows": live["joined"] if live else None,
+        }
+
+    return run_stage(
+        plan, produce, Path(out) if out else None, store=st, force=force, dry_run=dry_run
+    )
+
+
+def _served_evaluation(ref: str) -> str:
+    """REGISTRY/NAME stands for the evaluation recorded when its served version was deployed."""
+    from ..registry import read_serving, served_evaluation
+
+    folder = Path(ref)
+    if not (folder / "serving.json").exists():
+        return ref
+    found = served_evaluation(read_serving(folder))
+    if found is None:
+        raise BadInput("the served version was deployed without an evaluation", file=ref)
+    return f"@{found}"
+
+
+def _drift_only_schema(table: dict[str, Any], present: list[str]) -> dict[str, Any]:
+    """Without --schema: the logged columns training saw, typed as it saw them, with the
+    default drift thresholds `schema` would write and no other rule (which columns
+    should be there, and which is the label, only a schema says)."""
+    from .schema import DEFAULT_DRIFT
+
+    columns = {c: {"type": s["type"]} for c, s in table["columns"].items() if c in present}
+    return {"columns": columns, "drift": dict(DEFAULT_DRIFT)}
+
+
+def _evaluation_config(st: Store, eval_path: Path) -> dict[str, Any]:
+    from ..artifact import read_manifest
+
+    return read_manifest(eval_path)["params"].get("config", {})
+
+
+def _label_of(st: Store, eval_path: Path) -> str:
+    """The label column of the evaluated model (from its signature, in the store)."""
+    from ..artifact import read_manifest
+
+    model_id = next(i["id"] for i in read_manifest(eval_path)["inputs"] if i["role"] == "model")
+    path, _ = st.load(f"@{model_id}")
+    return json.loads((path / "signature.json").read_text())["label"]["column"]
