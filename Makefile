@@ -23,33 +23,21 @@ lint: $(STAMP)
 	$(BIN)/ruff check mlstage tests bench
 	$(BIN)/ruff format --check mlstage tests bench
 
-# The whole pipeline on sample_data/, in $(DEMO)/ with its own store.
+# The whole loop on sample_data/, in $(DEMO)/ with its own store: the examples/ chain,
+# serving and queries, monitor on clean and drifted traffic, retraining, rollback;
+# then batch predictions, what-if, and the taxi data through validation.
 demo: $(STAMP)
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	cd $(DEMO) && export MLSTAGE_STORE=$$PWD/.mlstage PATH=$(CURDIR)/$(BIN):$$PATH && \
+	  ../examples/loop_demo.sh $(DEMO_PORT) && \
 	  set -x && \
-	  mlstage ingest ../sample_data/adult.csv --null '?' --split train=8 --split eval=2 -o data/adult && \
-	  mlstage stats data/adult --slice sex --slice race -o stats/adult && \
-	  mlstage schema stats/adult --label income -o schema/adult && \
-	  mlstage validate data/adult --schema schema/adult --baseline stats/adult -o anomalies/adult && \
-	  mlstage featurize data/adult --spec ../examples/adult_features.json -o features/adult && \
-	  mlstage train features/adult --config ../examples/adult_train.json -o models/adult && \
-	  mlstage evaluate models/adult data/adult --config ../examples/adult_evaluate.json -o evaluations/adult && \
-	  mlstage predict models/adult data/adult --split eval --keep income -o predictions/adult && \
-	  mlstage deploy models/adult --evaluation evaluations/adult --registry registry --name income && \
-	  ../examples/serve_and_query.sh registry $(DEMO_PORT) requests && \
+	  mlstage predict registry/income data/adult --split eval --keep income -o predictions/adult && \
 	  mlstage whatif models/adult --row '{"age": 40, "workclass": "Private", "education-num": 13, "marital-status": "Married-civ-spouse", "occupation": "Exec-managerial", "relationship": "Husband", "race": "White", "sex": "Male", "capital-gain": 0, "capital-loss": 0, "hours-per-week": 45, "native-country": "United-States"}' --vary age=25,40,55 --vary sex && \
 	  mlstage ingest ../sample_data/chicago_taxi.csv --split train=8 --split eval=2 \
 	    --split-key trip_start_timestamp -o data/taxi && \
 	  mlstage stats data/taxi -o stats/taxi && \
 	  mlstage schema stats/taxi --label tips -o schema/taxi && \
-	  mlstage validate data/taxi --schema schema/taxi --baseline stats/taxi -o anomalies/taxi && \
-	  { mlstage ingest ../sample_data/adult.csv --null '?' --split train=8 --split eval=2 -o data/adult \
-	    && mlstage validate data/adult --schema schema/adult --baseline stats/adult -o anomalies/adult; } && \
-	  mlstage log && \
-	  mlstage runs && \
-	  mlstage lineage models/adult && \
-	  mlstage verify
+	  mlstage validate data/taxi --schema schema/taxi --baseline stats/taxi -o anomalies/taxi
 
 # Benchmarks (not tests): see bench/README.md. ROWS=1000000 for a quick run.
 bench: $(STAMP)
