@@ -409,7 +409,7 @@ def monitor(
                 )
             if fb_frame is not None:
                 cfg = _evaluation_config(st, eval_path)
-                label = _label_of(st, eval_path)
+                label = _label_of(st, eval_path, fb_frame, list(join))
                 live = _live_metrics(
                     frame, fb_frame, list(join), label, metrics, cfg, str(feedback)
                 )
@@ -486,10 +486,24 @@ def _evaluation_config(st: Store, eval_path: Path) -> dict[str, Any]:
     return read_manifest(eval_path)["params"].get("config", {})
 
 
-def _label_of(st: Store, eval_path: Path) -> str:
-    """The label column of the evaluated model (from its signature, in the store)."""
+def _label_of(st: Store, eval_path: Path, feedback, join: list[str]) -> str:
+    """The label column: the evaluated model's (from its signature, found by id in the
+    store or at the path the evaluation recorded), else the feedback's only other column."""
     from ..artifact import read_manifest
+    from ..errors import MlstageError
 
-    model_id = next(i["id"] for i in read_manifest(eval_path)["inputs"] if i["role"] == "model")
-    path, _ = st.load(f"@{model_id}")
-    return json.loads((path / "signature.json").read_text())["label"]["column"]
+    model = next(i for i in read_manifest(eval_path)["inputs"] if i["role"] == "model")
+    for ref in (f"@{model['id']}", model["path"]):
+        try:
+            path, manifest = st.load(ref)
+        except MlstageError:
+            continue
+        if manifest["id"] == model["id"]:
+            return json.loads((path / "signature.json").read_text())["label"]["column"]
+    others = [c for c in feedback.columns if c not in join]
+    if len(others) == 1:
+        return others[0]
+    raise BadInput(
+        f"the evaluated model {model['id'][:12]} is not in this store, so its label column is"
+        f" unknown: give feedback with only the join columns and the label"
+    )

@@ -1,0 +1,277 @@
+"""monitor: request logs against training; drift as validate measures it, prediction
+drift, live metrics from feedback checked against scikit-learn, windows, bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.metrics import accuracy_score, roc_auc_score
+
+from mlstage import featurize, ingest, monitor, stats, train, validate
+from mlstage.errors import BadInput
+from mlstage.model import Model
+from mlstage.registry import deploy
+from mlstage.serving.requestlog import RequestLog
+from mlstage.stages.evaluate import evaluate
+from mlstage.stages.schema import schema
+from mlstage.store import Store
+
+from .conftest import SAMPLE, cli, working_in, write_json
+
+SPEC = {"format": "mlstage-features/1", "label": "income", "features": [
+    {"column": "age", "transform": "standardize"},
+    {"column": "hours-per-week", "transform": "standardize"},
+    {"column": "workclass", "transform": "one_hot"},
+    {"column": "sex", "transform": "one_hot"}]}  # fmt: skip
+T0 = dt.datetime(2026, 11, 20, 12, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("monitor")
+    with working_in(root):
+        ingest([SAMPLE / "adult.csv"], "ds", null=["?"], split={"train": 8, "eval": 2})
+        stats("ds", "st")
+        schema("st", "sc", label="income")
+        featurize("ds", "feat", spec=write_json(root / "spec.json", SPEC))
+        cfg = {"format": "mlstage-train/1", "task": "classification", "seed": 0,
+               "estimator": "LogisticRegression"}  # fmt: skip
+        train("feat", "m", config=write_json(root / "train.json", cfg))
+        ev = {"format": "mlstage-evaluate/1", "thresholds": {"accuracy": {"min": 0.7}}}
+        evaluate("m", "ds", "ev", config=write_json(root / "ev.json", ev))
+        model = Model.load(root / "m")
+        eval_rows = pl.read_parquet(root / "ds" / "eval.parquet")
+        # Clean traffic: eval rows, 40 per request, logged as the server logs them.
+        clean = log_rows(root / "clean", model, eval_rows.head(2000), "c")
+        older = eval_rows.slice(2000, 2000).with_columns(
+            pl.col("age") + 25, pl.col("hours-per-week") + 20
+        )
+        drifted = log_rows(root / "drifted", model, older, "d")
+    return {"root": root, "clean": clean, "drifted": drifted, "model": model}
+
+
+def log_rows(folder, model, frame, tag, per_request=40):
+    """Predict `frame` in requests of `per_request` rows, log them like the server does,
+    and return the labels as feedback (request_id, row, income)."""
+    log = RequestLog(folder, exclude=["sex"])
+    inputs = list(model.signature["inputs"])
+    rows = frame.select(inputs).to_dicts()
+    labels = frame["income"].to_list()
+    feedback = []
+    for start in range(0, len(rows), per_request):
+        batch = rows[start : start + per_request]
+        pred, proba = model.predict_rows(batch)
+        rid = f"{tag}-{start // per_request}"
+        log.add(rid, "income", 1, batch, pred, proba, model.class_names)
+        feedback += [
+            {"request_id": rid, "row": i, "income": labels[start + i]} for i in range(len(batch))
+        ]
+    log.flush()
+    return pl.DataFrame(feedback)
+
+
+@pytest.fixture
+def here(built, monkeypatch):
+    monkeypatch.chdir(built["root"])
+    return built["root"]
+
+
+def test_clean_traffic_calls_for_nothing_and_live_metrics_match_sklearn(here, built, tmp_path):
+    fb = tmp_path / "fb.csv"
+    built["clean"].write_csv(fb)
+    r = monitor("clean", tmp_path / "mon", baseline="st", schema="sc", evaluation="ev",
+                feedback=fb, join=["request_id", "row"])  # fmt: skip
+    doc = json.loads((tmp_path / "mon" / "report.json").read_text())
+    assert r.exit_code == 0 and doc["retrain"] is False and doc["reasons"] == []
+    assert doc["requests"]["rows"] == 2000 and doc["requests"]["versions"] == {"1": 2000}
+    # sex was kept out of the logs: not a missing column, not an anomaly at all
+    assert doc["anomalies"] == [] and "sex" not in doc["drift"]
+    # Live metrics against scikit-learn on the same joined rows.
+    logs = pl.read_parquet(here / "clean" / "*.parquet").join(
+        built["clean"].with_columns(pl.col("row")), on=["request_id", "row"]
+    )
+    truth = logs["income"].to_list()
+    live = doc["live"]
+    assert live["joined"] == 2000
+    assert live["metrics"]["accuracy"] == pytest.approx(accuracy_score(truth, logs["prediction"]))
+    y = (np.array(truth) == ">50K").astype(int)
+    assert live["metrics"]["roc_auc"] == pytest.approx(roc_auc_score(y, logs["proba_>50K"]))
+    (check,) = live["checks"]
+    assert check["metric"] == "accuracy" and check["passed"] is True
+    assert check["evaluation_value"] == json.loads((here / "ev" / "metrics.json").read_text())[
+        "overall"]["accuracy"]  # fmt: skip
+    # The predicted-class frequencies are the logged predictions' own.
+    freq = doc["predictions"]["measures"]["predicted_class"]["frequencies"][">50K"]["live"]
+    assert freq == pytest.approx((logs["prediction"] == ">50K").mean())
+
+
+def test_drift_is_measured_as_validate_measures_it(here, built, tmp_path):
+    r = monitor("drifted", tmp_path / "mon", baseline="st", schema="sc", evaluation="ev")
+    doc = json.loads((tmp_path / "mon" / "report.json").read_text())
+    assert r.exit_code == 1 and doc["retrain"] is True
+    drifted = {a["column"] for a in doc["anomalies"] if a["type"] == "drift"}
+    assert drifted == {"age", "hours-per-week"}
+    assert any(reason.startswith("drift: age") for reason in doc["reasons"])
+    # The same rows as a dataset through validate (serving environment): same numbers.
+    logs = pl.read_parquet(here / "drifted" / "*.parquet").drop("request_id", "ts", "model",
+        "version", "row", "prediction", "proba_<=50K", "proba_>50K")  # fmt: skip
+    logs.write_parquet(tmp_path / "rows.parquet")
+    ingest([tmp_path / "rows.parquet"], tmp_path / "rows")
+    validate(tmp_path / "rows", tmp_path / "an", schema="sc", baseline="st", environment="serving")
+    v = json.loads((tmp_path / "an" / "anomalies.json").read_text())["drift"]["data"]
+    for col in ("age", "hours-per-week", "workclass"):
+        assert doc["drift"][col] == pytest.approx(v[col])
+
+
+def test_failing_live_metric_and_prediction_drift_are_reasons(here, built, tmp_path):
+    # Feedback that contradicts every prediction: accuracy 0 fails its threshold.
+    logs = pl.read_parquet(here / "clean" / "*.parquet")
+    wrong = logs.select("request_id", "row", pl.when(pl.col("prediction") == ">50K")
+                        .then(pl.lit("<=50K")).otherwise(pl.lit(">50K")).alias("income"))  # fmt: skip
+    wrong.write_parquet(tmp_path / "wrong.parquet")
+    r = monitor("clean", tmp_path / "mon", baseline="st", evaluation="ev",
+                feedback=tmp_path / "wrong.parquet", join=["request_id", "row"])  # fmt: skip
+    doc = json.loads((tmp_path / "mon" / "report.json").read_text())
+    assert r.exit_code == 1 and doc["live"]["metrics"]["accuracy"] == 0.0
+    assert any(x.startswith("live_metric: accuracy 0") for x in doc["reasons"])
+    # Every request predicted >50K: the predicted class balance moved.
+    skewed = tmp_path / "skewed"
+    pl.read_parquet(here / "clean" / "*.parquet").with_columns(
+        prediction=pl.lit(">50K")
+    ).write_parquet(skewed.mkdir() or skewed / "requests-x.parquet")
+    doc = json.loads(
+        (monitor(skewed, None, baseline="st", evaluation="ev").path / "report.json").read_text()
+    )
+    assert "predicted_class" in doc["predictions"]["drifted"] and doc["retrain"]
+
+
+def test_window_selects_by_time_and_records_bounds(here, tmp_path):
+    logs = pl.read_parquet(here / "clean" / "*.parquet")
+    # Half the rows a day old, half two hours old (relative to T0).
+    n = logs.height
+    ts = [T0 - dt.timedelta(days=1)] * (n // 2) + [T0 - dt.timedelta(hours=2)] * (n - n // 2)
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    logs.with_columns(ts=pl.Series(ts)).write_parquet(folder / "requests-a.parquet")
+    doc = json.loads(
+        (monitor(folder, tmp_path / "m", baseline="st", window="6h", until=T0.isoformat()).path
+         / "report.json").read_text()
+    )  # fmt: skip
+    assert doc["requests"]["rows"] == n - n // 2
+    assert doc["requests"]["window"] == {
+        "length": "6h", "since": "2026-11-20T06:00:00", "until": "2026-11-20T12:00:00"}  # fmt: skip
+    doc = json.loads(
+        (monitor(folder, tmp_path / "m", baseline="st", window="2d", until=T0.isoformat()).path
+         / "report.json").read_text()
+    )  # fmt: skip
+    assert doc["requests"]["rows"] == n
+
+
+def test_rerun_is_up_to_date_until_a_new_log_file_lands(here, tmp_path):
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    src = sorted((here / "clean").glob("requests-*.parquet"))[0]
+    frame = pl.read_parquet(src)
+    frame.write_parquet(folder / "requests-1.parquet")
+    first = monitor(folder, tmp_path / "m", baseline="st")
+    assert not first.up_to_date
+    assert monitor(folder, tmp_path / "m", baseline="st").up_to_date
+    # A half-written file (the server's temp name) is not read; a renamed-in one is.
+    (folder / ".requests-2.parquet.tmp").write_bytes(b"PAR1 half")
+    assert monitor(folder, tmp_path / "m", baseline="st").up_to_date
+    frame.write_parquet(folder / "requests-2.parquet")
+    again = monitor(folder, tmp_path / "m", baseline="st")
+    assert not again.up_to_date and again.manifest["summary"]["rows"] == 2 * frame.height
+
+
+def test_all_null_column_in_a_flush_takes_the_schema_type(here, tmp_path):
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    logs = pl.read_parquet(here / "clean" / "*.parquet")
+    logs.head(100).with_columns(workclass=pl.lit(None)).write_parquet(folder / "requests-1.parquet")
+    logs.slice(100).write_parquet(folder / "requests-2.parquet")
+    doc = json.loads(
+        (
+            monitor(folder, tmp_path / "m", baseline="st", schema="sc").path / "report.json"
+        ).read_text()
+    )
+    assert not [a for a in doc["anomalies"] if a["type"] == "type_mismatch"]
+
+
+def test_evaluation_of_the_served_version_from_the_registry(here, tmp_path):
+    reg = tmp_path / "reg"
+    deploy(Store.open(), "m", "ev", reg, name="income")
+    serving = json.loads((reg / "income" / "serving.json").read_text())
+    ev_id = json.loads((here / "ev" / "manifest.json").read_text())["id"]
+    assert serving["history"][-1]["evaluation"] == ev_id
+    r = monitor("clean", tmp_path / "m", baseline="st", evaluation=reg / "income")
+    assert {"role": "evaluation", "id": ev_id}.items() <= next(
+        i for i in r.manifest["inputs"] if i["role"] == "evaluation"
+    ).items()
+
+
+def test_cli_exit_codes_and_json(here, tmp_path):
+    ok = cli("monitor", "--requests", "clean", "--baseline", "st", "--schema", "sc",
+             "-o", str(tmp_path / "a"), "--json")  # fmt: skip
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["retrain"] is False
+    bad = cli(
+        "monitor", "--requests", "drifted", "--baseline", "st", "-o", str(tmp_path / "b"), "--json"
+    )
+    record = json.loads(bad.stdout)
+    assert bad.exit_code == 1 and record["retrain"] is True and record["exit_code"] == 1
+    assert "retrain: yes" in bad.stderr and "drift: age" in bad.stderr
+    out = cli("monitor", "--requests", "clean", "--baseline", "st", "-o", "-")
+    assert out.exit_code == 0 and json.loads(out.stdout)["format"] == "mlstage-monitor/1"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--requests", "nowhere"], "not a request-log folder"),
+        (["--requests", "clean", "--window", "3x"], "--window '3x'"),
+        (["--requests", "clean", "--window", "1h", "--until", "noon"], "--until 'noon'"),
+        (["--requests", "clean", "--feedback", "fb.csv"], "--feedback needs --join"),
+        (["--requests", "clean", "--feedback", "fb.csv", "--join", "request_id"],
+         "--feedback needs --evaluation"),
+        (["--requests", "clean", "--evaluation", "ev", "--feedback", "fb.csv", "--join",
+          "request_id"], "appears 40 times (add --join row"),
+        (["--requests", "clean", "--evaluation", "ev", "--feedback", "fb.csv", "--join", "nope"],
+         "--join nope: no such column in the requests"),
+        (["--requests", "clean", "--evaluation", "ev", "--feedback", "labels.csv", "--join",
+          "request_id", "--join", "row"], "label values the model has no class for: maybe"),
+        (["--requests", "two_models"], "2 models (a, b): choose one with --model"),
+        (["--requests", "clean", "--evaluation", "st"], "expected evaluation"),
+    ],
+)  # fmt: skip
+def test_bad_input_exits_2_and_writes_nothing(here, built, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    for name in ("clean", "st", "sc", "ev", "m"):
+        (tmp_path / name).symlink_to(here / name)
+    built["clean"].write_csv(tmp_path / "fb.csv")
+    built["clean"].with_columns(income=pl.lit("maybe")).write_csv(tmp_path / "labels.csv")
+    (tmp_path / "two_models").mkdir()
+    logs = pl.read_parquet(here / "clean" / "*.parquet").head(10)
+    for m in ("a", "b"):
+        logs.with_columns(model=pl.lit(m)).write_parquet(
+            tmp_path / "two_models" / f"requests-{m}.parquet"
+        )
+    r = cli("monitor", *args, "--baseline", "st", "-o", "out")
+    assert r.exit_code == 2, r.stderr
+    assert message in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_model_option_picks_one_model(here, tmp_path):
+    folder = tmp_path / "two"
+    folder.mkdir()
+    logs = pl.read_parquet(here / "clean" / "*.parquet").head(50)
+    logs.with_columns(model=pl.lit("a")).write_parquet(folder / "requests-a.parquet")
+    logs.head(20).with_columns(model=pl.lit("b")).write_parquet(folder / "requests-b.parquet")
+    r = monitor(folder, tmp_path / "m", baseline="st", model="b")
+    assert r.manifest["summary"]["rows"] == 20
+    with pytest.raises(BadInput, match="choose one with --model"):
+        monitor(folder, tmp_path / "m2", baseline="st")
