@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO := demo-run
 DEMO_PORT ?= 8765
 
-.PHONY: install test demo bench bench-quick lint clean
+.PHONY: install browser test demo bench bench-quick lint clean
 
 install: $(STAMP)
 
@@ -16,7 +16,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# The report's browser tests run Debian's chromium headless: installed here when missing.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) browser
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -37,7 +43,13 @@ demo: $(STAMP)
 	    --split-key trip_start_timestamp -o data/taxi && \
 	  mlstage stats data/taxi -o stats/taxi && \
 	  mlstage schema stats/taxi --label tips -o schema/taxi && \
-	  mlstage validate data/taxi --schema schema/taxi --baseline stats/taxi -o anomalies/taxi
+	  mlstage validate data/taxi --schema schema/taxi --baseline stats/taxi -o anomalies/taxi && \
+	  mlstage report stats/adult -o reports/stats.html && \
+	  mlstage report anomalies/adult -o reports/anomalies.html && \
+	  mlstage report evaluations/adult -o reports/evaluation.html && \
+	  mlstage report monitor/adult -o reports/monitor.html && \
+	  mlstage report stats/taxi -o reports/taxi-stats.html && \
+	  { set +x; echo; echo "reports:"; ls -1 $$PWD/reports/*.html; }
 
 # Benchmarks (not tests): see bench/README.md. ROWS=1000000 for a quick run.
 bench: $(STAMP)

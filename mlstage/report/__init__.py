@@ -1,0 +1,129 @@
+"""`report`: one self-contained HTML page for a stats, anomalies, evaluation or monitor
+artifact (DESIGN §4). Summaries only, never rows; charts inline SVG (see `charts`).
+
+The page is a view, not an artifact: it is written to FILE.html atomically (a temp
+file renamed in) and not recorded in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInput
+from ..store import Store, store_for
+
+KINDS = ("stats", "anomalies", "evaluation", "monitor")
+BASELINE_KINDS = {"stats": "stats", "evaluation": "evaluation"}
+
+
+@dataclass
+class ReportResult:
+    path: Path | None  # None: written to stdout
+    kind: str
+    artifact: str
+    bytes: int
+
+
+def report(
+    artifact: str | Path,
+    out: str | Path | None,
+    *,
+    baseline: str | Path | None = None,
+    store: str | Path | Store | None = None,
+) -> ReportResult:
+    """Write the HTML report of ARTIFACT to `out` (None: stdout)."""
+    from . import page
+
+    st = store_for(store, out)
+    path, manifest = st.load(str(artifact))
+    kind = manifest["kind"]
+    if kind not in KINDS:
+        raise BadInput(
+            f"no report for a {kind} artifact: reports are for {', '.join(KINDS)} artifacts",
+            file=str(artifact),
+        )
+    base = None
+    if baseline is not None:
+        if kind not in BASELINE_KINDS:
+            raise BadInput(f"--baseline is for stats and evaluation reports, not {kind}")
+        base_path, base_manifest = st.load(str(baseline))
+        if base_manifest["kind"] != BASELINE_KINDS[kind]:
+            raise BadInput(
+                f"this is a {base_manifest['kind']} artifact; a {kind} report compares with another {kind}",
+                file=str(baseline),
+            )
+        base = (base_path, base_manifest)
+    title, sections = _build(kind, path, manifest, base, st, str(artifact))
+    subtitle = (f"{kind} {manifest['id'][:12]} · {artifact} · created {manifest.get('created', '')}"
+                + (f" · baseline {base[1]['id'][:12]}" if base else ""))  # fmt: skip
+    html = page.render(title, subtitle, sections)
+    data = html.encode()
+    if out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return ReportResult(None, kind, manifest["id"], len(data))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ReportResult(out, kind, manifest["id"], len(data))
+
+
+def _json(path: Path, name: str) -> Any:
+    return json.loads((path / name).read_text())
+
+
+def _build(kind, path, manifest, base, st, ref) -> tuple[str, list]:
+    if kind == "stats":
+        return _stats(path, base, ref)
+    if kind == "evaluation":
+        from .evaluation_page import sections
+
+        b = None
+        if base is not None:
+            b = (_json(base[0], "metrics.json"), _json(base[0], "curves.json"),
+                 f"baseline {base[1]['id'][:12]}")  # fmt: skip
+        return (f"Evaluation: {ref}", sections(_json(path, "metrics.json"), _json(path, "curves.json"),
+                                               _json(path, "blessing.json"), b))  # fmt: skip
+    from .checks_page import anomalies_sections, monitor_sections
+
+    if kind == "anomalies":
+        return f"Anomalies: {ref}", anomalies_sections(_json(path, "anomalies.json"), manifest, st)
+    return f"Monitor: {ref}", monitor_sections(_json(path, "report.json"), manifest, st)
+
+
+def _stats(path: Path, base, ref: str) -> tuple[str, list]:
+    from ..dataset import training_split
+    from ..stages.schema import DEFAULT_DRIFT
+    from .stats_page import sections
+
+    # Not re-validated against the JSON Schema (that takes longer than drawing the page
+    # for a large document): `stats` validated it when it wrote the artifact.
+    def read_stats(folder: Path) -> dict[str, Any]:
+        return _json(folder, "stats.json")
+
+    doc = read_stats(path)
+    sketches = _json(path, "sketches.json")
+    names = list(doc["splits"])
+    if base is not None:
+        current = training_split(dict.fromkeys(names, path), ref)
+        base_doc = read_stats(base[0])
+        base_split = training_split(dict.fromkeys(base_doc["splits"], base[0]), "baseline")
+        reference = (base_doc["splits"][base_split], f"baseline {base_split}")
+    elif len(names) > 1:
+        train = training_split(dict.fromkeys(names, path), ref)
+        current = next(n for n in names if n != train)
+        reference = (doc["splits"][train], train)
+    else:
+        current, reference = names[0], None
+    return f"Statistics: {ref}", sections(doc, sketches, current=current, reference=reference,
+                                          thresholds=DEFAULT_DRIFT)  # fmt: skip
