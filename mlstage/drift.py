@@ -18,6 +18,16 @@ import math
 from typing import Any
 
 PSI_FLOOR = 1e-4
+# The schema's `drift` key that sets the default threshold of each gating measure.
+THRESHOLD_KEYS = {"jsd": "numeric_jsd", "linf": "categorical_linf"}
+
+
+def baseline_buckets(base: dict[str, Any]) -> list[int]:
+    """The baseline's counts in its 10 quantile buckets, open-ended (all its finite values
+    fall inside its closed edges), then its missing values (null or NaN)."""
+    return [int(c) for c in base["quantile_histogram"]["counts"]] + [
+        int(base["missing"] + base.get("nan", 0))
+    ]
 
 
 def bucket_counts(base: dict[str, Any], values, missing: int) -> tuple[list[int], list[int]]:
@@ -28,13 +38,9 @@ def bucket_counts(base: dict[str, Any], values, missing: int) -> tuple[list[int]
     inner = np.asarray(edges[1:-1])
     if len(edges) < 2:
         return [base["missing"] + base.get("nan", 0)], [missing + int(values.size)]
-    # Baseline counts on closed edges become open-ended: all its finite values fall inside.
-    base_counts = list(base["quantile_histogram"]["counts"]) + [
-        base["missing"] + base.get("nan", 0)
-    ]
     idx = np.searchsorted(inner, values, side="right")
     cur = np.bincount(idx, minlength=len(inner) + 1).tolist() + [missing]
-    return [int(c) for c in base_counts], [int(c) for c in cur]
+    return baseline_buckets(base), [int(c) for c in cur]
 
 
 def _normalise(counts: list[int]) -> list[float]:

@@ -108,15 +108,12 @@ def _stats(path: Path, base, ref: str) -> tuple[str, list]:
 
     # Not re-validated against the JSON Schema (that takes longer than drawing the page
     # for a large document): `stats` validated it when it wrote the artifact.
-    def read_stats(folder: Path) -> dict[str, Any]:
-        return _json(folder, "stats.json")
-
-    doc = read_stats(path)
+    doc = _json(path, "stats.json")
     sketches = _json(path, "sketches.json")
     names = list(doc["splits"])
     if base is not None:
         current = training_split(dict.fromkeys(names, path), ref)
-        base_doc = read_stats(base[0])
+        base_doc = _json(base[0], "stats.json")
         base_split = training_split(dict.fromkeys(base_doc["splits"], base[0]), "baseline")
         reference = (base_doc["splits"][base_split], f"baseline {base_split}")
     elif len(names) > 1:

@@ -7,10 +7,9 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from ..drift import THRESHOLD_KEYS
 from . import charts
-from .page import Section, grid, num, pct, table, verdict
-
-GATING = {"jsd": "numeric_jsd", "linf": "categorical_linf"}
+from .page import Section, grid, num, result, table, verdict
 
 
 def anomalies_table(anomalies: list[dict[str, Any]]) -> str:
@@ -29,7 +28,7 @@ def drift_bars(drift: dict[str, dict[str, Any]], title: str, thresholds: dict[st
     names, values, notes, colours = [], [], [], []
     for col, m in sorted(drift.items(), key=lambda kv: -_gating(kv[1])[1]):
         metric, value = _gating(m)
-        limit = thresholds.get(GATING.get(metric, ""), None)
+        limit = thresholds.get(THRESHOLD_KEYS[metric])
         names.append(col)
         values.append(value)
         notes.append(f"{metric} {value:.3f}")
@@ -111,17 +110,20 @@ def _drifted_cards(drifted: list[tuple[str, str]], manifest: dict[str, Any], st)
 
 
 def _schema_drift(manifest: dict[str, Any], st) -> dict[str, Any]:
+    """The drift thresholds of the schema the artifact was checked with (the defaults
+    `schema` writes when there was none, or it is no longer in the store)."""
+    import json
+
     from ..errors import MlstageError
+    from ..stages.schema import DEFAULT_DRIFT
 
     schema_id = next((i["id"] for i in manifest["inputs"] if i["role"] == "schema"), None)
+    if schema_id is None:
+        return DEFAULT_DRIFT
     try:
-        path, m = st.load(f"@{schema_id}")
-        import json
-
+        path, _ = st.load(f"@{schema_id}")
         return json.loads((path / "schema.json").read_text()).get("drift", {})
     except (MlstageError, OSError, ValueError):
-        from ..stages.schema import DEFAULT_DRIFT
-
         return DEFAULT_DRIFT
 
 
@@ -169,13 +171,9 @@ def monitor_sections(doc: dict[str, Any], manifest: dict[str, Any], st) -> list[
                           numeric={1, 2})  # fmt: skip
         if live["checks"]:
             rows = [[c["metric"], c["value"], c.get("evaluation_value"), ", ".join(f"{k} {num(v)}" for k, v in c["threshold"].items()),
-                     ("html", f'<span class="{ {True: "pass", False: "fail", None: "skipped"}[c["passed"]]}">'
-                              f'{ {True: "pass", False: "fail", None: "skipped"}[c["passed"]]}</span>')]
+                     result(c["passed"])]
                     for c in live["checks"]]  # fmt: skip
             text += "<h3>Thresholds</h3>" + table(["metric", "live", "evaluation", "threshold", "result"], rows,
                                                   row_classes=["error" if c["passed"] is False else "" for c in live["checks"]])  # fmt: skip
         out.append(Section("live", "Live metrics from feedback", text))
     return out
-
-
-__all__ = ["anomalies_sections", "monitor_sections", "pct"]

@@ -8,7 +8,7 @@ from html import escape
 from typing import Any
 
 from . import charts
-from .page import Section, grid, num, pct, table, verdict
+from .page import Section, grid, num, result, table, verdict
 
 HEADLINE = {"classification": "accuracy", "regression": "mae"}
 
@@ -16,13 +16,12 @@ HEADLINE = {"classification": "accuracy", "regression": "mae"}
 def _checks(blessing: dict[str, Any]) -> str:
     rows, classes = [], []
     for c in blessing["checks"]:
-        result = {True: "pass", False: "fail", None: "skipped"}[c["passed"]]
         bound = ", ".join(f"{k} {num(v)}" for k, v in c["threshold"].items())
         value = num(c["value"]) if not isinstance(c["value"], list) else str(c["value"])
         if c.get("kind") == "change" and "baseline_value" in c:
             value = f"{value} (baseline {num(c['baseline_value'])}, change {num(c['change'])})"
         rows.append([c["metric"], c["slice"] or "overall", value, bound,
-                     ("html", f'<span class="{result}">{result}</span>'), c.get("note") or ""])  # fmt: skip
+                     result(c["passed"]), c.get("note") or ""])  # fmt: skip
         classes.append("error" if c["passed"] is False else "")
     if not rows:
         return '<p class="muted">no thresholds: blessed by default</p>'
@@ -185,6 +184,3 @@ def sections(
     if pd:
         out.append(Section("dependence", "Partial dependence", grid(pd)))
     return out
-
-
-__all__ = ["sections", "pct"]

@@ -148,6 +148,12 @@ def grid(cards: list[str]) -> str:
     return '<div class="grid">' + "".join(f'<div class="card">{c}</div>' for c in cards) + "</div>"
 
 
+def result(passed: bool | None) -> tuple[str, str]:
+    """A check's result as a table cell: pass, fail, or skipped (not gated)."""
+    word = {True: "pass", False: "fail", None: "skipped"}[passed]
+    return ("html", f'<span class="{word}">{word}</span>')
+
+
 def verdict(ok: bool, yes: str, no: str) -> str:
     return f'<span class="badge {"pass" if ok else "fail"}">{escape(yes if ok else no)}</span>'
 

@@ -4,8 +4,10 @@ measure `validate` would compute)."""
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
+from ..drift import THRESHOLD_KEYS
 from . import charts
 from .page import Section, num, pct, table
 
@@ -20,7 +22,7 @@ def stats_drift(
     quantile summary, within 0.2% of rank) or L-infinity on value frequencies."""
     import numpy as np
 
-    from ..drift import jensen_shannon, linf
+    from ..drift import baseline_buckets, jensen_shannon, linf
     from ..profile import summary_cdf
 
     numeric = ("int", "float")
@@ -35,8 +37,7 @@ def stats_drift(
         finite = cur["count"] - cur.get("nan", 0) - cur.get("inf", 0)
         shares = np.diff(np.concatenate([[0.0], below, [1.0]]))
         q = [float(s * finite) for s in shares] + [cur["missing"] + cur.get("nan", 0)]
-        p = list(ref["quantile_histogram"]["counts"]) + [ref["missing"] + ref.get("nan", 0)]
-        return "jsd", jensen_shannon(p, q)
+        return "jsd", jensen_shannon(baseline_buckets(ref), q)
     if "values" in cur and "values" in ref:
         return "linf", linf(ref, dict(cur["values"]))[0]
     return None
@@ -103,13 +104,11 @@ def sections(
     for name, col in split["columns"].items():
         ref = (ref_split or {}).get("columns", {}).get(name)
         drift = stats_drift(col, cur_sk.get(name, {}), ref) if ref else None
-        limit = None
-        if drift:
-            limit = thresholds.get("numeric_jsd" if drift[0] == "jsd" else "categorical_linf")
+        limit = thresholds.get(THRESHOLD_KEYS[drift[0]]) if drift else None
         flagged = drift is not None and limit is not None and drift[1] > limit
         centre = num(col.get("mean")) if "mean" in col else f"{num(col.get('unique'))} values"
         overview.append([
-            ("html", f'<a href="#col-{_anchor(name)}">{_esc(name)}</a>'), col["type"],
+            ("html", f'<a href="#col-{_anchor(name)}">{escape(name)}</a>'), col["type"],
             (pct(col["missing"] / rows) if rows else "—", col["missing"] / rows if rows else 0),
             centre,
             (f"{drift[0]} {num(drift[1], 3)}" if drift else "—", drift[1] if drift else -1),
@@ -118,15 +117,15 @@ def sections(
         measure = ""
         if drift:
             cls = "fail" if flagged else "ok"
-            measure = (f'<p>drift against {_esc(ref_label)}: <span class="{cls}">{drift[0].upper()} '
+            measure = (f'<p>drift against {escape(ref_label)}: <span class="{cls}">{drift[0].upper()} '
                        f'{num(drift[1], 3)}</span>{f" (threshold {num(limit)})" if limit is not None else ""}</p>')  # fmt: skip
         cards.append(
-            f'<div class="card" id="col-{_anchor(name)}"><h3>{_esc(name)}</h3>'
+            f'<div class="card" id="col-{_anchor(name)}"><h3>{escape(name)}</h3>'
             f"{_chart(name, col, current, ref, ref_label)}{measure}{_key_numbers(col, rows)}</div>"
         )
     against = f" against {ref_label}" if reference else ""
     head = (f"<p>{num(rows)} rows, {len(split['columns'])} columns in split "
-            f"<b>{_esc(current)}</b>{_esc(against)}. Click a header to sort.</p>")  # fmt: skip
+            f"<b>{escape(current)}</b>{escape(against)}. Click a header to sort.</p>")  # fmt: skip
     overview_html = head + table(
         ["column", "type", "missing", "mean / unique", "drift", ""],
         overview,
@@ -144,12 +143,6 @@ def sections(
             [[k, v["rows"], pct(v["rows"] / rows) if rows else "—"] for k, v in slices.items()],
             sortable=True, numeric={1, 2})))  # fmt: skip
     return out
-
-
-def _esc(text: str) -> str:
-    from html import escape
-
-    return escape(str(text))
 
 
 def _anchor(name: str) -> str:
