@@ -23,17 +23,22 @@ def load_input(
     return path, manifest, Input(role, manifest["id"], str(ref))
 
 
+def is_artifact_ref(ref: str) -> bool:
+    """Whether REF names an artifact (@id, or a directory with a manifest) rather than a file."""
+    p = Path(str(ref))
+    return str(ref).startswith("@") or (p.is_dir() and (p / "manifest.json").exists())
+
+
 def load_document(store: Store, ref: str, role: str, payload: str, kind: str) -> tuple[Any, Input]:
     """A user-editable document (schema, spec, config): a JSON/TOML file or an artifact directory.
 
     A plain file is identified by the sha256 of its parsed content as canonical
     JSON, so reformatting it changes nothing.
     """
-    p = Path(str(ref))
-    if str(ref).startswith("@") or (p.is_dir() and (p / "manifest.json").exists()):
+    if is_artifact_ref(ref):
         path, _, inp = load_input(store, str(ref), role, (kind,))
         return read_config(path / payload), inp
-    content = read_config(p)
+    content = read_config(Path(str(ref)))
     return content, Input(role, sha256_json(content), str(ref))
 
 

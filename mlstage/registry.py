@@ -170,24 +170,25 @@ def deploy(
     if evaluation_ref is not None:
         eval_path, _, eval_in = load_input(store, evaluation_ref, "evaluation", ("evaluation",))
         blessing = json.loads((eval_path / "blessing.json").read_text())
-        if blessing["model"] == model_id:
-            evaluation_id = eval_in.id
         if blessing["model"] != model_id:
             if not allow_unblessed:
                 raise DeployRefused(
                     f"refused: the evaluation is of model {blessing['model'][:12]}, not of {model_id[:12]}"
                 )
             action = "deploy-unblessed"
-        elif not blessing["blessed"]:
-            if not allow_unblessed:
-                failed = [c for c in blessing["checks"] if c["passed"] is False]
-                what = ", ".join(
-                    f"{c['metric']}{' on ' + c['slice'] if c['slice'] else ''}" for c in failed[:3]
-                )
-                raise DeployRefused(
-                    f"refused: the model is not blessed ({what} failed); --allow-unblessed overrides, on record"
-                )
-            action = "deploy-unblessed"
+        else:
+            evaluation_id = eval_in.id  # recorded in serving.json for `monitor`
+            if not blessing["blessed"]:
+                if not allow_unblessed:
+                    failed = [c for c in blessing["checks"] if c["passed"] is False]
+                    what = ", ".join(
+                        f"{c['metric']}{' on ' + c['slice'] if c['slice'] else ''}"
+                        for c in failed[:3]
+                    )
+                    raise DeployRefused(
+                        f"refused: the model is not blessed ({what} failed); --allow-unblessed overrides, on record"
+                    )
+                action = "deploy-unblessed"
     else:
         action = "deploy-unblessed"
     registry.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,8 @@ import json
 import sys
 from typing import Any
 
+RESULT = {True: "pass", False: "FAIL", None: "skipped"}  # a check's `passed`, for people
+
 
 def stderr_console():
     from rich.console import Console
@@ -166,7 +168,7 @@ def blessing_table(path) -> None:
         return
     table = Table("metric", "slice", "value", "threshold", "result")
     for c in doc["checks"]:
-        result = {True: "pass", False: "FAIL", None: "skipped"}[c["passed"]]
+        result = RESULT[c["passed"]]
         value = _num(c["value"]) if not isinstance(c["value"], list) else str(c["value"])
         if c.get("kind") == "change" and "baseline_value" in c:
             value = f"{_num(c['value'])} (baseline {_num(c['baseline_value'])}, change {_num(c['change'])})"
@@ -202,7 +204,7 @@ def monitor_table(path) -> None:
             f"feedback: {live['joined']} of {live['feedback_rows']} labels joined", markup=False
         )
         for c in live["checks"]:
-            result = {True: "pass", False: "FAIL", None: "skipped"}[c["passed"]]
+            result = RESULT[c["passed"]]
             console.print(
                 f"  live {c['metric']} {_num(c['value'])} (evaluation {_num(c['evaluation_value'])},"
                 f" threshold {c['threshold']}) {result}",

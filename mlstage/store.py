@@ -381,15 +381,15 @@ class Store:
     def live_ids(self) -> set[str]:
         """Ids that some path still holds, with everything in their lineage."""
         roots: set[str] = set()
-        registries: set[Path] = set()
+        parents: set[Path] = set()
         for path in {w["path"] for w in self.writes()}:
             try:
                 roots.add(json.loads((Path(path) / MANIFEST).read_bytes())["id"])
             except (OSError, ValueError, KeyError):
                 continue
-            registries.add(Path(path).parent)
-        for folder in registries:
-            # A registry also holds the evaluations its versions were deployed with
+            parents.add(Path(path).parent)
+        for folder in parents:
+            # A registry (the parent of its version folders) also holds the evaluations its versions were deployed with
             # (`monitor --evaluation REGISTRY/NAME` reads them by id).
             try:
                 history = json.loads((folder / "serving.json").read_bytes())["history"]

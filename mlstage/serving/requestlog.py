@@ -5,7 +5,8 @@ file `requests-<host>-<pid>-<time>-<seq>.parquet`, written beside its name and r
 in, so `monitor` never reads half a file: one file per worker per rotation. Columns:
 request_id, ts, model, version, row (the instance's position in its request, so that
 feedback for a many-instance request joins on request_id and row), the input columns
-(less --log-exclude), prediction, proba_<class>. --log-sample keeps that fraction of requests (decided per request).
+(less --log-exclude), prediction, proba_<class>. --log-sample keeps that fraction of
+requests (decided per request).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifact import Input
-from ..dataset import load_input, splits_of
+from ..dataset import is_artifact_ref, load_input, splits_of
 from ..errors import BadInput
 from ..formats import validate as validate_format
 from ..jsonio import dumps_pretty, jsonable, sha256_json
@@ -67,10 +67,10 @@ def parse_until(text: str | None) -> dt.datetime:
 def _requests_source(st: Store, ref: str) -> tuple[list[Path], Input, bool]:
     """The Parquet files of a request-log folder or a dataset artifact, their identity,
     and whether they are a server's logs."""
-    p = Path(ref)
-    if ref.startswith("@") or (p / "manifest.json").exists():
+    if is_artifact_ref(ref):
         path, manifest, inp = load_input(st, ref, "requests", ("dataset",))
         return list(splits_of(path, manifest).values()), inp, False
+    p = Path(ref)
     if not p.is_dir():
         raise BadInput("not a request-log folder or a dataset artifact", file=ref)
     # Servers write each file beside its name and rename it in: a listed file is whole.
@@ -96,10 +96,10 @@ def _read_table(st: Store, ref: str, role: str):
     """A dataset artifact (all splits) or a CSV/Parquet/JSON-lines file, and its identity."""
     import polars as pl
 
-    p = Path(ref)
-    if ref.startswith("@") or (p / "manifest.json").exists():
+    if is_artifact_ref(ref):
         path, manifest, inp = load_input(st, ref, role, ("dataset",))
         return pl.concat([pl.read_parquet(f) for f in splits_of(path, manifest).values()]), inp
+    p = Path(ref)
     if not p.is_file():
         raise BadInput("no such file or dataset artifact", file=ref)
     readers = {".csv": pl.read_csv, ".parquet": pl.read_parquet, ".jsonl": pl.read_ndjson,
@@ -133,9 +133,7 @@ def _only_model(frame, model: str | None, ref: str):
 def _window(frame, since: dt.datetime | None, until: dt.datetime | None, ref: str):
     import polars as pl
 
-    if since is None:
-        return frame
-    if frame.height == 0:
+    if since is None or frame.height == 0:
         return frame
     if "ts" not in frame.columns:
         raise BadInput('--window needs a "ts" column (the time of each request)', file=ref)
@@ -354,9 +352,9 @@ def monitor(
     if schema is not None:
         schema_doc, schema_in = read_schema(st, str(schema))
         inputs.append(schema_in)
-    eval_path = None
+    eval_path = eval_manifest = None
     if evaluation is not None:
-        eval_path, _, eval_in = load_input(
+        eval_path, eval_manifest, eval_in = load_input(
             st, _served_evaluation(str(evaluation)), "evaluation", ("evaluation",)
         )
         inputs.append(eval_in)
@@ -408,11 +406,9 @@ def monitor(
                     f" {m['value']:.3f} > {m['threshold']:g})"
                 )
             if fb_frame is not None:
-                cfg = _evaluation_config(st, eval_path)
-                label = _label_of(st, eval_path, fb_frame, list(join))
-                live = _live_metrics(
-                    frame, fb_frame, list(join), label, metrics, cfg, str(feedback)
-                )
+                cfg = eval_manifest["params"].get("config", {})
+                label = _label_of(st, eval_manifest, fb_frame, join)
+                live = _live_metrics(frame, fb_frame, join, label, metrics, cfg, str(feedback))
                 for c in live["checks"]:
                     if c["passed"] is False:
                         bound = ", ".join(f"{k} {v:g}" for k, v in c["threshold"].items())
@@ -480,19 +476,12 @@ def _drift_only_schema(table: dict[str, Any], present: list[str]) -> dict[str, A
     return {"columns": columns, "drift": dict(DEFAULT_DRIFT)}
 
 
-def _evaluation_config(st: Store, eval_path: Path) -> dict[str, Any]:
-    from ..artifact import read_manifest
-
-    return read_manifest(eval_path)["params"].get("config", {})
-
-
-def _label_of(st: Store, eval_path: Path, feedback, join: list[str]) -> str:
+def _label_of(st: Store, eval_manifest: dict[str, Any], feedback, join: list[str]) -> str:
     """The label column: the evaluated model's (from its signature, found by id in the
     store or at the path the evaluation recorded), else the feedback's only other column."""
-    from ..artifact import read_manifest
     from ..errors import MlstageError
 
-    model = next(i for i in read_manifest(eval_path)["inputs"] if i["role"] == "model")
+    model = next(i for i in eval_manifest["inputs"] if i["role"] == "model")
     for ref in (f"@{model['id']}", model["path"]):
         try:
             path, manifest = st.load(ref)
