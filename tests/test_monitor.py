@@ -245,6 +245,20 @@ def test_cli_exit_codes_and_json(here, tmp_path):
           "request_id", "--join", "row"], "label values the model has no class for: maybe"),
         (["--requests", "two_models"], "2 models (a, b): choose one with --model"),
         (["--requests", "clean", "--evaluation", "st"], "expected evaluation"),
+        (["--requests", "two_models", "--model", "c"], "--model c: the logs hold requests for a, b"),
+        (["--requests", "broken"], "cannot read the request logs"),
+        (["--requests", "rows", "--window", "1h"], '--window needs a "ts" column'),
+        (["--requests", "clean", "--evaluation", "ev", "--feedback", "fb.txt", "--join",
+          "request_id"], "expected a .csv, .parquet, .jsonl, .ndjson file"),
+        (["--requests", "clean", "--evaluation", "ev", "--feedback", "missing.csv", "--join",
+          "request_id"], "no such file or dataset artifact"),
+        (["--requests", "clean", "--evaluation", "ev", "--feedback", "fb.csv", "--join", "id"],
+         "--join id: no such column in the requests"),
+        (["--requests", "clean", "--evaluation", "ev", "--feedback", "first.csv", "--join",
+          "request_id"], "matches 40 logged rows: the join columns must name one request row (add --join row)"),
+        (["--requests", "clean", "--evaluation", "ev", "--feedback", "nolabel.csv", "--join",
+          "request_id", "--join", "row"], 'no column "income"'),
+        (["--requests", "clean", "--evaluation", "unserved/income"], "deployed without an evaluation"),
     ],
 )  # fmt: skip
 def test_bad_input_exits_2_and_writes_nothing(here, built, tmp_path, monkeypatch, args, message):
@@ -253,6 +267,17 @@ def test_bad_input_exits_2_and_writes_nothing(here, built, tmp_path, monkeypatch
         (tmp_path / name).symlink_to(here / name)
     built["clean"].write_csv(tmp_path / "fb.csv")
     built["clean"].with_columns(income=pl.lit("maybe")).write_csv(tmp_path / "labels.csv")
+    first = built["clean"].unique(subset="request_id", keep="first", maintain_order=True)
+    first.write_csv(tmp_path / "first.csv")
+    built["clean"].rename({"income": "label"}).write_csv(tmp_path / "nolabel.csv")
+    (tmp_path / "fb.txt").write_text("request_id,income\n")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "requests-1.parquet").write_bytes(b"not parquet at all")
+    (tmp_path / "unserved" / "income").mkdir(parents=True)
+    (tmp_path / "unserved" / "income" / "serving.json").write_text(
+        json.dumps({"format": "mlstage-serving/1", "version": 1, "history": [{"version": 1}]})
+    )
+    ingest([here / "ds" / "eval.parquet"], tmp_path / "rows")
     (tmp_path / "two_models").mkdir()
     logs = pl.read_parquet(here / "clean" / "*.parquet").head(10)
     for m in ("a", "b"):

@@ -127,6 +127,8 @@ def _only_model(frame, model: str | None, ref: str):
                 file=ref,
             )
         return frame, names[0] if names else None
+    if names and model not in names:
+        raise BadInput(f"--model {model}: the logs hold requests for {', '.join(names)}", file=ref)
     return frame.filter(pl.col("model") == model), model
 
 
