@@ -45,6 +45,10 @@ class StagePlan:
     algorithm: int  # bump when the stage's output for the same inputs changes
     params: dict[str, Any]
     inputs: list[Input] | Callable[[], list[Input]] = field(default_factory=list)
+    # Checks of the inputs that need heavy imports (scikit-learn's own parameter
+    # validation): run before producing or on --dry-run, skipped when the output is
+    # up to date, whose fingerprint already covers everything they check.
+    check: Callable[[], None] | None = None
 
     def resolved_inputs(self) -> list[Input]:
         if callable(self.inputs):
@@ -120,6 +124,8 @@ def run_stage(
 ) -> StageResult:
     """Run one stage into `out` (or only into the store when `out` is None)."""
     if out is None:
+        if plan.check:
+            plan.check()
         if dry_run:
             return StageResult(None, None, dry_run=True, would_run=True)
         return _produce_into_store(plan, produce, store)
@@ -133,6 +139,8 @@ def run_stage(
                     recover(out)
                     _heal_journal(out, store)
             return StageResult(current, out, up_to_date=True, dry_run=dry_run)
+    if plan.check:
+        plan.check()
     if dry_run:
         return StageResult(None, out, dry_run=True, would_run=True)
     out.parent.mkdir(parents=True, exist_ok=True)

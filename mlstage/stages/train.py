@@ -35,11 +35,11 @@ SEARCHES = {
 }
 
 
-def check_config(config: Any, where: str) -> None:
-    """Everything about the config that can be checked before reading data."""
+def check_estimator(config: Any, where: str) -> None:
+    """The estimator, params and search space of a format-valid config, checked by
+    scikit-learn (which takes seconds to import: run only when the stage will run)."""
     from ..estimators import build, distributions
 
-    validate(config, "mlstage-train/1", where)
     try:
         estimator = build(
             config["estimator"], config["task"], config.get("params", {}), config.get("seed", 0)
@@ -96,7 +96,7 @@ def train(
     """Train the estimator CONFIG names on FEATURES' training split."""
     st = store_for(store, out)
     cfg, cfg_in = load_document(st, str(config), "config", "config.json", "model")
-    check_config(cfg, str(config))
+    validate(cfg, "mlstage-train/1", str(config))
     path, manifest, feat_in = load_input(st, str(features), "features", ("features",))
     transform_doc = json.loads((path / "transform.json").read_text())
     label = transform_doc.get("label")
@@ -117,7 +117,14 @@ def train(
     splits = splits_of(path, manifest)
     fit_name = training_split(splits, str(features))
     data_ids = [i["id"] for i in manifest["inputs"] if i["role"] == "data"]
-    plan = StagePlan("train", "model", ALGORITHM, {"config": cfg}, [feat_in, cfg_in])
+    plan = StagePlan(
+        "train",
+        "model",
+        ALGORITHM,
+        {"config": cfg},
+        [feat_in, cfg_in],
+        check=lambda: check_estimator(cfg, str(config)),
+    )
 
     def produce(tmp: Path) -> dict[str, Any]:
         from ..model import ESTIMATOR_FILE, dump_estimator
