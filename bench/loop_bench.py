@@ -12,6 +12,7 @@ against the same baseline statistics and schema; runs interleaved, medians repor
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import statistics
 import subprocess
@@ -56,8 +57,8 @@ def main() -> None:
         logs = WORK / "logs"
         logs.mkdir()
         logged = rows.with_columns(
-            request_id=pl.format("r-{}", pl.int_range(n)), ts=pl.lit(None, pl.Datetime("us")).fill_null(
-                pl.datetime(2026, 11, 26)), model=pl.lit("m"), version=pl.lit(1), row=pl.lit(0),
+            request_id=pl.format("r-{}", pl.int_range(n)), ts=pl.lit(dt.datetime(2026, 11, 26)),
+            model=pl.lit("m"), version=pl.lit(1), row=pl.lit(0),
             prediction=pl.lit("yes"), **{"proba_no": pl.lit(0.3), "proba_yes": pl.lit(0.7)})  # fmt: skip
         per = 50_000
         for i in range(0, n, per):
