@@ -51,7 +51,12 @@ def make_cmd(work: Path, *targets: str, **variables: str) -> list[str]:
 
 
 def env_for(work: Path) -> dict[str, str]:
-    return {**os.environ, "MLSTAGE_STORE": str(work / ".mlstage")}
+    return {**os.environ, **store_env(work)}
+
+
+def store_env(work: Path) -> dict[str, str]:
+    """The loop's own store, as the crontab sets it."""
+    return {"MLSTAGE_STORE": str(work / ".mlstage")}
 
 
 def make(work: Path, *targets: str, **variables: str) -> subprocess.CompletedProcess:
@@ -71,10 +76,7 @@ def outputs(work: Path) -> dict[str, int]:
 def assert_consistent(work: Path) -> None:
     """verify passes on every artifact, reindex gives the same index, no temp files,
     every registry version whole."""
-    assert (
-        run_mlstage("verify", cwd=work, env={"MLSTAGE_STORE": str(work / ".mlstage")}).returncode
-        == 0
-    )
+    assert run_mlstage("verify", cwd=work, env=store_env(work)).returncode == 0
     store = Store.open(work / ".mlstage")
     before = store.index_dump()
     store.reindex()
@@ -162,12 +164,7 @@ def test_sigkill_at_random_moments_then_a_rerun_completes(loop_dir):
         time.sleep(rng.uniform(0.3, 4.0))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        assert (
-            run_mlstage(
-                "verify", cwd=work, env={"MLSTAGE_STORE": str(work / ".mlstage")}
-            ).returncode
-            == 0
-        )
+        assert run_mlstage("verify", cwd=work, env=store_env(work)).returncode == 0
     done = make(work)
     assert done.returncode == 0, done.stderr
     assert_consistent(work)
@@ -188,15 +185,13 @@ def test_overlapping_runs_all_finish_with_one_consistent_result(loop_dir):
     serving = json.loads((work / "registry/income/serving.json").read_text())
     assert serving["version"] == 1 and [h["action"] for h in serving["history"]] == ["deploy"]
     # The store logged every write of every run, and every run's artifacts are the same.
-    log = run_mlstage(
-        "log", "models/adult", "--json", cwd=work, env={"MLSTAGE_STORE": str(work / ".mlstage")}
-    )
+    log = run_mlstage("log", "models/adult", "--json", cwd=work, env=store_env(work))
     assert len({w["id"] for w in json.loads(log.stdout)}) == 1
 
 
 def test_new_data_retrains_and_gc_keeps_what_the_registry_needs(loop_dir):
     work = loop_dir
-    env = {"MLSTAGE_STORE": str(work / ".mlstage")}
+    env = store_env(work)
     assert make(work).returncode == 0
     (work / "incoming").mkdir()
     os.link(work.parent / "more.csv", work / "incoming" / "batch-2.csv")
