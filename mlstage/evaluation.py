@@ -20,18 +20,23 @@ from .errors import BadInput
 CLASSIFICATION = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss",
                   "brier", "confusion_matrix")  # fmt: skip
 REGRESSION = ("mae", "rmse", "r2", "mape", "max_error")
-FAIRNESS = (
+CLASSIFICATION_FAIRNESS = (
     "demographic_parity_difference",
     "demographic_parity_ratio",
     "equalized_odds_difference",
 )
+# Regression: the largest difference between groups of each error metric.
+REGRESSION_FAIRNESS = ("mae_difference", "rmse_difference")
+FAIRNESS = CLASSIFICATION_FAIRNESS + REGRESSION_FAIRNESS
 LOWER_IS_BETTER = {"log_loss", "brier", "mae", "rmse", "mape", "max_error", "demographic_parity_difference",
-                   "equalized_odds_difference"}  # fmt: skip
+                   "equalized_odds_difference", "mae_difference", "rmse_difference"}  # fmt: skip
 EPS = 2.220446049250313e-16  # float64 epsilon, as scikit-learn's log_loss and mape
 
 
 def metric_names(task: str) -> tuple[str, ...]:
-    return (CLASSIFICATION if task == "classification" else REGRESSION) + FAIRNESS
+    if task == "classification":
+        return CLASSIFICATION + CLASSIFICATION_FAIRNESS
+    return REGRESSION + REGRESSION_FAIRNESS
 
 
 class Outcomes:
@@ -230,30 +235,55 @@ def _add_aucs(o: Outcomes, keys, out: dict[str, dict[str, Any]]) -> None:
         out[g]["metrics"]["pr_auc"] = float(m.average_precision_score(truth, p)) if both else None
 
 
-def fairness(o: Outcomes, groups) -> dict[str, Any]:
-    """Per-group selection rate, TPR, FPR, accuracy, and Fairlearn's disparity metrics."""
+def fairness(o: Outcomes, groups, min_size: int = 1) -> dict[str, Any]:
+    """Per-group metrics and the disparities between groups of at least `min_size` rows.
+
+    Classification: selection rate, TPR, FPR, accuracy and Fairlearn's disparity metrics.
+    Regression: MAE and RMSE per group and the largest difference between groups.
+    A group under `min_size` rows is reported (`"gated": false`) but takes no part in
+    the disparities: a handful of rows would decide them by luck.
+    """
     per = grouped(o, groups)
-    pos = o.pos
     table = {}
     for g, v in sorted(per.items(), key=lambda kv: str(kv[0])):
-        c = v["counts"]
         n = v["rows"]
-        negatives = n - c["true"][pos]
-        table[g] = {
-            "rows": n,
-            "selection_rate": c["pred"][pos] / n,
-            "tpr": c["tp"][pos] / c["true"][pos] if c["true"][pos] else None,
-            "fpr": (c["pred"][pos] - c["tp"][pos]) / negatives if negatives else None,
-            "accuracy": v["metrics"]["accuracy"],
+        if o.task == "regression":
+            table[g] = {"rows": n, "mae": v["metrics"]["mae"], "rmse": v["metrics"]["rmse"]}
+        else:
+            c, pos = v["counts"], o.pos
+            negatives = n - c["true"][pos]
+            table[g] = {
+                "rows": n,
+                "selection_rate": c["pred"][pos] / n,
+                "tpr": c["tp"][pos] / c["true"][pos] if c["true"][pos] else None,
+                "fpr": (c["pred"][pos] - c["tp"][pos]) / negatives if negatives else None,
+                "accuracy": v["metrics"]["accuracy"],
+            }
+        table[g]["gated"] = n >= min_size
+    gated = [t for t in table.values() if t["gated"]]
+
+    def spread(key: str) -> float | None:
+        xs = [t[key] for t in gated if t[key] is not None]
+        return max(xs) - min(xs) if len(xs) >= 2 else None
+
+    if o.task == "regression":
+        return {
+            "mae_difference": spread("mae"),
+            "rmse_difference": spread("rmse"),
+            "min_group_size": min_size,
+            "groups": table,
         }
-    rates = [t["selection_rate"] for t in table.values()]
-    tprs = [t["tpr"] for t in table.values() if t["tpr"] is not None]
-    fprs = [t["fpr"] for t in table.values() if t["fpr"] is not None]
-    spread = lambda xs: max(xs) - min(xs) if xs else 0.0  # noqa: E731
+    rates = [t["selection_rate"] for t in gated]
+    tpr, fpr = spread("tpr"), spread("fpr")
     return {
-        "demographic_parity_difference": spread(rates),
-        "demographic_parity_ratio": min(rates) / max(rates) if rates and max(rates) > 0 else None,
-        "equalized_odds_difference": max(spread(tprs), spread(fprs)),
+        "demographic_parity_difference": spread("selection_rate"),
+        "demographic_parity_ratio": min(rates) / max(rates)
+        if len(rates) >= 2 and max(rates) > 0
+        else None,
+        "equalized_odds_difference": None
+        if tpr is None and fpr is None
+        else max(x for x in (tpr, fpr) if x is not None),
+        "min_group_size": min_size,
         "groups": table,
     }
 
@@ -284,14 +314,8 @@ def permutation_importance(
         drops = []
         for r in range(repeats):
             perm = np.random.default_rng(seed + 1000 * j + r).permutation(frame.height)
-            shuffled = frame.with_columns(
-                pl.Series(
-                    col,
-                    frame[col].to_numpy(allow_copy=True)[perm]
-                    if frame[col].dtype.is_numeric()
-                    else frame[col].gather(perm),
-                )
-            )
+            # gather keeps the column's type and its nulls (numpy would turn them into NaN)
+            shuffled = frame.with_columns(frame[col].gather(pl.Series(perm, dtype=pl.UInt32)))
             drops.append(sign * (base - score(outcome(shuffled), metric)))
         out[col] = float(np.mean(drops))
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
@@ -300,15 +324,23 @@ def permutation_importance(
 def partial_dependence(
     model, frame, columns: list[str], grid: int, positive
 ) -> list[dict[str, Any]]:
-    """Average prediction (P(positive), or the value) as one column is set to each grid value
-    for every row: scikit-learn's `brute` method, on raw inputs through the model's transform."""
+    """Average prediction as one column is set to each grid value for every row:
+    scikit-learn's `brute` method, on raw inputs through the model's transform.
+
+    `average`: P(positive) for a binary task (or a multiclass one given `positive`), the
+    mean prediction for regression; a multiclass task also gets `classes`, the average
+    probability of every class (or the share of rows predicted as it, without
+    probabilities), as scikit-learn reports one curve per class."""
     import numpy as np
     import polars as pl
 
+    from .missing import missing_as_null
+
     out = []
-    pos_index = model.class_names.index(positive) if model.task == "classification" else None
+    names = model.class_names
+    pos_index = names.index(positive) if positive is not None and names else None
     for col in columns:
-        s = frame[col].drop_nulls()
+        s = frame.select(missing_as_null(col, frame.schema[col])).to_series().drop_nulls()
         if s.len() == 0:
             continue
         ctype = model.transform.inputs[col]
@@ -322,26 +354,40 @@ def partial_dependence(
             values = list(dict.fromkeys(values))
         else:
             values = s.value_counts(sort=True).head(grid)[col].to_list()
-        averages = []
+        averages: list[float] = []
+        per_class: list[list[float]] = []
         for v in values:
             df = frame.with_columns(pl.lit(v, dtype=frame.schema[col]).alias(col))
             pred, proba = model.predict_frame(df)
-            if pos_index is not None and proba is not None:
-                averages.append(float(np.mean(np.asarray(proba)[:, pos_index])))
-            elif pos_index is not None:
-                averages.append(
-                    float(np.mean([model.class_names.index(str(p)) == pos_index for p in pred]))
-                )
-            else:
+            if model.task == "regression":
                 averages.append(float(np.mean(pred)))
-        out.append(
-            {
-                "column": col,
-                "values": [v.isoformat() if hasattr(v, "isoformat") else v for v in values],
-                "average": averages,
-            }
-        )
+                continue
+            if proba is None:  # the share of rows predicted as each class
+                index = {c: i for i, c in enumerate(names)}
+                hits = np.zeros(len(names))
+                for i in (index[canonical(p)] for p in pred):
+                    hits[i] += 1
+                mean = hits / max(1, len(pred))
+            else:
+                mean = np.asarray(proba, dtype=float).mean(axis=0)
+            per_class.append([float(x) for x in mean])
+            if pos_index is not None:
+                averages.append(float(mean[pos_index]))
+        entry: dict[str, Any] = {
+            "column": col,
+            "values": [v.isoformat() if hasattr(v, "isoformat") else v for v in values],
+            "average": averages if model.task == "regression" or pos_index is not None else None,
+        }
+        if model.task == "classification" and len(names) > 2:
+            entry["classes"] = {c: [row[i] for row in per_class] for i, c in enumerate(names)}
+        out.append(entry)
     return out
+
+
+def canonical(value) -> str:
+    from .hashing import canonical_text
+
+    return canonical_text(value)
 
 
 def curves(o: Outcomes) -> dict[str, Any]:

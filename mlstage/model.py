@@ -155,6 +155,23 @@ class Model:
     def predict_matrix(self, X):
         """Predictions (a list of label values) and class probabilities (an array of
         shape rows x classes in `class_names` order; None for regression)."""
+        try:
+            return self._predict_matrix(X)
+        except ValueError:
+            import numpy as np
+
+            # Models fitted before missing inputs got a fill value (featurize algorithm 1)
+            # pass NaN on to estimators that refuse it: bad input, named, not a crash.
+            nan = np.isnan(X).any(axis=0) if X.size else []
+            cols = [c for c, bad in zip(self.transform.outputs, nan, strict=True) if bad]
+            if cols:
+                raise BadInput(
+                    f"the model cannot take missing values in {', '.join(cols[:5])}"
+                    " (it was trained without any there; retrain to impute them)"
+                ) from None
+            raise
+
+    def _predict_matrix(self, X):
         import numpy as np
 
         if self.task == "regression":

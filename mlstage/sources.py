@@ -138,14 +138,21 @@ def _raw_lazy(src: Source, nulls: list[str], sample_rows: int | None = None):
     if src.format in ("csv", "tsv"):
         return pl.scan_csv(src.path, n_rows=sample_rows, **_csv_options(src, nulls))
     if src.format == "jsonl":
-        lf = pl.scan_ndjson(
-            src.path,
-            infer_schema_length=None if sample_rows is None else sample_rows,
-            n_rows=sample_rows,
-        )
+        # Every value as its JSON text, typed afterwards by the same inference as CSV: the
+        # reader's own inference would read a column as int from its first rows and then
+        # truncate 17.5 to 17. The names come from a schema pass over the whole file.
+        names = pl.scan_ndjson(src.path, infer_schema_length=None).collect_schema()
+        nested = [c for c, t in names.items() if t.is_nested() or isinstance(t, pl.Struct)]
+        if nested:
+            raise BadInput(
+                "holds nested values (lists or objects); mlstage reads flat records",
+                file=src.name,
+                column=nested[0],
+            )
+        lf = pl.scan_ndjson(src.path, schema={c: pl.String for c in names}, n_rows=sample_rows)
         return _strings_as_text(lf, nulls)
     if src.format == "json":
-        df = pl.read_json(src.path)
+        df = read_json_records(src)
         if sample_rows is not None:
             df = df.head(sample_rows)
         return _strings_as_text(df.lazy(), nulls)
@@ -162,6 +169,75 @@ def _raw_lazy(src: Source, nulls: list[str], sample_rows: int | None = None):
     raise BadInput(
         f"unknown format {src.format!r}; choose from {', '.join(FORMATS)}", file=src.name
     )
+
+
+def read_json_records(src: Source):
+    """A JSON array of flat objects as a frame of text columns (numbers as written).
+
+    Read with Python's json module: numbers keep their exact text (no int inferred
+    from the first records, no float rounding), and a document that is not an array of
+    objects, or a nested value, is named by record and key. Held in memory whole (a
+    JSON array cannot be streamed): use JSON Lines for large files.
+    """
+    import json
+
+    import polars as pl
+
+    keep_text = {"parse_float": str, "parse_int": str, "parse_constant": str}
+    try:
+        with open(src.path, encoding="utf-8") as f:
+            doc = json.load(f, **keep_text)
+    except UnicodeDecodeError:
+        raise BadInput("the file is not valid UTF-8 text", file=src.name) from None
+    except json.JSONDecodeError as e:
+        raise BadInput(f"not valid JSON: {e.msg}", file=src.name, line=e.lineno) from None
+    if not isinstance(doc, list):
+        kind = _json_kind(doc)
+        raise BadInput(
+            f"the JSON document is {kind}, not an array of records [{{...}}, ...]"
+            " (for one record per line, use JSON Lines: .jsonl)",
+            file=src.name,
+        )
+    columns: dict[str, list] = {}
+    for i, record in enumerate(doc):
+        if not isinstance(record, dict):
+            raise BadInput(
+                f"record {i + 1} is {_json_kind(record)}, not an object of column values",
+                file=src.name,
+            )
+        for key, value in record.items():
+            if isinstance(value, dict | list):
+                raise BadInput(
+                    f"record {i + 1} holds a nested value ({_json_kind(value)});"
+                    " mlstage reads flat records",
+                    file=src.name,
+                    column=key,
+                )
+            if key not in columns:
+                columns[key] = [None] * i
+            columns[key].append(_json_text(value))
+        for values in columns.values():  # keys this record lacks are missing
+            if len(values) <= i:
+                values.append(None)
+    if not columns:
+        raise BadInput("the JSON array holds no record with a column", file=src.name)
+    return pl.DataFrame(columns, schema={c: pl.String for c in columns})
+
+
+def _json_text(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value  # None, a string, or a number's text as written
+
+
+def _json_kind(value) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if value is None:
+        return "null"
+    return f"a single value ({_json_text(value)})"  # numbers arrive as their text
 
 
 def _strings_as_text(lf, nulls: list[str]):
@@ -289,11 +365,13 @@ def diagnose_values(src: Source, types: dict[str, ColumnType], nulls: list[str])
         return None
     row = bad.row(0, named=True)
     col = next(c for c in failing if row[f"__bad_{c}"])
+    record = f"record {row['__row'] + 1}: " if src.format == "json" else ""
     return BadInput(
-        f"cannot parse {str(row[col])!r} as {_article(types[col].name)}; the type was inferred"
-        f" from the first rows, pass --type {col}=string (or another type) to read it differently",
+        f"{record}cannot parse {str(row[col])!r} as {_article(types[col].name)}; the type was"
+        f" inferred from the first rows, pass --type {col}=string (or another type) to read it"
+        " differently",
         file=src.name,
-        line=row["__row"] + src.line_offset,
+        line=None if src.format == "json" else row["__row"] + src.line_offset,
         column=col,
     )
 

@@ -9,18 +9,22 @@
      "outputs": ["age", "workclass=Private", ...]}
 
 Numbers in categorical columns are matched by their canonical text (`hashing`).
-Missing values are null, and NaN in a float column; `impute` fills both.
+Missing means null, or NaN in a float column, everywhere (`mlstage.missing`):
+`impute` fills both. An entry without `impute` whose transform would give NaN for a
+missing value, on a column that had no missing value in training, is given a fill value
+anyway (`"impute_value"` with `"imputed": "unseen"`: the median of a numeric column, else
+the most frequent value), so a model trained without NaN never meets one at prediction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import BadInput
 from ..hashing import canonical_text
+from ..missing import missing_as_null, none_if_missing
 from . import names
 from .spec import check_spec
 from .transforms import NUMERIC, TRANSFORMS, value_counts
@@ -32,8 +36,8 @@ def _input_columns(entry: dict) -> list[str]:
     return list(entry["columns"]) if "columns" in entry else [entry["column"]]
 
 
-def _impute_value(entry: dict, series, ctype: str):
-    how = entry.get("impute")
+def _impute_value(entry: dict, series, ctype: str, how=None):
+    how = how or entry.get("impute")
     if how is None:
         return None
     if isinstance(how, dict):
@@ -107,6 +111,17 @@ class FittedTransform:
                     "impute_value": _jsonable(value),
                     "state": t.fit(entry, filled),
                 }
+                if (
+                    value is None
+                    and series.null_count() == 0
+                    and series.len()
+                    and t.nan_on_missing(entry)
+                ):
+                    unseen = "median" if types[cols[0]] in NUMERIC else "mode"
+                    fitted["impute_value"] = _jsonable(
+                        _impute_value(entry, series, types[cols[0]], unseen)
+                    )
+                    fitted["imputed"] = "unseen"
             out = t.outputs(entry, fitted["state"])
             if entry.get("indicator"):
                 out = out + [names.indicator(cols[0])]
@@ -160,9 +175,7 @@ class FittedTransform:
             cols = _input_columns(entry)
             xs = []
             for c in cols:
-                x = pl.col(c)
-                if self.inputs[c] == "float":
-                    x = x.fill_nan(None)
+                x = missing_as_null(c, schema.get(c))
                 if fitted["impute_value"] is not None:
                     x = x.fill_null(_parse_impute(fitted["impute_value"], self.inputs[c]))
                 if t.text_input:
@@ -170,11 +183,9 @@ class FittedTransform:
                 xs.append(x)
             values = t.exprs(entry, state, xs if t.multi else xs[0])
             if entry.get("indicator"):
-                raw = pl.col(cols[0])
-                missing = raw.is_null() | (
-                    raw.is_nan() if self.inputs[cols[0]] == "float" else pl.lit(False)
+                values.append(
+                    missing_as_null(cols[0], schema.get(cols[0])).is_null().cast(pl.Float64)
                 )
-                values.append(missing.cast(pl.Float64))
             out += [
                 v.cast(pl.Float32).alias(name)
                 for v, name in zip(values, fitted["outputs"], strict=True)
@@ -221,9 +232,9 @@ class FittedTransform:
             out: list[float] = []
             for multi, cols, fn, fill, indicator in steps:
                 if multi:
-                    out += fn([_missing_to_none(row.get(c)) for c in cols])
+                    out += fn([none_if_missing(row.get(c)) for c in cols])
                     continue
-                v = _missing_to_none(row.get(cols[0]))
+                v = none_if_missing(row.get(cols[0]))
                 out += fn(fill if v is None and fill is not None else v)
                 if indicator:
                     out.append(1.0 if v is None else 0.0)
@@ -231,10 +242,6 @@ class FittedTransform:
 
         self._row = apply
         return apply
-
-
-def _missing_to_none(v):
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
 
 def _parse_impute(value, ctype: str):

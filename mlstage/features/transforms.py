@@ -48,6 +48,13 @@ class Transform:
     multi = False  # takes `columns` (several) instead of `column`
     text_input = False  # reads the canonical text of its column (categorical transforms)
 
+    def nan_on_missing(self, entry: dict) -> bool:
+        """Whether a missing input gives NaN outputs (rather than all-zero or a slot of its own).
+
+        Such a transform gets a fitted fill value when training saw no missing value, so
+        an estimator that rejects NaN never meets one it was not trained with."""
+        return True
+
     def fit(self, entry: dict, series) -> dict[str, Any]:
         return {}
 
@@ -139,6 +146,11 @@ class Clip(Transform):
     def fit(self, entry, series):
         if "min" not in entry and "max" not in entry:
             raise BadInput("clip needs min, max or both", column=entry["column"])
+        if "min" in entry and "max" in entry and entry["min"] > entry["max"]:
+            raise BadInput(
+                f"clip needs min <= max; got min {entry['min']} and max {entry['max']}",
+                column=entry["column"],
+            )
         return {"min": entry.get("min"), "max": entry.get("max")}
 
     def exprs(self, entry, state, x):
@@ -152,6 +164,9 @@ class Clip(Transform):
 
 class Bucketize(Transform):
     name, accepts, options = "bucketize", NUMERIC, ("buckets", "output")
+
+    def nan_on_missing(self, entry):
+        return entry.get("output", "onehot") == "ordinal"
 
     def fit(self, entry, series):
         import numpy as np
@@ -223,6 +238,9 @@ class OneHot(Transform):
     name, accepts, options = "one_hot", CATEGORICAL, ("top_k", "min_count")
     text_input = True
 
+    def nan_on_missing(self, entry):
+        return False
+
     def fit(self, entry, series):
         return {
             "vocabulary": _vocabulary(series, entry.get("top_k"), entry.get("min_count", 1)),
@@ -285,6 +303,9 @@ class Hash(Transform):
     name, accepts, options = "hash", CATEGORICAL, ("buckets",)
     text_input = True
 
+    def nan_on_missing(self, entry):
+        return False
+
     def fit(self, entry, series):
         return {"buckets": entry.get("buckets", 32)}
 
@@ -312,6 +333,9 @@ class Hash(Transform):
 class Cross(Transform):
     name, accepts, options, multi = "cross", CATEGORICAL, ("buckets",), True
     text_input = True
+
+    def nan_on_missing(self, entry):
+        return False
 
     def fit(self, entry, series):
         return {"buckets": entry.get("buckets", 32)}
@@ -346,6 +370,9 @@ class Counts(Transform):
     """Token counts over a vocabulary fitted on train (scikit-learn's CountVectorizer defaults)."""
 
     name, accepts, options = "counts", ("string",), ("max_features",)
+
+    def nan_on_missing(self, entry):
+        return False
 
     def fit(self, entry, series):
         docs = [tokens(t) for t in series.to_list()]

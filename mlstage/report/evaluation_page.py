@@ -7,6 +7,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from ..evaluation import FAIRNESS
 from . import charts
 from .page import Section, grid, num, result, table, verdict
 
@@ -102,14 +103,23 @@ def _curves(
 
 
 def _partial_dependence(curves: dict[str, Any]) -> list[str]:
+    """One card per column: the average prediction, or one line (bar chart) per class."""
     cards = []
     for pd in curves.get("partial_dependence") or []:
-        values, avg = pd["values"], pd["average"]
-        if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            cards.append(charts.lines([(values, avg, "")], title=f"Partial dependence: {pd['column']}",
-                                      xlabel=pd["column"], ylabel="average prediction", markers=True))  # fmt: skip
-        else:
-            cards.append(charts.hbars([str(v) for v in values], avg, title=f"Partial dependence: {pd['column']}",
+        values, col = pd["values"], pd["column"]
+        series = [("", pd["average"])] if pd.get("average") is not None else []
+        series += [] if series else list((pd.get("classes") or {}).items())
+        numeric = values and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values
+        )
+        if numeric and series:
+            cards.append(charts.lines([(values, ys, name) for name, ys in series],
+                                      title=f"Partial dependence: {col}", xlabel=col,
+                                      ylabel="average prediction", markers=True))  # fmt: skip
+            continue
+        for name, ys in series:
+            title = f"Partial dependence: {col}" + (f" (P({name}))" if name else "")
+            cards.append(charts.hbars([str(v) for v in values], ys, title=title,
                                       xlabel="average prediction"))  # fmt: skip
     return cards
 
@@ -163,13 +173,15 @@ def sections(
         parts = []
         for col, f in metrics["fairness"].items():
             groups = f["groups"]
-            parts.append(f"<h3>{escape(col)}</h3><p>demographic parity difference {num(f['demographic_parity_difference'])}, "
-                         f"ratio {num(f.get('demographic_parity_ratio'))}, equalized odds difference "
-                         f"{num(f['equalized_odds_difference'])}</p>")  # fmt: skip
+            disparities = [k for k in FAIRNESS if k in f]
+            parts.append(f"<h3>{escape(col)}</h3><p>"
+                         + ", ".join(f"{k.replace('_', ' ')} {num(f[k])}" for k in disparities) + "</p>")  # fmt: skip
             keys = [k for k in next(iter(groups.values())) if k != "rows"] if groups else []
-            parts.append(grid([charts.hbars(list(groups), [g["selection_rate"] for g in groups.values()],
-                                             title=f"Selection rate by {col}", xlabel="selection rate",
-                                             notes=[f"n={g['rows']:,}" for g in groups.values()])])
+            bar = "selection_rate" if task == "classification" else "mae"
+            parts.append(grid([charts.hbars(list(groups), [g[bar] for g in groups.values()],
+                                             title=f"{bar.replace('_', ' ')} by {col}", xlabel=bar.replace("_", " "),
+                                             notes=[f"n={g['rows']:,}" + ("" if g.get("gated", True) else " (not gated)")
+                                                    for g in groups.values()])])
                          + table(["group", "rows", *keys], [[k, g["rows"], *[g.get(x) for x in keys]]
                                                             for k, g in groups.items()],
                                  sortable=True, numeric=set(range(1, len(keys) + 2))))  # fmt: skip

@@ -63,8 +63,24 @@ def mlflow(body: bytes, content_type: str) -> list[dict[str, Any]]:
     kind = content_type.split(";")[0].strip().lower()
     if kind == "text/csv":
         try:
-            reader = csv.DictReader(io.StringIO(body.decode("utf-8")))
-            return [{k: (None if v == "" else v) for k, v in row.items()} for row in reader]
+            reader = csv.reader(io.StringIO(body.decode("utf-8")), strict=True)
+            header = next(reader, None)
+            if not header:
+                raise RequestError(400, "the CSV body is empty (a header line is needed)")
+            rows = []
+            for record in reader:
+                if not record:  # a blank line
+                    continue
+                if len(record) != len(header):
+                    raise RequestError(
+                        400,
+                        f"CSV line {reader.line_num}: {len(record)} fields where the header has"
+                        f" {len(header)}",
+                    )
+                rows.append(
+                    {k: (None if v == "" else v) for k, v in zip(header, record, strict=True)}
+                )
+            return rows
         except (UnicodeDecodeError, csv.Error) as e:
             raise RequestError(400, f"the body is not valid CSV: {e}") from None
     if kind != "application/json":

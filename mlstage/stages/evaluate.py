@@ -185,13 +185,11 @@ def run_evaluation(
     import polars as pl
 
     from .. import evaluation as ev
+    from ..missing import drop_unlabelled
     from ..profile import slice_key_expr
 
     label = model.label
-    frame = pl.read_parquet(parquet)
-    frame = frame.filter(pl.col(label).is_not_null())  # rows without a label cannot be scored
-    if frame.height == 0:
-        raise BadInput("no labelled rows to evaluate on", file=str(parquet))
+    frame, unlabelled = drop_unlabelled(pl.read_parquet(parquet), label, str(parquet))
     y_true = frame[label].to_list()
     pred, proba = model.predict_frame(frame)
     outcome = ev.Outcomes(model.task, y_true, pred, proba, model.class_names, positive)
@@ -224,11 +222,11 @@ def run_evaluation(
                     "metrics": v["metrics"],
                 }
             )
+    _check_slice_names(cfg, slices, model.signature, str(parquet))
     fairness = {}
-    if model.task == "classification":
-        for col in cfg.get("sensitive", []):
-            groups = frame[col].cast(pl.String).fill_null("<missing>").to_numpy()
-            fairness[col] = ev.fairness(outcome, groups)
+    for col in cfg.get("sensitive", []):
+        groups = frame[col].cast(pl.String).fill_null("<missing>").to_numpy()
+        fairness[col] = ev.fairness(outcome, groups, min_size)
     seed = cfg.get("seed", 0)
     imp_cfg = cfg.get("importance", {})
     sample = (
@@ -255,7 +253,8 @@ def run_evaluation(
         )
     checks = _checks(cfg, overall, slices, fairness, base_overall)
     metrics = {
-        "format": "mlstage-evaluation/1", "task": model.task, "rows": frame.height, "classes": model.class_names,
+        "format": "mlstage-evaluation/1", "task": model.task, "rows": frame.height, "unlabelled_rows": unlabelled,
+        "classes": model.class_names,
         "positive": positive, "overall": overall, "slices": slices, "fairness": fairness,
         "importance": {"metric": metric, "rows": sample.height, "values": importance},
         "baseline": {"model": base.id, "overall": base_overall} if base is not None else None,
@@ -268,6 +267,31 @@ def run_evaluation(
         "checks": checks,
     }
     return {"metrics": metrics, "curves": curves, "blessing": blessing}
+
+
+def _check_slice_names(cfg, slices, signature, where: str) -> None:
+    """A threshold on a slice the data does not hold is a typo unless training saw its values.
+
+    `sex=Alien` would otherwise pass silently (a disabled gate); `race=Other`, seen in
+    training but absent from this split, is reported as a check with no rows."""
+    found = {s["name"] for s in slices}
+    for metric, spec in cfg.get("thresholds", {}).items():
+        for name in spec.get("slices", {}):
+            if name in found:
+                continue
+            known = True
+            for part in name.split(","):
+                col, _, value = part.partition("=")
+                domain = signature["inputs"].get(col, {}).get("domain")
+                if domain is None or value not in domain:
+                    known = False
+            if not known:
+                nearby = sorted(n for n in found if n.split("=")[0] == name.split("=")[0])[:10]
+                raise BadInput(
+                    f"at $.thresholds.{metric}.slices: no slice {name!r} in the data"
+                    f" (slices found: {', '.join(nearby) or 'none'})",
+                    file=where,
+                )
 
 
 def _checks(cfg, overall, slices, fairness, base_overall) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from ..jsonio import dumps_pretty
 from ..runner import StagePlan, StageResult, run_stage
 from ..store import Store, store_for
 
-ALGORITHM = 1
+ALGORITHM = 2  # 2: a fill value for missing inputs training never saw
 
 
 def load_transform(st: Store, ref: str):

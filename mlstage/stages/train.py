@@ -11,6 +11,7 @@ is refit on the whole training split. The artifact alone is enough to serve.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,31 @@ def _column(path: Path, col: str):
     return pl.read_parquet(path, columns=[col]).to_series()
 
 
+def _label_mask(path: Path, label: str):
+    """Rows whose label is present (missing: null, or NaN in a float label)."""
+    import polars as pl
+
+    from ..missing import missing_as_null
+
+    lf = pl.scan_parquet(path)
+    return (
+        lf.select(missing_as_null(label, lf.collect_schema()[label]).is_not_null())
+        .collect()
+        .to_series()
+        .to_numpy()
+    )
+
+
+def _labelled(path: Path, columns: list[str], label: str):
+    """(X, y, rows left out) for the rows of a split that have a label."""
+    keep = _label_mask(path, label)
+    X, y = _matrix(path, columns), _column(path, label).to_numpy()
+    dropped = int(keep.size - keep.sum())
+    if dropped:
+        X, y = X[keep], y[keep]
+    return X, y, dropped
+
+
 def train(
     features: str | Path,
     out: str | Path | None,
@@ -130,21 +156,32 @@ def train(
         from ..model import ESTIMATOR_FILE, dump_estimator
 
         feature_cols = list(transform_doc["outputs"])
-        X = _matrix(splits[fit_name], feature_cols)
-        y = _column(splits[fit_name], label["column"]).to_numpy()
+        X, y, unlabelled = _labelled(splits[fit_name], feature_cols, label["column"])
+        if unlabelled:
+            sys.stderr.write(
+                f"warning: {fit_name} split: {unlabelled} rows without a label"
+                f" ({label['column']!r}) left out of training\n"
+            )
         if cfg["task"] == "classification" and len(set(y.tolist())) < 2:
             raise BadInput(
                 f'the label "{label["column"]}" has one class in the training split; a classifier needs two or more',
                 file=str(features),
             )
-        w = _column(splits[fit_name], weight).to_numpy() if weight else None
-        estimator, cv, caught = _fit_quietly(cfg, X, y, w)
+        w = (
+            _column(splits[fit_name], weight).to_numpy()[
+                _label_mask(splits[fit_name], label["column"])
+            ]
+            if weight
+            else None
+        )
+        estimator, cv, caught = _fit_quietly(cfg, X, y, w, feature_cols)
         metrics = {
             "format": "mlstage-model-metrics/1",
             "task": cfg["task"],
             "splits": {},
             "cv": cv,
             "warnings": caught,
+            "unlabelled_rows": {fit_name: unlabelled},
         }
         metrics["splits"][fit_name] = _metrics(
             cfg["task"], estimator, X, y, sample=True, seed=cfg.get("seed", 0)
@@ -152,12 +189,11 @@ def train(
         del X
         for name, file in splits.items():
             if name != fit_name:
-                metrics["splits"][name] = _metrics(
-                    cfg["task"],
-                    estimator,
-                    _matrix(file, feature_cols),
-                    _column(file, label["column"]).to_numpy(),
+                Xs, ys, metrics["unlabelled_rows"][name] = _labelled(
+                    file, feature_cols, label["column"]
                 )
+                if ys.size:
+                    metrics["splits"][name] = _metrics(cfg["task"], estimator, Xs, ys)
         (tmp / ESTIMATOR_FILE).write_bytes(dump_estimator(estimator))
         (tmp / "transform.json").write_text(dumps_pretty(transform_doc))
         signature = _signature(st, manifest, transform_doc, cfg["task"], estimator)
@@ -178,6 +214,7 @@ def train(
                 "features": manifest["id"],
                 "data": data_ids[0] if data_ids else None,
                 "cv_score": cv["best_score"] if cv else None,
+                "unlabelled_rows": unlabelled,
                 "scoring": cv["scoring"] if cv else None,
                 "metrics": metrics["splits"],
             }
@@ -188,7 +225,7 @@ def train(
     )
 
 
-def _fit_quietly(cfg: dict[str, Any], X, y, w):
+def _fit_quietly(cfg: dict[str, Any], X, y, w, feature_cols: list[str]):
     """Fit, keeping scikit-learn's warnings as a list recorded in metrics.json and said
     once on stderr. Convergence warnings are silenced during the fit (scikit-learn hands
     the warning filters to its CV workers, which would print one per fold) and the
@@ -202,7 +239,7 @@ def _fit_quietly(cfg: dict[str, Any], X, y, w):
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         warnings.simplefilter("ignore", ConvergenceWarning)
-        estimator, cv = _fit(cfg, X, y, w)
+        estimator, cv = _fit(cfg, X, y, w, feature_cols)
     messages = {f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in seen}
     max_iter = estimator.get_params().get("max_iter")
     n_iter = getattr(estimator, "n_iter_", None)
@@ -220,20 +257,38 @@ def _fit_quietly(cfg: dict[str, Any], X, y, w):
     return estimator, cv, sorted(messages)
 
 
-def _fit(cfg: dict[str, Any], X, y, w):
+def _fit(cfg: dict[str, Any], X, y, w, feature_cols: list[str]):
+    import numpy as np
+
     from ..estimators import build
 
     seed = cfg.get("seed", 0)
     estimator = build(cfg["estimator"], cfg["task"], cfg.get("params", {}), seed)
     fit_params = {"sample_weight": w} if w is not None else {}
     try:
-        return _search(cfg, estimator, X, y, fit_params, seed)
-    except (
-        ValueError
-    ) as e:  # the estimator refuses this data (e.g. negative values for MultinomialNB)
+        fitted = _search(cfg, estimator, X, y, fit_params, seed)
+        fitted[0].predict(X[:1])  # some refusals come only at prediction (KNN's n_neighbors)
+        return fitted
+    except ValueError as e:  # the estimator refuses this data or these params
+        if np.isnan(X).any():
+            nan_cols = [
+                c for c, bad in zip(feature_cols, np.isnan(X).any(axis=0), strict=True) if bad
+            ]
+            raise BadInput(
+                f"{cfg['estimator']} does not accept missing values, and these features have some"
+                f' in the training split: {", ".join(nan_cols[:10])}; add "impute" to their'
+                " entries in the feature spec, or choose an estimator that accepts missing values"
+                " (e.g. HistGradientBoostingClassifier/Regressor)"
+            ) from None
         raise BadInput(
-            f"{cfg['estimator']} cannot be fitted on these features: {str(e).splitlines()[0]}"
+            f"{cfg['estimator']} cannot be fitted on these features: {first_line(e)}"
         ) from None
+
+
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of an exception's text (some have none: then its type)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 def _search(cfg: dict[str, Any], estimator, X, y, fit_params: dict[str, Any], seed: int):
