@@ -21,7 +21,7 @@ from ..model import resolve_model
 from ..runner import StagePlan, StageResult, run_stage
 from ..store import Store, store_for
 
-ALGORITHM = 1
+ALGORITHM = 2  # 2: fairness groups under min_slice_size not gated; regression fairness
 
 
 def _eval_split(splits: dict[str, Path], wanted: str | None, ref: str) -> str:

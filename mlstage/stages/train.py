@@ -22,7 +22,7 @@ from ..jsonio import dumps_pretty, jsonable
 from ..runner import StagePlan, StageResult, run_stage
 from ..store import Store, store_for
 
-ALGORITHM = 1
+ALGORITHM = 2  # 2: rows without a label dropped and counted
 # Estimators whose max_iter bounds a solver that stops when it converges (for boosting,
 # max_iter is the number of trees, and reaching it is normal).
 ITERATIVE_SOLVERS = {
@@ -85,29 +85,21 @@ def _column(path: Path, col: str):
     return pl.read_parquet(path, columns=[col]).to_series()
 
 
-def _label_mask(path: Path, label: str):
-    """Rows whose label is present (missing: null, or NaN in a float label)."""
+def _labelled(path: Path, columns: list[str], label: str):
+    """(X, y, rows left out) for the rows of a split that have a label (missing: null, or
+    NaN in a float label). y keeps the label's type (numpy would make an int label with
+    nulls float, and its classes 0.0 and 1.0)."""
     import polars as pl
 
     from ..missing import missing_as_null
 
-    lf = pl.scan_parquet(path)
-    return (
-        lf.select(missing_as_null(label, lf.collect_schema()[label]).is_not_null())
-        .collect()
-        .to_series()
-        .to_numpy()
-    )
-
-
-def _labelled(path: Path, columns: list[str], label: str):
-    """(X, y, rows left out) for the rows of a split that have a label."""
-    keep = _label_mask(path, label)
-    X, y = _matrix(path, columns), _column(path, label).to_numpy()
-    dropped = int(keep.size - keep.sum())
+    y = pl.read_parquet(path, columns=[label]).to_series()
+    keep = y.to_frame().select(missing_as_null(label, y.dtype).is_not_null()).to_series()
+    X = _matrix(path, columns)
+    dropped = int(keep.len() - keep.sum())
     if dropped:
-        X, y = X[keep], y[keep]
-    return X, y, dropped
+        X, y = X[keep.to_numpy()], y.filter(keep)
+    return X, y.to_numpy(), dropped, keep.to_numpy()
 
 
 def train(
@@ -156,7 +148,7 @@ def train(
         from ..model import ESTIMATOR_FILE, dump_estimator
 
         feature_cols = list(transform_doc["outputs"])
-        X, y, unlabelled = _labelled(splits[fit_name], feature_cols, label["column"])
+        X, y, unlabelled, keep = _labelled(splits[fit_name], feature_cols, label["column"])
         if unlabelled:
             sys.stderr.write(
                 f"warning: {fit_name} split: {unlabelled} rows without a label"
@@ -167,13 +159,7 @@ def train(
                 f'the label "{label["column"]}" has one class in the training split; a classifier needs two or more',
                 file=str(features),
             )
-        w = (
-            _column(splits[fit_name], weight).to_numpy()[
-                _label_mask(splits[fit_name], label["column"])
-            ]
-            if weight
-            else None
-        )
+        w = _column(splits[fit_name], weight).to_numpy()[keep] if weight else None
         estimator, cv, caught = _fit_quietly(cfg, X, y, w, feature_cols)
         metrics = {
             "format": "mlstage-model-metrics/1",
@@ -189,7 +175,7 @@ def train(
         del X
         for name, file in splits.items():
             if name != fit_name:
-                Xs, ys, metrics["unlabelled_rows"][name] = _labelled(
+                Xs, ys, metrics["unlabelled_rows"][name], _ = _labelled(
                     file, feature_cols, label["column"]
                 )
                 if ys.size:
