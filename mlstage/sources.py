@@ -396,8 +396,37 @@ def diagnose_structure(src: Source, nulls: list[str], error: Exception) -> BadIn
         found = _first_ragged_record(src)
         if found is not None:
             return found
+    if src.format == "jsonl":
+        found = _first_bad_json_line(src)
+        if found is not None:
+            return found
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return BadInput(f"cannot read as {src.format.upper()}: {text}", file=src.name)
+
+
+def _first_bad_json_line(src: Source) -> BadInput | None:
+    """The first JSON Lines record that is not JSON, not an object, or holds a nested value."""
+    import json
+
+    with open(src.path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
+            except json.JSONDecodeError as e:
+                return BadInput(f"not valid JSON: {e.msg}", file=src.name, line=n)
+            if not isinstance(record, dict):
+                return BadInput(f"{_json_kind(record)}, not an object", file=src.name, line=n)
+            for key, value in record.items():
+                if isinstance(value, dict | list):
+                    return BadInput(
+                        f"a nested value ({_json_kind(value)}); mlstage reads flat records",
+                        file=src.name,
+                        line=n,
+                        column=key,
+                    )
+    return None
 
 
 def _first_undecodable_line(path: Path) -> int | None:

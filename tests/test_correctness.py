@@ -1,0 +1,251 @@
+"""The seven ways the chain broke on ordinary data (issue 13), each pinned by a test that
+failed before its fix: multiclass and null-bearing evaluations, nulls training never saw,
+JSON typing, missing labels, fairness and slice gates, estimator errors at fit time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from starlette.testclient import TestClient
+
+from mlstage import evaluate, featurize, ingest, predict, train
+from mlstage.errors import BadInput
+from mlstage.model import Model
+from mlstage.registry import deploy
+from mlstage.serving.app import create_app
+from mlstage.store import Store
+
+from .conftest import cli, write, write_json
+
+TRAIN_LR = {"format": "mlstage-train/1", "task": "classification",
+            "estimator": "LogisticRegression", "params": {"max_iter": 1000}, "seed": 0}  # fmt: skip
+
+
+def _table(n: int = 300, seed: int = 0, classes=("a", "b", "c")) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    k = rng.integers(0, 40, size=n)
+    g = rng.choice(["F", "M"], size=n)
+    y = np.array(classes)[np.digitize(x + 0.02 * (k - 20), [-0.5, 0.5][: len(classes) - 1])]
+    return pl.DataFrame({"x": x.round(5), "k": k, "g": g, "y": y})
+
+
+def _chain(frame: pl.DataFrame, spec_features, train_cfg=TRAIN_LR, fmt="csv"):
+    """ingest -> featurize -> train in the current directory; the train result."""
+    src = Path(f"src.{fmt}")
+    frame.write_csv(src) if fmt == "csv" else frame.write_parquet(src)
+    ingest([src], "data", split={"train": 7, "eval": 3})
+    spec = {"format": "mlstage-features/1", "label": "y", "features": spec_features}
+    featurize("data", "features", spec=write_json(Path("spec.json"), spec))
+    return train("features", "model", config=write_json(Path("t.json"), train_cfg))
+
+
+NUMERIC = [{"column": "x", "transform": "standardize"}, {"column": "k", "transform": "standardize"},
+           {"column": "g", "transform": "one_hot"}]  # fmt: skip
+
+
+def test_1_evaluate_a_multiclass_model(tmp_path):
+    _chain(_table(), NUMERIC)
+    cfg = write_json(tmp_path / "e.json", {"format": "mlstage-evaluate/1",
+                                           "thresholds": {"accuracy": {"min": 0.5}}})  # fmt: skip
+    r = cli("evaluate", "model", "data", "--config", str(cfg), "-o", "ev")
+    assert r.exit_code == 0, r.stderr
+    curves = json.loads((tmp_path / "ev" / "curves.json").read_text())
+    pd = curves["partial_dependence"]
+    assert pd and set(pd[0]["classes"]) == {"a", "b", "c"}
+    # the class curves are probabilities: at every grid value they sum to 1
+    sums = np.sum([v for v in pd[0]["classes"].values()], axis=0)
+    assert np.allclose(sums, 1.0)
+
+
+def test_2_evaluate_with_missing_numbers_in_an_int_column(tmp_path):
+    frame = _table(classes=("no", "yes"))
+    frame = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) % 7 == 0).then(None).otherwise(pl.col("k")).alias("k")
+    )
+    _chain(frame, [{"column": "x", "transform": "standardize"},
+                   {"column": "k", "transform": "standardize", "impute": "median"}])  # fmt: skip
+    cfg = write_json(tmp_path / "e.json", {"format": "mlstage-evaluate/1",
+                                           "partial_dependence": {"top": 2}})  # fmt: skip
+    r = evaluate("model", "data", "ev", config=cfg)
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert set(metrics["importance"]["values"]) == {"x", "k"}
+    pd = {
+        p["column"]: p
+        for p in json.loads((tmp_path / "ev" / "curves.json").read_text())["partial_dependence"]
+    }
+    assert "k" in pd and all(v is not None for v in pd["k"]["values"])
+    assert r.manifest["summary"]["blessed"] is True
+
+
+def test_3_a_null_where_training_had_none(tmp_path):
+    """Every prediction path imputes it with the fitted value (the median, here)."""
+    _chain(_table(classes=("no", "yes")), NUMERIC)
+    model = Model.load("model")
+    entry = next(e for e in model.transform.entries if e["entry"]["column"] == "k")
+    train_k = pl.read_parquet(tmp_path / "data" / "train.parquet")["k"]
+    assert entry["imputed"] == "unseen" and entry["impute_value"] == train_k.median()
+    row = {"x": 0.1, "k": None, "g": "F"}
+    same = {"x": 0.1, "k": train_k.median(), "g": "F"}
+    got, proba = model.predict_rows([model.coerce(row), model.coerce(same)])
+    assert got[0] == got[1] and np.allclose(proba[0], proba[1])
+    # batch: predict and evaluate on a dataset whose k is null everywhere
+    pl.DataFrame({"x": [0.1, -2.0], "k": [None, None], "g": ["F", None], "y": ["no", "yes"]},
+                 schema_overrides={"k": pl.Int64}).write_csv("new.csv")  # fmt: skip
+    ingest(["new.csv"], "new", types={"k": "int"})
+    assert cli("predict", "model", "new", "-o", "p").exit_code == 0
+    cfg = write_json(tmp_path / "e.json", {"format": "mlstage-evaluate/1"})
+    assert cli("evaluate", "model", "new", "--config", str(cfg), "-o", "ev").exit_code == 0
+    r = cli("whatif", "model", "--row", json.dumps(row), "--vary", "x=0,1", "--json")
+    assert r.exit_code == 0, r.stderr
+    deploy(Store.open(), "model", None, tmp_path / "reg", name="m", allow_unblessed=True)
+    with TestClient(create_app(tmp_path / "reg", watch=False)) as client:
+        ok = client.post("/v1/models/m:predict", json={"instances": [row, same]})
+        assert ok.status_code == 200 and ok.json()["predictions"][0] == ok.json()["predictions"][1]
+        short = client.post("/invocations", content="x,k,g\n0.1,3\n",
+                            headers={"Content-Type": "text/csv"})  # fmt: skip
+        assert (
+            short.status_code == 400
+            and "2 fields where the header has 3" in short.json()["message"]
+        )
+        blank = client.post("/invocations", content="x,k,g\n0.1,,F\n",
+                            headers={"Content-Type": "text/csv"})  # fmt: skip
+        assert blank.status_code == 200
+
+
+def test_4_json_arrays_are_typed_like_csv(tmp_path):
+    records = [{"v": 17, "s": "a"} for _ in range(150)] + [{"v": 17.5, "s": None}]
+    write(tmp_path / "a.json", json.dumps(records))
+    r = ingest(["a.json"], "d")
+    assert r.manifest["summary"]["schema"]["v"] == "float"
+    assert pl.read_parquet("d/data.parquet")["v"].to_list()[-1] == 17.5
+    # a sample that saw only whole numbers: exit 2 naming the record, as for CSV
+    r = cli("ingest", "a.json", "--infer-rows", "10", "-o", "d2")
+    assert r.exit_code == 2 and "column \"v\": record 151: cannot parse '17.5'" in r.stderr
+    assert not (tmp_path / "d2").exists()
+    # --type is honoured
+    assert (
+        cli("ingest", "a.json", "--infer-rows", "10", "--type", "v=float", "-o", "d3").exit_code
+        == 0
+    )
+    assert pl.read_parquet("d3/data.parquet")["v"].to_list()[-1] == 17.5
+    # decimals survive as written
+    write(tmp_path / "p.json", '[{"v": 0.1}, {"v": 1.0000000000000002}, {"v": 1e-7}]')
+    ingest(["p.json"], "d4")
+    assert pl.read_parquet("d4/data.parquet")["v"].to_list() == [0.1, 1.0000000000000002, 1e-7]
+    for name, text, message in [
+        ("obj.json", '{"a": 1}', "the JSON document is an object, not an array of records"),
+        ("nums.json", "[1, 2]", "record 1 is a single value (1), not an object"),
+        ("nested.json", '[{"a": 1}, {"a": {"b": 2}}]', 'column "a": record 2 holds a nested value'),
+        ("broken.json", '[{"a": 1},', "not valid JSON"),
+    ]:
+        write(tmp_path / name, text)
+        r = cli("ingest", name, "-o", f"out-{name}")
+        assert r.exit_code == 2 and message in r.stderr, r.stderr
+    write(tmp_path / "n.jsonl", '{"a": 1}\n{"a": [1, 2]}\n')
+    r = cli("ingest", "n.jsonl", "-o", "out-n")
+    assert r.exit_code == 2 and 'line 2, column "a": a nested value (an array)' in r.stderr, (
+        r.stderr
+    )
+
+
+def test_5_rows_without_a_label_are_dropped_and_counted(tmp_path, capfd):
+    frame = _table(classes=("no", "yes")).with_columns(
+        pl.when(pl.int_range(pl.len()) % 10 == 0).then(None).otherwise(pl.col("y")).alias("y")
+    )
+    tuned = {**TRAIN_LR, "tune": {"search": "random", "n_iter": 2, "cv": 3, "n_jobs": 1,
+                                  "space": {"C": {"loguniform": [0.1, 10]}}}}  # fmt: skip
+    t = _chain(frame, NUMERIC, tuned)
+    train_y = pl.read_parquet(tmp_path / "data" / "train.parquet")["y"]
+    assert t.manifest["summary"]["unlabelled_rows"] == train_y.null_count() > 0
+    assert f"{train_y.null_count()} rows without a label" in capfd.readouterr().err
+    cfg = write_json(tmp_path / "e.json", {"format": "mlstage-evaluate/1"})
+    evaluate("model", "data", "ev", config=cfg)
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    eval_y = pl.read_parquet(tmp_path / "data" / "eval.parquet")["y"]
+    assert metrics["unlabelled_rows"] == eval_y.null_count()
+    assert metrics["rows"] == eval_y.len() - eval_y.null_count()
+
+
+def test_5b_a_float_label_with_nan_is_missing_too(tmp_path):
+    frame = _table().with_columns(y=pl.Series([float("nan"), *np.arange(299.0)]))
+    t = _chain(frame, NUMERIC, {**TRAIN_LR, "task": "regression", "estimator": "Ridge", "params": {}},
+               fmt="parquet")  # fmt: skip
+    assert (
+        sum(
+            json.loads((tmp_path / "model" / "metrics.json").read_text())[
+                "unlabelled_rows"
+            ].values()
+        )
+        == 1
+    )
+    assert t.manifest["kind"] == "model"
+
+
+def test_6_fairness_gates(tmp_path):
+    frame = _table(600, classes=("no", "yes")).with_columns(
+        g=pl.when(pl.int_range(pl.len()) < 10).then(None).otherwise(pl.col("g"))
+    )
+    _chain(frame, NUMERIC)
+    base = {"format": "mlstage-evaluate/1", "sensitive": ["g"], "min_slice_size": 20,
+            "slices": [["g"]]}  # fmt: skip
+    evaluate("model", "data", "ev", config=write_json(tmp_path / "e.json", base))
+    f = json.loads((tmp_path / "ev" / "metrics.json").read_text())["fairness"]["g"]
+    groups = f["groups"]
+    assert groups["<missing>"]["gated"] is False and groups["<missing>"]["rows"] < 20
+    rates = [g["selection_rate"] for k, g in groups.items() if g["gated"]]
+    assert f["demographic_parity_difference"] == pytest.approx(max(rates) - min(rates))
+    # a threshold on a slice that does not exist is a typo: exit 2 naming it
+    typo = {**base, "thresholds": {"accuracy": {"slices": {"g=Alien": {"min": 0.9}}}}}
+    r = cli(
+        "evaluate",
+        "model",
+        "data",
+        "--config",
+        str(write_json(tmp_path / "t.json", typo)),
+        "-o",
+        "ev2",
+    )
+    assert r.exit_code == 2 and "no slice 'g=Alien'" in r.stderr and not (tmp_path / "ev2").exists()
+    # clip with min > max
+    bad = {"format": "mlstage-features/1", "label": "y",
+           "features": [{"column": "x", "transform": "clip", "min": 3, "max": 1}]}  # fmt: skip
+    r = cli("featurize", "data", "--spec", str(write_json(tmp_path / "c.json", bad)), "-o", "f2")
+    assert r.exit_code == 2 and "clip needs min <= max" in r.stderr
+
+
+def test_6b_regression_fairness_is_reported_and_gated(tmp_path):
+    frame = _table(600).with_columns(y=pl.col("x") * 3 + pl.col("k") * 0.1)
+    _chain(frame, NUMERIC, {**TRAIN_LR, "task": "regression", "estimator": "Ridge", "params": {}})
+    cfg = {"format": "mlstage-evaluate/1", "sensitive": ["g"],
+           "thresholds": {"mae_difference": {"max": 0.0}}}  # fmt: skip
+    r = evaluate("model", "data", "ev", config=write_json(tmp_path / "e.json", cfg))
+    f = json.loads((tmp_path / "ev" / "metrics.json").read_text())["fairness"]["g"]
+    preds = predict("model", "data", "p", split="eval", keep=["y", "g"])
+    assert preds.manifest["kind"] == "predictions"
+    p = pl.read_parquet(tmp_path / "p" / "predictions.parquet")
+    mae = p.group_by("g").agg((pl.col("prediction") - pl.col("y")).abs().mean().alias("m"))
+    want = mae["m"].max() - mae["m"].min()
+    assert f["mae_difference"] == pytest.approx(want)
+    assert set(f["groups"]) == {"F", "M"} and f["rmse_difference"] >= 0
+    assert r.manifest["summary"]["blessed"] is False  # the gate runs: no two groups are equal
+
+
+def test_7_estimator_refusals_at_fit_time_are_bad_input(tmp_path):
+    cfg = {**TRAIN_LR, "estimator": "KNeighborsClassifier", "params": {"n_neighbors": 5000}}
+    with pytest.raises(
+        BadInput, match="KNeighborsClassifier cannot be fitted on these features: .+"
+    ):
+        _chain(_table(classes=("no", "yes")), NUMERIC, cfg)
+    r = cli("train", "features", "--config", str(write_json(tmp_path / "k.json", cfg)), "-o", "m2")
+    assert r.exit_code == 2 and "n_neighbors" in r.stderr and not (tmp_path / "m2").exists()
+    # NaN features for an estimator that refuses them: named, with the remedy
+    frame = _table(classes=("no", "yes")).with_columns(
+        x=pl.when(pl.int_range(pl.len()) % 5 == 0).then(None).otherwise(pl.col("x"))
+    )
+    with pytest.raises(BadInput, match=r"does not accept missing values.*: x; add \"impute\""):
+        _chain(frame, NUMERIC)
