@@ -134,6 +134,18 @@ def read_manifest(artifact_dir: Path) -> dict[str, Any]:
         raise BadInput(
             "not an mlstage artifact (no manifest.json)", file=str(artifact_dir)
         ) from None
+    except NotADirectoryError:
+        raise BadInput(
+            "is a file; an mlstage artifact (a directory with a manifest.json) is expected here"
+            " (raw files go to `mlstage ingest`)",
+            file=str(artifact_dir),
+        ) from None
+    except IsADirectoryError:
+        raise BadInput("manifest.json is a directory", file=str(artifact_dir)) from None
+    except PermissionError:
+        raise BadInput(
+            "cannot read manifest.json: permission denied", file=str(artifact_dir)
+        ) from None
     except (ValueError, UnicodeDecodeError) as e:
         raise BadInput(f"manifest is not valid JSON: {e}", file=str(path)) from None
     validate_manifest(manifest, str(path))
