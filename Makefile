@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO := demo-run
 DEMO_PORT ?= 8765
 
-.PHONY: install browser test demo bench bench-quick lint clean
+.PHONY: install browser test test-matrix demo bench bench-quick lint clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/pytest -q
+
+# The whole dataset matrix (make test runs a seeded sample of it): see tests/matrix.py.
+test-matrix: $(STAMP)
+	MLSTAGE_MATRIX=all $(BIN)/pytest -q tests/test_matrix.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check mlstage tests bench

@@ -118,6 +118,14 @@ def generate(case: Case) -> pl.DataFrame:
         cols[f"c_{t}"] = pl.Series(
             f"c_{t}", [None if m[i] else v for i, v in enumerate(values[t])], dtype=dtypes[t]
         )
+    if case.fmt == "parquet" and case.missing == "some":
+        # Parquet keeps NaN apart from null: both are missing values, to every stage
+        nan = pl.Series(rng.random(n) < 0.1)
+        cols["c_float"] = (
+            pl.select(pl.when(nan).then(float("nan")).otherwise(cols["c_float"]))
+            .to_series()
+            .alias("c_float")
+        )
     score = x0 + 0.05 * (ints - 25) + 0.8 * bools + rng.normal(scale=0.5, size=n)
     if case.label == "regression":
         label = pl.Series("y", (3 * score + 7).round(6))
@@ -174,7 +182,11 @@ def feature_spec(frame: pl.DataFrame, types: dict[str, str]) -> dict[str, Any]:
     for col, t in types.items():
         if col == "y":
             continue
-        present = frame[col].drop_nulls().len()
+        from mlstage.missing import missing_as_null
+
+        present = (
+            frame.select(missing_as_null(col, frame.schema[col])).to_series().drop_nulls().len()
+        )
         if present == 0:
             continue  # an all-missing column holds nothing to learn
         has_missing = present < frame.height
@@ -339,6 +351,8 @@ def run_chain(case: Case, root: Path) -> dict[str, Any]:
 
 
 def _jsonable(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None  # JSON has no NaN: a client sends null
     return v.isoformat() if isinstance(v, dt.date) else v
 
 

@@ -4,7 +4,6 @@ bugs in mlstage. One table of bad inputs, walked stage by stage through the real
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
