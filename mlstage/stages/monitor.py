@@ -32,7 +32,7 @@ from ..jsonio import dumps_pretty, jsonable, sha256_json
 from ..runner import StagePlan, StageResult, run_stage
 from ..store import Store, store_for
 
-ALGORITHM = 1
+ALGORITHM = 2  # 2: feedback rows without a label (null or NaN) counted
 LOG_PATTERN = "requests-*.parquet"
 # Columns the server adds to each logged request; everything else is a model input.
 META_COLUMNS = ("request_id", "ts", "model", "version", "row", "prediction")
@@ -250,10 +250,13 @@ def _live_metrics(
                 raise BadInput(f"--join {col}: no such column in the {side}", file=where)
     if label not in feedback.columns:
         raise BadInput(f'no column "{label}" (the label the model predicts)', file=ref)
+    from ..missing import missing_as_null
+
     keys = [pl.col(c).cast(pl.String) for c in join]
-    fb = feedback.select(*keys, pl.col(label).alias("__label")).filter(
-        pl.col("__label").is_not_null()
-    )
+    # feedback without a label (null, or NaN) says nothing: left out and counted
+    fb = feedback.select(*keys, missing_as_null(label, feedback.schema[label]).alias("__label"))
+    unlabelled = fb["__label"].null_count()
+    fb = fb.filter(pl.col("__label").is_not_null())
     dup = fb.group_by(join).len().filter(pl.col("len") > 1)
     if dup.height:
         raise BadInput(
@@ -277,6 +280,7 @@ def _live_metrics(
     joined = logged.join(fb, on=join, how="inner")
     out: dict[str, Any] = {
         "feedback_rows": fb.height,
+        "unlabelled_rows": unlabelled,
         "joined": joined.height,
         "metrics": None,
         "checks": [],
