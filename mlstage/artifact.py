@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from .version import __version__
 
 FORMAT = "mlstage-artifact/1"
 MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 64 << 20
 
 # Versions recorded in every manifest: read from package metadata, never by
 # importing the package (that would make `--help` and up-to-date runs slow).
@@ -129,6 +131,11 @@ def read_manifest(artifact_dir: Path) -> dict[str, Any]:
     """Read and validate the manifest of an artifact directory."""
     path = artifact_dir / MANIFEST
     try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MANIFEST_BYTES:
+            raise BadInput(
+                "not a regular file of a manifest's size (a link, device or fifo?)", file=str(path)
+            )
         manifest = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise BadInput(
@@ -155,21 +162,34 @@ def read_manifest(artifact_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def file_problem(path: Path, entry: dict[str, Any], digest=None) -> str | None:
+    """What is wrong with one payload file against its manifest entry (None: nothing).
+
+    A payload is a regular file, never followed through a link (a link to /dev/zero
+    would be read forever); its size must match before anything is read.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "missing"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a link, device or fifo); payloads are plain files"
+    if st.st_size != entry["bytes"]:
+        return f"{st.st_size} bytes, the manifest says {entry['bytes']}"
+    if digest is not None and digest(path) != entry["sha256"]:
+        return "changed since it was written (its sha256 differs from the manifest's)"
+    return None
+
+
 def check_files(artifact_dir: Path, manifest: dict[str, Any], *, rehash: bool = True) -> list[str]:
     """Problems with the payload files (empty when every file matches)."""
-    problems = []
+    out = []
     for f in manifest["files"]:
         p = artifact_dir / f["path"]
-        try:
-            size = p.stat().st_size
-        except FileNotFoundError:
-            problems.append(f"{p}: missing")
-            continue
-        if size != f["bytes"]:
-            problems.append(f"{p}: {size} bytes, manifest says {f['bytes']}")
-        elif rehash and sha256_file(p) != f["sha256"]:
-            problems.append(f"{p}: sha256 does not match the manifest")
-    return problems
+        problem = file_problem(p, f, sha256_file if rehash else None)
+        if problem:
+            out.append(f"{p}: {problem}")
+    return out
 
 
 def gate_exit_code(summary: dict[str, Any]) -> int:

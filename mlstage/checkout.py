@@ -7,17 +7,25 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .artifact import MANIFEST, read_manifest
-from .errors import MlstageError
-from .fsutil import file_lock, lock_path, recover, remove_tree, swap_into_place, temp_sibling
+from .artifact import MANIFEST, check_files, read_manifest
+from .errors import CorruptArtifact, MlstageError
+from .fsutil import file_lock, recover, remove_tree, swap_into_place, temp_sibling
+from .outputs import check_output
 from .store import Store
 
 
 def checkout(store: Store, ref: str, out: Path) -> tuple[dict[str, Any], bool]:
     """Returns the manifest and whether `out` changed."""
     src, manifest = store.load(ref)
+    check_output(out, store_root=store.root, kind=manifest["kind"])
+    problems = check_files(src, manifest, rehash=True)
+    if problems:
+        raise CorruptArtifact(
+            f"{problems[0]}; the stored copy of {manifest['id'][:12]} is damaged:"
+            " rerun the stage that made it to repair it"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(lock_path(out)):
+    with file_lock(store.output_lock(out)):
         recover(out)
         try:
             if read_manifest(out)["id"] == manifest["id"] and store.intact(out, manifest):

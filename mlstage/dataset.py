@@ -20,6 +20,7 @@ def load_input(
         raise BadInput(
             f"this is a {manifest['kind']} artifact; expected {' or '.join(kinds)}", file=str(ref)
         )
+    store.check_input(path, manifest, str(ref))  # never read a changed file under an old id
     return path, manifest, Input(role, manifest["id"], str(ref))
 
 

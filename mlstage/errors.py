@@ -59,7 +59,26 @@ class NotFound(BadInput):
     """A referenced artifact, file or store entry does not exist."""
 
 
-class CorruptArtifact(MlstageError):
-    """An artifact whose files do not match its manifest (verify, load)."""
+class CorruptArtifact(BadInput):
+    """An artifact whose files do not match its manifest, met while reading an input:
+    bad input (exit 2). `verify`, whose job is to find them, reports them with exit 1."""
 
-    exit_code = EXIT_GATE
+
+class DiskFull(MlstageError):
+    """No space left on the device being written: neither the input's fault nor a bug."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, where) -> None:
+        super().__init__(
+            f"no space left on the device while writing under {where}: free some space"
+            " (`mlstage gc` drops versions nothing holds) and run again"
+        )
+
+
+def is_disk_full(error: BaseException) -> bool:
+    import errno
+
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return "No space left on device" in str(error)  # polars reports it as text

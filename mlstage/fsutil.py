@@ -84,10 +84,6 @@ def temp_sibling(out: Path) -> Path:
     return sibling(out, f"tmp-{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def lock_path(out: Path) -> Path:
-    return sibling(out, "lock")
-
-
 def _swap_record(out: Path) -> Path:
     return sibling(out, "swap.json")
 

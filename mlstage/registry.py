@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifact import MANIFEST, read_manifest, utc_now
-from .errors import BadInput, MlstageError
+from .artifact import MANIFEST, check_files, read_manifest, utc_now
+from .errors import BadInput, CorruptArtifact, MlstageError
 from .fsutil import file_lock, fsync_path, fsync_tree, remove_tree, write_bytes_durably
 from .jsonio import dumps_pretty
 
@@ -216,8 +216,12 @@ def deploy(
         # Real copies, not hardlinks: a registry is self-contained (it may be shipped to a
         # serving host), and damage to one copy must not reach the store or other versions.
         for f in [x["path"] for x in model_manifest["files"]] + [MANIFEST]:
-            shutil.copyfile(model_path / f, tmp / f)
+            shutil.copyfile(model_path / f, tmp / f, follow_symlinks=False)
             os.chmod(tmp / f, 0o444)
+        copied = check_files(tmp, model_manifest)  # the copy is what will be served
+        if copied:
+            remove_tree(tmp)
+            raise CorruptArtifact(f"{copied[0]}: the copy into the registry differs from the model")
         fsync_tree(tmp)
         os.rename(tmp, folder / str(version))
         fsync_path(folder)

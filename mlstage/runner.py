@@ -22,12 +22,12 @@ from .errors import MlstageError
 from .fsutil import (
     file_lock,
     has_leftovers,
-    lock_path,
     recover,
     remove_tree,
     swap_into_place,
     temp_sibling,
 )
+from .outputs import check_output
 from .store import Store, write_payload_manifest
 
 
@@ -49,6 +49,14 @@ class StagePlan:
     # validation): run before producing or on --dry-run, skipped when the output is
     # up to date, whose fingerprint already covers everything they check.
     check: Callable[[], None] | None = None
+    # The paths the stage reads, for the output rules (`outputs.check_output`); by
+    # default the paths of `inputs` when they are a list.
+    reads: list[str] | None = None
+
+    def read_paths(self) -> list[str]:
+        if self.reads is not None:
+            return self.reads
+        return [] if callable(self.inputs) else [i.path for i in self.inputs]
 
     def resolved_inputs(self) -> list[Input]:
         if callable(self.inputs):
@@ -130,12 +138,13 @@ def run_stage(
             return StageResult(None, None, dry_run=True, would_run=True)
         return _produce_into_store(plan, produce, store)
     out = Path(out)
+    check_output(out, store_root=store.root, reads=plan.read_paths(), kind=plan.kind)
     if not force:
         current = _current(out, plan, store)
         if current is not None:
             if not dry_run and (has_leftovers(out) or store.last_write(out) != current["id"]):
                 # A writer was killed after its swap, or left temporary files behind.
-                with file_lock(lock_path(out)):
+                with file_lock(store.output_lock(out)):
                     recover(out)
                     _heal_journal(out, store)
             return StageResult(current, out, up_to_date=True, dry_run=dry_run)
@@ -144,7 +153,7 @@ def run_stage(
     if dry_run:
         return StageResult(None, out, dry_run=True, would_run=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(lock_path(out)):
+    with file_lock(store.output_lock(out)):
         recover(out)
         _heal_journal(out, store)
         if not force:

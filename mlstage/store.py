@@ -21,13 +21,14 @@ import os
 import shutil
 import sqlite3
 import stat
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .artifact import MANIFEST, check_files, manifest_bytes, read_manifest, utc_now
-from .errors import BadInput, NotFound
+from .artifact import MANIFEST, check_files, file_problem, manifest_bytes, read_manifest, utc_now
+from .errors import BadInput, CorruptArtifact, MlstageError, NotFound
 from .fsutil import file_lock, fsync_path, remove_tree, sha256_file, write_bytes_durably
 
 STORE_DIRNAME = ".mlstage"
@@ -44,9 +45,19 @@ CREATE TABLE IF NOT EXISTS writes(
     seq INTEGER PRIMARY KEY, at TEXT NOT NULL, path TEXT NOT NULL, id TEXT NOT NULL,
     stage TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS writes_path ON writes(path);
-CREATE TABLE IF NOT EXISTS file_cache(
-    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, sha256 TEXT);
+CREATE TABLE IF NOT EXISTS file_hashes(
+    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER,
+    sha256 TEXT);
 """
+# Files up to this size are re-hashed on every read (JSON documents, small models): cheaper
+# than trusting anything. Larger ones are trusted while size, mtime, ctime and inode are
+# those recorded with their hash (ctime cannot be set back by hand, unlike mtime).
+SMALL_FILE = 1 << 20
+
+
+def _stat_key(path: Path) -> tuple[str, int, int, int, int]:
+    st = path.stat()
+    return (str(path.absolute()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def find_store(explicit: str | os.PathLike | None = None, near: Path | None = None) -> Path:
@@ -90,21 +101,44 @@ class Store:
     @classmethod
     def open(cls, explicit: str | os.PathLike | None = None, near: Path | None = None) -> Store:
         store = cls(find_store(explicit, near))
-        store.root.mkdir(parents=True, exist_ok=True)
-        store.objects.mkdir(exist_ok=True)
+        if store.root.exists() and not store.root.is_dir():
+            raise BadInput(
+                "the store must be a directory; this is a file (check --store and MLSTAGE_STORE)",
+                file=str(store.root),
+            )
+        try:
+            store.root.mkdir(parents=True, exist_ok=True)
+            store.objects.mkdir(exist_ok=True)
+            if not os.access(store.root, os.W_OK | os.X_OK):
+                raise PermissionError(13, "permission denied")
+        except OSError as e:
+            raise BadInput(
+                f"cannot use this folder as the store: {e.strerror or e}", file=str(store.root)
+            ) from None
         return store
 
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            self._db = sqlite3.connect(self.root / "index.sqlite", timeout=60, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=60000")
-            # WAL with synchronous=NORMAL cannot corrupt the index; a power cut may drop the
-            # last transactions, which `reindex` restores from the fsynced journal and objects.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            try:
+                self._db = _connect(self.index_path)
+            except sqlite3.DatabaseError as e:
+                # A damaged index (it is derived data): set it aside and rebuild it from
+                # the objects and the journal, which are the truth.
+                aside = self.index_path.with_name(f"index.sqlite.damaged-{os.getpid()}")
+                os.replace(self.index_path, aside)
+                for suffix in ("-wal", "-shm"):
+                    Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
+                sys.stderr.write(
+                    f"warning: {self.index_path}: the index is damaged ({e}); moved to"
+                    f" {aside.name} and rebuilt from the manifests and the journal\n"
+                )
+                self.reindex()
         return self._db
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / "index.sqlite"
 
     def close(self) -> None:
         if self._db is not None:
@@ -116,22 +150,58 @@ class Store:
         with file_lock(self.root / "lock"):
             yield
 
+    # -- paths ----------------------------------------------------------------
+    @property
+    def base(self) -> Path:
+        """The stable root that logged paths are relative to: the directory holding the
+        store. Moving the project folder (store and outputs together) keeps every logged
+        path right; a path outside it is logged absolute."""
+        return self.root.parent.resolve()
+
+    def path_key(self, path: Path) -> str:
+        """How a written path is logged in the journal and the index."""
+        full = Path(normalise_path(path))
+        try:
+            return full.relative_to(self.base).as_posix() or "."
+        except ValueError:
+            return str(full)
+
+    def path_of(self, key: str) -> Path:
+        """The path a logged key names now (absolute keys come from older versions)."""
+        p = Path(key)
+        return p if p.is_absolute() else self.base / p
+
+    def _keys(self, path: Path) -> tuple[str, str]:
+        """The key of a path, and its absolute form (how versions before 0.2 logged it)."""
+        return self.path_key(path), normalise_path(path)
+
+    def output_lock(self, out: Path) -> Path:
+        """The lock file of an output path: kept in the store (`locks/`), not beside the
+        output, so no hidden file is left in the user's folders."""
+        import hashlib
+
+        folder = self.root / "locks"
+        folder.mkdir(exist_ok=True)
+        return folder / f"{hashlib.sha256(normalise_path(out).encode()).hexdigest()[:32]}.lock"
+
     # -- file hashes ------------------------------------------------------------
     def cached_sha256(self, path: Path) -> str | None:
-        """The sha256 recorded for this file, if its size, mtime and inode are unchanged."""
-        st = path.stat()
+        """The sha256 recorded for this file, if its size, mtime, ctime and inode are unchanged."""
         row = self.db.execute(
-            "SELECT sha256 FROM file_cache WHERE path=? AND size=? AND mtime_ns=? AND ino=?",
-            (str(path.absolute()), st.st_size, st.st_mtime_ns, st.st_ino),
+            "SELECT sha256 FROM file_hashes WHERE path=? AND size=? AND mtime_ns=? AND ctime_ns=?"
+            " AND ino=?",
+            _stat_key(path),
         ).fetchone()
         return row[0] if row else None
 
     def cache_sha256(self, path: Path, digest: str) -> None:
-        st = path.stat()
         self.db.execute(
-            "INSERT OR REPLACE INTO file_cache VALUES (?,?,?,?,?)",
-            (str(path.absolute()), st.st_size, st.st_mtime_ns, st.st_ino, digest),
+            "INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?,?)", (*_stat_key(path), digest)
         )
+
+    def checked_sha256(self, path: Path) -> str:
+        """sha256 for checking a payload: always read for small files, else cached."""
+        return sha256_file(path) if path.stat().st_size <= SMALL_FILE else self.file_sha256(path)
 
     def file_sha256(self, path: Path) -> str:
         """sha256 of a file, skipping the read when size, mtime and inode are unchanged."""
@@ -143,30 +213,38 @@ class Store:
 
     def remember_hashes(self, artifact_dir: Path, manifest: dict[str, Any]) -> None:
         """Cache the hashes of a just-written artifact's files, so checking it later reads nothing."""
-        rows = []
+        rows = [(*_stat_key(artifact_dir / f["path"]), f["sha256"]) for f in manifest["files"]]
+        self.db.executemany("INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?,?)", rows)
+
+    def problems(self, artifact_dir: Path, manifest: dict[str, Any]) -> list[str]:
+        """The payload files that do not match the manifest, each with what is wrong."""
+        out = []
         for f in manifest["files"]:
-            st = (artifact_dir / f["path"]).stat()
-            rows.append(
-                (
-                    str((artifact_dir / f["path"]).absolute()),
-                    st.st_size,
-                    st.st_mtime_ns,
-                    st.st_ino,
-                    f["sha256"],
-                )
-            )
-        self.db.executemany("INSERT OR REPLACE INTO file_cache VALUES (?,?,?,?,?)", rows)
+            p = artifact_dir / f["path"]
+            problem = file_problem(p, f, self.checked_sha256)
+            if problem:
+                out.append(f"{p}: {problem}")
+        return out
 
     def intact(self, artifact_dir: Path, manifest: dict[str, Any]) -> bool:
         """Cheap check that an artifact's payload files match its manifest."""
-        for f in manifest["files"]:
-            p = artifact_dir / f["path"]
-            try:
-                if p.stat().st_size != f["bytes"] or self.file_sha256(p) != f["sha256"]:
-                    return False
-            except FileNotFoundError:
-                return False
-        return True
+        return not self.problems(artifact_dir, manifest)
+
+    def check_input(self, artifact_dir: Path, manifest: dict[str, Any], ref: str) -> None:
+        """Bad input (exit 2) naming the first payload file that does not match its
+        manifest, and how to get the artifact back."""
+        found = self.problems(artifact_dir, manifest)
+        if not found:
+            return
+        short = manifest["id"][:12]
+        stored = self.object_dir(manifest["id"])
+        if stored.resolve() != Path(artifact_dir).resolve() and self.intact(stored, manifest):
+            fix = f"restore it with `mlstage checkout @{short} -o {ref}`"
+        else:
+            fix = (
+                "the store's copy is damaged too: rerun the stage that wrote it, which repairs both"
+            )
+        raise CorruptArtifact(f"{found[0]}; {fix}")
 
     # -- adding ---------------------------------------------------------------------
     def object_dir(self, artifact_id: str) -> Path:
@@ -180,7 +258,7 @@ class Store:
         no-op. Returns the object directory.
         """
         target = self.object_dir(manifest["id"])
-        if (target / MANIFEST).exists():
+        if (target / MANIFEST).exists() and self.intact(target, manifest):
             return target
         tmp = self.root / "tmp" / f"{manifest['id']}.{os.getpid()}"
         remove_tree(tmp)
@@ -196,15 +274,18 @@ class Store:
         fsync_path(tmp)
         with self.locked():
             if (target / MANIFEST).exists():
-                remove_tree(tmp)
-                return target
+                if self.intact(target, manifest):
+                    remove_tree(tmp)
+                    return target
+                # The same id made again: the stored copy was damaged, this one repairs it.
+                remove_tree(target)
             os.rename(tmp, target)
             fsync_path(self.objects)
             self._index_artifact(manifest)
         return target
 
-    def _index_artifact(self, m: dict[str, Any]) -> None:
-        db = self.db
+    def _index_artifact(self, m: dict[str, Any], db: sqlite3.Connection | None = None) -> None:
+        db = db or self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(
@@ -233,13 +314,16 @@ class Store:
         """Append 'this version was written to this path' to the journal and index."""
         entry = {
             "at": utc_now(),
-            "path": normalise_path(path),
+            "path": self.path_key(path),
             "id": manifest["id"],
             "stage": manifest["stage"],
         }
         line = (json.dumps(entry, sort_keys=True) + "\n").encode()
         with self.locked():
             with open(self.journal, "ab") as f:
+                if f.tell() and _last_byte(self.journal) != b"\n":
+                    # A writer killed mid-line: end its torn line so this one stays whole.
+                    line = b"\n" + line
                 f.write(line)
                 f.flush()
                 os.fsync(f.fileno())
@@ -250,7 +334,7 @@ class Store:
 
     def last_write(self, path: Path) -> str | None:
         row = self.db.execute(
-            "SELECT id FROM writes WHERE path=? ORDER BY seq DESC LIMIT 1", (normalise_path(path),)
+            "SELECT id FROM writes WHERE path IN (?,?) ORDER BY seq DESC LIMIT 1", self._keys(path)
         ).fetchone()
         return row[0] if row else None
 
@@ -288,14 +372,14 @@ class Store:
         q = "SELECT w.seq, w.at, w.path, w.id, w.stage, a.kind, a.summary FROM writes w LEFT JOIN artifacts a ON a.id = w.id"
         args: tuple = ()
         if path is not None:
-            q += " WHERE w.path=?"
-            args = (normalise_path(path),)
+            q += " WHERE w.path IN (?,?)"
+            args = self._keys(path)
         rows = self.db.execute(q + " ORDER BY w.seq DESC", args).fetchall()
         return [
             {
                 "seq": r[0],
                 "created": r[1],
-                "path": r[2],
+                "path": str(self.path_of(r[2])),  # where the logged path is now
                 "id": r[3],
                 "stage": r[4],
                 "kind": r[5],
@@ -373,21 +457,33 @@ class Store:
 
     def _all_checkable_dirs(self) -> list[Path]:
         dirs = sorted(p for p in self.objects.iterdir() if (p / MANIFEST).exists())
-        for path in sorted({w["path"] for w in self.writes()}):
-            if (Path(path) / MANIFEST).exists():
-                dirs.append(Path(path))
+        for key in sorted({w["path"] for w in self.writes()}):
+            if (self.path_of(key) / MANIFEST).exists():
+                dirs.append(self.path_of(key))
         return dirs
+
+    def _manifests_on_disk(self) -> Iterator[Path]:
+        """Artifact directories under the stable root, outside the store: whatever the
+        journal says (moved, renamed, logged by another store), `gc` keeps what they hold."""
+        skip = {".git", ".venv", "node_modules", "__pycache__"}
+        store = self.root.resolve()
+        for dirpath, dirs, files in os.walk(self.base):
+            here = Path(dirpath)
+            dirs[:] = [d for d in dirs if d not in skip and (here / d).resolve() != store]
+            if MANIFEST in files:
+                yield here
 
     def live_ids(self) -> set[str]:
         """Ids that some path still holds, with everything in their lineage."""
         roots: set[str] = set()
         parents: set[Path] = set()
-        for path in {w["path"] for w in self.writes()}:
+        held = {self.path_of(w["path"]) for w in self.writes()} | set(self._manifests_on_disk())
+        for path in held:
             try:
-                roots.add(json.loads((Path(path) / MANIFEST).read_bytes())["id"])
-            except (OSError, ValueError, KeyError):
+                roots.add(json.loads((path / MANIFEST).read_bytes())["id"])
+            except (OSError, ValueError, KeyError, TypeError):
                 continue
-            parents.add(Path(path).parent)
+            parents.add(path.parent)
         for folder in parents:
             # A registry (the parent of its version folders) also holds the evaluations its versions were deployed with
             # (`monitor --evaluation REGISTRY/NAME` reads them by id).
@@ -428,38 +524,57 @@ class Store:
                     self.db.execute("DELETE FROM edges WHERE child=?", (i,))
         return dead
 
-    def reindex(self) -> int:
-        """Rebuild the index from the objects' manifests and the journal."""
+    def reindex(self) -> tuple[int, list[str]]:
+        """Rebuild the index from the objects' manifests and the journal.
+
+        The new index is built beside the old one and swapped in only when complete, so a
+        failure leaves the old one in place. Returns (artifacts indexed, problems): the
+        manifests that could not be read, and torn journal lines, each skipped.
+        """
         with self.locked():
-            db = self.db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for table in ("artifacts", "edges", "writes"):
-                    db.execute(f"DELETE FROM {table}")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            new = self.root / f"index.sqlite.new-{os.getpid()}"
+            for p in (new, Path(f"{new}-wal"), Path(f"{new}-shm")):
+                p.unlink(missing_ok=True)
+            db = _connect(new)
+            problems: list[str] = []
             count = 0
-            for d in sorted(self.objects.iterdir()):
-                if (d / MANIFEST).exists():
-                    self._index_artifact(read_manifest(d))
-                    count += 1
-            if self.journal.exists():
-                rows = []
-                for line in self.journal.read_text().splitlines():
+            try:
+                for d in sorted(self.objects.iterdir()):
+                    if not (d / MANIFEST).exists():
+                        continue
                     try:
-                        e = json.loads(line)
-                        rows.append((e["at"], e["path"], e["id"], e["stage"]))
-                    except (ValueError, KeyError):
-                        continue  # a line torn by a crash mid-append
+                        m = read_manifest(d)
+                    except MlstageError as e:
+                        problems.append(str(e))
+                        continue
+                    self._index_artifact(m, db)
+                    count += 1
+                rows = []
+                if self.journal.exists():
+                    for n, line in enumerate(self.journal.read_bytes().splitlines(), start=1):
+                        try:
+                            e = json.loads(line)
+                            rows.append((e["at"], e["path"], e["id"], e["stage"]))
+                        except (ValueError, KeyError, TypeError):
+                            if line.strip():
+                                problems.append(f"{self.journal}: line {n} is torn (skipped)")
                 db.executemany("INSERT INTO writes(at, path, id, stage) VALUES (?,?,?,?)", rows)
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                db.close()
+            self.close()
+            os.replace(new, self.index_path)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{new}{suffix}").unlink(missing_ok=True)
+                Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
+            fsync_path(self.root)
+            self._db = _connect(self.index_path)
             # tmp/ holds objects being added and stdin being spooled: remove only what a
             # dead process left (each entry's name carries its writer's pid).
             for entry in (self.root / "tmp").glob("*") if (self.root / "tmp").exists() else []:
                 if not _pid_alive(_pid_in(entry.name)):
                     remove_tree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
-        return count
+        return count, problems
 
     def index_dump(self) -> dict[str, list]:
         """The index's content in a stable order (for comparing against a reindex)."""
@@ -473,8 +588,31 @@ class Store:
         }
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA busy_timeout=60000")
+        # WAL with synchronous=NORMAL cannot corrupt the index; a power cut may drop the
+        # last transactions, which `reindex` restores from the fsynced journal and objects.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise sqlite3.DatabaseError("quick_check found damage")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 def write_payload_manifest(payload_dir: Path, manifest: dict[str, Any]) -> None:
     write_bytes_durably(payload_dir / MANIFEST, manifest_bytes(manifest))
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
 
 
 def _pid_in(name: str) -> int | None:

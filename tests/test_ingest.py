@@ -223,7 +223,7 @@ def test_bad_csv_is_exit_2_naming_file_and_line(tmp_path, previous, case):
         ingest([path], "ds")
     assert info.value.exit_code == 2
     assert read_manifest(tmp_path / "ds")["id"] == previous
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".ds.")) == [".ds.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".ds.")) == []
 
 
 def test_value_after_the_inference_sample_names_line_column_value(tmp_path, previous):

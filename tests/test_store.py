@@ -120,5 +120,5 @@ def test_reindex_rebuilds_the_same_index(tmp_path):
     store.close()
     store = Store.open()
     assert store.index_dump()["artifacts"] == []
-    assert store.reindex() == 3
+    assert store.reindex() == (3, [])
     assert store.index_dump() == before

@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BadInput, MlstageError
+from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BadInput, DiskFull, MlstageError, is_disk_full
 from ..render import print_json_line, short_id, stderr_console, summary_text
 
 
@@ -139,6 +139,10 @@ def handle_errors(debug: bool) -> Iterator[None]:
     except Exception as e:  # the one place an unexpected error becomes exit 3
         if debug:
             traceback.print_exc()
+        if is_disk_full(e):
+            full = DiskFull(getattr(e, "filename", None) or "the output's folder or the store")
+            sys.stderr.write(f"error: {full}\n")
+            raise typer.Exit(full.exit_code) from None
         text = str(e).strip().splitlines()[0] if str(e).strip() else ""
         sys.stderr.write(
             f"internal error: {type(e).__name__}: {text} (rerun with --debug for a traceback)\n"

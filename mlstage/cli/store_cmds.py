@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import CorruptArtifact
+from ..errors import EXIT_GATE
 from ..render import lineage_lines, print_json, print_table, short_id, stderr_console, summary_text
 from . import app
 from .common import StoreCommon, store_command
@@ -93,7 +93,7 @@ def verify_cmd(
             f"verify: {checked} artifacts checked, {len(problems)} problems", markup=False
         )
     if problems:
-        raise typer.Exit(CorruptArtifact.exit_code)
+        raise typer.Exit(EXIT_GATE)
 
 
 @store_command(app, "checkout")
@@ -175,10 +175,17 @@ def gc_cmd(
 @store_command(app, "reindex")
 def reindex_cmd(*, common: StoreCommon) -> None:
     """Rebuild the store's index from the manifests and the journal."""
-    count = _store(common).reindex()
+    count, problems = _store(common).reindex()
     if common.json:
-        print_json({"artifacts": count})
-    stderr_console().print(f"reindex: {count} artifacts indexed", markup=False)
+        print_json({"artifacts": count, "problems": problems})
+    for p in problems:
+        stderr_console().print(f"reindex: skipped {p}", markup=False)
+    stderr_console().print(
+        f"reindex: {count} artifacts indexed" + (f", {len(problems)} skipped" if problems else ""),
+        markup=False,
+    )
+    if problems:
+        raise typer.Exit(EXIT_GATE)
 
 
 @store_command(app, "runs")

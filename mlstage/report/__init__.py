@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
+from ..outputs import check_file_output
 from ..store import Store, store_for
 
 KINDS = ("stats", "anomalies", "evaluation", "monitor")
@@ -40,6 +41,8 @@ def report(
     from . import page
 
     st = store_for(store, out)
+    if out is not None:
+        check_file_output(Path(out), marker=page.GENERATOR.encode(), what="report")
     path, manifest = st.load(str(artifact))
     kind = manifest["kind"]
     if kind not in KINDS:

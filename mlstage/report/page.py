@@ -158,6 +158,10 @@ def verdict(ok: bool, yes: str, no: str) -> str:
     return f'<span class="badge {"pass" if ok else "fail"}">{escape(yes if ok else no)}</span>'
 
 
+# Marks a page as mlstage's own: `report -o FILE` replaces only such a file.
+GENERATOR = "mlstage report"
+
+
 def render(title: str, subtitle: str, sections: list[Section]) -> str:
     nav = "".join(f'<a href="#{s.id}">{escape(s.title)}</a>' for s in sections)
     body = "".join(
@@ -166,6 +170,7 @@ def render(title: str, subtitle: str, sections: list[Section]) -> str:
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="generator" content="{GENERATOR}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
         f"<header><h1>{escape(title)}</h1><p>{escape(subtitle)}</p></header>"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifact import Input
-from ..errors import BadInput
+from ..errors import BadInput, DiskFull, is_disk_full
 from ..inference import ColumnType, widen
 from ..options import parse_splits, parse_types
 from ..runner import StagePlan, StageResult, run_stage
@@ -79,7 +79,14 @@ def ingest(
     }
     existing = out_path is not None and (out_path / "manifest.json").exists()
     inputs, hashing = _source_inputs(srcs, st, in_background=not existing and not dry_run)
-    plan = StagePlan("ingest", "dataset", ALGORITHM, params, inputs)
+    plan = StagePlan(
+        "ingest",
+        "dataset",
+        ALGORITHM,
+        params,
+        inputs,
+        reads=[str(s.path) for s in srcs if s.name != "-"],
+    )
 
     def produce(tmp: Path) -> dict[str, Any]:
         summary = _write_dataset(
@@ -209,6 +216,8 @@ def _write_dataset(
     try:
         pl.collect_all([lf.sink_parquet(files[name], lazy=True) for name, lf in targets.items()])
     except (pl.exceptions.PolarsError, OSError) as e:
+        if is_disk_full(e):  # the machine's fault, not the sources'
+            raise DiskFull(tmp) from None
         for src in srcs:
             problem = diagnose_values(src, types, nulls)
             if problem is not None:

@@ -1,0 +1,117 @@
+"""What an output path may replace: mlstage never destroys what it does not own.
+
+`-o DIR` is swapped in whole, so whatever DIR held is gone from the file system (an
+artifact's previous version stays in the store, a user's folder would not). A stage
+therefore replaces DIR only when it is absent, empty, or an mlstage artifact holding
+nothing but its manifest and the files the manifest lists; and never writes onto the
+store, the current directory or a parent of it, a parent of one of its inputs, or one
+of its inputs (except an artifact of the kind it writes: `schema --update S -o S`
+replaces the schema it widens, whose old version the store keeps). `--force` only
+reruns a stage; it does not lift these rules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import BadInput
+
+MANIFEST = "manifest.json"
+
+
+def _real(path: Path) -> Path:
+    """The path with every existing component's links resolved (the path need not exist)."""
+    return Path(os.path.realpath(path))
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def artifact_kind(folder: Path) -> str | None:
+    """The kind of the artifact in `folder` when it holds one and nothing else, else None."""
+    try:
+        doc = json.loads((folder / MANIFEST).read_bytes())
+        listed = {f["path"] for f in doc["files"]} | {MANIFEST}
+        if doc.get("format") != "mlstage-artifact/1" or not isinstance(doc.get("kind"), str):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    extra = [n for n in os.listdir(folder) if n not in listed]
+    return None if extra else doc["kind"]
+
+
+def check_output(
+    out: Path,
+    *,
+    store_root: Path | None,
+    reads: Iterable[str] = (),
+    kind: str | None = None,
+    option: str = "-o",
+) -> None:
+    """Bad input naming `out` when writing there could destroy something mlstage does not own.
+
+    `reads`: the paths the stage reads (artifact directories or raw files; `@id`
+    references live in the store, which is protected as a whole). `kind`: the kind of
+    artifact the stage writes (an input of that kind may be replaced by its new version).
+    """
+    name = f"{option} {out}"
+    if out.is_symlink():
+        raise BadInput(f"{name}: is a symbolic link; give the real directory")
+    real = _real(out)
+    cwd = _real(Path.cwd())
+    if _within(cwd, real):
+        raise BadInput(f"{name}: is the current directory or holds it; give a folder of its own")
+    if store_root is not None:
+        store = _real(store_root)
+        if _within(real, store) or _within(store, real):
+            raise BadInput(f"{name}: is the store {store_root} or overlaps it; write outside it")
+    own_input = False
+    for ref in reads:
+        if not ref or ref.startswith("@") or ref == "-":
+            continue
+        read = _real(Path(ref))
+        if read == real:
+            own_input = True
+        elif _within(read, real):
+            raise BadInput(f"{name}: holds an input of this stage ({ref}); write elsewhere")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise BadInput(f"{name}: is a file; an output is a directory (an artifact)")
+    if not any(os.scandir(out)):
+        return
+    found = artifact_kind(out)
+    if found is None:
+        entries = sorted(os.listdir(out))
+        shown = ", ".join(entries[:5]) + (", …" if len(entries) > 5 else "")
+        raise BadInput(
+            f"{name}: holds files that are not an mlstage artifact ({shown}); mlstage replaces"
+            " only an empty folder or an artifact it wrote: choose another path"
+        )
+    if own_input and found != kind:
+        raise BadInput(
+            f"{name}: is this stage's own input (a {found}); write the {kind or 'output'} elsewhere"
+        )
+
+
+def check_file_output(out: Path, *, marker: bytes, what: str, option: str = "-o") -> None:
+    """A single-file output (a report) replaces only a file it wrote before (`marker` in its
+    first bytes), never a directory or another file."""
+    if out.is_symlink():
+        raise BadInput(f"{option} {out}: is a symbolic link; give the real file")
+    if out.is_dir():
+        raise BadInput(f"{option} {out}: is a directory; give a file name for the {what}")
+    if out.exists():
+        try:
+            with open(out, "rb") as f:
+                head = f.read(4096)
+        except OSError as e:
+            raise BadInput(f"{option} {out}: cannot read it: {e.strerror}") from None
+        if marker not in head:
+            raise BadInput(
+                f"{option} {out}: exists and is not a {what} mlstage wrote; choose another name"
+            )
