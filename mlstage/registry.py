@@ -57,6 +57,8 @@ def read_serving(folder: Path) -> dict[str, Any] | None:
     path = folder / "serving.json"
     if not path.exists():
         return None
+    if not path.is_file() or path.is_symlink() or path.stat().st_size > (16 << 20):
+        raise BadInput("serving.json must be a regular file of a pointer's size", file=str(path))
     try:
         doc = json.loads(path.read_text())
     except ValueError as e:
