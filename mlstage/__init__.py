@@ -17,7 +17,7 @@ from .errors import BadInput, CorruptArtifact, MlstageError, NotFound
 from .version import __version__
 
 if TYPE_CHECKING:
-    from .model import Model
+    from .model.artifact import Model
     from .stages.evaluate import evaluate
     from .stages.featurize import featurize
     from .stages.ingest import ingest
@@ -66,7 +66,7 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(f".stages.{_STAGES[name]}", __name__), name)
     if name == "Model":
-        from .model import Model
+        from .model.artifact import Model
 
         return Model
     raise AttributeError(f"module 'mlstage' has no attribute {name!r}")

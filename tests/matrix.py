@@ -182,7 +182,7 @@ def feature_spec(frame: pl.DataFrame, types: dict[str, str]) -> dict[str, Any]:
     for col, t in types.items():
         if col == "y":
             continue
-        from mlstage.missing import missing_as_null
+        from mlstage.core.missing import missing_as_null
 
         present = (
             frame.select(missing_as_null(col, frame.schema[col])).to_series().drop_nulls().len()
@@ -239,11 +239,11 @@ def run_chain(case: Case, root: Path) -> dict[str, Any]:
         train,
         validate,
     )
-    from mlstage.model import Model
-    from mlstage.registry import deploy
+    from mlstage.model.artifact import Model
+    from mlstage.model.whatif import whatif
     from mlstage.serving.app import create_app
-    from mlstage.store import Store
-    from mlstage.whatif import whatif
+    from mlstage.store.registry import deploy
+    from mlstage.store.store import Store
 
     frame = generate(case)
     src = write_source(frame, case.fmt, root / "source")
@@ -365,7 +365,7 @@ def _assert_predictions_equal(got: list, want: list, task: str) -> None:
 
 def _assert_same_rows(written: pl.DataFrame, read: pl.DataFrame, types: dict[str, str]) -> None:
     """Every value read back equals the value written (rows compared in a canonical order)."""
-    from mlstage.hashing import canonical_text
+    from mlstage.core.hashing import canonical_text
 
     def canon(frame: pl.DataFrame) -> list[tuple]:
         out = []

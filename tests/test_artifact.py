@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from mlstage.artifact import Input, artifact_id, fingerprint, read_manifest, validate_manifest
+from mlstage.core.artifact import Input, artifact_id, fingerprint, read_manifest, validate_manifest
+from mlstage.core.fsutil import recover, sibling, swap_into_place
 from mlstage.errors import BadInput, CorruptArtifact
-from mlstage.fsutil import recover, sibling, swap_into_place
-from mlstage.runner import StagePlan, run_stage
-from mlstage.store import Store
+from mlstage.stages.base import StagePlan, run_stage
+from mlstage.store.store import Store
 
 
 def _plan(params=None, inputs=None) -> StagePlan:

@@ -13,8 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mlstage.artifact import read_manifest
-from mlstage.store import Store
+from mlstage.core.artifact import read_manifest
+from mlstage.store.store import Store
 
 from .conftest import SAMPLE, mlstage_exe, run_mlstage, write
 

@@ -14,10 +14,10 @@ from starlette.testclient import TestClient
 
 from mlstage import evaluate, featurize, ingest, predict, train
 from mlstage.errors import BadInput
-from mlstage.model import Model
-from mlstage.registry import deploy
+from mlstage.model.artifact import Model
 from mlstage.serving.app import create_app
-from mlstage.store import Store
+from mlstage.store.registry import deploy
+from mlstage.store.store import Store
 
 from .conftest import cli, write, write_json
 

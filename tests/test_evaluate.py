@@ -10,11 +10,11 @@ import pytest
 from sklearn import metrics as skm
 
 from mlstage import featurize, ingest, train
-from mlstage.checkout import checkout
 from mlstage.errors import BadInput
 from mlstage.stages.evaluate import evaluate
 from mlstage.stages.predict import predict
-from mlstage.store import Store
+from mlstage.store.checkout import checkout
+from mlstage.store.store import Store
 
 from .conftest import SAMPLE, cli, working_in, write, write_json
 

@@ -15,9 +15,9 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.preprocessing import KBinsDiscretizer, MinMaxScaler, OneHotEncoder, StandardScaler
 
 from mlstage import ingest
+from mlstage.core.hashing import stable_hash, stable_hash_many
 from mlstage.errors import BadInput
 from mlstage.features.fitted import FittedTransform
-from mlstage.hashing import stable_hash, stable_hash_many
 from mlstage.stages.featurize import featurize
 
 from .conftest import SAMPLE, cli, write

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 from mlstage import ingest
-from mlstage.artifact import read_manifest
+from mlstage.core.artifact import read_manifest
 from mlstage.errors import BadInput
-from mlstage.store import Store
+from mlstage.store.store import Store
 
 from .conftest import SAMPLE, write
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from mlstage.model import Model
-from mlstage.store import Store
+from mlstage.model.artifact import Model
+from mlstage.store.store import Store
 
 from .conftest import ROOT, SAMPLE, mlstage_exe, run_mlstage, write_json
 

@@ -13,12 +13,12 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 
 from mlstage import featurize, ingest, monitor, stats, train, validate
 from mlstage.errors import BadInput
-from mlstage.model import Model
-from mlstage.registry import deploy
+from mlstage.model.artifact import Model
 from mlstage.serving.requestlog import RequestLog
 from mlstage.stages.evaluate import evaluate
 from mlstage.stages.schema import schema
-from mlstage.store import Store
+from mlstage.store.registry import deploy
+from mlstage.store.store import Store
 
 from .conftest import SAMPLE, cli, working_in, write_json
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlstage import ingest
-from mlstage.hashing import (
+from mlstage.core.hashing import (
     canonical_text,
     hash_expr,
     stable_hash,

@@ -58,7 +58,7 @@ def built(tmp_path_factory):
         evaluate("m", "ds", "ev", config=write_json(root / "ev.json", ev))
         with_ids = older.with_columns(pl.int_range(pl.len()).cast(pl.String).alias("request_id"))
         with_ids.select("request_id", "income").write_csv(root / "fb.csv")
-        from mlstage.model import Model
+        from mlstage.model.artifact import Model
 
         pred, proba = Model.load(root / "m").predict_frame(with_ids)
         logs = root / "logs"

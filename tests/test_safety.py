@@ -16,7 +16,7 @@ import pytest
 
 from mlstage import featurize, ingest, stats, train
 from mlstage.errors import BadInput
-from mlstage.store import Store
+from mlstage.store.store import Store
 
 from .conftest import cli, run_mlstage, write, write_json
 

@@ -19,10 +19,10 @@ from starlette.testclient import TestClient
 
 from mlstage import featurize, ingest, train
 from mlstage.errors import BadInput
-from mlstage.registry import DeployRefused, deploy, read_serving, rollback
 from mlstage.serving.app import create_app
 from mlstage.stages.evaluate import evaluate
-from mlstage.store import Store
+from mlstage.store.registry import DeployRefused, deploy, read_serving, rollback
+from mlstage.store.store import Store
 
 from .conftest import SAMPLE, cli, mlstage_exe, run_mlstage, working_in, write_json
 
@@ -163,7 +163,7 @@ def test_tf_serving_row_and_column_formats(client):
 
 
 def test_server_predictions_equal_batch_predictions(client, here):
-    from mlstage.model import Model
+    from mlstage.model.artifact import Model
 
     model = Model.load(client.registry / "income" / "1")
     raw = pl.read_parquet("ds/eval.parquet").head(200)

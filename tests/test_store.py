@@ -8,9 +8,9 @@ import stat
 import pytest
 
 from mlstage import ingest
-from mlstage.checkout import checkout
 from mlstage.errors import BadInput, NotFound
-from mlstage.store import Store, find_store
+from mlstage.store.checkout import checkout
+from mlstage.store.store import Store, find_store
 
 from .conftest import write
 

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlstage import ingest
-from mlstage.artifact import read_manifest
+from mlstage.core.artifact import read_manifest
 from mlstage.errors import BadInput
 from mlstage.stages.stats import stats
-from mlstage.store import Store
+from mlstage.store.store import Store
 
 from .conftest import run_mlstage
 

@@ -13,8 +13,8 @@ from sklearn.metrics import accuracy_score
 
 from mlstage import featurize, ingest, train
 from mlstage.errors import BadInput, CorruptArtifact
-from mlstage.estimators import ESTIMATORS
-from mlstage.model import Model
+from mlstage.model.artifact import Model
+from mlstage.model.estimators import ESTIMATORS
 
 from .conftest import SAMPLE, cli, run_mlstage, write
 

@@ -11,11 +11,11 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp
 
 from mlstage import ingest
-from mlstage.drift import bucket_counts, jensen_shannon, ks_statistic
 from mlstage.errors import BadInput
 from mlstage.stages.schema import schema
 from mlstage.stages.stats import stats
 from mlstage.stages.validate import validate
+from mlstage.validation.drift import bucket_counts, jensen_shannon, ks_statistic
 
 from .conftest import SAMPLE, cli, write
 
@@ -247,8 +247,8 @@ def test_diff_shows_schema_and_stats_payload_changes(base, tmp_path):
     rows = {row["field"]: (row["a"], row["b"]) for row in json.loads(r.stdout)}
     a, b = rows["stats.data.x.mean"]
     assert a == pytest.approx(10, abs=0.1) and b == pytest.approx(11, abs=0.1)
-    from mlstage.diff import diff_artifacts
-    from mlstage.store import Store
+    from mlstage.store.diff import diff_artifacts
+    from mlstage.store.store import Store
 
     store = Store.open()
     changed = diff_artifacts(*store.load("base_schema"), *store.load("ranged_schema"))

@@ -24,7 +24,7 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BadInput, DiskFull, MlstageError, is_disk_full
-from ..render import print_json_line, short_id, stderr_console, summary_text
+from .render import print_json_line, short_id, stderr_console, summary_text
 
 
 @dataclass

@@ -99,7 +99,7 @@ def monitor_cmd(
         **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run:
-        from ..render import monitor_table
+        from .render import monitor_table
 
         monitor_table(result.path / "report.json")
     if out is None and result.manifest is not None:  # -o -: the report itself on stdout
@@ -155,8 +155,8 @@ def report_cmd(
     from .common import handle_errors
 
     with handle_errors(debug):
-        from ..render import stderr_console
         from ..report import report
+        from .render import stderr_console
 
         result = report(artifact, None if out == "-" else out, baseline=baseline, store=store)
         if not quiet and result.path is not None:

@@ -157,7 +157,7 @@ def stats_cmd(
             **common.run_options(),
         )
     if result.manifest and not common.quiet and not result.dry_run:
-        from ..render import stats_table
+        from .render import stats_table
 
         stats_table(result.path / "stats.json")
     emit_result("stats", result, common)
@@ -208,7 +208,7 @@ def schema_cmd(
         **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run and update is not None:
-        from ..render import stderr_console
+        from .render import stderr_console
 
         changes = result.manifest["summary"].get("changes", [])
         console = stderr_console()
@@ -269,7 +269,7 @@ def validate_cmd(
         **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run:
-        from ..render import anomalies_table
+        from .render import anomalies_table
 
         anomalies_table(result.path / "anomalies.json")
     emit_result("validate", result, common)
@@ -416,7 +416,7 @@ def evaluate_cmd(
         **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run:
-        from ..render import blessing_table
+        from .render import blessing_table
 
         blessing_table(result.path / "blessing.json")
     emit_result("evaluate", result, common, details=_metrics_line(result))
@@ -509,10 +509,10 @@ def whatif_cmd(
     common: StoreCommon,
 ) -> None:
     """How one example's prediction changes as one of its inputs changes (--json: an array, one object per varied column)."""
-    from ..model import Model, resolve_model
-    from ..render import print_json, print_table
-    from ..store import Store
-    from ..whatif import parse_row, parse_vary, whatif
+    from ..model.artifact import Model, resolve_model
+    from ..model.whatif import parse_row, parse_vary, whatif
+    from ..store.store import Store
+    from .render import print_json, print_table
 
     st = Store.open(common.store)
     m = Model.load(st.resolve(resolve_model(st, model)))
@@ -602,9 +602,9 @@ def deploy_cmd(
     from .common import handle_errors
 
     with handle_errors(debug):
-        from .. import registry as reg
-        from ..render import print_json_line, stderr_console
-        from ..store import Store
+        from ..store import registry as reg
+        from ..store.store import Store
+        from .render import print_json_line, stderr_console
 
         if rollback:
             if model is not None or evaluation is not None:

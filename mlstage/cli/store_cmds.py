@@ -13,9 +13,9 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_GATE
-from ..render import lineage_lines, print_json, print_table, short_id, stderr_console, summary_text
 from . import app
 from .common import StoreCommon, store_command
+from .render import lineage_lines, print_json, print_table, short_id, stderr_console, summary_text
 
 RefArg = Annotated[
     str,
@@ -24,7 +24,7 @@ RefArg = Annotated[
 
 
 def _store(common: StoreCommon, near: Path | None = None):
-    from ..store import Store
+    from ..store.store import Store
 
     return Store.open(common.store, near=near)
 
@@ -107,7 +107,7 @@ def checkout_cmd(
     common: StoreCommon,
 ) -> None:
     """Write a stored artifact to a directory (atomically, as a stage would)."""
-    from ..checkout import checkout
+    from ..store.checkout import checkout
 
     store = _store(common, near=out.absolute().parent)
     manifest, changed = checkout(store, ref, out)
@@ -129,7 +129,7 @@ def checkout_cmd(
 @store_command(app, "diff")
 def diff_cmd(a: RefArg, b: RefArg, *, common: StoreCommon) -> None:
     """Two artifacts side by side: params, inputs, summary and payload values that differ."""
-    from ..diff import diff_artifacts
+    from ..store.diff import diff_artifacts
 
     store = _store(common)
     rows = diff_artifacts(*store.load(a), *store.load(b))
@@ -210,7 +210,7 @@ def runs_cmd(
     common: StoreCommon,
 ) -> None:
     """Every trained model in the store: time, id, estimator, params, data and features ids, metrics."""
-    from ..runs import list_runs
+    from ..store.runs import list_runs
 
     runs = list_runs(_store(common), sort=sort, filters=filter_ or [])
     if common.json:

@@ -9,7 +9,7 @@
      "outputs": ["age", "workclass=Private", ...]}
 
 Numbers in categorical columns are matched by their canonical text (`hashing`).
-Missing means null, or NaN in a float column, everywhere (`mlstage.missing`):
+Missing means null, or NaN in a float column, everywhere (`mlstage.core.missing`):
 `impute` fills both. An entry without `impute` whose transform would give NaN for a
 missing value, on a column that had no missing value in training, is given a fill value
 anyway (`"impute_value"` with `"imputed": "unseen"`: the median of a numeric column, else
@@ -22,9 +22,9 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from ..core.hashing import canonical_text
+from ..core.missing import missing_as_null, none_if_missing
 from ..errors import BadInput
-from ..hashing import canonical_text
-from ..missing import missing_as_null, none_if_missing
 from . import names
 from .spec import check_spec
 from .transforms import NUMERIC, TRANSFORMS, value_counts

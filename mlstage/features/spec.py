@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.documents import validate
 from ..errors import BadInput
-from ..formats import validate
 from .transforms import TRANSFORMS
 
 COMMON_KEYS = ("transform", "column", "columns", "impute", "indicator")

@@ -20,8 +20,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from ..core.hashing import canonical_text, stable_hash, stable_hash_many
 from ..errors import BadInput
-from ..hashing import canonical_text, stable_hash, stable_hash_many
 from . import names
 
 NUMERIC = ("int", "float")
@@ -347,7 +347,7 @@ class Cross(Transform):
         import polars as pl
         import polars_hash  # noqa: F401
 
-        from ..hashing import MISSING, SEPARATOR
+        from ..core.hashing import MISSING, SEPARATOR
 
         joined = pl.concat_str([x.fill_null(MISSING) for x in xs], separator=SEPARATOR)
         h = joined.nchash.xxhash64() % state["buckets"]

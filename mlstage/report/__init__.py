@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.outputs import check_file_output
 from ..errors import BadInput
-from ..outputs import check_file_output
-from ..store import Store, store_for
+from ..store.store import Store, store_for
 
 KINDS = ("stats", "anomalies", "evaluation", "monitor")
 BASELINE_KINDS = {"stats": "stats", "evaluation": "evaluation"}
@@ -105,8 +105,8 @@ def _build(kind, path, manifest, base, st, ref) -> tuple[str, list]:
 
 
 def _stats(path: Path, base, ref: str) -> tuple[str, list]:
-    from ..dataset import training_split
     from ..stages.schema import DEFAULT_DRIFT
+    from ..store.refs import training_split
     from .stats_page import sections
 
     # Not re-validated against the JSON Schema (that takes longer than drawing the page

@@ -7,7 +7,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from ..drift import THRESHOLD_KEYS
+from ..validation.drift import THRESHOLD_KEYS
 from . import charts
 from .page import Section, grid, num, result, table, verdict
 
@@ -90,9 +90,9 @@ def anomalies_sections(doc: dict[str, Any], manifest: dict[str, Any], st) -> lis
 def _drifted_cards(drifted: list[tuple[str, str]], manifest: dict[str, Any], st) -> str:
     import polars as pl
 
-    from ..dataset import splits_of
     from ..errors import MlstageError
     from ..stages.stats import training_stats
+    from ..store.refs import splits_of
 
     ids = {i["role"]: i["id"] for i in manifest["inputs"]}
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from ..evaluation import FAIRNESS
+from ..model.metrics import FAIRNESS
 from . import charts
 from .page import Section, grid, num, result, table, verdict
 

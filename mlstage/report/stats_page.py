@@ -7,7 +7,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from ..drift import THRESHOLD_KEYS
+from ..validation.drift import THRESHOLD_KEYS
 from . import charts
 from .page import Section, num, pct, table
 
@@ -22,8 +22,8 @@ def stats_drift(
     quantile summary, within 0.2% of rank) or L-infinity on value frequencies."""
     import numpy as np
 
-    from ..drift import baseline_buckets, jensen_shannon, linf
-    from ..profile import summary_cdf
+    from ..validation.compute import summary_cdf
+    from ..validation.drift import baseline_buckets, jensen_shannon, linf
 
     numeric = ("int", "float")
     if cur["type"] in numeric and ref["type"] in numeric:

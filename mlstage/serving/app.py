@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from ..errors import BadInput
 from .models import ModelLookupError, ServedModels
-from .requests import RequestError, mlflow, tf_serving
+from .protocols import RequestError, mlflow, tf_serving
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_ROWS = 10_000

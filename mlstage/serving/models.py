@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..registry import model_names, read_serving, versions
+from ..store.registry import model_names, read_serving, versions
 
 KEEP_LOADED = 5  # versions kept in memory per model besides the served one
 RETRY_SECONDS = 30.0  # a version that failed to load is tried again after this
@@ -55,7 +55,7 @@ class ServedModels:
 
     def refresh(self) -> bool:
         """Look at the registry; load what is new; swap in a new snapshot. True if it changed."""
-        from ..model import Model
+        from ..model.artifact import Model
 
         with self._lock:
             old = self.snapshot

@@ -13,13 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..dataset import load_document, load_input, splits_of
+from ..core.documents import validate
+from ..core.jsonio import dumps_pretty, jsonable
 from ..errors import BadInput
-from ..formats import validate
-from ..jsonio import dumps_pretty, jsonable
-from ..model import resolve_model
-from ..runner import StagePlan, StageResult, run_stage
-from ..store import Store, store_for
+from ..model.artifact import resolve_model
+from ..store.refs import load_document, load_input, splits_of
+from ..store.store import Store, store_for
+from .base import StagePlan, StageResult, run_stage
 
 ALGORITHM = 2  # 2: fairness groups under min_slice_size not gated; regression fairness
 
@@ -45,8 +45,8 @@ def _signature(path: Path) -> dict[str, Any]:
 
 def check_config(cfg: Any, sig: dict[str, Any], columns: dict[str, str], where: str) -> str | None:
     """Everything checkable before reading data; returns the positive class (text) or None."""
-    from ..evaluation import FAIRNESS, check_metric
-    from ..hashing import canonical_text
+    from ..core.hashing import canonical_text
+    from ..model.metrics import FAIRNESS, check_metric
 
     validate(cfg, "mlstage-evaluate/1", where)
     task = sig["task"]
@@ -143,7 +143,7 @@ def evaluate(
     )
 
     def produce(tmp: Path) -> dict[str, Any]:
-        from ..model import Model
+        from ..model.artifact import Model
 
         result = run_evaluation(
             Model.load(model_path),
@@ -184,9 +184,9 @@ def run_evaluation(
 ) -> dict[str, Any]:
     import polars as pl
 
-    from .. import evaluation as ev
-    from ..missing import drop_unlabelled
-    from ..profile import slice_key_expr
+    from ..core.missing import drop_unlabelled
+    from ..model import metrics as ev
+    from ..validation.compute import slice_key_expr
 
     label = model.label
     frame, unlabelled = drop_unlabelled(pl.read_parquet(parquet), label, str(parquet))
@@ -295,7 +295,7 @@ def _check_slice_names(cfg, slices, signature, where: str) -> None:
 
 
 def _checks(cfg, overall, slices, fairness, base_overall) -> list[dict[str, Any]]:
-    from ..evaluation import FAIRNESS, is_number
+    from ..model.metrics import FAIRNESS, is_number
 
     checks = []
 

@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..dataset import load_document, load_input, splits_of, training_split
+from ..core.jsonio import dumps_pretty
 from ..errors import BadInput
-from ..jsonio import dumps_pretty
-from ..runner import StagePlan, StageResult, run_stage
-from ..store import Store, store_for
+from ..store.refs import load_document, load_input, splits_of, training_split
+from ..store.store import Store, store_for
+from .base import StagePlan, StageResult, run_stage
 
 ALGORITHM = 2  # 2: a fill value for missing inputs training never saw
 

@@ -14,12 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..artifact import Input
-from ..errors import BadInput, DiskFull, is_disk_full
-from ..inference import ColumnType, widen
-from ..options import parse_splits, parse_types
-from ..runner import StagePlan, StageResult, run_stage
-from ..sources import (
+from ..core.artifact import Input
+from ..data.options import parse_splits, parse_types
+from ..data.sources import (
     DEFAULT_NULLS,
     FORMATS,
     Source,
@@ -29,7 +26,10 @@ from ..sources import (
     infer_types,
     scan_typed,
 )
-from ..store import Store, store_for
+from ..data.typeinfer import ColumnType, widen
+from ..errors import BadInput, DiskFull, is_disk_full
+from ..store.store import Store, store_for
+from .base import StagePlan, StageResult, run_stage
 
 ALGORITHM = 2  # 2: JSON values typed by the same inference as CSV
 
@@ -123,7 +123,7 @@ def _source_inputs(srcs: list[Source], st: Store, *, in_background: bool):
         ], None
     from concurrent.futures import ThreadPoolExecutor
 
-    from ..fsutil import sha256_file
+    from ..core.fsutil import sha256_file
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlstage-hash")
     futures = [
@@ -170,8 +170,8 @@ def _write_dataset(
 ) -> dict[str, Any]:
     import polars as pl
 
-    from ..hashing import hash_expr, unit_interval_expr
-    from ..types import polars_type
+    from ..core.coltypes import polars_type
+    from ..core.hashing import hash_expr, unit_interval_expr
 
     per_source = [infer_types(s, nulls, infer_rows, type_overrides) for s in srcs]
     types = _unify(srcs, per_source)

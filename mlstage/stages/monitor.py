@@ -24,13 +24,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..artifact import Input
-from ..dataset import is_artifact_ref, load_input, splits_of
+from ..core.artifact import Input
+from ..core.documents import validate as validate_format
+from ..core.jsonio import dumps_pretty, jsonable, sha256_json
 from ..errors import BadInput
-from ..formats import validate as validate_format
-from ..jsonio import dumps_pretty, jsonable, sha256_json
-from ..runner import StagePlan, StageResult, run_stage
-from ..store import Store, store_for
+from ..store.refs import is_artifact_ref, load_input, splits_of
+from ..store.store import Store, store_for
+from .base import StagePlan, StageResult, run_stage
 
 ALGORITHM = 2  # 2: feedback rows without a label (null or NaN) counted
 LOG_PATTERN = "requests-*.parquet"
@@ -150,7 +150,7 @@ def _input_types(frame, schema: dict[str, Any]) -> tuple[Any, dict[str, str]]:
     """
     import polars as pl
 
-    from ..types import polars_type, type_name
+    from ..core.coltypes import polars_type, type_name
 
     keep = [c for c in frame.columns if c not in META_COLUMNS and not c.startswith("proba_")]
     inputs = frame.select(keep)
@@ -171,8 +171,8 @@ def _prediction_drift(frame, metrics: dict[str, Any], curves: dict[str, Any], ru
     import numpy as np
     import polars as pl
 
-    from ..drift import jensen_shannon
-    from ..hashing import canonical_text
+    from ..core.hashing import canonical_text
+    from ..validation.drift import jensen_shannon
 
     drift_cfg = rules.get("drift", {})
     jsd_limit = drift_cfg.get("numeric_jsd", DEFAULT_PREDICTION_JSD)
@@ -242,7 +242,7 @@ def _live_metrics(
     """Join feedback labels to the logged predictions; metrics and the evaluation's thresholds."""
     import polars as pl
 
-    from .. import evaluation as ev
+    from ..model import metrics as ev
 
     for col in join:
         for side, table, where in (("requests", frame, None), ("feedback", feedback, ref)):
@@ -250,7 +250,7 @@ def _live_metrics(
                 raise BadInput(f"--join {col}: no such column in the {side}", file=where)
     if label not in feedback.columns:
         raise BadInput(f'no column "{label}" (the label the model predicts)', file=ref)
-    from ..missing import missing_as_null
+    from ..core.missing import missing_as_null
 
     keys = [pl.col(c).cast(pl.String) for c in join]
     # feedback without a label (null, or NaN) says nothing: left out and counted
@@ -461,7 +461,7 @@ def monitor(
 
 def _served_evaluation(ref: str) -> str:
     """REGISTRY/NAME stands for the evaluation recorded when its served version was deployed."""
-    from ..registry import read_serving, served_evaluation
+    from ..store.registry import read_serving, served_evaluation
 
     folder = Path(ref)
     if not (folder / "serving.json").exists():

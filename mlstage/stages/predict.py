@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..dataset import choose_splits, load_input, splits_of
 from ..errors import BadInput
-from ..runner import StagePlan, StageResult, run_stage
-from ..store import Store, store_for
+from ..store.refs import choose_splits, load_input, splits_of
+from ..store.store import Store, store_for
+from .base import StagePlan, StageResult, run_stage
 
 ALGORITHM = 1
 BATCH_ROWS = 100_000
@@ -33,7 +33,7 @@ def predict(
     """Predict with MODEL (or the version REGISTRY/NAME serves) on DATASET's splits."""
     import json
 
-    from ..model import resolve_model
+    from ..model.artifact import resolve_model
 
     st = store_for(store, out)
     model_ref = resolve_model(st, str(model))
@@ -53,7 +53,7 @@ def predict(
     plan = StagePlan("predict", "predictions", ALGORITHM, params, [model_in, data_in])
 
     def produce(tmp: Path) -> dict[str, Any]:
-        from ..model import Model
+        from ..model.artifact import Model
 
         m = Model.load(model_path)
         rows = write_predictions(

@@ -18,12 +18,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..dataset import load_document, load_input
+from ..core.documents import validate
+from ..core.jsonio import dumps_pretty
 from ..errors import BadInput
-from ..formats import validate
-from ..jsonio import dumps_pretty
-from ..runner import StagePlan, StageResult, run_stage
-from ..store import Store, store_for
+from ..store.refs import load_document, load_input
+from ..store.store import Store, store_for
+from .base import StagePlan, StageResult, run_stage
 from .stats import training_stats
 
 ALGORITHM = 1

@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..dataset import choose_splits, load_input, splits_of, training_split
+from ..core.jsonio import dumps_pretty
 from ..errors import BadInput
-from ..jsonio import dumps_pretty
-from ..runner import StagePlan, StageResult, run_stage
-from ..store import Store, store_for
+from ..store.refs import choose_splits, load_input, splits_of, training_split
+from ..store.store import Store, store_for
+from .base import StagePlan, StageResult, run_stage
 
 ALGORITHM = 1
 MERGE_ALGORITHM = 1
@@ -61,7 +61,7 @@ def stats(
     plan = StagePlan("stats", "stats", ALGORITHM, {"split": split, "slices": specs}, [inp])
 
     def produce(tmp: Path) -> dict[str, Any]:
-        from ..profile import split_stats
+        from ..validation.compute import split_stats
 
         doc: dict[str, Any] = {"format": "mlstage-stats/1", "splits": {}}
         sketches: dict[str, Any] = {"format": "mlstage-sketches/1", "splits": {}}
@@ -92,7 +92,7 @@ def merge(
     )
 
     def produce(tmp: Path) -> dict[str, Any]:
-        from ..stats_merge import merge_stats
+        from ..validation.merge import merge_stats
 
         docs = [
             (read_stats(p), json.loads((p / "sketches.json").read_text())) for p, _, _ in loaded
@@ -105,7 +105,7 @@ def merge(
 
 
 def _write(tmp: Path, doc: dict, sketches: dict) -> dict[str, Any]:
-    from ..formats import validate
+    from ..core.documents import validate
 
     validate(doc, "mlstage-stats/1", str(tmp / "stats.json"))
     (tmp / "stats.json").write_text(dumps_pretty(doc))
@@ -127,7 +127,7 @@ def training_stats(st: Store, ref: str, role: str) -> tuple[dict[str, Any], dict
         sketches = json.loads((path / "sketches.json").read_text())
         name = training_split({k: path for k in doc["splits"]}, ref)
         return doc["splits"][name], sketches["splits"][name]
-    from ..profile import split_stats
+    from ..validation.compute import split_stats
 
     splits = splits_of(path, manifest)
     name = training_split(splits, ref)
@@ -136,7 +136,7 @@ def training_stats(st: Store, ref: str, role: str) -> tuple[dict[str, Any], dict
 
 def read_stats(path: Path) -> dict[str, Any]:
     """stats.json of a stats artifact directory, checked against its schema."""
-    from ..formats import validate
+    from ..core.documents import validate
 
     doc = json.loads((path / "stats.json").read_text())
     validate(doc, "mlstage-stats/1", str(path / "stats.json"))

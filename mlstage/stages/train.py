@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..dataset import load_document, load_input, splits_of, training_split
+from ..core.documents import validate
+from ..core.jsonio import dumps_pretty, jsonable
 from ..errors import BadInput
-from ..formats import validate
-from ..jsonio import dumps_pretty, jsonable
-from ..runner import StagePlan, StageResult, run_stage
-from ..store import Store, store_for
+from ..store.refs import load_document, load_input, splits_of, training_split
+from ..store.store import Store, store_for
+from .base import StagePlan, StageResult, run_stage
 
 ALGORITHM = 2  # 2: rows without a label dropped and counted
 # Estimators whose max_iter bounds a solver that stops when it converges (for boosting,
@@ -39,7 +39,7 @@ SEARCHES = {
 def check_estimator(config: Any, where: str) -> None:
     """The estimator, params and search space of a format-valid config, checked by
     scikit-learn (which takes seconds to import: run only when the stage will run)."""
-    from ..estimators import build, distributions
+    from ..model.estimators import build, distributions
 
     try:
         estimator = build(
@@ -91,7 +91,7 @@ def _labelled(path: Path, columns: list[str], label: str):
     nulls float, and its classes 0.0 and 1.0)."""
     import polars as pl
 
-    from ..missing import missing_as_null
+    from ..core.missing import missing_as_null
 
     y = pl.read_parquet(path, columns=[label]).to_series()
     keep = y.to_frame().select(missing_as_null(label, y.dtype).is_not_null()).to_series()
@@ -145,7 +145,7 @@ def train(
     )
 
     def produce(tmp: Path) -> dict[str, Any]:
-        from ..model import ESTIMATOR_FILE, dump_estimator
+        from ..model.artifact import ESTIMATOR_FILE, dump_estimator
 
         feature_cols = list(transform_doc["outputs"])
         X, y, unlabelled, keep = _labelled(splits[fit_name], feature_cols, label["column"])
@@ -246,7 +246,7 @@ def _fit_quietly(cfg: dict[str, Any], X, y, w, feature_cols: list[str]):
 def _fit(cfg: dict[str, Any], X, y, w, feature_cols: list[str]):
     import numpy as np
 
-    from ..estimators import build
+    from ..model.estimators import build
 
     seed = cfg.get("seed", 0)
     estimator = build(cfg["estimator"], cfg["task"], cfg.get("params", {}), seed)
@@ -278,7 +278,7 @@ def first_line(e: BaseException) -> str:
 
 
 def _search(cfg: dict[str, Any], estimator, X, y, fit_params: dict[str, Any], seed: int):
-    from ..estimators import distributions
+    from ..model.estimators import distributions
 
     tune = cfg.get("tune")
     if not tune:
@@ -391,7 +391,7 @@ def _signature(st: Store, features_manifest, transform_doc, task: str, estimator
     """Raw inputs with type, nullability, range and domain as seen in training."""
     import polars as pl
 
-    from ..hashing import canonical_text
+    from ..core.hashing import canonical_text
 
     label = transform_doc["label"]
     inputs = dict(transform_doc["inputs"])

@@ -14,13 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..dataset import choose_splits, load_input, splits_of
-from ..drift import linf
+from ..core.documents import validate as validate_format
+from ..core.jsonio import dumps_pretty, jsonable
 from ..errors import BadInput
-from ..formats import validate as validate_format
-from ..jsonio import dumps_pretty, jsonable
-from ..runner import StagePlan, StageResult, run_stage
-from ..store import Store, store_for
+from ..store.refs import choose_splits, load_input, splits_of
+from ..store.store import Store, store_for
+from ..validation.drift import linf
+from .base import StagePlan, StageResult, run_stage
 from .schema import read_schema
 from .stats import training_stats
 
@@ -238,7 +238,7 @@ class _Checker:
                     examples=[where],
                 )
         elif values is not None and base["type"] in ("int", "float"):
-            from ..drift import bucket_counts, jensen_shannon, ks_statistic, psi
+            from ..validation.drift import bucket_counts, jensen_shannon, ks_statistic, psi
 
             missing = series.null_count() + nan + inf
             p, q = bucket_counts(base, values, missing)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .artifact import Input
-from .errors import BadInput
-from .jsonio import read_config, sha256_json
+from ..core.artifact import Input
+from ..core.jsonio import read_config, sha256_json
+from ..errors import BadInput
 from .store import Store
 
 

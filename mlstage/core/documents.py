@@ -11,7 +11,7 @@ import json
 from functools import cache
 from typing import Any
 
-from .errors import BadInput
+from ..errors import BadInput
 
 SCHEMA_FILES = {
     "mlstage-artifact/1": "manifest.schema.json",

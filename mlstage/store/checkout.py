@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .artifact import MANIFEST, check_files, read_manifest
-from .errors import CorruptArtifact, MlstageError
-from .fsutil import file_lock, recover, remove_tree, swap_into_place, temp_sibling
-from .outputs import check_output
+from ..core.artifact import MANIFEST, check_files, read_manifest
+from ..core.fsutil import file_lock, recover, remove_tree, swap_into_place, temp_sibling
+from ..core.outputs import check_output
+from ..errors import CorruptArtifact, MlstageError
 from .store import Store
 
 

@@ -20,10 +20,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput, CorruptArtifact
+from ..errors import BadInput, CorruptArtifact
+from ..version import __version__
 from .fsutil import sha256_file
 from .jsonio import dumps_pretty, sha256_json
-from .version import __version__
 
 FORMAT = "mlstage-artifact/1"
 MANIFEST = "manifest.json"
@@ -79,7 +79,7 @@ def utc_now() -> str:
 
 
 def validate_manifest(manifest: Any, where: str) -> None:
-    from .formats import validate
+    from .documents import validate
 
     try:
         validate(manifest, FORMAT, where)

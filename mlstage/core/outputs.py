@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import BadInput
+from ..errors import BadInput
 
 MANIFEST = "manifest.json"
 

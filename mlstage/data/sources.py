@@ -17,9 +17,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BadInput
-from .inference import ColumnType, infer_columns, parse_expr
-from .types import polars_type, type_name
+from ..core.coltypes import polars_type, type_name
+from ..errors import BadInput
+from .typeinfer import ColumnType, infer_columns, parse_expr
 
 FORMATS = ("csv", "tsv", "parquet", "json", "jsonl", "ipc")
 TEXT_FORMATS = ("csv", "tsv", "json", "jsonl")
@@ -294,7 +294,7 @@ def infer_types(
 
 def _find_format(inferred: ColumnType | None, name: str) -> ColumnType:
     """A date/datetime format for a column forced to that type."""
-    from .inference import DATE_FORMATS, DATETIME_FORMATS
+    from .typeinfer import DATE_FORMATS, DATETIME_FORMATS
 
     if inferred is not None and inferred.name == name:
         return inferred

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from .errors import BadInput
+from ..errors import BadInput
 
 
 def missing_as_null(column: str, dtype):

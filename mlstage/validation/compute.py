@@ -204,7 +204,7 @@ def slice_groups(frame, spec: list[str]) -> dict[str, Any]:
     keyed = frame.select(slice_key_expr(spec)).with_row_index("i")
     groups = keyed.group_by("key").agg(pl.col("i")).sort("key")
     if groups.height > MAX_SLICE_VALUES:
-        from .errors import BadInput
+        from ..errors import BadInput
 
         raise BadInput(
             f"slicing by {' x '.join(spec)} gives {groups.height} slices; at most {MAX_SLICE_VALUES} are allowed"

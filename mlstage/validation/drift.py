@@ -70,7 +70,7 @@ def ks_statistic(summary: list[float], sorted_values) -> float | None:
     """max |F_current - F_baseline| over finite values; None when either side is empty."""
     import numpy as np
 
-    from .profile import summary_cdf
+    from .compute import summary_cdf
 
     if not summary or sorted_values.size == 0:
         return None

@@ -20,8 +20,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .artifact import check_files, read_manifest
-from .errors import BadInput, CorruptArtifact
+from ..core.artifact import check_files, read_manifest
+from ..errors import BadInput, CorruptArtifact
 
 ESTIMATOR_FILE = "model.skops"
 FLOAT32_MAX = 3.4028234663852886e38
@@ -132,7 +132,7 @@ class Model:
                 " a model loads only under the same minor version (retrain it, or install that version)",
                 file=str(path),
             )
-        from .features.fitted import FittedTransform
+        from ..features.fitted import FittedTransform
 
         try:
             estimator = sio.loads((path / ESTIMATOR_FILE).read_bytes(), trusted=TRUSTED)
@@ -276,7 +276,7 @@ def coerce_value(value, type_name: str, field: str):
         if type_name == "string":
             if isinstance(value, dict | list):
                 raise ValueError
-            from .hashing import canonical_text
+            from ..core.hashing import canonical_text
 
             return canonical_text(value)
         if type_name == "date":

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .errors import BadInput
+from ..errors import BadInput
 
 CLASSIFICATION = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss",
                   "brier", "confusion_matrix")  # fmt: skip
@@ -61,7 +61,7 @@ class Outcomes:
             self.pred = np.asarray(y_pred, dtype=float)
             self.proba = None
             return
-        from .hashing import canonical_text
+        from ..core.hashing import canonical_text
 
         index = {c: i for i, c in enumerate(classes)}
         self.y = np.array([index.get(canonical_text(v), -1) for v in y_true], dtype=np.int64)
@@ -334,7 +334,7 @@ def partial_dependence(
     import numpy as np
     import polars as pl
 
-    from .missing import missing_as_null
+    from ..core.missing import missing_as_null
 
     out = []
     names = model.class_names
@@ -385,7 +385,7 @@ def partial_dependence(
 
 
 def canonical(value) -> str:
-    from .hashing import canonical_text
+    from ..core.hashing import canonical_text
 
     return canonical_text(value)
 

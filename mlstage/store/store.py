@@ -27,9 +27,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .artifact import MANIFEST, check_files, file_problem, manifest_bytes, read_manifest, utc_now
-from .errors import BadInput, CorruptArtifact, MlstageError, NotFound
-from .fsutil import file_lock, fsync_path, remove_tree, sha256_file, write_bytes_durably
+from ..core.artifact import (
+    MANIFEST,
+    check_files,
+    file_problem,
+    manifest_bytes,
+    read_manifest,
+    utc_now,
+)
+from ..core.fsutil import file_lock, fsync_path, remove_tree, sha256_file, write_bytes_durably
+from ..errors import BadInput, CorruptArtifact, MlstageError, NotFound
 
 STORE_DIRNAME = ".mlstage"
 GC_GRACE_SECONDS = 3600.0

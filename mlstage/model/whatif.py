@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput
+from ..errors import BadInput
 
 GRID = 10
 
@@ -75,7 +75,7 @@ def _variable(info: dict[str, Any]) -> bool:
 
 def whatif(model, row: dict[str, Any], vary: list[tuple[str, list]]) -> list[dict[str, Any]]:
     """For each varied column, the prediction and probabilities at each value."""
-    from .model import coerce_value
+    from .artifact import coerce_value
 
     base = model.coerce(row, absent_ok=True)
     results = []

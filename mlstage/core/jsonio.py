@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput
+from ..errors import BadInput
 
 
 def canonical_json(value: Any) -> str:

@@ -9,8 +9,8 @@ import base64
 import math
 from typing import Any
 
-from .errors import BadInput
-from .profile import (
+from ..errors import BadInput
+from .compute import (
     BUCKETS,
     CATEGORICAL,
     HLL_LG_K,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import BadInput
+from ..errors import BadInput
 from .store import Store
 
 FILTER_KEYS = ("estimator", "task", "label", "scoring", "data", "features")

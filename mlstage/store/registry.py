@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifact import MANIFEST, check_files, read_manifest, utc_now
-from .errors import BadInput, CorruptArtifact, MlstageError
-from .fsutil import file_lock, fsync_path, fsync_tree, remove_tree, write_bytes_durably
-from .jsonio import dumps_pretty
+from ..core.artifact import MANIFEST, check_files, read_manifest, utc_now
+from ..core.fsutil import file_lock, fsync_path, fsync_tree, remove_tree, write_bytes_durably
+from ..core.jsonio import dumps_pretty
+from ..errors import BadInput, CorruptArtifact, MlstageError
 
 FORMAT = "mlstage-serving/1"
 
@@ -161,7 +161,7 @@ def deploy(
     allow_unblessed: bool = False,
     message: str = "",
 ) -> DeployResult:
-    from .dataset import load_input
+    from .refs import load_input
 
     model_path, model_manifest, _ = load_input(store, model_ref, "model", ("model",))
     model_id = model_manifest["id"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import BadInput
+from ..errors import BadInput
 
 # name -> (module, task)
 ESTIMATORS: dict[str, tuple[str, str]] = {

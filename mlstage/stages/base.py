@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifact import Input, build_manifest, fingerprint, gate_exit_code, read_manifest
-from .errors import MlstageError
-from .fsutil import (
+from ..core.artifact import Input, build_manifest, fingerprint, gate_exit_code, read_manifest
+from ..core.fsutil import (
     file_lock,
     has_leftovers,
     recover,
@@ -27,8 +26,9 @@ from .fsutil import (
     swap_into_place,
     temp_sibling,
 )
-from .outputs import check_output
-from .store import Store, write_payload_manifest
+from ..core.outputs import check_output
+from ..errors import MlstageError
+from ..store.store import Store, write_payload_manifest
 
 
 @dataclass

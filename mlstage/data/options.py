@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from .errors import BadInput
-from .types import TYPE_NAMES
+from ..core.coltypes import TYPE_NAMES
+from ..errors import BadInput
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
