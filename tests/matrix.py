@@ -242,7 +242,7 @@ def run_chain(case: Case, root: Path) -> dict[str, Any]:
     from mlstage.model.artifact import Model
     from mlstage.model.whatif import whatif
     from mlstage.serving.app import create_app
-    from mlstage.store.registry import deploy
+    from mlstage.stages.deploy import deploy
     from mlstage.store.store import Store
 
     frame = generate(case)

@@ -16,7 +16,7 @@ from mlstage import evaluate, featurize, ingest, predict, train
 from mlstage.errors import BadInput
 from mlstage.model.artifact import Model
 from mlstage.serving.app import create_app
-from mlstage.store.registry import deploy
+from mlstage.stages.deploy import deploy
 from mlstage.store.store import Store
 
 from .conftest import cli, write, write_json

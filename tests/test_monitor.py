@@ -15,9 +15,9 @@ from mlstage import featurize, ingest, monitor, stats, train, validate
 from mlstage.errors import BadInput
 from mlstage.model.artifact import Model
 from mlstage.serving.requestlog import RequestLog
+from mlstage.stages.deploy import deploy
 from mlstage.stages.evaluate import evaluate
 from mlstage.stages.schema import schema
-from mlstage.store.registry import deploy
 from mlstage.store.store import Store
 
 from .conftest import SAMPLE, cli, working_in, write_json

@@ -20,8 +20,9 @@ from starlette.testclient import TestClient
 from mlstage import featurize, ingest, train
 from mlstage.errors import BadInput
 from mlstage.serving.app import create_app
+from mlstage.stages.deploy import DeployRefused, deploy, rollback
 from mlstage.stages.evaluate import evaluate
-from mlstage.store.registry import DeployRefused, deploy, read_serving, rollback
+from mlstage.store.registry import read_serving
 from mlstage.store.store import Store
 
 from .conftest import SAMPLE, cli, mlstage_exe, run_mlstage, working_in, write_json

@@ -10,7 +10,8 @@ import pytest
 
 from mlstage import ingest
 from mlstage.errors import BadInput
-from mlstage.stages.stats import merge, parse_slices, stats
+from mlstage.stages.stats import merge, stats
+from mlstage.validation.statsfile import parse_slices
 
 from .conftest import SAMPLE, write
 

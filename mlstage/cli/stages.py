@@ -509,13 +509,14 @@ def whatif_cmd(
     common: StoreCommon,
 ) -> None:
     """How one example's prediction changes as one of its inputs changes (--json: an array, one object per varied column)."""
-    from ..model.artifact import Model, resolve_model
+    from ..model.artifact import Model
     from ..model.whatif import parse_row, parse_vary, whatif
+    from ..store.registry import resolve_model
     from ..store.store import Store
     from .render import print_json, print_table
 
     st = Store.open(common.store)
-    m = Model.load(st.resolve(resolve_model(st, model)))
+    m = Model.load(st.resolve(resolve_model(model)))
     results = whatif(m, parse_row(row), parse_vary(vary or [], m.signature))
     if common.json:
         print_json(results)
@@ -602,7 +603,7 @@ def deploy_cmd(
     from .common import handle_errors
 
     with handle_errors(debug):
-        from ..store import registry as reg
+        from ..stages import deploy as reg
         from ..store.store import Store
         from .render import print_json_line, stderr_console
 

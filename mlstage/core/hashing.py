@@ -86,13 +86,34 @@ def text_expr(name: str, dtype):
     if dtype.is_integer():
         return col.cast(pl.String)
     if dtype.is_float():
-        # polars prints floats as canonical_text does ("1e-7", "NaN").
-        return col.cast(pl.Float64).cast(pl.String)
+        return _float_text(col.cast(pl.Float64))
     if dtype == pl.Date:
         return col.dt.to_string("%Y-%m-%d")
     if isinstance(dtype, pl.Datetime):
         return col.dt.replace_time_zone(None).dt.to_string("%Y-%m-%dT%H:%M:%S%.6f")
     return col.cast(pl.String)
+
+
+def _float_text(x):
+    """canonical_text of a Float64 expression.
+
+    polars prints the shortest round-trip digits as Python's repr does, and in the same
+    notation from 1e-4 up ("1e-7", "1e+16", "NaN", "inf"), but positionally below 1e-4
+    down to some length ("0.000015", where repr says "1.5e-05"): those are rewritten in
+    exponent notation here, so the batch and per-value hashes agree on every double."""
+    import polars as pl
+
+    text = x.cast(pl.String)
+    body = text.str.strip_prefix("-")
+    digits = body.str.strip_prefix("0.").str.strip_chars_start("0")
+    zeros = body.str.len_chars() - 2 - digits.str.len_chars()
+    mantissa = digits.str.slice(0, 1) + pl.when(digits.str.len_chars() > 1).then(
+        pl.lit(".") + digits.str.slice(1)
+    ).otherwise(pl.lit(""))
+    sign = pl.when(text.str.starts_with("-")).then(pl.lit("-")).otherwise(pl.lit(""))
+    exponent = sign + mantissa + pl.lit("e-") + (zeros + 1).cast(pl.String)
+    positional_small = body.str.starts_with("0.0") & (x.abs() < 1e-4) & (x != 0)
+    return pl.when(positional_small).then(exponent).otherwise(text)
 
 
 def hash_expr(names: list[str], schema, prefix: str | None = None):

@@ -291,13 +291,3 @@ def coerce_value(value, type_name: str, field: str):
     except (ValueError, TypeError, OverflowError):
         pass
     raise BadInput(f'field "{field}": cannot convert {value!r} to {type_name}')
-
-
-def resolve_model(store, ref: str) -> str:
-    """A model reference: an artifact directory, @id, or REGISTRY/NAME (the version it serves)."""
-    path = Path(str(ref))
-    serving = path / "serving.json"
-    if serving.exists():
-        doc = json.loads(serving.read_text())
-        return str(path / str(doc["version"]))
-    return str(ref)

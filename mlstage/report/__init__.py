@@ -105,8 +105,8 @@ def _build(kind, path, manifest, base, st, ref) -> tuple[str, list]:
 
 
 def _stats(path: Path, base, ref: str) -> tuple[str, list]:
-    from ..stages.schema import DEFAULT_DRIFT
-    from ..store.refs import training_split
+    from ..data.splits import training_split
+    from ..validation.schema_rules import DEFAULT_DRIFT
     from .stats_page import sections
 
     # Not re-validated against the JSON Schema (that takes longer than drawing the page

@@ -90,9 +90,9 @@ def anomalies_sections(doc: dict[str, Any], manifest: dict[str, Any], st) -> lis
 def _drifted_cards(drifted: list[tuple[str, str]], manifest: dict[str, Any], st) -> str:
     import polars as pl
 
+    from ..data.splits import splits_of
     from ..errors import MlstageError
-    from ..stages.stats import training_stats
-    from ..store.refs import splits_of
+    from ..validation.statsfile import training_stats
 
     ids = {i["role"]: i["id"] for i in manifest["inputs"]}
     try:
@@ -115,7 +115,7 @@ def _schema_drift(manifest: dict[str, Any], st) -> dict[str, Any]:
     import json
 
     from ..errors import MlstageError
-    from ..stages.schema import DEFAULT_DRIFT
+    from ..validation.schema_rules import DEFAULT_DRIFT
 
     schema_id = next((i["id"] for i in manifest["inputs"] if i["role"] == "schema"), None)
     if schema_id is None:

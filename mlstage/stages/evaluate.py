@@ -15,28 +15,14 @@ from typing import Any
 
 from ..core.documents import validate
 from ..core.jsonio import dumps_pretty, jsonable
+from ..data.splits import eval_split, splits_of
 from ..errors import BadInput
-from ..model.artifact import resolve_model
-from ..store.refs import load_document, load_input, splits_of
+from ..store.refs import load_document, load_input
+from ..store.registry import resolve_model
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
 ALGORITHM = 2  # 2: fairness groups under min_slice_size not gated; regression fairness
-
-
-def _eval_split(splits: dict[str, Path], wanted: str | None, ref: str) -> str:
-    if wanted is not None:
-        if wanted not in splits:
-            raise BadInput(f"no split {wanted!r}; the dataset has: {', '.join(splits)}", file=ref)
-        return wanted
-    if "eval" in splits:
-        return "eval"
-    if len(splits) == 1:
-        return next(iter(splits))
-    raise BadInput(
-        f"no 'eval' split and more than one split ({', '.join(splits)}); say which with --split",
-        file=ref,
-    )
 
 
 def _signature(path: Path) -> dict[str, Any]:
@@ -109,7 +95,7 @@ def evaluate(
     """Evaluate MODEL on DATASET against CONFIG's thresholds (and BASELINE); `blessed` gates."""
     st = store_for(store, out)
     model_path, model_manifest, model_in = load_input(
-        st, resolve_model(st, str(model)), "model", ("model",)
+        st, resolve_model(str(model)), "model", ("model",)
     )
     data_path, data_manifest, data_in = load_input(st, str(dataset), "data", ("dataset",))
     cfg, cfg_in = load_document(st, str(config), "config", "config.json", "evaluation")
@@ -123,7 +109,7 @@ def evaluate(
     base_path = None
     if baseline is not None:
         base_path, base_manifest, base_in = load_input(
-            st, resolve_model(st, str(baseline)), "baseline", ("model",)
+            st, resolve_model(str(baseline)), "baseline", ("model",)
         )
         base_sig = _signature(base_path)
         if base_sig["task"] != sig["task"] or base_sig["label"]["column"] != sig["label"]["column"]:
@@ -137,7 +123,7 @@ def evaluate(
         else:
             inputs.append(base_in)
     splits = splits_of(data_path, data_manifest)
-    split_name = _eval_split(splits, split, str(dataset))
+    split_name = eval_split(splits, split, str(dataset))
     plan = StagePlan(
         "evaluate", "evaluation", ALGORITHM, {"split": split_name, "config": cfg}, inputs
     )

@@ -31,7 +31,9 @@ from ..errors import BadInput, DiskFull, is_disk_full
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
-ALGORITHM = 2  # 2: JSON values typed by the same inference as CSV
+ALGORITHM = (
+    2  # 2: JSON values typed as CSV; small floats hashed in exponent notation (as documented)
+)
 
 
 def ingest(

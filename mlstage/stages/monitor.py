@@ -27,8 +27,10 @@ from typing import Any
 from ..core.artifact import Input
 from ..core.documents import validate as validate_format
 from ..core.jsonio import dumps_pretty, jsonable, sha256_json
+from ..data.splits import splits_of
 from ..errors import BadInput
-from ..store.refs import is_artifact_ref, load_input, splits_of
+from ..store.refs import is_artifact_ref, load_input
+from ..store.registry import resolve_evaluation
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
@@ -340,8 +342,8 @@ def monitor(
     dry_run: bool = False,
 ) -> StageResult:
     """Check production requests against training; `retrain` true means exit 1."""
-    from .schema import read_schema
-    from .stats import training_stats
+    from ..validation.schema_rules import read_schema
+    from ..validation.statsfile import training_stats
 
     if feedback is not None and not join:
         raise BadInput("--feedback needs --join COLUMN (the request id the labels carry)")
@@ -361,7 +363,7 @@ def monitor(
     eval_path = eval_manifest = None
     if evaluation is not None:
         eval_path, eval_manifest, eval_in = load_input(
-            st, _served_evaluation(str(evaluation)), "evaluation", ("evaluation",)
+            st, resolve_evaluation(str(evaluation)), "evaluation", ("evaluation",)
         )
         inputs.append(eval_in)
     fb_frame = None
@@ -376,7 +378,7 @@ def monitor(
     plan = StagePlan("monitor", "monitor", ALGORITHM, params, inputs)
 
     def produce(tmp: Path) -> dict[str, Any]:
-        from .validate import _Checker
+        from ..validation.checks import Checker
 
         frame = _read_requests(files, str(requests))
         frame, model_name = _only_model(frame, model, str(requests))
@@ -391,7 +393,7 @@ def monitor(
             rules = {**schema_doc, "columns": kept}
         else:
             rules = schema_doc
-        checker = _Checker(rules, "serving", {**table, "sketches": sketches})
+        checker = Checker(rules, "serving", {**table, "sketches": sketches})
         inputs_frame, types = _input_types(frame, rules)
         if schema is None:  # drift only, over the columns training saw
             types = {c: t for c, t in types.items() if c in rules["columns"]}
@@ -459,24 +461,11 @@ def monitor(
     )
 
 
-def _served_evaluation(ref: str) -> str:
-    """REGISTRY/NAME stands for the evaluation recorded when its served version was deployed."""
-    from ..store.registry import read_serving, served_evaluation
-
-    folder = Path(ref)
-    if not (folder / "serving.json").exists():
-        return ref
-    found = served_evaluation(read_serving(folder))
-    if found is None:
-        raise BadInput("the served version was deployed without an evaluation", file=ref)
-    return f"@{found}"
-
-
 def _drift_only_schema(table: dict[str, Any], present: list[str]) -> dict[str, Any]:
     """Without --schema: the logged columns training saw, typed as it saw them, with the
     default drift thresholds `schema` would write and no other rule (which columns
     should be there, and which is the label, only a schema says)."""
-    from .schema import DEFAULT_DRIFT
+    from ..validation.schema_rules import DEFAULT_DRIFT
 
     columns = {c: {"type": s["type"]} for c, s in table["columns"].items() if c in present}
     return {"columns": columns, "drift": dict(DEFAULT_DRIFT)}

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..data.splits import choose_splits, splits_of
 from ..errors import BadInput
-from ..store.refs import choose_splits, load_input, splits_of
+from ..store.refs import load_input
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
@@ -33,10 +34,10 @@ def predict(
     """Predict with MODEL (or the version REGISTRY/NAME serves) on DATASET's splits."""
     import json
 
-    from ..model.artifact import resolve_model
+    from ..store.registry import resolve_model
 
     st = store_for(store, out)
-    model_ref = resolve_model(st, str(model))
+    model_ref = resolve_model(str(model))
     model_path, _, model_in = load_input(st, model_ref, "model", ("model",))
     data_path, data_manifest, data_in = load_input(st, str(dataset), "data", ("dataset",))
     chosen = choose_splits(splits_of(data_path, data_manifest), split, str(dataset))

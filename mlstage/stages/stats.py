@@ -1,7 +1,6 @@
 """`stats`: statistics of a dataset per split and per slice (DESIGN §4, §5 stats.json).
 
-Payload: `stats.json` (the statistics people and `schema`/`validate` read) and
-`sketches.json` (the mergeable summaries `stats --merge` combines; see `profile`).
+Payload: `stats.json` and `sketches.json`, owned by `validation.statsfile`.
 """
 
 from __future__ import annotations
@@ -10,29 +9,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..core.jsonio import dumps_pretty
+from ..data.splits import choose_splits, splits_of
 from ..errors import BadInput
-from ..store.refs import choose_splits, load_input, splits_of, training_split
+from ..store.refs import load_input
 from ..store.store import Store, store_for
+from ..validation.statsfile import parse_slices, read_stats, write_stats
 from .base import StagePlan, StageResult, run_stage
 
 ALGORITHM = 1
 MERGE_ALGORITHM = 1
-
-
-def parse_slices(slices: list[str] | list[list[str]] | None) -> list[list[str]]:
-    """`--slice sex --slice race` -> sex, race and their cross; `--slice sex,race` -> the cross only."""
-    specs: list[list[str]] = []
-    for s in slices or []:
-        cols = [c.strip() for c in s.split(",")] if isinstance(s, str) else list(s)
-        if not cols or any(not c for c in cols):
-            raise BadInput(f"--slice {s!r}: name one column, or several joined by ','")
-        if cols not in specs:
-            specs.append(cols)
-    singles = [s[0] for s in specs if len(s) == 1]
-    if len(singles) > 1 and singles not in specs:
-        specs.append(singles)
-    return specs
 
 
 def stats(
@@ -67,7 +52,7 @@ def stats(
         sketches: dict[str, Any] = {"format": "mlstage-sketches/1", "splits": {}}
         for name, file in chosen.items():
             doc["splits"][name], sketches["splits"][name] = split_stats(file, schema, specs)
-        return _write(tmp, doc, sketches)
+        return write_stats(tmp, doc, sketches)
 
     return run_stage(
         plan, produce, Path(out) if out else None, store=st, force=force, dry_run=dry_run
@@ -97,47 +82,8 @@ def merge(
         docs = [
             (read_stats(p), json.loads((p / "sketches.json").read_text())) for p, _, _ in loaded
         ]
-        return _write(tmp, *merge_stats(docs))
+        return write_stats(tmp, *merge_stats(docs))
 
     return run_stage(
         plan, produce, Path(out) if out else None, store=st, force=force, dry_run=dry_run
     )
-
-
-def _write(tmp: Path, doc: dict, sketches: dict) -> dict[str, Any]:
-    from ..core.documents import validate
-
-    validate(doc, "mlstage-stats/1", str(tmp / "stats.json"))
-    (tmp / "stats.json").write_text(dumps_pretty(doc))
-    (tmp / "sketches.json").write_text(json.dumps(sketches, separators=(",", ":")))
-    first = next(iter(doc["splits"].values()), {"columns": {}})
-    return {
-        "splits": {n: s["rows"] for n, s in doc["splits"].items()},
-        "columns": len(first["columns"]),
-        "slices": len(first.get("slices", {})),
-    }
-
-
-def training_stats(st: Store, ref: str, role: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The `train` split's (else the only split's) statistics and sketches, read from a
-    stats artifact or computed from a dataset (what `schema` and `validate --baseline` take)."""
-    path, manifest, _ = load_input(st, ref, role, ("stats", "dataset"))
-    if manifest["kind"] == "stats":
-        doc = read_stats(path)
-        sketches = json.loads((path / "sketches.json").read_text())
-        name = training_split({k: path for k in doc["splits"]}, ref)
-        return doc["splits"][name], sketches["splits"][name]
-    from ..validation.compute import split_stats
-
-    splits = splits_of(path, manifest)
-    name = training_split(splits, ref)
-    return split_stats(splits[name], manifest["summary"]["schema"], [])
-
-
-def read_stats(path: Path) -> dict[str, Any]:
-    """stats.json of a stats artifact directory, checked against its schema."""
-    from ..core.documents import validate
-
-    doc = json.loads((path / "stats.json").read_text())
-    validate(doc, "mlstage-stats/1", str(path / "stats.json"))
-    return doc

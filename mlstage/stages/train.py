@@ -17,8 +17,9 @@ from typing import Any
 
 from ..core.documents import validate
 from ..core.jsonio import dumps_pretty, jsonable
+from ..data.splits import splits_of, training_split
 from ..errors import BadInput
-from ..store.refs import load_document, load_input, splits_of, training_split
+from ..store.refs import load_document, load_input
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 

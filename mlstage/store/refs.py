@@ -41,37 +41,3 @@ def load_document(store: Store, ref: str, role: str, payload: str, kind: str) ->
         return read_config(path / payload), inp
     content = read_config(Path(str(ref)))
     return content, Input(role, sha256_json(content), str(ref))
-
-
-def splits_of(path: Path, manifest: dict[str, Any]) -> dict[str, Path]:
-    """Split name -> Parquet file of a dataset (or features) artifact, in manifest order."""
-    names = manifest["summary"].get("splits") or {}
-    files = {
-        f["path"][: -len(".parquet")]: path / f["path"]
-        for f in manifest["files"]
-        if f["path"].endswith(".parquet")
-    }
-    ordered = [n for n in names if n in files] + [n for n in files if n not in names]
-    return {n: files[n] for n in ordered}
-
-
-def choose_splits(available: dict[str, Path], wanted: str | None, ref: str) -> dict[str, Path]:
-    if wanted is None:
-        return available
-    if wanted not in available:
-        raise BadInput(
-            f"no split {wanted!r}; the dataset has: {', '.join(available)}", file=str(ref)
-        )
-    return {wanted: available[wanted]}
-
-
-def training_split(available: dict[str, Path], ref: str, name: str = "train") -> str:
-    """The `train` split, else the only split, else bad input."""
-    if name in available:
-        return name
-    if len(available) == 1:
-        return next(iter(available))
-    raise BadInput(
-        f"no {name!r} split and more than one split ({', '.join(available)}); say which",
-        file=str(ref),
-    )

@@ -1,0 +1,70 @@
+"""The statistics artifact's files: `stats.json` (what people, `schema` and `validate` read)
+and `sketches.json` (the mergeable summaries `stats --merge` combines; see `compute`),
+written and read here only; and the training split's statistics that `schema`,
+`validate --baseline`, `monitor` and the report compare with."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..core.jsonio import dumps_pretty
+from ..data.splits import splits_of, training_split
+from ..errors import BadInput
+from ..store.refs import load_input
+from ..store.store import Store
+
+
+def parse_slices(slices: list[str] | list[list[str]] | None) -> list[list[str]]:
+    """`--slice sex --slice race` -> sex, race and their cross; `--slice sex,race` -> the cross only."""
+    specs: list[list[str]] = []
+    for s in slices or []:
+        cols = [c.strip() for c in s.split(",")] if isinstance(s, str) else list(s)
+        if not cols or any(not c for c in cols):
+            raise BadInput(f"--slice {s!r}: name one column, or several joined by ','")
+        if cols not in specs:
+            specs.append(cols)
+    singles = [s[0] for s in specs if len(s) == 1]
+    if len(singles) > 1 and singles not in specs:
+        specs.append(singles)
+    return specs
+
+
+def write_stats(tmp: Path, doc: dict, sketches: dict) -> dict[str, Any]:
+    from ..core.documents import validate
+
+    validate(doc, "mlstage-stats/1", str(tmp / "stats.json"))
+    (tmp / "stats.json").write_text(dumps_pretty(doc))
+    (tmp / "sketches.json").write_text(json.dumps(sketches, separators=(",", ":")))
+    first = next(iter(doc["splits"].values()), {"columns": {}})
+    return {
+        "splits": {n: s["rows"] for n, s in doc["splits"].items()},
+        "columns": len(first["columns"]),
+        "slices": len(first.get("slices", {})),
+    }
+
+
+def training_stats(st: Store, ref: str, role: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `train` split's (else the only split's) statistics and sketches, read from a
+    stats artifact or computed from a dataset (what `schema` and `validate --baseline` take)."""
+    path, manifest, _ = load_input(st, ref, role, ("stats", "dataset"))
+    if manifest["kind"] == "stats":
+        doc = read_stats(path)
+        sketches = json.loads((path / "sketches.json").read_text())
+        name = training_split({k: path for k in doc["splits"]}, ref)
+        return doc["splits"][name], sketches["splits"][name]
+    from .compute import split_stats
+
+    splits = splits_of(path, manifest)
+    name = training_split(splits, ref)
+    return split_stats(splits[name], manifest["summary"]["schema"], [])
+
+
+def read_stats(path: Path) -> dict[str, Any]:
+    """stats.json of a stats artifact directory, checked against its schema."""
+    from ..core.documents import validate
+
+    doc = json.loads((path / "stats.json").read_text())
+    validate(doc, "mlstage-stats/1", str(path / "stats.json"))
+    return doc
