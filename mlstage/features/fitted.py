@@ -26,8 +26,10 @@ from ..core.hashing import canonical_text
 from ..core.missing import missing_as_null, none_if_missing
 from ..errors import BadInput
 from . import names
+from .base import NUMERIC
+from .categorical import value_counts
 from .spec import check_spec
-from .transforms import NUMERIC, TRANSFORMS, value_counts
+from .transforms import TRANSFORMS
 
 FORMAT = "mlstage-transform/1"
 

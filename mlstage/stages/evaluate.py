@@ -171,6 +171,7 @@ def run_evaluation(
     import polars as pl
 
     from ..core.missing import drop_unlabelled
+    from ..model import inspection
     from ..model import metrics as ev
     from ..validation.compute import slice_key_expr
 
@@ -221,14 +222,14 @@ def run_evaluation(
         else frame
     )
     metric = imp_cfg.get("metric", "accuracy" if model.task == "classification" else "r2")
-    importance = ev.permutation_importance(
+    importance = inspection.permutation_importance(
         model, sample, sample[label].to_list(), positive, metric, imp_cfg.get("repeats", 3), seed
     )
     pd_cfg = cfg.get("partial_dependence", {})
     top = [c for c in importance][: pd_cfg.get("top", 3)]
     pd_sample = sample.head(pd_cfg.get("sample", 1000))
-    curves = ev.curves(outcome)
-    curves["partial_dependence"] = ev.partial_dependence(
+    curves = inspection.curves(outcome)
+    curves["partial_dependence"] = inspection.partial_dependence(
         model, pd_sample, top, pd_cfg.get("grid", 10), positive
     )
     base_overall = None
@@ -281,33 +282,14 @@ def _check_slice_names(cfg, slices, signature, where: str) -> None:
 
 
 def _checks(cfg, overall, slices, fairness, base_overall) -> list[dict[str, Any]]:
-    from ..model.metrics import FAIRNESS, is_number
+    from ..model.gate import bound_checks, is_number
+    from ..model.metrics import FAIRNESS
 
     checks = []
 
     def bound(metric, where, value, spec, *, gated=True, note=None):
-        for kind, ok in (("min", lambda v, t: v >= t), ("max", lambda v, t: v <= t)):
-            if kind not in spec:
-                continue
-            t = spec[kind]
-            if not gated:
-                passed = None  # a slice under min_slice_size (or empty): reported, not gated
-            elif not is_number(value):
-                # A threshold on a metric that cannot be computed here fails rather than passes.
-                passed, note = False, note or "the metric cannot be computed on this data"
-            else:
-                passed = ok(value, t)
-            checks.append(
-                {
-                    "metric": metric,
-                    "slice": where,
-                    "value": value,
-                    "threshold": {kind: t},
-                    "passed": passed,
-                    "kind": "absolute",
-                    "note": note if passed is not True else None,
-                }
-            )
+        for check in bound_checks(metric, value, spec, gated=gated, note=note):
+            checks.append({**check, "slice": where, "kind": "absolute"})
 
     by_name = {s["name"]: s for s in slices}
     for metric, spec in cfg.get("thresholds", {}).items():

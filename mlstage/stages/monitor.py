@@ -245,6 +245,7 @@ def _live_metrics(
     import polars as pl
 
     from ..model import metrics as ev
+    from ..model.gate import bound_checks
 
     for col in join:
         for side, table, where in (("requests", frame, None), ("feedback", feedback, ref)):
@@ -310,17 +311,14 @@ def _live_metrics(
         if metric in ev.FAIRNESS:
             continue  # needs the sensitive columns, which logs usually exclude
         value = live.get(metric)
-        for kind in ("min", "max"):
-            if kind not in spec:
-                continue
-            passed = None
-            if ev.is_number(value):
-                passed = value >= spec[kind] if kind == "min" else value <= spec[kind]
-            out["checks"].append({
-                "metric": metric, "value": value, "evaluation_value": metrics["overall"].get(metric),
-                "threshold": {kind: spec[kind]}, "passed": passed,
-                "note": None if passed is not None else "not computable on the joined rows",
-            })  # fmt: skip
+        for check in bound_checks(
+            metric,
+            value,
+            spec,
+            uncomputable="skip",
+            uncomputable_note="not computable on the joined rows",
+        ):
+            out["checks"].append({**check, "evaluation_value": metrics["overall"].get(metric)})
     return out
 
 

@@ -29,33 +29,17 @@ from typing import Any
 
 from ..core.artifact import (
     MANIFEST,
-    check_files,
     file_problem,
     manifest_bytes,
     read_manifest,
     utc_now,
 )
 from ..core.fsutil import file_lock, fsync_path, remove_tree, sha256_file, write_bytes_durably
-from ..errors import BadInput, CorruptArtifact, MlstageError, NotFound
+from ..errors import BadInput, CorruptArtifact, NotFound
+from .index import connect, index_artifact
+from .maintenance import GC_GRACE_SECONDS
 
 STORE_DIRNAME = ".mlstage"
-GC_GRACE_SECONDS = 3600.0
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS artifacts(
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, stage TEXT NOT NULL, fingerprint TEXT NOT NULL,
-    created TEXT NOT NULL, summary TEXT NOT NULL, params TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS edges(
-    child TEXT NOT NULL, parent TEXT NOT NULL, role TEXT NOT NULL, path TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS edges_child ON edges(child);
-CREATE INDEX IF NOT EXISTS edges_parent ON edges(parent);
-CREATE TABLE IF NOT EXISTS writes(
-    seq INTEGER PRIMARY KEY, at TEXT NOT NULL, path TEXT NOT NULL, id TEXT NOT NULL,
-    stage TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS writes_path ON writes(path);
-CREATE TABLE IF NOT EXISTS file_hashes(
-    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER,
-    sha256 TEXT);
-"""
 # Files up to this size are re-hashed on every read (JSON documents, small models): cheaper
 # than trusting anything. Larger ones are trusted while size, mtime, ctime and inode are
 # those recorded with their hash (ctime cannot be set back by hand, unlike mtime).
@@ -128,7 +112,7 @@ class Store:
     def db(self) -> sqlite3.Connection:
         if self._db is None:
             try:
-                self._db = _connect(self.index_path)
+                self._db = connect(self.index_path)
             except sqlite3.DatabaseError as e:
                 # A damaged index (it is derived data): set it aside and rebuild it from
                 # the objects and the journal, which are the truth.
@@ -288,34 +272,8 @@ class Store:
                 remove_tree(target)
             os.rename(tmp, target)
             fsync_path(self.objects)
-            self._index_artifact(manifest)
+            index_artifact(self.db, manifest)
         return target
-
-    def _index_artifact(self, m: dict[str, Any], db: sqlite3.Connection | None = None) -> None:
-        db = db or self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute(
-                "INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?,?,?)",
-                (
-                    m["id"],
-                    m["kind"],
-                    m["stage"],
-                    m["fingerprint"],
-                    m["created"],
-                    json.dumps(m["summary"]),
-                    json.dumps(m["params"], sort_keys=True),
-                ),
-            )
-            db.execute("DELETE FROM edges WHERE child=?", (m["id"],))
-            db.executemany(
-                "INSERT INTO edges VALUES (?,?,?,?)",
-                [(m["id"], i["id"], i["role"], i["path"]) for i in m["inputs"]],
-            )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def record_write(self, path: Path, manifest: dict[str, Any]) -> None:
         """Append 'this version was written to this path' to the journal and index."""
@@ -448,168 +406,35 @@ class Store:
 
         return node(manifest, None, None, frozenset({manifest["id"]}))
 
-    # -- maintenance ----------------------------------------------------------------
     def verify(self, artifact_dir: Path | None = None) -> tuple[int, list[str]]:
         """Re-hash files against manifests. Returns (artifacts checked, problems)."""
-        dirs = [artifact_dir] if artifact_dir else self._all_checkable_dirs()
-        problems: list[str] = []
-        for d in dirs:
-            try:
-                m = read_manifest(d)
-            except Exception as e:  # a broken manifest is itself a finding
-                problems.append(str(e))
-                continue
-            problems += check_files(d, m, rehash=True)
-        return len(dirs), problems
+        from . import maintenance
 
-    def _all_checkable_dirs(self) -> list[Path]:
-        dirs = sorted(p for p in self.objects.iterdir() if (p / MANIFEST).exists())
-        for key in sorted({w["path"] for w in self.writes()}):
-            if (self.path_of(key) / MANIFEST).exists():
-                dirs.append(self.path_of(key))
-        return dirs
-
-    def _manifests_on_disk(self) -> Iterator[Path]:
-        """Artifact directories under the stable root, outside the store: whatever the
-        journal says (moved, renamed, logged by another store), `gc` keeps what they hold."""
-        skip = {".git", ".venv", "node_modules", "__pycache__"}
-        store = self.root.resolve()
-        for dirpath, dirs, files in os.walk(self.base):
-            here = Path(dirpath)
-            dirs[:] = [d for d in dirs if d not in skip and (here / d).resolve() != store]
-            if MANIFEST in files:
-                yield here
+        return maintenance.verify(self, artifact_dir)
 
     def live_ids(self) -> set[str]:
         """Ids that some path still holds, with everything in their lineage."""
-        roots: set[str] = set()
-        parents: set[Path] = set()
-        held = {self.path_of(w["path"]) for w in self.writes()} | set(self._manifests_on_disk())
-        for path in held:
-            try:
-                roots.add(json.loads((path / MANIFEST).read_bytes())["id"])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            parents.add(path.parent)
-        for folder in parents:
-            # A registry (the parent of its version folders) also holds the evaluations its versions were deployed with
-            # (`monitor --evaluation REGISTRY/NAME` reads them by id).
-            try:
-                history = json.loads((folder / "serving.json").read_bytes())["history"]
-            except (OSError, ValueError, KeyError):
-                continue
-            roots.update(h["evaluation"] for h in history if h.get("evaluation"))
-        live: set[str] = set()
-        stack = list(roots)
-        while stack:
-            i = stack.pop()
-            if i in live:
-                continue
-            live.add(i)
-            stack += [r[0] for r in self.db.execute("SELECT parent FROM edges WHERE child=?", (i,))]
-        return live
+        from . import maintenance
+
+        return maintenance.live_ids(self)
 
     def gc(self, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS) -> list[str]:
-        """Drop objects that no path holds and no held artifact descends from.
+        """Drop objects that no path holds and no held artifact descends from."""
+        from . import maintenance
 
-        Objects younger than `grace` seconds are kept: a stage that has just added its
-        object is about to log it, and a reader may be using an object by id.
-        """
-        import time
-
-        with self.locked():
-            live = self.live_ids()
-            cutoff = time.time() - grace
-            dead = sorted(
-                p.name for p in self.objects.iterdir()
-                if p.name not in live and p.stat().st_mtime < cutoff
-            )  # fmt: skip
-            if not dry_run:
-                for i in dead:
-                    remove_tree(self.objects / i)
-                    self.db.execute("DELETE FROM artifacts WHERE id=?", (i,))
-                    self.db.execute("DELETE FROM edges WHERE child=?", (i,))
-        return dead
+        return maintenance.gc(self, dry_run=dry_run, grace=grace)
 
     def reindex(self) -> tuple[int, list[str]]:
-        """Rebuild the index from the objects' manifests and the journal.
+        """Rebuild the index from the objects' manifests and the journal."""
+        from . import maintenance
 
-        The new index is built beside the old one and swapped in only when complete, so a
-        failure leaves the old one in place. Returns (artifacts indexed, problems): the
-        manifests that could not be read, and torn journal lines, each skipped.
-        """
-        with self.locked():
-            new = self.root / f"index.sqlite.new-{os.getpid()}"
-            for p in (new, Path(f"{new}-wal"), Path(f"{new}-shm")):
-                p.unlink(missing_ok=True)
-            db = _connect(new)
-            problems: list[str] = []
-            count = 0
-            try:
-                for d in sorted(self.objects.iterdir()):
-                    if not (d / MANIFEST).exists():
-                        continue
-                    try:
-                        m = read_manifest(d)
-                    except MlstageError as e:
-                        problems.append(str(e))
-                        continue
-                    self._index_artifact(m, db)
-                    count += 1
-                rows = []
-                if self.journal.exists():
-                    for n, line in enumerate(self.journal.read_bytes().splitlines(), start=1):
-                        try:
-                            e = json.loads(line)
-                            rows.append((e["at"], e["path"], e["id"], e["stage"]))
-                        except (ValueError, KeyError, TypeError):
-                            if line.strip():
-                                problems.append(f"{self.journal}: line {n} is torn (skipped)")
-                db.executemany("INSERT INTO writes(at, path, id, stage) VALUES (?,?,?,?)", rows)
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                db.close()
-            self.close()
-            os.replace(new, self.index_path)
-            for suffix in ("-wal", "-shm"):
-                Path(f"{new}{suffix}").unlink(missing_ok=True)
-                Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
-            fsync_path(self.root)
-            self._db = _connect(self.index_path)
-            # tmp/ holds objects being added and stdin being spooled: remove only what a
-            # dead process left (each entry's name carries its writer's pid).
-            for entry in (self.root / "tmp").glob("*") if (self.root / "tmp").exists() else []:
-                if not _pid_alive(_pid_in(entry.name)):
-                    remove_tree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
-        return count, problems
+        return maintenance.reindex(self)
 
     def index_dump(self) -> dict[str, list]:
         """The index's content in a stable order (for comparing against a reindex)."""
-        db = self.db
-        return {
-            "artifacts": db.execute("SELECT * FROM artifacts ORDER BY id").fetchall(),
-            "edges": db.execute(
-                "SELECT * FROM edges ORDER BY child, parent, role, path"
-            ).fetchall(),
-            "writes": db.execute("SELECT at, path, id, stage FROM writes ORDER BY seq").fetchall(),
-        }
+        from . import maintenance
 
-
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=60, isolation_level=None)
-    try:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA busy_timeout=60000")
-        # WAL with synchronous=NORMAL cannot corrupt the index; a power cut may drop the
-        # last transactions, which `reindex` restores from the fsynced journal and objects.
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
-        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-            raise sqlite3.DatabaseError("quick_check found damage")
-    except BaseException:
-        db.close()
-        raise
-    return db
+        return maintenance.index_dump(self)
 
 
 def write_payload_manifest(payload_dir: Path, manifest: dict[str, Any]) -> None:
@@ -620,23 +445,3 @@ def _last_byte(path: Path) -> bytes:
     with open(path, "rb") as f:
         f.seek(-1, os.SEEK_END)
         return f.read(1)
-
-
-def _pid_in(name: str) -> int | None:
-    """The writer's pid in a tmp entry's name: '<id>.<pid>', 'out-<pid>-<rand>', 'stdin-<pid>'."""
-    import re
-
-    m = re.search(r"(?:\.|^out-|^stdin-)(\d+)(?:-|$)", name)
-    return int(m.group(1)) if m else None
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

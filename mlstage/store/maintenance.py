@@ -1,0 +1,191 @@
+"""Keeping a store whole: `verify`, `gc` (what is still held), `reindex` (the index rebuilt
+from the objects and the journal, which are the truth)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..core.artifact import MANIFEST, check_files, read_manifest
+from ..core.fsutil import fsync_path, remove_tree
+from ..errors import MlstageError
+from .index import connect, index_artifact
+
+if TYPE_CHECKING:
+    from .store import Store
+
+GC_GRACE_SECONDS = 3600.0
+
+
+# -- maintenance ----------------------------------------------------------------
+def verify(store: Store, artifact_dir: Path | None = None) -> tuple[int, list[str]]:
+    """Re-hash files against manifests. Returns (artifacts checked, problems)."""
+    dirs = [artifact_dir] if artifact_dir else _all_checkable_dirs(store)
+    problems: list[str] = []
+    for d in dirs:
+        try:
+            m = read_manifest(d)
+        except Exception as e:  # a broken manifest is itself a finding
+            problems.append(str(e))
+            continue
+        problems += check_files(d, m, rehash=True)
+    return len(dirs), problems
+
+
+def _all_checkable_dirs(store: Store) -> list[Path]:
+    dirs = sorted(p for p in store.objects.iterdir() if (p / MANIFEST).exists())
+    for key in sorted({w["path"] for w in store.writes()}):
+        if (store.path_of(key) / MANIFEST).exists():
+            dirs.append(store.path_of(key))
+    return dirs
+
+
+def _manifests_on_disk(store: Store) -> Iterator[Path]:
+    """Artifact directories under the stable root, outside the store: whatever the
+    journal says (moved, renamed, logged by another store), `gc` keeps what they hold."""
+    skip = {".git", ".venv", "node_modules", "__pycache__"}
+    inside = store.root.resolve()
+    for dirpath, dirs, files in os.walk(store.base):
+        here = Path(dirpath)
+        dirs[:] = [d for d in dirs if d not in skip and (here / d).resolve() != inside]
+        if MANIFEST in files:
+            yield here
+
+
+def live_ids(store: Store) -> set[str]:
+    """Ids that some path still holds, with everything in their lineage."""
+    roots: set[str] = set()
+    parents: set[Path] = set()
+    held = {store.path_of(w["path"]) for w in store.writes()} | set(_manifests_on_disk(store))
+    for path in held:
+        try:
+            roots.add(json.loads((path / MANIFEST).read_bytes())["id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        parents.add(path.parent)
+    for folder in parents:
+        # A registry (the parent of its version folders) also holds the evaluations its versions were deployed with
+        # (`monitor --evaluation REGISTRY/NAME` reads them by id).
+        try:
+            history = json.loads((folder / "serving.json").read_bytes())["history"]
+        except (OSError, ValueError, KeyError):
+            continue
+        roots.update(h["evaluation"] for h in history if h.get("evaluation"))
+    live: set[str] = set()
+    stack = list(roots)
+    while stack:
+        i = stack.pop()
+        if i in live:
+            continue
+        live.add(i)
+        stack += [r[0] for r in store.db.execute("SELECT parent FROM edges WHERE child=?", (i,))]
+    return live
+
+
+def gc(store: Store, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS) -> list[str]:
+    """Drop objects that no path holds and no held artifact descends from.
+
+    Objects younger than `grace` seconds are kept: a stage that has just added its
+    object is about to log it, and a reader may be using an object by id.
+    """
+
+    with store.locked():
+        live = store.live_ids()
+        cutoff = time.time() - grace
+        dead = sorted(
+            p.name for p in store.objects.iterdir()
+            if p.name not in live and p.stat().st_mtime < cutoff
+        )  # fmt: skip
+        if not dry_run:
+            for i in dead:
+                remove_tree(store.objects / i)
+                store.db.execute("DELETE FROM artifacts WHERE id=?", (i,))
+                store.db.execute("DELETE FROM edges WHERE child=?", (i,))
+    return dead
+
+
+def reindex(store: Store) -> tuple[int, list[str]]:
+    """Rebuild the index from the objects' manifests and the journal.
+
+    The new index is built beside the old one and swapped in only when complete, so a
+    failure leaves the old one in place. Returns (artifacts indexed, problems): the
+    manifests that could not be read, and torn journal lines, each skipped.
+    """
+    with store.locked():
+        new = store.root / f"index.sqlite.new-{os.getpid()}"
+        for p in (new, Path(f"{new}-wal"), Path(f"{new}-shm")):
+            p.unlink(missing_ok=True)
+        db = connect(new)
+        problems: list[str] = []
+        count = 0
+        try:
+            for d in sorted(store.objects.iterdir()):
+                if not (d / MANIFEST).exists():
+                    continue
+                try:
+                    m = read_manifest(d)
+                except MlstageError as e:
+                    problems.append(str(e))
+                    continue
+                index_artifact(db, m)
+                count += 1
+            rows = []
+            if store.journal.exists():
+                for n, line in enumerate(store.journal.read_bytes().splitlines(), start=1):
+                    try:
+                        e = json.loads(line)
+                        rows.append((e["at"], e["path"], e["id"], e["stage"]))
+                    except (ValueError, KeyError, TypeError):
+                        if line.strip():
+                            problems.append(f"{store.journal}: line {n} is torn (skipped)")
+            db.executemany("INSERT INTO writes(at, path, id, stage) VALUES (?,?,?,?)", rows)
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+        store.close()
+        os.replace(new, store.index_path)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{new}{suffix}").unlink(missing_ok=True)
+            Path(f"{store.index_path}{suffix}").unlink(missing_ok=True)
+        fsync_path(store.root)
+        store._db = connect(store.index_path)
+        # tmp/ holds objects being added and stdin being spooled: remove only what a
+        # dead process left (each entry's name carries its writer's pid).
+        for entry in (store.root / "tmp").glob("*") if (store.root / "tmp").exists() else []:
+            if not _pid_alive(_pid_in(entry.name)):
+                remove_tree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
+    return count, problems
+
+
+def index_dump(store: Store) -> dict[str, list]:
+    """The index's content in a stable order (for comparing against a reindex)."""
+    db = store.db
+    return {
+        "artifacts": db.execute("SELECT * FROM artifacts ORDER BY id").fetchall(),
+        "edges": db.execute("SELECT * FROM edges ORDER BY child, parent, role, path").fetchall(),
+        "writes": db.execute("SELECT at, path, id, stage FROM writes ORDER BY seq").fetchall(),
+    }
+
+
+def _pid_in(name: str) -> int | None:
+    """The writer's pid in a tmp entry's name: '<id>.<pid>', 'out-<pid>-<rand>', 'stdin-<pid>'."""
+    import re
+
+    m = re.search(r"(?:\.|^out-|^stdin-)(\d+)(?:-|$)", name)
+    return int(m.group(1)) if m else None
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
