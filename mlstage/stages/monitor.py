@@ -18,80 +18,32 @@ the predictions drifted, or a live metric fails its threshold: the CLI exits 1.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from ..core.artifact import Input
 from ..core.documents import validate as validate_format
-from ..core.jsonio import dumps_pretty, jsonable, sha256_json
+from ..core.jsonio import dumps_pretty, jsonable
 from ..data.splits import splits_of
 from ..errors import BadInput
+from ..serving.logreader import (
+    META_COLUMNS,
+    in_window,
+    only_model,
+    parse_until,
+    parse_window,
+    read_requests,
+    requests_source,
+)
 from ..store.refs import is_artifact_ref, load_input
 from ..store.registry import resolve_evaluation
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
 ALGORITHM = 2  # 2: feedback rows without a label (null or NaN) counted
-LOG_PATTERN = "requests-*.parquet"
-# Columns the server adds to each logged request; everything else is a model input.
-META_COLUMNS = ("request_id", "ts", "model", "version", "row", "prediction")
 DEFAULT_PREDICTION_LINF = 0.1
 DEFAULT_PREDICTION_JSD = 0.1
-WINDOW = re.compile(r"^(\d+)([smhdw])$")
-UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_window(text: str) -> dt.timedelta:
-    m = WINDOW.match(text.strip())
-    if not m or int(m.group(1)) == 0:
-        raise BadInput(
-            f"--window {text!r}: expected a positive length with a unit, e.g. 30m, 24h, 7d, 2w"
-        )
-    return dt.timedelta(**{UNITS[m.group(2)]: int(m.group(1))})
-
-
-def parse_until(text: str | None) -> dt.datetime:
-    if text is None:
-        return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-    try:
-        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInput(
-            f"--until {text!r}: expected an ISO date-time, e.g. 2026-11-26T00:00:00"
-        ) from None
-    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
-
-
-# -- reading -------------------------------------------------------------------------
-def _requests_source(st: Store, ref: str) -> tuple[list[Path], Input, bool]:
-    """The Parquet files of a request-log folder or a dataset artifact, their identity,
-    and whether they are a server's logs."""
-    if is_artifact_ref(ref):
-        path, manifest, inp = load_input(st, ref, "requests", ("dataset",))
-        return list(splits_of(path, manifest).values()), inp, False
-    p = Path(ref)
-    if not p.is_dir():
-        raise BadInput("not a request-log folder or a dataset artifact", file=ref)
-    # Servers write each file beside its name and rename it in: a listed file is whole.
-    files = sorted(p.glob(LOG_PATTERN))
-    identity = sha256_json([[f.name, st.file_sha256(f)] for f in files])
-    return files, Input("requests", identity, ref), True
-
-
-def _read_requests(files: list[Path], ref: str):
-    import polars as pl
-
-    if not files:
-        return pl.DataFrame()
-    try:
-        # Files differ where a flush saw only nulls in a column or a new version added a
-        # class: the relaxed concat unifies them.
-        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
-    except (pl.exceptions.PolarsError, OSError) as e:
-        raise BadInput(f"cannot read the request logs: {e}", file=ref) from None
 
 
 def _read_table(st: Store, ref: str, role: str):
@@ -114,35 +66,6 @@ def _read_table(st: Store, ref: str, role: str):
     except (pl.exceptions.PolarsError, OSError) as e:
         raise BadInput(f"cannot read it: {e}", file=ref) from None
     return frame, Input(role, st.file_sha256(p), ref)
-
-
-def _only_model(frame, model: str | None, ref: str):
-    import polars as pl
-
-    if "model" not in frame.columns:
-        return frame, model
-    names = sorted(frame["model"].drop_nulls().unique().to_list())
-    if model is None:
-        if len(names) > 1:
-            raise BadInput(
-                f"the logs hold requests for {len(names)} models ({', '.join(names)}): choose one with --model",
-                file=ref,
-            )
-        return frame, names[0] if names else None
-    if names and model not in names:
-        raise BadInput(f"--model {model}: the logs hold requests for {', '.join(names)}", file=ref)
-    return frame.filter(pl.col("model") == model), model
-
-
-def _window(frame, since: dt.datetime | None, until: dt.datetime | None, ref: str):
-    import polars as pl
-
-    if since is None or frame.height == 0:
-        return frame
-    if "ts" not in frame.columns:
-        raise BadInput('--window needs a "ts" column (the time of each request)', file=ref)
-    ts = pl.col("ts").cast(pl.Datetime("us"))
-    return frame.filter((ts >= since) & (ts < until))
 
 
 def _input_types(frame, schema: dict[str, Any]) -> tuple[Any, dict[str, str]]:
@@ -351,7 +274,7 @@ def monitor(
     end = parse_until(until) if (window is not None or until is not None) else None
     since = end - span if span is not None else None
     st = store_for(store, out)
-    files, req_in, from_logs = _requests_source(st, str(requests))
+    files, req_in, from_logs = requests_source(st, str(requests))
     _, _, base_in = load_input(st, str(baseline), "baseline", ("stats", "dataset"))
     inputs = [req_in, base_in]
     schema_doc = None
@@ -378,9 +301,9 @@ def monitor(
     def produce(tmp: Path) -> dict[str, Any]:
         from ..validation.checks import Checker
 
-        frame = _read_requests(files, str(requests))
-        frame, model_name = _only_model(frame, model, str(requests))
-        frame = _window(frame, since, end, str(requests))
+        frame = read_requests(files, str(requests))
+        frame, model_name = only_model(frame, model, str(requests))
+        frame = in_window(frame, since, end, str(requests))
         table, sketches = training_stats(st, str(baseline), "baseline")
         if schema is None:
             rules = _drift_only_schema(table, frame.columns)

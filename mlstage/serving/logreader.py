@@ -1,0 +1,106 @@
+"""Reading the server's request logs (`requestlog` writes them) for `monitor`: the files of
+a log folder (or a dataset artifact standing in for one), one model's rows, a time window."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+from ..core.artifact import Input
+from ..core.jsonio import sha256_json
+from ..data.splits import splits_of
+from ..errors import BadInput
+from ..store.refs import is_artifact_ref, load_input
+from ..store.store import Store
+
+LOG_PATTERN = "requests-*.parquet"
+
+
+# Columns the server adds to each logged request; everything else is a model input.
+META_COLUMNS = ("request_id", "ts", "model", "version", "row", "prediction")
+
+
+WINDOW = re.compile(r"^(\d+)([smhdw])$")
+
+
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_window(text: str) -> dt.timedelta:
+    m = WINDOW.match(text.strip())
+    if not m or int(m.group(1)) == 0:
+        raise BadInput(
+            f"--window {text!r}: expected a positive length with a unit, e.g. 30m, 24h, 7d, 2w"
+        )
+    return dt.timedelta(**{UNITS[m.group(2)]: int(m.group(1))})
+
+
+def parse_until(text: str | None) -> dt.datetime:
+    if text is None:
+        return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(
+            f"--until {text!r}: expected an ISO date-time, e.g. 2026-11-26T00:00:00"
+        ) from None
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+# -- reading -------------------------------------------------------------------------
+def requests_source(st: Store, ref: str) -> tuple[list[Path], Input, bool]:
+    """The Parquet files of a request-log folder or a dataset artifact, their identity,
+    and whether they are a server's logs."""
+    if is_artifact_ref(ref):
+        path, manifest, inp = load_input(st, ref, "requests", ("dataset",))
+        return list(splits_of(path, manifest).values()), inp, False
+    p = Path(ref)
+    if not p.is_dir():
+        raise BadInput("not a request-log folder or a dataset artifact", file=ref)
+    # Servers write each file beside its name and rename it in: a listed file is whole.
+    files = sorted(p.glob(LOG_PATTERN))
+    identity = sha256_json([[f.name, st.file_sha256(f)] for f in files])
+    return files, Input("requests", identity, ref), True
+
+
+def read_requests(files: list[Path], ref: str):
+    import polars as pl
+
+    if not files:
+        return pl.DataFrame()
+    try:
+        # Files differ where a flush saw only nulls in a column or a new version added a
+        # class: the relaxed concat unifies them.
+        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise BadInput(f"cannot read the request logs: {e}", file=ref) from None
+
+
+def only_model(frame, model: str | None, ref: str):
+    import polars as pl
+
+    if "model" not in frame.columns:
+        return frame, model
+    names = sorted(frame["model"].drop_nulls().unique().to_list())
+    if model is None:
+        if len(names) > 1:
+            raise BadInput(
+                f"the logs hold requests for {len(names)} models ({', '.join(names)}): choose one with --model",
+                file=ref,
+            )
+        return frame, names[0] if names else None
+    if names and model not in names:
+        raise BadInput(f"--model {model}: the logs hold requests for {', '.join(names)}", file=ref)
+    return frame.filter(pl.col("model") == model), model
+
+
+def in_window(frame, since: dt.datetime | None, until: dt.datetime | None, ref: str):
+    import polars as pl
+
+    if since is None or frame.height == 0:
+        return frame
+    if "ts" not in frame.columns:
+        raise BadInput('--window needs a "ts" column (the time of each request)', file=ref)
+    ts = pl.col("ts").cast(pl.Datetime("us"))
+    return frame.filter((ts >= since) & (ts < until))
