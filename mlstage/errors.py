@@ -6,16 +6,22 @@ code; the library raises them and never exits.
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_GATE = 1  # the stage ran and found a problem (anomalies, not blessed, verify mismatch)
-EXIT_BAD_INPUT = 2  # usage error or bad input; nothing was written
-EXIT_INTERNAL = 3  # unexpected internal error
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit codes of every command (README: Exit codes)."""
+
+    OK = 0
+    GATE = 1  # the stage ran and found a problem (anomalies, not blessed, verify mismatch)
+    BAD_INPUT = 2  # usage error or bad input; nothing was written
+    INTERNAL = 3  # unexpected internal error
 
 
 class MlstageError(Exception):
     """Base of every error the core raises on purpose."""
 
-    exit_code = EXIT_INTERNAL
+    exit_code = ExitCode.INTERNAL
 
 
 class BadInput(MlstageError):
@@ -24,7 +30,7 @@ class BadInput(MlstageError):
     The message names the file and, where known, the line, column and value.
     """
 
-    exit_code = EXIT_BAD_INPUT
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(
         self,
@@ -67,7 +73,7 @@ class CorruptArtifact(BadInput):
 class DiskFull(MlstageError):
     """No space left on the device being written: neither the input's fault nor a bug."""
 
-    exit_code = EXIT_BAD_INPUT
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(self, where) -> None:
         super().__init__(

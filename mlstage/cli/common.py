@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BadInput, DiskFull, MlstageError, is_disk_full
+from ..errors import BadInput, DiskFull, ExitCode, MlstageError, is_disk_full
 from .render import print_json_line, short_id, stderr_console, summary_text
 
 
@@ -135,7 +135,7 @@ def handle_errors(debug: bool) -> Iterator[None]:
         sys.stderr.write("interrupted\n")
         raise typer.Exit(130) from None
     except BrokenPipeError:
-        raise typer.Exit(0) from None
+        raise typer.Exit(ExitCode.OK) from None
     except Exception as e:  # the one place an unexpected error becomes exit 3
         if debug:
             traceback.print_exc()
@@ -147,7 +147,7 @@ def handle_errors(debug: bool) -> Iterator[None]:
         sys.stderr.write(
             f"internal error: {type(e).__name__}: {text} (rerun with --debug for a traceback)\n"
         )
-        raise typer.Exit(EXIT_INTERNAL) from None
+        raise typer.Exit(ExitCode.INTERNAL) from None
 
 
 def _with_options(
@@ -228,5 +228,5 @@ __all__ = [
     "store_command",
     "emit_result",
     "handle_errors",
-    "EXIT_BAD_INPUT",
+    "ExitCode",
 ]

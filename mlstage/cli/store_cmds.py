@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from ..errors import EXIT_GATE
-from . import app
+from ..errors import ExitCode
+from .app import app
 from .common import StoreCommon, store_command
 from .render import lineage_lines, print_json, print_table, short_id, stderr_console, summary_text
 
@@ -93,7 +93,7 @@ def verify_cmd(
             f"verify: {checked} artifacts checked, {len(problems)} problems", markup=False
         )
     if problems:
-        raise typer.Exit(EXIT_GATE)
+        raise typer.Exit(ExitCode.GATE)
 
 
 @store_command(app, "checkout")
@@ -185,7 +185,7 @@ def reindex_cmd(*, common: StoreCommon) -> None:
         markup=False,
     )
     if problems:
-        raise typer.Exit(EXIT_GATE)
+        raise typer.Exit(ExitCode.GATE)
 
 
 @store_command(app, "runs")

@@ -16,14 +16,14 @@ from typing import Any
 
 from ..core.artifact import MANIFEST, check_files, read_manifest
 from ..core.fsutil import file_lock, fsync_path, fsync_tree, remove_tree
-from ..errors import BadInput, CorruptArtifact, MlstageError
+from ..errors import BadInput, CorruptArtifact, ExitCode, MlstageError
 from ..store.registry import choose_name, point, read_serving, versions
 
 
 class DeployRefused(MlstageError):
     """A gate refused the deployment (exit 1): not blessed, or blessed for another model."""
 
-    exit_code = 1
+    exit_code = ExitCode.GATE
 
 
 @dataclass

@@ -1,0 +1,94 @@
+"""`mlstage ingest`: raw files to a typed, split Parquet dataset."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .app import app
+from .common import Common, emit_result, stage_command
+from .render import table_to_stdout
+
+
+@stage_command(app, "ingest")
+def ingest_cmd(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SOURCE",
+            help="Files, globs, directories, or '-' for stdin.",
+            show_default=False,
+        ),
+    ],
+    format: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="auto|csv|tsv|parquet|json|jsonl|ipc")
+    ] = "auto",
+    null: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--null",
+            metavar="VALUE",
+            help="Another missing-value marker (repeatable), e.g. --null '?'.",
+        ),
+    ] = None,
+    type_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--type",
+            metavar="COLUMN=TYPE",
+            help="COLUMN=TYPE (int|float|bool|string|date|datetime), repeatable.",
+        ),
+    ] = None,
+    split: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--split",
+            metavar="NAME=WEIGHT",
+            help="NAME=WEIGHT, repeatable: --split train=8 --split eval=2.",
+        ),
+    ] = None,
+    split_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--split-key",
+            metavar="COLUMN",
+            help="Split by the stable hash of this column (repeatable).",
+        ),
+    ] = None,
+    split_order: Annotated[
+        str | None,
+        typer.Option(
+            "--split-order",
+            metavar="COLUMN",
+            help="Split by time: oldest rows of this column to the first split.",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the hash split.")] = 0,
+    infer_rows: Annotated[
+        int, typer.Option("--infer-rows", metavar="N", help="Rows read to infer column types.")
+    ] = 10_000,
+    *,
+    common: Common,
+) -> None:
+    """Read raw files into a typed, versioned Parquet dataset, optionally split."""
+    from ..stages.ingest import ingest
+
+    out = common.out_path(allow_stdout=not split)
+    result = ingest(
+        sources,
+        out,
+        format=format,
+        null=null or [],
+        types=type_ or [],
+        split=split or [],
+        split_key=split_key or [],
+        split_order=split_order,
+        seed=seed,
+        infer_rows=infer_rows,
+        **common.run_options(),
+    )
+    if out is None and result.manifest is not None:
+        table_to_stdout(result.path / "data.parquet")
+        common = Common(**{**common.__dict__, "json": False})  # stdout holds the payload
+    emit_result("ingest", result, common)
