@@ -249,3 +249,157 @@ def test_7_estimator_refusals_at_fit_time_are_bad_input(tmp_path):
     )
     with pytest.raises(BadInput, match=r"does not accept missing values.*: x; add \"impute\""):
         _chain(frame, NUMERIC)
+
+
+# -- a hostile review's findings (each failed before its fix) ------------------------------
+
+
+def test_non_finite_numbers_in_configs_are_bad_input(tmp_path):
+    _chain(_table(classes=("no", "yes")), NUMERIC)
+    write(tmp_path / "s.json", '{"format": "mlstage-features/1", "label": "y", "features":'
+          ' [{"column": "x", "transform": "clip", "min": NaN, "max": 1}]}')  # fmt: skip
+    r = cli("featurize", "data", "--spec", "s.json", "-o", "f2")
+    assert r.exit_code == 2 and "at $.features[0].min" in r.stderr
+    write(tmp_path / "e.toml", 'format = "mlstage-evaluate/1"\n[thresholds.accuracy]\nmin = -inf\n')
+    r = cli("evaluate", "model", "data", "--config", "e.toml", "-o", "e2")
+    assert r.exit_code == 2 and "at $.thresholds.accuracy.min" in r.stderr
+    write(
+        tmp_path / "d.json",
+        '{"format": "mlstage-evaluate/1", "min_slice_size": 1, "min_slice_size": 2}',
+    )
+    r = cli("evaluate", "model", "data", "--config", "d.json", "-o", "e3")
+    assert r.exit_code == 2 and "'min_slice_size' is given twice" in r.stderr
+    for cfg, message in [
+        ({"slices": [["g", "g"]]}, "names a column twice"),
+        ({"thresholds": {"accuracy": {"min": 0.9, "max": 0.1}}}, "min is above max"),
+    ]:
+        path = write_json(tmp_path / "bad.json", {"format": "mlstage-evaluate/1", **cfg})
+        r = cli("evaluate", "model", "data", "--config", str(path), "-o", "e4")
+        assert r.exit_code == 2 and message in r.stderr, r.stderr
+
+
+def test_a_baseline_for_other_inputs_or_classes_is_bad_input(tmp_path):
+    _chain(_table(classes=("no", "yes")), NUMERIC)
+    other = _table(classes=("lo", "hi")).rename({"k": "kk"})
+    other.write_csv("o.csv")
+    ingest(["o.csv"], "odata", split={"train": 7, "eval": 3})
+    spec = {"format": "mlstage-features/1", "label": "y",
+            "features": [{"column": "kk", "transform": "standardize"}]}  # fmt: skip
+    featurize("odata", "ofeat", spec=write_json(tmp_path / "os.json", spec))
+    train("ofeat", "omodel", config=write_json(tmp_path / "ot.json", TRAIN_LR))
+    cfg = write_json(tmp_path / "e.json", {"format": "mlstage-evaluate/1"})
+    r = cli("evaluate", "model", "data", "--baseline", "omodel", "--config", str(cfg), "-o", "ev")
+    assert r.exit_code == 2 and '"kk", which the baseline model needs' in r.stderr
+
+
+def test_nan_in_a_float_slice_column_is_the_missing_group(tmp_path):
+    frame = _table(400, classes=("no", "yes")).with_columns(
+        f=pl.when(pl.int_range(pl.len()) % 5 == 0).then(float("nan"))
+        .when(pl.int_range(pl.len()) % 7 == 0).then(None).otherwise(pl.col("k") % 3 * 1.0)
+    )  # fmt: skip
+    _chain(frame, NUMERIC, fmt="parquet")
+    cfg = {"format": "mlstage-evaluate/1", "slices": [["f"]], "sensitive": ["f"]}
+    evaluate("model", "data", "ev", config=write_json(tmp_path / "e.json", cfg))
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert "<missing>" in m["fairness"]["f"]["groups"] and "NaN" not in m["fairness"]["f"]["groups"]
+    names = {s["name"] for s in m["slices"]}
+    assert "f=<missing>" in names and not any("NaN" in n for n in names)
+    eval_f = pl.read_parquet(tmp_path / "data" / "eval.parquet")["f"]
+    missing = eval_f.null_count() + eval_f.is_nan().sum()
+    assert m["fairness"]["f"]["groups"]["<missing>"]["rows"] == missing
+
+
+def test_request_bodies_read_missing_markers_as_ingest_does(tmp_path):
+    frame = _table(classes=("no", "yes")).with_columns(
+        g=pl.when(pl.int_range(pl.len()) % 9 == 0).then(None).otherwise(pl.col("g"))
+    )
+    _chain(frame, [*NUMERIC[:2], {"column": "g", "transform": "one_hot"}])
+    deploy(Store.open(), "model", None, tmp_path / "reg", name="m", allow_unblessed=True)
+    with TestClient(create_app(tmp_path / "reg", watch=False)) as client:
+
+        def csv(body):
+            return client.post("/invocations", content=body, headers={"Content-Type": "text/csv"})
+
+        base = csv("x,k,g\n0.5,,\n").json()["predictions"]
+        for marker in ("NA", "null", "None", "N/A"):
+            r = csv(f"x,k,g\n0.5,{marker},{marker}\n")
+            assert r.status_code == 200 and r.json()["predictions"] == base, (marker, r.text)
+        assert csv("\ufeffx,k,g\n0.5,3,F\n").status_code == 200  # a byte-order mark
+        r = csv("x,k,k\n0.5,3,4\n")
+        assert r.status_code == 400 and "k twice" in r.json()["message"]
+        r = client.post(
+            "/v1/models/m:predict", content='{"instances": [{"x": 1, "x": 2, "k": 1, "g": "F"}]}'
+        )
+        assert r.status_code == 400 and "'x' twice" in r.json()["error"]
+
+
+def test_a_column_of_another_type_is_refused_in_batch_as_in_serving(tmp_path):
+    frame = _table(classes=("no", "yes")).with_columns(b=pl.col("k") % 2 == 0)
+    _chain(frame, [*NUMERIC, {"column": "b", "transform": "one_hot"}], fmt="parquet")
+    frame.with_columns(pl.col("b").cast(pl.Int64)).write_parquet("as_int.parquet")
+    ingest(["as_int.parquet"], "ints")
+    r = cli("predict", "model", "ints", "-o", "p")
+    assert (
+        r.exit_code == 2
+        and 'column "b": the column is int, the transform was fitted on bool' in r.stderr
+    )
+
+
+def test_feature_specs_that_could_not_work(tmp_path):
+    _chain(_table(classes=("no", "yes")), NUMERIC)
+    for extra, message in [
+        ({"passthrough": ["y"]}, '"y" is the label'),
+        ({"passthrough": ["x"]}, 'passthrough "x" has the name of a feature output'),
+    ]:
+        spec = {"format": "mlstage-features/1", "label": "y", "features": NUMERIC, **extra}
+        r = cli(
+            "featurize", "data", "--spec", str(write_json(tmp_path / "s.json", spec)), "-o", "f2"
+        )
+        assert r.exit_code == 2 and message in r.stderr, r.stderr
+    # a bucket count far above the distinct values is capped, and fast
+    spec = {"format": "mlstage-features/1", "label": "y",
+            "features": [{"column": "k", "transform": "bucketize", "buckets": 100000}]}  # fmt: skip
+    start = __import__("time").monotonic()
+    r = featurize("data", "f3", spec=write_json(tmp_path / "b.json", spec))
+    assert __import__("time").monotonic() - start < 30
+    train_k = pl.read_parquet(tmp_path / "data" / "train.parquet")["k"]
+    assert r.manifest["summary"]["features"] <= train_k.n_unique()
+
+
+def test_a_float_label_with_no_value_in_training_is_named(tmp_path):
+    frame = _table().with_columns(y=pl.lit(float("nan")))
+    with pytest.raises(BadInput, match='column "y": no row of the training split has a label'):
+        _chain(frame, NUMERIC, {**TRAIN_LR, "task": "regression", "estimator": "Ridge", "params": {}},
+               fmt="parquet")  # fmt: skip
+
+
+def test_json_records_naming_a_key_twice_are_refused(tmp_path):
+    write(tmp_path / "dup.json", '[{"a": 1, "a": 2}]')
+    r = cli("ingest", "dup.json", "-o", "d")
+    assert r.exit_code == 2 and "names the key 'a' twice" in r.stderr
+
+
+def test_whatif_varies_dates_and_missing_values_and_datetimes_keep_the_time(tmp_path):
+    import datetime as dt
+
+    frame = _table(classes=("no", "yes")).with_columns(
+        t=pl.datetime(2024, 1, 1) + pl.duration(minutes=pl.col("k") * 97),
+        d=pl.date(2024, 1, 1) + pl.duration(days=pl.col("k")),
+    )
+    _chain(frame, [*NUMERIC, {"column": "t", "transform": "datetime"},
+                   {"column": "d", "transform": "datetime"}], fmt="parquet")  # fmt: skip
+    outputs = Model.load("model").transform.outputs
+    assert "t@hour" in outputs and "t@minute" in outputs and "d@hour" not in outputs
+    row = {
+        "x": 0.1,
+        "k": 3,
+        "g": "F",
+        "t": dt.datetime(2024, 1, 2, 5).isoformat(),
+        "d": "2024-01-03",
+    }
+    r = cli(
+        "whatif", "model", "--row", json.dumps(row), "--vary", "d", "--vary", "k=1,null", "--json"
+    )
+    assert r.exit_code == 0, r.stderr
+    result = {v["column"]: v["rows"] for v in json.loads(r.stdout)}
+    assert len(result["d"]) >= 2 and [x["value"] for x in result["k"]] == [1, None]

@@ -51,12 +51,41 @@ def read_config(path: Path) -> Any:
         import tomllib
 
         try:
-            return tomllib.loads(text)
+            doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise BadInput(f"not valid TOML: {e}", file=str(path)) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
+    else:
+        try:
+            doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        except json.JSONDecodeError as e:
+            raise BadInput(
+                f"not valid JSON: {e.msg} (column {e.colno})", file=str(path), line=e.lineno
+            ) from None
+        except ValueError as e:  # a key given twice
+            raise BadInput(str(e), file=str(path)) from None
+    _check_finite(doc, "$", str(path))
+    return doc
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key!r} is given twice in one object")
+        out[key] = value
+    return out
+
+
+def _check_finite(value: Any, where: str, file: str) -> None:
+    """NaN and infinities (JSON's NaN/Infinity extensions, TOML's nan/inf) mean nothing in a
+    config and cannot be hashed as canonical JSON: bad input naming the JSON path."""
+    if isinstance(value, float) and not math.isfinite(value):
         raise BadInput(
-            f"not valid JSON: {e.msg} (column {e.colno})", file=str(path), line=e.lineno
-        ) from None
+            f"at {where}: {value} is not a finite number (leave a bound out instead)", file=file
+        )
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{where}.{k}", file)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{where}[{i}]", file)

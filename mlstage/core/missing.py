@@ -7,6 +7,10 @@ import math
 
 from ..errors import BadInput
 
+# Text that stands for a missing value wherever text is read: files (ingest adds --null
+# markers), CSV and JSON request bodies, --row and --vary values.
+DEFAULT_NULLS = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
+
 
 def missing_as_null(column: str, dtype):
     """The column with NaN made null when it is a float column."""

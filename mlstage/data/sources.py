@@ -24,7 +24,6 @@ from .typeinfer import ColumnType, infer_columns, parse_expr
 
 FORMATS = ("csv", "tsv", "parquet", "json", "jsonl", "ipc")
 TEXT_FORMATS = ("csv", "tsv", "json", "jsonl")
-DEFAULT_NULLS = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 EXTENSIONS = {
     ".csv": "csv",
     ".tsv": "tsv",

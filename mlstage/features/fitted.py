@@ -130,6 +130,12 @@ class FittedTransform:
             fitted["outputs"] = out
             entries.append(fitted)
             outputs += out
+        clash = [c for c in spec.get("passthrough", []) if c in outputs]
+        if clash:
+            raise BadInput(
+                f'passthrough "{clash[0]}" has the name of a feature output; pass a copy of the'
+                " column under another name"
+            )
         twice = sorted({o for o in outputs if outputs.count(o) > 1})
         if twice:
             raise BadInput(f"two features write the same output column: {', '.join(twice[:5])}")
@@ -151,9 +157,11 @@ class FittedTransform:
         return cls(doc)
 
     # -- batch --------------------------------------------------------------------------
-    def check_columns(self, types: dict[str, str], where: str, *, need_label: bool) -> None:
+    def check_columns(
+        self, types: dict[str, str], where: str, *, need_label: bool, passthrough: bool = True
+    ) -> None:
         """Every input the transform reads, with a compatible type."""
-        wanted = dict(self.inputs) | self.passthrough
+        wanted = dict(self.inputs) | (self.passthrough if passthrough else {})
         if need_label and self.label:
             wanted[self.label["column"]] = self.label["type"]
         for col, t in wanted.items():

@@ -63,3 +63,5 @@ def check_spec(spec: Any, types: dict[str, str], where: str = "spec") -> None:
     for j, col in enumerate(spec.get("passthrough", [])):
         if col not in types:
             raise BadInput(f'at $.passthrough[{j}]: no column "{col}" in the data', file=where)
+        if col == label:
+            raise BadInput(f'at $.passthrough[{j}]: "{col}" is the label, kept already', file=where)

@@ -127,10 +127,13 @@ class Bucketize(Transform):
 
         n = entry.get("buckets", 10)
         x = series.cast(float).drop_nulls().drop_nans().to_numpy()
+        x = x[np.isfinite(x)]  # an infinity would make the interpolated quantiles NaN
         if x.size == 0:
             return {"boundaries": []}
         # Quantile boundaries (numpy's linear method), duplicates dropped: equal to
         # scikit-learn's KBinsDiscretizer(strategy="quantile", quantile_method="linear").
+        # More buckets than distinct values cannot be told apart: capped there.
+        n = min(n, int(np.unique(x).size))
         inner = np.quantile(x, np.linspace(0, 1, n + 1))[1:-1]
         return {"boundaries": [float(b) for b in np.unique(inner)]}
 
@@ -143,10 +146,13 @@ class Bucketize(Transform):
         import polars as pl
 
         xf = x.cast(float)
-        index = pl.sum_horizontal(
-            [(xf >= b).cast(pl.Int32) for b in state["boundaries"]] or [pl.lit(0, pl.Int32)]
+        bounds = state["boundaries"]
+        # the number of boundaries <= x (bisect_right, as the row path): cut's interval index
+        index = (
+            xf.cut(bounds, left_closed=True).to_physical().cast(pl.Int32)
+            if bounds
+            else pl.when(xf.is_null()).then(None).otherwise(pl.lit(0, pl.Int32))
         )
-        index = pl.when(xf.is_null()).then(None).otherwise(index)
         if entry.get("output", "onehot") == "ordinal":
             return [index.cast(float)]
         return [
@@ -172,8 +178,14 @@ class DateTime(Transform):
     name, accepts, options = "datetime", TEMPORAL, ("parts", "cyclic")
 
     def fit(self, entry, series):
+        import polars as pl
+
+        # The time of day is a default part of a datetime column, not of a date.
+        default = ["year", "month", "day", "dayofweek"]
+        if series.dtype != pl.Date:
+            default += ["hour", "minute"]
         return {
-            "parts": entry.get("parts", ["year", "month", "day", "dayofweek"]),
+            "parts": entry.get("parts", default),
             "cyclic": entry.get("cyclic", False),
         }
 

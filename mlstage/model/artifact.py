@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.artifact import check_files, read_manifest
+from ..core.missing import DEFAULT_NULLS
 from ..errors import BadInput, CorruptArtifact
 
 ESTIMATOR_FILE = "model.skops"
@@ -192,6 +193,11 @@ class Model:
         """The feature matrix (float32, C order) of a polars frame of raw columns."""
         import numpy as np
 
+        from ..core.coltypes import type_name
+
+        # a column of another type (int 0/1 for a bool input) would be read as unseen values
+        types = {c: type_name(t) or str(t) for c, t in frame.schema.items()}
+        self.transform.check_columns(types, "the data", need_label=False, passthrough=False)
         out = self.transform.apply_lazy(frame.lazy(), with_label=False, passthrough=False).collect()
         return np.ascontiguousarray(out.to_numpy(), dtype=np.float32)
 
@@ -245,8 +251,8 @@ def coerce_value(value, type_name: str, field: str):
     import datetime as dt
     import math
 
-    if value is None:
-        return None
+    if value is None or (isinstance(value, str) and value.strip() in DEFAULT_NULLS):
+        return None  # the markers ingest reads as missing are missing here too
     try:
         if type_name == "float":
             if isinstance(value, bool):

@@ -37,6 +37,13 @@ def default_values(info: dict[str, Any]) -> list:
             [int(round(v)) for v in grid] if info["type"] == "int" else [float(v) for v in grid]
         )
         return list(dict.fromkeys(values))
+    if info["type"] in ("date", "datetime") and info.get("min") is not None:
+        import datetime as dt
+
+        parse = dt.date.fromisoformat if info["type"] == "date" else dt.datetime.fromisoformat
+        lo, hi = parse(info["min"]), parse(info["max"])
+        steps = [lo + (hi - lo) * (k / (GRID - 1)) for k in range(GRID)]
+        return list(dict.fromkeys(v.isoformat() for v in steps))
     if info.get("domain"):
         return info["domain"][:20]
     if info["type"] == "bool":
@@ -67,7 +74,7 @@ def parse_vary(items: list[str], signature: dict[str, Any]) -> list[tuple[str, l
 
 def _variable(info: dict[str, Any]) -> bool:
     return (
-        (info["type"] in ("int", "float") and info.get("min") is not None)
+        (info["type"] in ("int", "float", "date", "datetime") and info.get("min") is not None)
         or bool(info.get("domain"))
         or info["type"] == "bool"
     )

@@ -21,9 +21,24 @@ class RequestError(Exception):
 
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return json.loads(body, object_pairs_hook=_object)
+    except _TwiceError as e:
+        raise RequestError(400, f"a JSON object names {e.args[0]!r} twice") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise RequestError(400, f"the body is not valid JSON: {e}") from None
+
+
+class _TwiceError(ValueError):
+    pass
+
+
+def _object(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _TwiceError(key)
+        out[key] = value
+    return out
 
 
 def columns_to_rows(inputs: Any) -> list[dict[str, Any]]:
@@ -63,10 +78,14 @@ def mlflow(body: bytes, content_type: str) -> list[dict[str, Any]]:
     kind = content_type.split(";")[0].strip().lower()
     if kind == "text/csv":
         try:
-            reader = csv.reader(io.StringIO(body.decode("utf-8")), strict=True)
+            # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first name
+            reader = csv.reader(io.StringIO(body.decode("utf-8-sig")), strict=True)
             header = next(reader, None)
             if not header:
                 raise RequestError(400, "the CSV body is empty (a header line is needed)")
+            twice = sorted({h for h in header if header.count(h) > 1})
+            if twice:
+                raise RequestError(400, f"the CSV header names {', '.join(twice)} twice")
             rows = []
             for record in reader:
                 if not record:  # a blank line

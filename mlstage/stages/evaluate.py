@@ -10,6 +10,7 @@ rows are reported but not gated. A baseline identical to the candidate is ignore
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,12 @@ def check_config(cfg: Any, sig: dict[str, Any], columns: dict[str, str], where: 
             )
     for name, spec in cfg.get("thresholds", {}).items():
         check_metric(name, task, f"{where}: at $.thresholds")
+        for at, bounds in [
+            ("", spec),
+            *((f".slices.{k}", v) for k, v in spec.get("slices", {}).items()),
+        ]:
+            if bounds.get("min", -math.inf) > bounds.get("max", math.inf):
+                raise BadInput(f"at $.thresholds.{name}{at}: min is above max", file=where)
         if name in FAIRNESS and not cfg.get("sensitive"):
             raise BadInput(
                 f"at $.thresholds.{name}: a fairness threshold needs `sensitive` columns",
@@ -71,6 +78,8 @@ def check_config(cfg: Any, sig: dict[str, Any], columns: dict[str, str], where: 
     if "importance" in cfg and "metric" in cfg["importance"]:
         check_metric(cfg["importance"]["metric"], task, f"{where}: at $.importance.metric")
     for i, spec in enumerate(cfg.get("slices", [])):
+        if len(set(spec)) != len(spec):
+            raise BadInput(f"at $.slices[{i}]: a cross names a column twice", file=where)
         for col in spec:
             if col not in columns:
                 raise BadInput(f'at $.slices[{i}]: no column "{col}" in the dataset', file=where)
@@ -116,6 +125,17 @@ def evaluate(
             raise BadInput(
                 f"the baseline predicts {base_sig['label']['column']} ({base_sig['task']}), the model"
                 f" {sig['label']['column']} ({sig['task']}): they cannot be compared",
+                file=str(baseline),
+            )
+        missing = [c for c in base_sig["inputs"] if c not in columns]
+        if missing:
+            raise BadInput(
+                f'no column "{missing[0]}", which the baseline model needs', file=str(dataset)
+            )
+        if base_sig["label"].get("classes") != sig["label"].get("classes"):
+            raise BadInput(
+                f"the baseline's classes ({', '.join(base_sig['label']['classes'] or [])}) differ"
+                f" from the model's ({', '.join(sig['label']['classes'] or [])}): they cannot be compared",
                 file=str(baseline),
             )
         if base_manifest["id"] == model_manifest["id"]:
@@ -170,7 +190,7 @@ def run_evaluation(
 ) -> dict[str, Any]:
     import polars as pl
 
-    from ..core.missing import drop_unlabelled
+    from ..core.missing import drop_unlabelled, is_missing, missing_as_null
     from ..model import inspection
     from ..model import metrics as ev
     from ..validation.compute import slice_key_expr
@@ -191,11 +211,11 @@ def run_evaluation(
     min_size = cfg.get("min_slice_size", 1)
     slices = []
     for spec in cfg.get("slices", []):
-        keyed = frame.select(slice_key_expr(spec), *spec)
+        keyed = frame.select(slice_key_expr(spec, frame.schema), *spec)
         keys = keyed["key"].to_numpy()
         # The slice's values from the data itself: a name like "city=Washington, DC" cannot be split back.
         values_of = {
-            r["key"]: {c: ("<missing>" if r[c] is None else str(r[c])) for c in spec}
+            r["key"]: {c: ("<missing>" if is_missing(r[c]) else str(r[c])) for c in spec}
             for r in keyed.unique(subset="key").iter_rows(named=True)
         }
         for name, v in sorted(ev.grouped(outcome, keys).items()):
@@ -212,7 +232,12 @@ def run_evaluation(
     _check_slice_names(cfg, slices, model.signature, str(parquet))
     fairness = {}
     for col in cfg.get("sensitive", []):
-        groups = frame[col].cast(pl.String).fill_null("<missing>").to_numpy()
+        groups = (
+            frame.select(missing_as_null(col, frame.schema[col]).cast(pl.String))
+            .to_series()
+            .fill_null("<missing>")
+            .to_numpy()
+        )
         fairness[col] = ev.fairness(outcome, groups, min_size)
     seed = cfg.get("seed", 0)
     imp_cfg = cfg.get("importance", {})
@@ -238,7 +263,7 @@ def run_evaluation(
         base_overall = ev.overall(
             ev.Outcomes(base.task, y_true, bpred, bproba, base.class_names, positive)
         )
-    checks = _checks(cfg, overall, slices, fairness, base_overall)
+    checks = _checks(cfg, overall, slices, fairness, base_overall, outcome.proba is not None)
     metrics = {
         "format": "mlstage-evaluation/1", "task": model.task, "rows": frame.height, "unlabelled_rows": unlabelled,
         "classes": model.class_names,
@@ -281,13 +306,15 @@ def _check_slice_names(cfg, slices, signature, where: str) -> None:
                 )
 
 
-def _checks(cfg, overall, slices, fairness, base_overall) -> list[dict[str, Any]]:
+def _checks(cfg, overall, slices, fairness, base_overall, has_proba) -> list[dict[str, Any]]:
     from ..model.gate import bound_checks, is_number
-    from ..model.metrics import FAIRNESS
+    from ..model.metrics import FAIRNESS, PROBABILITY_METRICS
 
     checks = []
 
     def bound(metric, where, value, spec, *, gated=True, note=None):
+        if not has_proba and metric in PROBABILITY_METRICS:
+            note = note or f"{metric} needs probabilities, which this model does not give"
         for check in bound_checks(metric, value, spec, gated=gated, note=note):
             checks.append({**check, "slice": where, "kind": "absolute"})
 

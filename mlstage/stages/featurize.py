@@ -92,7 +92,7 @@ def featurize(
             "splits": rows,
             "features": len(ft.outputs),
             "label": ft.label["column"] if ft.label else None,
-            "classes": ft.label["classes"] if ft.label else None,
+            **({"classes": ft.label["classes"]} if ft.label and ft.label["classes"] else {}),
             "fit_split": fit_name,
         }
 
@@ -125,9 +125,6 @@ def _apply_split(ft, file: Path, types: dict[str, str], target: Path, where: str
                     file=where,
                     column=col,
                 ) from None
-            nulls = lf.select(pl.col(col).null_count()).collect().item()
-            if nulls:
-                raise BadInput(f"{nulls} rows have no label", file=where, column=col) from None
         raise BadInput(
             f"cannot apply the transform: {str(e).strip().splitlines()[0]}", file=where
         ) from None

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.artifact import Input
+from ..core.missing import DEFAULT_NULLS
 from ..data.options import parse_splits, parse_types
 from ..data.sources import (
-    DEFAULT_NULLS,
     FORMATS,
     Source,
     diagnose_structure,

@@ -16,7 +16,7 @@ from ..store.store import Store, store_for
 from ..validation.statsfile import parse_slices, read_stats, write_stats
 from .base import StagePlan, StageResult, run_stage
 
-ALGORITHM = 1
+ALGORITHM = 2  # 2: NaN in a sliced float column is the <missing> slice
 MERGE_ALGORITHM = 1
 
 

@@ -155,6 +155,12 @@ def train(
                 f"warning: {fit_name} split: {unlabelled} rows without a label"
                 f" ({label['column']!r}) left out of training\n"
             )
+        if y.size == 0:
+            raise BadInput(
+                f"no row of the training split has a label ({unlabelled} rows, all missing)",
+                file=str(features),
+                column=label["column"],
+            )
         if cfg["task"] == "classification" and len(set(y.tolist())) < 2:
             raise BadInput(
                 f'the label "{label["column"]}" has one class in the training split; a classifier needs two or more',
@@ -263,7 +269,9 @@ def _fit(cfg: dict[str, Any], X, y, w, feature_cols: list[str]):
             ]
             raise BadInput(
                 f"{cfg['estimator']} does not accept missing values, and these features have some"
-                f' in the training split: {", ".join(nan_cols[:10])}; add "impute" to their'
+                f" in the training split: {', '.join(nan_cols[:10])}"
+                + (f" and {len(nan_cols) - 10} more" if len(nan_cols) > 10 else "")
+                + '; add "impute" to their'
                 " entries in the feature spec, or choose an estimator that accepts missing values"
                 " (e.g. HistGradientBoostingClassifier/Regressor)"
             ) from None

@@ -186,12 +186,17 @@ def column_stats(series, type_name: str) -> tuple[dict[str, Any], dict[str, Any]
 # -- a whole split ----------------------------------------------------------------------
 
 
-def slice_key_expr(spec: list[str]):
-    """The slice name of each row: 'sex=Female', or 'sex=Female,race=White' for a cross."""
+def slice_key_expr(spec: list[str], schema):
+    """The slice name of each row: 'sex=Female', or 'sex=Female,race=White' for a cross;
+    a missing value (null, or NaN in a float column) is `<missing>`."""
     import polars as pl
 
+    from ..core.missing import missing_as_null
+
     parts = [
-        pl.concat_str([pl.lit(f"{c}="), pl.col(c).cast(pl.String).fill_null("<missing>")])
+        pl.concat_str(
+            [pl.lit(f"{c}="), missing_as_null(c, schema[c]).cast(pl.String).fill_null("<missing>")]
+        )
         for c in spec
     ]
     return pl.concat_str(parts, separator=",").alias("key")
@@ -201,7 +206,7 @@ def slice_groups(frame, spec: list[str]) -> dict[str, Any]:
     """Slice name -> row indices, sorted by name."""
     import polars as pl
 
-    keyed = frame.select(slice_key_expr(spec)).with_row_index("i")
+    keyed = frame.select(slice_key_expr(spec, frame.schema)).with_row_index("i")
     groups = keyed.group_by("key").agg(pl.col("i")).sort("key")
     if groups.height > MAX_SLICE_VALUES:
         from ..errors import BadInput

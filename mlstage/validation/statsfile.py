@@ -23,6 +23,8 @@ def parse_slices(slices: list[str] | list[list[str]] | None) -> list[list[str]]:
         cols = [c.strip() for c in s.split(",")] if isinstance(s, str) else list(s)
         if not cols or any(not c for c in cols):
             raise BadInput(f"--slice {s!r}: name one column, or several joined by ','")
+        if len(set(cols)) != len(cols):
+            raise BadInput(f"--slice {s!r}: a cross names a column twice")
         if cols not in specs:
             specs.append(cols)
     singles = [s[0] for s in specs if len(s) == 1]
