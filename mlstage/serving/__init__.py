@@ -1,7 +1,8 @@
 """The model server (`mlstage serve`): a Starlette app on uvicorn.
 
 - `models`: the served models, loaded from the registry and swapped in by a watcher;
-- `requests`: TF Serving's and MLflow's request formats, parsed into rows;
-- `requestlog`: request and prediction logs as Parquet files for `monitor`;
-- `app`: the HTTP endpoints.
+- `protocols`: TF Serving's and MLflow's request formats, parsed into rows;
+- `requestlog`: request and prediction logs as Parquet files; `logreader`: reading them
+  back for `monitor`;
+- `app`: the HTTP endpoints; `server`: uvicorn's settings and workers.
 """
