@@ -40,7 +40,7 @@ def parse_types(items) -> dict[str, str]:
 
 
 def parse_splits(items) -> list[tuple[str, float]]:
-    splits = []
+    splits: list[tuple[str, float]] = []
     for name, weight in parse_pairs(items, "--split"):
         if not _NAME.match(name) or name == "data":
             raise BadInput(

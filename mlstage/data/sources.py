@@ -62,8 +62,8 @@ def expand_sources(specs: list[str], fmt: str, spool_dir: Path) -> list[Source]:
         if spec == "-":
             spool_dir.mkdir(parents=True, exist_ok=True)
             path = spool_dir / f"stdin-{os.getpid()}"
-            with open(path, "wb") as f:
-                shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+            with open(path, "wb") as spool:
+                shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
             out.append(Source(path, "-", _format_of(path, fmt, sniff=True, name="-")))
             continue
         p = Path(spec)

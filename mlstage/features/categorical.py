@@ -20,7 +20,7 @@ def value_counts(series) -> list[tuple[Any, int]]:
 
 def _vocabulary(series, top_k: int | None, min_count: int) -> list[str]:
     """Values seen at least min_count times, the top_k most frequent (ties by value), sorted."""
-    counts = [(canonical_text(v), c) for v, c in value_counts(series)]
+    counts = [(str(canonical_text(v)), c) for v, c in value_counts(series)]
     ranked = sorted(((c, v) for v, c in counts if c >= min_count), key=lambda cv: (-cv[0], cv[1]))
     return sorted(v for _, v in ranked[:top_k])
 

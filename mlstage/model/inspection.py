@@ -62,13 +62,12 @@ def partial_dependence(
         if s.len() == 0:
             continue
         ctype = model.transform.inputs[col]
+        values: list[Any]
         if ctype in ("int", "float"):
-            values = np.unique(
+            grid_values = np.unique(
                 np.quantile(s.cast(pl.Float64).to_numpy(), np.linspace(0.05, 0.95, grid))
             )
-            values = (
-                [int(round(v)) for v in values] if ctype == "int" else [float(v) for v in values]
-            )
+            values = [int(round(v)) if ctype == "int" else float(v) for v in grid_values]
             values = list(dict.fromkeys(values))
         else:
             values = s.value_counts(sort=True).head(grid)[col].to_list()
@@ -105,7 +104,7 @@ def partial_dependence(
 def canonical(value) -> str:
     from ..core.hashing import canonical_text
 
-    return canonical_text(value)
+    return str(canonical_text(value))
 
 
 def curves(o: Outcomes) -> dict[str, Any]:

@@ -54,8 +54,9 @@ class Outcomes:
         import numpy as np
 
         self.task = task
-        self.classes = classes
+        self.classes: list[str] = list(classes or [])  # empty for regression
         self.positive = positive
+        self.pos: int = -1  # the positive class's index; -1 without one
         if task == "regression":
             self.y = np.asarray(y_true, dtype=float)
             self.pred = np.asarray(y_pred, dtype=float)
@@ -63,15 +64,16 @@ class Outcomes:
             return
         from ..core.hashing import canonical_text
 
-        index = {c: i for i, c in enumerate(classes)}
-        self.y = np.array([index.get(canonical_text(v), -1) for v in y_true], dtype=np.int64)
-        self.pred = np.array([index[canonical_text(v)] for v in y_pred], dtype=np.int64)
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.y = np.array([index.get(str(canonical_text(v)), -1) for v in y_true], dtype=np.int64)
+        self.pred = np.array([index[str(canonical_text(v))] for v in y_pred], dtype=np.int64)
         self.proba = None
         if proba is not None:
             # float32 probabilities sum to 1 only within float32 rounding: renormalise in float64
             p = np.asarray(proba, dtype=float)
             self.proba = p / p.sum(axis=1, keepdims=True)
-        self.pos = index[positive] if positive is not None else None
+        if positive is not None:
+            self.pos = index[positive]
 
     def subset(self, idx) -> Outcomes:
         out = object.__new__(Outcomes)
@@ -82,7 +84,7 @@ class Outcomes:
 
     @property
     def binary(self) -> bool:
-        return self.classes is not None and len(self.classes) == 2
+        return len(self.classes) == 2
 
 
 def overall(o: Outcomes) -> dict[str, Any]:

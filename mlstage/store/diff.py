@@ -35,9 +35,9 @@ def diff_manifests(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any,
                 rows.append((key, fa.get(key), fb.get(key)))
     ia = {(i["role"], i["path"]): i["id"] for i in a["inputs"]}
     ib = {(i["role"], i["path"]): i["id"] for i in b["inputs"]}
-    for key in sorted(set(ia) | set(ib)):
-        if ia.get(key) != ib.get(key):
-            rows.append((f"inputs.{key[0]}:{key[1]}", ia.get(key), ib.get(key)))
+    for pair in sorted(set(ia) | set(ib)):
+        if ia.get(pair) != ib.get(pair):
+            rows.append((f"inputs.{pair[0]}:{pair[1]}", ia.get(pair), ib.get(pair)))
     for key in ("stage", "created", "mlstage_version"):
         if a.get(key) != b.get(key):
             rows.append((key, a.get(key), b.get(key)))

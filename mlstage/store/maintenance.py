@@ -137,8 +137,8 @@ def reindex(store: Store) -> tuple[int, list[str]]:
             if store.journal.exists():
                 for n, line in enumerate(store.journal.read_bytes().splitlines(), start=1):
                     try:
-                        e = json.loads(line)
-                        rows.append((e["at"], e["path"], e["id"], e["stage"]))
+                        entry = json.loads(line)
+                        rows.append((entry["at"], entry["path"], entry["id"], entry["stage"]))
                     except (ValueError, KeyError, TypeError):
                         if line.strip():
                             problems.append(f"{store.journal}: line {n} is torn (skipped)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import BadInput
@@ -11,7 +12,7 @@ FILTER_KEYS = ("estimator", "task", "label", "scoring", "data", "features")
 
 
 def list_runs(
-    store: Store, *, sort: str | None = None, filters: list[str] = ()
+    store: Store, *, sort: str | None = None, filters: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
     order: dict[str, int] = {}
     for w in store.writes():  # newest first; artifacts made in one second keep their order
@@ -54,10 +55,10 @@ def list_runs(
             or (key in ("data", "features") and str(r[key]).startswith(value))
         ]
     if sort:
+        metric = sort
 
-        def value(r):
-            v = r["cv_score"] if sort == "cv" else r["metrics_flat"].get(sort)
-            return v
+        def metric_of(r):
+            return r["cv_score"] if metric == "cv" else r["metrics_flat"].get(metric)
 
         known = {k for r in runs for k in r["metrics_flat"]} | {"cv"}
         if sort not in known:
@@ -67,9 +68,9 @@ def list_runs(
         lower_better = any(
             sort.endswith(m) for m in ("mae", "rmse", "log_loss", "brier", "max_error", "mape")
         )
-        present = [r for r in runs if value(r) is not None]
-        present.sort(key=value, reverse=not lower_better)
-        runs = present + [r for r in runs if value(r) is None]
+        present = [r for r in runs if metric_of(r) is not None]
+        present.sort(key=metric_of, reverse=not lower_better)
+        runs = present + [r for r in runs if metric_of(r) is None]
     else:
         runs.sort(key=lambda r: (r["created"], r["_seq"]), reverse=True)
     for r in runs:

@@ -125,6 +125,7 @@ class Store:
                     f" {aside.name} and rebuilt from the manifests and the journal\n"
                 )
                 self.reindex()
+        assert self._db is not None  # connected, or rebuilt by reindex
         return self._db
 
     @property

@@ -216,7 +216,7 @@ class Checker:
                     name,
                     kind,
                     f"{name}: {what} moved from the baseline (L-infinity {distance:.3f} > {limit:g}, largest at {where!r}:"
-                    f" {_pct(_freq(base, where))} -> {_pct(counts.get(where, 0) / max(1, sum(counts.values())))})",
+                    f" {_pct(_freq(base, where))} -> {_pct(counts.get(str(where), 0) / max(1, sum(counts.values())))})",
                     value=distance,
                     threshold=limit,
                     metric="linf",
@@ -280,6 +280,8 @@ class Checker:
             )
 
     def baseline_sketch(self, name: str) -> dict[str, Any]:
+        if self.baseline is None:
+            return {}
         return (self.baseline.get("sketches") or {}).get("columns", {}).get(name, {})
 
 

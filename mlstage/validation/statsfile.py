@@ -39,7 +39,7 @@ def write_stats(tmp: Path, doc: dict, sketches: dict) -> dict[str, Any]:
     validate(doc, "mlstage-stats/1", str(tmp / "stats.json"))
     (tmp / "stats.json").write_text(dumps_pretty(doc))
     (tmp / "sketches.json").write_text(json.dumps(sketches, separators=(",", ":")))
-    first = next(iter(doc["splits"].values()), {"columns": {}})
+    first: dict[str, Any] = next(iter(doc["splits"].values()), {"columns": {}})
     return {
         "splits": {n: s["rows"] for n, s in doc["splits"].items()},
         "columns": len(first["columns"]),
