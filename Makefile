@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO := demo-run
 DEMO_PORT ?= 8765
 
-.PHONY: install browser test test-matrix demo bench bench-quick lint clean
+.PHONY: install browser test test-fast test-matrix typecheck demo bench bench-quick lint clean
 
 install: $(STAMP)
 
@@ -22,12 +22,20 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser tests"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) browser
+# Every layer (tests/<layer>/), the dataset matrix as a seeded sample, and the type checker.
+test: $(STAMP) browser typecheck
 	$(BIN)/pytest -q
 
-# The whole dataset matrix (make test runs a seeded sample of it): see tests/matrix.py.
+# The inner loop: the quick layers only (no processes, servers, browsers, make or matrix).
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -x -m "not slow"
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# The whole dataset matrix (make test runs a seeded sample of it): see tests/matrix/matrix.py.
 test-matrix: $(STAMP)
-	MLSTAGE_MATRIX=all $(BIN)/pytest -q tests/test_matrix.py
+	MLSTAGE_MATRIX=all $(BIN)/pytest -q tests/matrix
 
 lint: $(STAMP)
 	$(BIN)/ruff check mlstage tests bench

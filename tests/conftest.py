@@ -15,6 +15,20 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 
 
+# The layers: each folder of tests/ is a pytest marker (pyproject.toml lists them).
+# `make test-fast` runs the quick ones; `make test` runs them all.
+SLOW_LAYERS = {"blackbox", "serve", "loop", "browser", "matrix"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        layer = Path(str(item.path)).parent.name
+        if layer != "tests":
+            item.add_marker(getattr(pytest.mark, layer))
+        if layer in SLOW_LAYERS:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     """Every test runs in its own directory with its own store."""

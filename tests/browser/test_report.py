@@ -16,7 +16,7 @@ from mlstage.report import report
 from mlstage.stages.evaluate import evaluate
 from mlstage.stages.schema import schema
 
-from .conftest import SAMPLE, cli, working_in, write_json
+from ..conftest import SAMPLE, cli, working_in, write_json
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SPEC = {"format": "mlstage-features/1", "label": "income", "features": [

@@ -20,7 +20,7 @@ from mlstage.stages.evaluate import evaluate
 from mlstage.stages.schema import schema
 from mlstage.store.store import Store
 
-from .conftest import SAMPLE, cli, working_in, write_json
+from ..conftest import SAMPLE, cli, working_in, write_json
 
 SPEC = {"format": "mlstage-features/1", "label": "income", "features": [
     {"column": "age", "transform": "standardize"},

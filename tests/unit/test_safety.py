@@ -18,7 +18,7 @@ from mlstage import featurize, ingest, stats, train
 from mlstage.errors import BadInput
 from mlstage.store.store import Store
 
-from .conftest import cli, run_mlstage, write, write_json
+from ..conftest import cli, run_mlstage, write, write_json
 
 SPEC = {"format": "mlstage-features/1", "label": "y",
         "features": [{"column": "x", "transform": "standardize"}]}  # fmt: skip
@@ -207,6 +207,7 @@ def test_a_refused_model_file_is_bad_input_not_a_gate(tmp_path):
 # -- a store that survives moves and damage ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_moving_the_project_keeps_log_lineage_and_gc_right(tmp_path):
     proj = tmp_path / "proj"
     proj.mkdir()

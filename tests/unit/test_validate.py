@@ -17,7 +17,7 @@ from mlstage.stages.stats import stats
 from mlstage.stages.validate import validate
 from mlstage.validation.drift import bucket_counts, jensen_shannon, ks_statistic
 
-from .conftest import SAMPLE, cli, write
+from ..conftest import SAMPLE, cli, write
 
 
 def table(n: int, seed: int, *, shift=0.0, yes=0.5, bad_color=0.0, null_color=0.0) -> pl.DataFrame:

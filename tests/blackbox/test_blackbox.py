@@ -16,7 +16,7 @@ import pytest
 from mlstage.core.artifact import read_manifest
 from mlstage.store.store import Store
 
-from .conftest import SAMPLE, mlstage_exe, run_mlstage, write
+from ..conftest import SAMPLE, mlstage_exe, run_mlstage, write
 
 
 def _leftovers(parent: Path) -> list[str]:

@@ -13,7 +13,7 @@ from mlstage.errors import BadInput
 from mlstage.stages.stats import merge, stats
 from mlstage.validation.statsfile import parse_slices
 
-from .conftest import SAMPLE, write
+from ..conftest import SAMPLE, write
 
 
 @pytest.fixture

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 
 import pytest
 import typer.main
 
 from mlstage.cli import app
 
-from .conftest import cli, write
+from ..conftest import cli, write
 
 
 def _commands():
@@ -41,8 +42,11 @@ def test_every_command_has_help_text():
 
 
 def test_version():
+    from mlstage import __version__
+
     r = cli("--version")
-    assert r.exit_code == 0 and r.stdout.startswith("mlstage 0.1.0")
+    assert r.exit_code == 0 and r.stdout == f"mlstage {__version__}\n"
+    assert __version__ == version("mlstage")  # one version: the package metadata reads it
 
 
 def test_ingest_json_line_then_up_to_date(tmp_path):

@@ -19,7 +19,7 @@ import pytest
 from mlstage.model.artifact import Model
 from mlstage.store.store import Store
 
-from .conftest import ROOT, SAMPLE, mlstage_exe, run_mlstage, write_json
+from ..conftest import ROOT, SAMPLE, mlstage_exe, run_mlstage, write_json
 
 EXAMPLES = ROOT / "examples"
 ARTIFACTS = ("data", "stats", "schema", "anomalies", "features", "models", "evaluations")

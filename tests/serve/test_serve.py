@@ -25,7 +25,7 @@ from mlstage.stages.evaluate import evaluate
 from mlstage.store.registry import read_serving
 from mlstage.store.store import Store
 
-from .conftest import SAMPLE, cli, mlstage_exe, run_mlstage, working_in, write_json
+from ..conftest import SAMPLE, cli, mlstage_exe, run_mlstage, working_in, write_json
 
 SPEC = {"format": "mlstage-features/1", "label": "income", "features": [
     {"column": "age", "transform": "standardize", "impute": "median"},

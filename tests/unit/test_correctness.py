@@ -19,7 +19,7 @@ from mlstage.serving.app import create_app
 from mlstage.stages.deploy import deploy
 from mlstage.store.store import Store
 
-from .conftest import cli, write, write_json
+from ..conftest import cli, write, write_json
 
 TRAIN_LR = {"format": "mlstage-train/1", "task": "classification",
             "estimator": "LogisticRegression", "params": {"max_iter": 1000}, "seed": 0}  # fmt: skip

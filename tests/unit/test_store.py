@@ -12,7 +12,7 @@ from mlstage.errors import BadInput, NotFound
 from mlstage.store.checkout import checkout
 from mlstage.store.store import Store, find_store
 
-from .conftest import write
+from ..conftest import write
 
 
 def test_store_is_found_upwards_then_created_in_cwd(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from mlstage.errors import BadInput, CorruptArtifact
 from mlstage.model.artifact import Model
 from mlstage.model.estimators import ESTIMATORS
 
-from .conftest import SAMPLE, cli, run_mlstage, write
+from ..conftest import SAMPLE, cli, run_mlstage, write
 
 SPEC = {
     "format": "mlstage-features/1",
@@ -97,6 +97,7 @@ def test_model_matches_scikit_learn_and_predicts_label_values(tmp_path, features
     )
 
 
+@pytest.mark.slow
 def test_same_inputs_and_seed_give_the_same_model_id_across_processes(tmp_path, features):
     path = cfg_file(
         tmp_path, config(estimator="RandomForestClassifier", params={"n_estimators": 20})
@@ -116,6 +117,7 @@ def test_same_inputs_and_seed_give_the_same_model_id_across_processes(tmp_path, 
     assert train(features, "m3", config=other).manifest["id"] != ids[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("search", ["random", "grid", "halving"])
 def test_tuning_records_every_trial_and_refits(tmp_path, features, search):
     space = {"C": [0.01, 0.1, 1.0]} if search == "grid" else {"C": {"loguniform": [0.001, 10]}}
@@ -137,6 +139,7 @@ def test_tuning_records_every_trial_and_refits(tmp_path, features, search):
     assert r.manifest["summary"]["cv_score"] == pytest.approx(cv["best_score"])
 
 
+@pytest.mark.slow
 def test_every_allowed_estimator_round_trips_through_safe_files(tmp_path, features):
     reg_spec = dict(
         SPEC,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-PKG = Path(__file__).resolve().parent.parent / "mlstage"
+PKG = Path(__file__).resolve().parents[2] / "mlstage"
 LAYERS = ["core", "store", "data", "validation", "features", "model", "serving", "stages",
           "report", "cli"]  # fmt: skip
 ROOT_MODULES = {"__init__", "__main__", "errors", "version"}

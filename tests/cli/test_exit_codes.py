@@ -12,7 +12,7 @@ import pytest
 
 from mlstage import evaluate, featurize, ingest, schema, stats, train
 
-from .conftest import cli, working_in, write, write_json
+from ..conftest import cli, working_in, write, write_json
 
 SPEC = {"format": "mlstage-features/1", "label": "y",
         "features": [{"column": "x", "transform": "standardize"}, {"column": "g", "transform": "one_hot"}]}  # fmt: skip

@@ -16,7 +16,7 @@ from mlstage.stages.predict import predict
 from mlstage.store.checkout import checkout
 from mlstage.store.store import Store
 
-from .conftest import SAMPLE, cli, working_in, write, write_json
+from ..conftest import SAMPLE, cli, working_in, write, write_json
 
 SPEC = {
     "format": "mlstage-features/1", "label": "income",
@@ -166,6 +166,7 @@ def test_thresholds_slices_and_min_slice_size(here, tmp_path):
     assert slices["race=Other"]["gated"] is False and slices["sex=Male"]["gated"] is True
 
 
+@pytest.mark.slow
 def test_a_worse_candidate_than_its_baseline_is_refused(here, tmp_path):
     c = write_json(
         tmp_path / "c.json", config(change_thresholds={"accuracy": {"max_decrease": 0.01}})

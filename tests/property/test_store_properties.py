@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,7 @@ from mlstage.errors import BadInput
 from mlstage.stages.stats import stats
 from mlstage.store.store import Store
 
-from .conftest import run_mlstage
+from ..conftest import run_mlstage
 
 OUTS = ("a", "b", "nested/c")
 CONTENTS = ("x,y\n1,p\n2,n\n", "x,y\n1,p\n2,n\n3,p\n", "x,y\n5,n\n")
@@ -62,6 +63,7 @@ def _check(root: Path, tampered: set[str]) -> None:
 
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(ops, min_size=3, max_size=9))
+@pytest.mark.slow
 def test_random_histories_lose_nothing_and_read_nothing_changed(history):
     base = Path(tempfile.mkdtemp(prefix="mlstage-prop-"))
     root = base / "proj0"

@@ -1,4 +1,4 @@
-"""The dataset matrix through the whole chain (see tests/matrix.py).
+"""The dataset matrix through the whole chain (see tests/matrix/matrix.py).
 
 `make test` runs the scikit-learn datasets and a seeded sample of the generated cases
 (MLSTAGE_MATRIX_SAMPLE, default 6); `make test-matrix` runs them all (MLSTAGE_MATRIX=all).

@@ -20,7 +20,7 @@ from mlstage.errors import BadInput
 from mlstage.features.fitted import FittedTransform
 from mlstage.stages.featurize import featurize
 
-from .conftest import SAMPLE, cli, write
+from ..conftest import SAMPLE, cli, write
 
 WORDS = ["alpha", "beta", "gamma", "delta", "eps", "zeta", "Eta", "theta"]
 

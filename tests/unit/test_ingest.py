@@ -14,7 +14,7 @@ from mlstage.core.artifact import read_manifest
 from mlstage.errors import BadInput
 from mlstage.store.store import Store
 
-from .conftest import SAMPLE, write
+from ..conftest import SAMPLE, write
 
 
 def read(path, split="data") -> pl.DataFrame:
