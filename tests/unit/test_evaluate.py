@@ -371,3 +371,22 @@ def test_whatif_cli(here):
     )
     assert bad.exit_code == 2 and 'field "age": cannot convert' in bad.stderr
     assert cli("whatif", "good", "--row", "{nope").exit_code == 2
+
+
+def test_a_gated_metric_that_cannot_be_computed_fails_the_gate(here, tmp_path):
+    """roc_auc on an evaluation split holding one class cannot be computed: the check fails
+    (a gate that cannot be measured must not pass), naming why; an ungated slice is skipped."""
+    one_class = pl.read_parquet("ds/eval.parquet").filter(pl.col("income") == "<=50K")
+    one_class.write_parquet(tmp_path / "one.parquet")
+    ingest([tmp_path / "one.parquet"], tmp_path / "one")
+    cfg = write_json(tmp_path / "e.json", {"format": "mlstage-evaluate/1", "slices": [["sex"]],
+                                           "min_slice_size": 10**9,
+                                           "thresholds": {"roc_auc": {"min": 0.5},
+                                                          "accuracy": {"slices": {"sex=Female": {"min": 0.99}}}}})  # fmt: skip
+    r = evaluate("good", tmp_path / "one", tmp_path / "ev", config=cfg)
+    assert r.manifest["summary"]["blessed"] is False
+    checks = json.loads((tmp_path / "ev" / "blessing.json").read_text())["checks"]
+    auc = next(c for c in checks if c["metric"] == "roc_auc")
+    assert auc["passed"] is False and auc["value"] is None and "cannot be computed" in auc["note"]
+    female = next(c for c in checks if c["slice"] == "sex=Female")
+    assert female["passed"] is None  # under min_slice_size: reported, not gated
