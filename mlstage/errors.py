@@ -6,6 +6,7 @@ code; the library raises them and never exits.
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 
 
@@ -18,10 +19,37 @@ class ExitCode(IntEnum):
     INTERNAL = 3  # unexpected internal error
 
 
+# A parameter named in a message, as its reader knows it: `split_key` to a Python caller,
+# `--split-key` on the command line (see `opt`).
+_OPTION = re.compile("\x00([^\x00]*)\x00([^\x00]*)\x00")
+
+
+def opt(name: str, cli: str | None = None) -> str:
+    """Name the parameter `name` in an error message; `cli` is its command-line spelling
+    when it is not `--name` with dashes (`opt("types", "--type")`, `opt("out", "-o")`)."""
+    return f"\x00{name}\x00{cli or '--' + name.replace('_', '-')}\x00"
+
+
+def for_python(text: str) -> str:
+    return _OPTION.sub(r"\1", text)
+
+
+def for_cli(text: str) -> str:
+    return _OPTION.sub(r"\2", text)
+
+
 class MlstageError(Exception):
-    """Base of every error the core raises on purpose."""
+    """Base of every error the core raises on purpose. Its text names parameters as a
+    Python caller knows them; `cli_message()` as the command line spells them."""
 
     exit_code = ExitCode.INTERNAL
+
+    def __init__(self, *args) -> None:
+        self.raw = str(args[0]) if args else ""
+        super().__init__(for_python(self.raw), *args[1:])
+
+    def cli_message(self) -> str:
+        return for_cli(self.raw)
 
 
 class BadInput(MlstageError):

@@ -129,7 +129,7 @@ def handle_errors(debug: bool) -> Iterator[None]:
     except MlstageError as e:
         if debug:
             traceback.print_exc()
-        sys.stderr.write(f"error: {e}\n")
+        sys.stderr.write(f"error: {e.cli_message()}\n")
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ..core.coltypes import TYPE_NAMES
-from ..errors import BadInput
+from ..errors import BadInput, opt
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -30,10 +30,10 @@ def parse_pairs(items, option: str) -> list[tuple[str, str]]:
 
 def parse_types(items) -> dict[str, str]:
     types = {}
-    for col, name in parse_pairs(items, "--type"):
+    for col, name in parse_pairs(items, opt("types", "--type")):
         if name not in TYPE_NAMES:
             raise BadInput(
-                f"--type {col}={name}: unknown type {name!r}; choose from {', '.join(TYPE_NAMES)}"
+                f"{opt('types', '--type')} {col}={name}: unknown type {name!r}; choose from {', '.join(TYPE_NAMES)}"
             )
         types[col] = name
     return types
@@ -41,22 +41,22 @@ def parse_types(items) -> dict[str, str]:
 
 def parse_splits(items) -> list[tuple[str, float]]:
     splits: list[tuple[str, float]] = []
-    for name, weight in parse_pairs(items, "--split"):
+    for name, weight in parse_pairs(items, opt("split")):
         if not _NAME.match(name) or name == "data":
             raise BadInput(
-                f"--split {name}={weight}: a split name is letters, digits, '_', '-' or '.', and not 'data'"
+                f"{opt('split')} {name}={weight}: a split name is letters, digits, '_', '-' or '.', and not 'data'"
             )
         try:
             w = float(weight)
         except ValueError:
             raise BadInput(
-                f"--split {name}={weight}: the weight {weight!r} is not a number"
+                f"{opt('split')} {name}={weight}: the weight {weight!r} is not a number"
             ) from None
         if not (w > 0 and w < float("inf")):
-            raise BadInput(f"--split {name}={weight}: the weight must be a positive number")
+            raise BadInput(f"{opt('split')} {name}={weight}: the weight must be a positive number")
         if name in dict(splits):
-            raise BadInput(f"--split {name}: named twice")
+            raise BadInput(f"{opt('split')} {name}: named twice")
         splits.append((name, w))
     if len(splits) == 1:
-        raise BadInput("--split: give two or more splits (or none for an unsplit dataset)")
+        raise BadInput(f"{opt('split')}: give two or more splits (or none for an unsplit dataset)")
     return splits

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.coltypes import polars_type, type_name
-from ..errors import BadInput
+from ..errors import BadInput, opt
 from .jsonread import first_bad_json_line, read_json_records
 from .typeinfer import ColumnType, infer_columns, parse_expr
 
@@ -110,7 +110,7 @@ def _format_of(path: Path, fmt: str, *, sniff: bool, name: str) -> str:
     if sniff:
         first = head.split(b"\n", 1)[0]
         return "tsv" if b"\t" in first and b"," not in first else "csv"
-    raise BadInput("cannot tell the format from the file name; pass --format", file=name)
+    raise BadInput(f"cannot tell the format from the file name; pass {opt('format')}", file=name)
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -299,7 +299,7 @@ def diagnose_values(src: Source, types: dict[str, ColumnType], nulls: list[str])
     record = f"record {row['__row'] + 1}: " if src.format == "json" else ""
     return BadInput(
         f"{record}cannot parse {str(row[col])!r} as {_article(types[col].name)}; the type was"
-        f" inferred from the first rows, pass --type {col}=string (or another type) to read it"
+        f" inferred from the first rows, pass {opt('types', '--type')} {col}=string (or another type) to read it"
         " differently",
         file=src.name,
         line=None if src.format == "json" else row["__row"] + src.line_offset,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput
+from ..errors import BadInput, opt
 
 
 def splits_of(path: Path, manifest: dict[str, Any]) -> dict[str, Path]:
@@ -57,6 +57,6 @@ def eval_split(splits: dict[str, Path], wanted: str | None, ref: str) -> str:
     if len(splits) == 1:
         return next(iter(splits))
     raise BadInput(
-        f"no 'eval' split and more than one split ({', '.join(splits)}); say which with --split",
+        f"no 'eval' split and more than one split ({', '.join(splits)}); say which with {opt('split')}",
         file=ref,
     )

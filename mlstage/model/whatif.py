@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput
+from ..errors import BadInput, opt
 
 GRID = 10
 
@@ -21,9 +21,9 @@ def parse_row(text: str) -> dict[str, Any]:
     try:
         row = json.loads(text)
     except json.JSONDecodeError as e:
-        raise BadInput(f"--row is not valid JSON: {e.msg} (column {e.colno})") from None
+        raise BadInput(f"{opt('row')} is not valid JSON: {e.msg} (column {e.colno})") from None
     if not isinstance(row, dict):
-        raise BadInput("--row must be a JSON object of column values")
+        raise BadInput(f"{opt('row')} must be a JSON object of column values")
     return row
 
 
@@ -48,7 +48,9 @@ def default_values(info: dict[str, Any]) -> list:
         return info["domain"][:20]
     if info["type"] == "bool":
         return [False, True]
-    raise BadInput("no training range or domain to vary over; give values: --vary COLUMN=V1,V2")
+    raise BadInput(
+        f"no training range or domain to vary over; give values: {opt('vary')} COLUMN=V1,V2"
+    )
 
 
 def parse_vary(items: list[str], signature: dict[str, Any]) -> list[tuple[str, list]]:
@@ -57,7 +59,7 @@ def parse_vary(items: list[str], signature: dict[str, Any]) -> list[tuple[str, l
         col, sep, values = item.partition("=")
         if col not in signature["inputs"]:
             raise BadInput(
-                f'--vary: "{col}" is not an input of the model; inputs: {", ".join(signature["inputs"])}'
+                f'{opt("vary")}: "{col}" is not an input of the model; inputs: {", ".join(signature["inputs"])}'
             )
         if sep:
             out.append((col, [v.strip() for v in values.split(",")]))

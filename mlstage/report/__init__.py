@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.outputs import check_file_output
-from ..errors import BadInput
+from ..errors import BadInput, opt
 from ..store.store import Store, store_for
 
 KINDS = ("stats", "anomalies", "evaluation", "monitor")
@@ -53,7 +53,7 @@ def report(
     base = None
     if baseline is not None:
         if kind not in BASELINE_KINDS:
-            raise BadInput(f"--baseline is for stats and evaluation reports, not {kind}")
+            raise BadInput(f"{opt('baseline')} is for stats and evaluation reports, not {kind}")
         base_path, base_manifest = st.load(str(baseline))
         if base_manifest["kind"] != BASELINE_KINDS[kind]:
             raise BadInput(

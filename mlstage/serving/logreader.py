@@ -10,7 +10,7 @@ from pathlib import Path
 from ..core.artifact import Input
 from ..core.jsonio import sha256_json
 from ..data.splits import splits_of
-from ..errors import BadInput
+from ..errors import BadInput, opt
 from ..store.refs import is_artifact_ref, load_input
 from ..store.store import Store
 
@@ -31,7 +31,7 @@ def parse_window(text: str) -> dt.timedelta:
     m = WINDOW.match(text.strip())
     if not m or int(m.group(1)) == 0:
         raise BadInput(
-            f"--window {text!r}: expected a positive length with a unit, e.g. 30m, 24h, 7d, 2w"
+            f"{opt('window')} {text!r}: expected a positive length with a unit, e.g. 30m, 24h, 7d, 2w"
         )
     return dt.timedelta(**{UNITS[m.group(2)]: int(m.group(1))})
 
@@ -43,7 +43,7 @@ def parse_until(text: str | None) -> dt.datetime:
         t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise BadInput(
-            f"--until {text!r}: expected an ISO date-time, e.g. 2026-11-26T00:00:00"
+            f"{opt('until')} {text!r}: expected an ISO date-time, e.g. 2026-11-26T00:00:00"
         ) from None
     return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
 
@@ -86,12 +86,14 @@ def only_model(frame, model: str | None, ref: str):
     if model is None:
         if len(names) > 1:
             raise BadInput(
-                f"the logs hold requests for {len(names)} models ({', '.join(names)}): choose one with --model",
+                f"the logs hold requests for {len(names)} models ({', '.join(names)}): choose one with {opt('model')}",
                 file=ref,
             )
         return frame, names[0] if names else None
     if names and model not in names:
-        raise BadInput(f"--model {model}: the logs hold requests for {', '.join(names)}", file=ref)
+        raise BadInput(
+            f"{opt('model')} {model}: the logs hold requests for {', '.join(names)}", file=ref
+        )
     return frame.filter(pl.col("model") == model), model
 
 
@@ -101,6 +103,6 @@ def in_window(frame, since: dt.datetime | None, until: dt.datetime | None, ref: 
     if since is None or frame.height == 0:
         return frame
     if "ts" not in frame.columns:
-        raise BadInput('--window needs a "ts" column (the time of each request)', file=ref)
+        raise BadInput(f'{opt("window")} needs a "ts" column (the time of each request)', file=ref)
     ts = pl.col("ts").cast(pl.Datetime("us"))
     return frame.filter((ts >= since) & (ts < until))

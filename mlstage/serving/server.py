@@ -13,7 +13,7 @@ import socket
 import sys
 from pathlib import Path
 
-from ..errors import BadInput
+from ..errors import BadInput, opt
 from .app import CONFIG_ENV, create_app
 
 
@@ -26,7 +26,7 @@ def check_port(host: str, port: int) -> None:
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise BadInput(
-                    f"port {port} on {host} is in use (is another server running? pass --port)"
+                    f"port {port} on {host} is in use (is another server running? pass {opt('port')})"
                 ) from None
             raise BadInput(f"cannot listen on {host}:{port}: {e.strerror}") from None
 
@@ -54,9 +54,9 @@ def run(
             "no such registry directory (deploy a model into it first)", file=str(registry)
         )
     if workers < 1:
-        raise BadInput("--workers must be at least 1")
+        raise BadInput(f"{opt('workers')} must be at least 1")
     if not 0 < log_sample <= 1:
-        raise BadInput("--log-sample is a fraction in (0, 1]")
+        raise BadInput(f"{opt('log_sample')} is a fraction in (0, 1]")
     check_port(host, port)
     sys.stderr.write(f"serve: {registry} on http://{host}:{port} with {workers} worker(s)\n")
     settings = dict(

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..core.artifact import MANIFEST, check_files, read_manifest
 from ..core.fsutil import file_lock, fsync_path, fsync_tree, remove_tree
-from ..errors import BadInput, CorruptArtifact, ExitCode, MlstageError
+from ..errors import BadInput, CorruptArtifact, ExitCode, MlstageError, opt
 from ..store.registry import choose_name, point, read_serving, versions
 
 
@@ -64,7 +64,9 @@ def deploy(
     action = "deploy"
     evaluation_id = None
     if evaluation_ref is None and not allow_unblessed:
-        raise BadInput("give --evaluation EVALUATION (or --allow-unblessed, which is recorded)")
+        raise BadInput(
+            f"give {opt('evaluation_ref', '--evaluation')} (or {opt('allow_unblessed')}, which is recorded)"
+        )
     if evaluation_ref is not None:
         eval_path, _, eval_in = load_input(store, evaluation_ref, "evaluation", ("evaluation",))
         blessing = json.loads((eval_path / "blessing.json").read_text())
@@ -84,7 +86,7 @@ def deploy(
                         for c in failed[:3]
                     )
                     raise DeployRefused(
-                        f"refused: the model is not blessed ({what} failed); --allow-unblessed overrides, on record"
+                        f"refused: the model is not blessed ({what} failed); {opt('allow_unblessed')} overrides, on record"
                     )
                 action = "deploy-unblessed"
     else:

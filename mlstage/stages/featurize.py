@@ -16,7 +16,7 @@ from typing import Any
 
 from ..core.jsonio import dumps_pretty
 from ..data.splits import splits_of, training_split
-from ..errors import BadInput
+from ..errors import BadInput, opt
 from ..store.refs import load_document, load_input
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
@@ -49,11 +49,12 @@ def featurize(
     """Fit SPEC on DATASET's training split and apply it everywhere (or apply TRANSFORM)."""
     if (spec is None) == (transform is None):
         raise BadInput(
-            "give --spec SPEC (fit and apply) or --transform FEATURES|MODEL (apply), not both"
+            f"give {opt('spec')} (fit and apply) or {opt('transform')} (apply), not both"
         )
     if transform is not None and fit_split is not None:
         raise BadInput(
-            "--fit-split goes with --spec; --transform applies an already fitted transform"
+            f"{opt('fit_split')} goes with {opt('spec')}; {opt('transform')} applies an already"
+            " fitted transform"
         )
     st = store_for(store, out)
     path, manifest, data_in = load_input(st, str(dataset), "data", ("dataset",))

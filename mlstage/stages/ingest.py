@@ -27,7 +27,7 @@ from ..data.sources import (
     scan_typed,
 )
 from ..data.typeinfer import ColumnType, widen
-from ..errors import BadInput, DiskFull, is_disk_full
+from ..errors import BadInput, DiskFull, is_disk_full, opt
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
@@ -54,16 +54,18 @@ def ingest(
 ) -> StageResult:
     """Read SOURCES into a dataset artifact at OUT (None: only into the store)."""
     if format != "auto" and format not in FORMATS:
-        raise BadInput(f"--format {format!r}: choose from auto, {', '.join(FORMATS)}")
+        raise BadInput(f"{opt('format')} {format!r}: choose from auto, {', '.join(FORMATS)}")
     type_overrides = parse_types(types)
     splits = parse_splits(split)
     keys = [split_key] if isinstance(split_key, str) else list(split_key or [])
     if keys and split_order:
-        raise BadInput("--split-key and --split-order exclude each other")
+        raise BadInput(f"{opt('split_key')} and {opt('split_order')} exclude each other")
     if (keys or split_order) and not splits:
-        raise BadInput("--split-key and --split-order need --split NAME=WEIGHT ...")
+        raise BadInput(
+            f"{opt('split_key')} and {opt('split_order')} need {opt('split')} NAME=WEIGHT ..."
+        )
     if infer_rows < 1:
-        raise BadInput("--infer-rows must be at least 1")
+        raise BadInput(f"{opt('infer_rows')} must be at least 1")
     nulls = list(dict.fromkeys([*DEFAULT_NULLS, *null]))
     out_path = Path(out) if out is not None else None
     st = store_for(store, out_path)
@@ -161,7 +163,7 @@ def _unify(
             if wider is None:
                 raise BadInput(
                     f'column "{col}" is {seen[0].name} in {seen[1]} but {t.name} in {src.name};'
-                    f" pass --type {col}=TYPE to read both the same way"
+                    f" pass {opt('types', '--type')} {col}=TYPE to read both the same way"
                 )
             unified[col] = (wider, seen[1])
     return {c: (v[0] if v else ColumnType("string")) for c, v in unified.items()}

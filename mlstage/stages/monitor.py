@@ -26,7 +26,7 @@ from ..core.artifact import Input
 from ..core.documents import validate as validate_format
 from ..core.jsonio import dumps_pretty, jsonable
 from ..data.splits import splits_of
-from ..errors import BadInput
+from ..errors import BadInput, opt
 from ..serving.logreader import (
     META_COLUMNS,
     in_window,
@@ -173,7 +173,7 @@ def _live_metrics(
     for col in join:
         for side, table, where in (("requests", frame, None), ("feedback", feedback, ref)):
             if col not in table.columns:
-                raise BadInput(f"--join {col}: no such column in the {side}", file=where)
+                raise BadInput(f"{opt('join')} {col}: no such column in the {side}", file=where)
     if label not in feedback.columns:
         raise BadInput(f'no column "{label}" (the label the model predicts)', file=ref)
     from ..core.missing import missing_as_null
@@ -188,7 +188,7 @@ def _live_metrics(
         raise BadInput(
             f"feedback for {dict(zip(join, dup.row(0)[:-1], strict=True))} appears {dup.row(0)[-1]} times"
             + (
-                " (add --join row: a request of several rows has one label per row)"
+                f" (add {opt('join')} row: a request of several rows has one label per row)"
                 if "row" not in join
                 else ""
             ),
@@ -197,7 +197,7 @@ def _live_metrics(
     logged = frame.with_columns(*keys)
     many = logged.group_by(join).len().filter(pl.col("len") > 1)
     if many.height:
-        hint = " (add --join row)" if "row" in frame.columns and "row" not in join else ""
+        hint = f" (add {opt('join')} row)" if "row" in frame.columns and "row" not in join else ""
         raise BadInput(
             f"{dict(zip(join, many.row(0)[:-1], strict=True))} matches {many.row(0)[-1]} logged rows:"
             f" the join columns must name one request row{hint}",
@@ -267,9 +267,13 @@ def monitor(
     from ..validation.statsfile import training_stats
 
     if feedback is not None and not join:
-        raise BadInput("--feedback needs --join COLUMN (the request id the labels carry)")
+        raise BadInput(
+            f"{opt('feedback')} needs {opt('join')} COLUMN (the request id the labels carry)"
+        )
     if feedback is not None and evaluation is None:
-        raise BadInput("--feedback needs --evaluation: live metrics are gated by its thresholds")
+        raise BadInput(
+            f"{opt('feedback')} needs {opt('evaluation')}: live metrics are gated by its thresholds"
+        )
     span = parse_window(window) if window is not None else None
     end = parse_until(until) if (window is not None or until is not None) else None
     since = end - span if span is not None else None

@@ -1,7 +1,7 @@
 """`predict`: batch predictions with the server's prediction core, streamed in batches.
 
-`predictions.parquet` keeps the input row order; without `--split`, every split in
-order with a `split` column. Columns: `split`, the `--keep` columns, `prediction`
+`predictions.parquet` keeps the input row order; without `{opt('split')}`, every split in
+order with a `split` column. Columns: `split`, the `{opt('keep')}` columns, `prediction`
 (in the label's own values) and `proba_<class>` per class (classification).
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.splits import choose_splits, splits_of
-from ..errors import BadInput
+from ..errors import BadInput, opt
 from ..store.refs import load_input
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
@@ -46,7 +46,7 @@ def predict(
     keep = list(keep or [])
     for col in keep:
         if col not in columns:
-            raise BadInput(f'--keep: no column "{col}" in the dataset', file=str(dataset))
+            raise BadInput(f'{opt("keep")}: no column "{col}" in the dataset', file=str(dataset))
     for col in sig["inputs"]:
         if col not in columns:
             raise BadInput(f'no column "{col}", which the model needs', file=str(dataset))

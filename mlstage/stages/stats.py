@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.splits import choose_splits, splits_of
-from ..errors import BadInput
+from ..errors import BadInput, opt
 from ..store.refs import load_input
 from ..store.store import Store, store_for
 from ..validation.statsfile import parse_slices, read_stats, write_stats
@@ -40,7 +40,7 @@ def stats(
         for col in spec:
             if col not in schema:
                 raise BadInput(
-                    f'--slice: no column "{col}" in the dataset; columns are: {", ".join(schema)}',
+                    f'{opt("slices", "--slice")}: no column "{col}" in the dataset; columns are: {", ".join(schema)}',
                     file=str(dataset),
                 )
     plan = StagePlan("stats", "stats", ALGORITHM, {"split": split, "slices": specs}, [inp])
@@ -69,7 +69,7 @@ def merge(
 ) -> StageResult:
     """Combine statistics computed apart (per file, per machine) into one."""
     if len(parts) < 2:
-        raise BadInput("--merge needs two or more stats artifacts")
+        raise BadInput(f"{opt('merge')} needs two or more stats artifacts")
     st = store_for(store, out)
     loaded = [load_input(st, str(p), "stats", ("stats",)) for p in parts]
     plan = StagePlan(

@@ -17,7 +17,7 @@ from typing import Any
 from ..core.documents import validate as validate_format
 from ..core.jsonio import dumps_pretty, jsonable
 from ..data.splits import choose_splits, splits_of
-from ..errors import BadInput
+from ..errors import BadInput, opt
 from ..store.refs import load_input
 from ..store.store import Store, store_for
 from ..validation.checks import ENVIRONMENTS, Checker
@@ -42,7 +42,9 @@ def validate(
 ) -> StageResult:
     """Check DATASET against `schema` (and `baseline` for drift); `ok` false means exit 1."""
     if environment not in ENVIRONMENTS:
-        raise BadInput(f"--environment {environment!r}: choose from {', '.join(ENVIRONMENTS)}")
+        raise BadInput(
+            f"{opt('environment')} {environment!r}: choose from {', '.join(ENVIRONMENTS)}"
+        )
     st = store_for(store, out)
     path, manifest, data_in = load_input(st, str(dataset), "data", ("dataset",))
     chosen = choose_splits(splits_of(path, manifest), split, str(dataset))

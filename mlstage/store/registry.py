@@ -19,7 +19,7 @@ from typing import Any
 from ..core.artifact import MANIFEST, utc_now
 from ..core.fsutil import fsync_path, write_bytes_durably
 from ..core.jsonio import dumps_pretty
-from ..errors import BadInput
+from ..errors import BadInput, opt
 
 FORMAT = "mlstage-serving/1"
 
@@ -64,15 +64,16 @@ def model_names(registry: Path) -> list[str]:
 def choose_name(registry: Path, name: str | None) -> str:
     if name is not None:
         if not name or name.startswith(".") or "/" in name:
-            raise BadInput(f"--name {name!r}: a model name is a plain directory name")
+            raise BadInput(f"{opt('name')} {name!r}: a model name is a plain directory name")
         return name
     names = model_names(registry)
     if len(names) == 1:
         return names[0]
     if not names:
-        raise BadInput("the registry has no model yet: give --name", file=str(registry))
+        raise BadInput(f"the registry has no model yet: give {opt('name')}", file=str(registry))
     raise BadInput(
-        f"the registry has several models ({', '.join(names)}): give --name", file=str(registry)
+        f"the registry has several models ({', '.join(names)}): give {opt('name')}",
+        file=str(registry),
     )
 
 

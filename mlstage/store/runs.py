@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import BadInput
+from ..errors import BadInput, opt
 from .store import Store
 
 FILTER_KEYS = ("estimator", "task", "label", "scoring", "data", "features")
@@ -46,7 +46,7 @@ def list_runs(
         key, sep, value = f.partition("=")
         if not sep or key not in FILTER_KEYS:
             raise BadInput(
-                f"--filter {f!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}"
+                f"{opt('filters', '--filter')} {f!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}"
             )
         runs = [
             r
@@ -63,7 +63,7 @@ def list_runs(
         known = {k for r in runs for k in r["metrics_flat"]} | {"cv"}
         if sort not in known:
             raise BadInput(
-                f"--sort {sort!r}: no run has this metric; known: {', '.join(sorted(known))}"
+                f"{opt('sort')} {sort!r}: no run has this metric; known: {', '.join(sorted(known))}"
             )
         lower_better = any(
             sort.endswith(m) for m in ("mae", "rmse", "log_loss", "brier", "max_error", "mape")

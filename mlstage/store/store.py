@@ -35,7 +35,7 @@ from ..core.artifact import (
     utc_now,
 )
 from ..core.fsutil import file_lock, fsync_path, remove_tree, sha256_file, write_bytes_durably
-from ..errors import BadInput, CorruptArtifact, NotFound
+from ..errors import BadInput, CorruptArtifact, NotFound, opt
 from .index import connect, index_artifact
 from .maintenance import GC_GRACE_SECONDS
 
@@ -94,7 +94,7 @@ class Store:
         store = cls(find_store(explicit, near))
         if store.root.exists() and not store.root.is_dir():
             raise BadInput(
-                "the store must be a directory; this is a file (check --store and MLSTAGE_STORE)",
+                f"the store must be a directory; this is a file (check {opt('store')} and MLSTAGE_STORE)",
                 file=str(store.root),
             )
         try:

@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 from ..core.documents import validate
-from ..errors import BadInput
+from ..errors import BadInput, opt
 from ..store.refs import load_document
 from ..store.store import Store
 
@@ -64,7 +64,9 @@ def infer_column(col: dict[str, Any], infer_ranges: bool) -> dict[str, Any]:
 
 def infer_schema(table: dict[str, Any], label: str | None, infer_ranges: bool) -> dict[str, Any]:
     if label is not None and label not in table["columns"]:
-        raise BadInput(f'--label: no column "{label}"; columns are: {", ".join(table["columns"])}')
+        raise BadInput(
+            f'{opt("label")}: no column "{label}"; columns are: {", ".join(table["columns"])}'
+        )
     columns = {}
     for name, col in table["columns"].items():
         columns[name] = infer_column(col, infer_ranges)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..core.jsonio import dumps_pretty
 from ..data.splits import splits_of, training_split
-from ..errors import BadInput
+from ..errors import BadInput, opt
 from ..store.refs import load_input
 from ..store.store import Store
 
@@ -22,9 +22,11 @@ def parse_slices(slices: list[str] | list[list[str]] | None) -> list[list[str]]:
     for s in slices or []:
         cols = [c.strip() for c in s.split(",")] if isinstance(s, str) else list(s)
         if not cols or any(not c for c in cols):
-            raise BadInput(f"--slice {s!r}: name one column, or several joined by ','")
+            raise BadInput(
+                f"{opt('slices', '--slice')} {s!r}: name one column, or several joined by ','"
+            )
         if len(set(cols)) != len(cols):
-            raise BadInput(f"--slice {s!r}: a cross names a column twice")
+            raise BadInput(f"{opt('slices', '--slice')} {s!r}: a cross names a column twice")
         if cols not in specs:
             specs.append(cols)
     singles = [s[0] for s in specs if len(s) == 1]

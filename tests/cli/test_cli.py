@@ -173,3 +173,20 @@ def test_stdout_payload_is_an_arrow_stream(tmp_path):
     table = ipc.open_stream(io.BytesIO(r.stdout_bytes)).read_all()
     assert table.column("a").to_pylist() == [1, 2]
     assert "wrote " in r.stderr and ".mlstage/objects/" in r.stderr
+
+
+def test_library_errors_name_parameters_the_way_each_caller_spells_them(tmp_path):
+    """A Python caller reads `split_key`, the command line `--split-key`."""
+    from mlstage import ingest
+    from mlstage.errors import BadInput
+
+    write(tmp_path / "d.csv", "a,b\n1,x\n")
+    with pytest.raises(BadInput) as info:
+        ingest([tmp_path / "d.csv"], "ds", split_key="a", split_order="a")
+    assert str(info.value) == "split_key and split_order exclude each other"
+    r = cli("ingest", "d.csv", "--split-key", "a", "--split-order", "a", "-o", "ds")
+    assert (
+        r.exit_code == 2 and r.stderr == "error: --split-key and --split-order exclude each other\n"
+    )
+    r = cli("ingest", "d.csv", "--type", "a=number", "-o", "ds")
+    assert "--type a=number: unknown type" in r.stderr

@@ -298,5 +298,5 @@ def test_model_option_picks_one_model(here, tmp_path):
     logs.head(20).with_columns(model=pl.lit("b")).write_parquet(folder / "requests-b.parquet")
     r = monitor(folder, tmp_path / "m", baseline="st", model="b")
     assert r.manifest["summary"]["rows"] == 20
-    with pytest.raises(BadInput, match="choose one with --model"):
+    with pytest.raises(BadInput, match="choose one with model"):
         monitor(folder, tmp_path / "m2", baseline="st")

@@ -142,7 +142,7 @@ def test_bad_inputs(tmp_path):
     ingest([tmp_path / "d.csv"], "d")
     with pytest.raises(BadInput, match="no split 'train'"):
         stats("d", "st", split="train")
-    with pytest.raises(BadInput, match='--slice: no column "nope"'):
+    with pytest.raises(BadInput, match='slices: no column "nope"'):
         stats("d", "st", slices=["nope"])
     stats("d", "st")
     with pytest.raises(BadInput, match="this is a stats artifact; expected dataset"):

@@ -206,9 +206,9 @@ def test_bad_schema_and_inputs(base, tmp_path):
         validate("d", "a", schema="base_schema", baseline="base_schema")
     with pytest.raises(BadInput, match="no split 'eval'"):
         validate("d", "a", schema="base_schema", split="eval")
-    with pytest.raises(BadInput, match="--environment 'prod'"):
+    with pytest.raises(BadInput, match="environment 'prod'"):
         validate("d", "a", schema="base_schema", environment="prod")
-    with pytest.raises(BadInput, match='--label: no column "nope"'):
+    with pytest.raises(BadInput, match='label: no column "nope"'):
         schema("d", "s", label="nope")
     assert not (tmp_path / "a").exists()
 
