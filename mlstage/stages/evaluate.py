@@ -316,7 +316,9 @@ def _checks(cfg, overall, slices, fairness, base_overall, has_proba) -> list[dic
         if not has_proba and metric in PROBABILITY_METRICS:
             note = note or f"{metric} needs probabilities, which this model does not give"
         for check in bound_checks(metric, value, spec, gated=gated, note=note):
-            checks.append({**check, "slice": where, "kind": "absolute"})
+            checks.append({"metric": check["metric"], "slice": where, "value": check["value"],
+                           "threshold": check["threshold"], "passed": check["passed"],
+                           "kind": "absolute", "note": check["note"]})  # fmt: skip
 
     by_name = {s["name"]: s for s in slices}
     for metric, spec in cfg.get("thresholds", {}).items():

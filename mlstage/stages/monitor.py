@@ -241,7 +241,10 @@ def _live_metrics(
             uncomputable="skip",
             uncomputable_note="not computable on the joined rows",
         ):
-            out["checks"].append({**check, "evaluation_value": metrics["overall"].get(metric)})
+            out["checks"].append({"metric": metric, "value": value,
+                                  "evaluation_value": metrics["overall"].get(metric),
+                                  "threshold": check["threshold"], "passed": check["passed"],
+                                  "note": check["note"]})  # fmt: skip
     return out
 
 
