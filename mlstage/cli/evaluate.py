@@ -64,9 +64,10 @@ def evaluate_cmd(
         **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run:
+        from ..model.evaluation_files import BLESSING
         from .render import blessing_table
 
-        blessing_table(result.path / "blessing.json")
+        blessing_table(result.path / BLESSING)
     emit_result("evaluate", result, common, details=_metrics_line(result))
 
 

@@ -99,12 +99,15 @@ def monitor_cmd(
         **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run:
+        from ..model.monitor_report import REPORT
         from .render import monitor_table
 
-        monitor_table(result.path / "report.json")
+        monitor_table(result.path / REPORT)
     if out is None and result.manifest is not None:  # -o -: the report itself on stdout
         import sys
 
-        sys.stdout.write((result.path / "report.json").read_text())
+        from ..model.monitor_report import REPORT
+
+        sys.stdout.write((result.path / REPORT).read_text())
         common = Common(**{**common.__dict__, "json": False})
     emit_result("monitor", result, common)

@@ -61,7 +61,8 @@ def validate_cmd(
         **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run:
+        from ..validation.checks import ANOMALIES
         from .render import anomalies_table
 
-        anomalies_table(result.path / "anomalies.json")
+        anomalies_table(result.path / ANOMALIES)
     emit_result("validate", result, common)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..core.hashing import canonical_text
@@ -32,6 +33,7 @@ from .spec import check_spec
 from .transforms import TRANSFORMS
 
 FORMAT = "mlstage-transform/1"
+TRANSFORM_FILE = "transform.json"  # in a features artifact, and copied into the model
 
 
 def _input_columns(entry: dict) -> list[str]:
@@ -260,3 +262,16 @@ def _parse_impute(value, ctype: str):
     if ctype == "datetime" and isinstance(value, str):
         return dt.datetime.fromisoformat(value)
     return value
+
+
+def read_transform_doc(folder: Path) -> dict[str, Any]:
+    """`transform.json` of a features or model artifact."""
+    import json
+
+    return json.loads((folder / TRANSFORM_FILE).read_text())
+
+
+def write_transform_doc(folder: Path, doc: dict[str, Any]) -> None:
+    from ..core.jsonio import dumps_pretty
+
+    (folder / TRANSFORM_FILE).write_text(dumps_pretty(doc))

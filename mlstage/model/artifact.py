@@ -25,6 +25,8 @@ from ..core.missing import DEFAULT_NULLS
 from ..errors import BadInput, CorruptArtifact
 
 ESTIMATOR_FILE = "model.skops"
+SIGNATURE_FILE = "signature.json"
+METRICS_FILE = "metrics.json"
 FLOAT32_MAX = 3.4028234663852886e38
 # Types outside skops' default trust that the allowed estimators need.
 TRUSTED = [
@@ -83,6 +85,21 @@ def dump_estimator(estimator) -> bytes:
     return out.getvalue()
 
 
+def read_signature(path: Path) -> dict[str, Any]:
+    """`signature.json` of a model artifact: raw inputs, label and classes, task."""
+    return json.loads((path / SIGNATURE_FILE).read_text())
+
+
+def write_model_files(folder: Path, transform_doc: dict, signature: dict, metrics: dict) -> None:
+    """The model's JSON files beside its estimator (`train` writes the estimator itself)."""
+    from ..core.jsonio import dumps_pretty
+    from ..features.fitted import write_transform_doc
+
+    write_transform_doc(folder, transform_doc)
+    (folder / SIGNATURE_FILE).write_text(dumps_pretty(signature))
+    (folder / METRICS_FILE).write_text(dumps_pretty(metrics))
+
+
 def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
@@ -133,7 +150,7 @@ class Model:
                 " a model loads only under the same minor version (retrain it, or install that version)",
                 file=str(path),
             )
-        from ..features.fitted import FittedTransform
+        from ..features.fitted import FittedTransform, read_transform_doc
 
         try:
             estimator = sio.loads((path / ESTIMATOR_FILE).read_bytes(), trusted=TRUSTED)
@@ -141,8 +158,8 @@ class Model:
             raise CorruptArtifact(
                 f"{path / ESTIMATOR_FILE}: cannot load the estimator safely: {e}"
             ) from None
-        transform = FittedTransform(json.loads((path / "transform.json").read_text()))
-        signature = json.loads((path / "signature.json").read_text())
+        transform = FittedTransform(read_transform_doc(path))
+        signature = read_signature(path)
         return cls(path, manifest, estimator, transform, signature)
 
     # -- prediction ---------------------------------------------------------------------

@@ -89,19 +89,21 @@ def _build(kind, path, manifest, base, st, ref) -> tuple[str, list]:
     if kind == "stats":
         return _stats(path, base, ref)
     if kind == "evaluation":
+        from ..model.evaluation_files import read_blessing, read_curves, read_metrics
         from .evaluation_page import sections
 
         b = None
         if base is not None:
-            b = (_json(base[0], "metrics.json"), _json(base[0], "curves.json"),
-                 f"baseline {base[1]['id'][:12]}")  # fmt: skip
-        return (f"Evaluation: {ref}", sections(_json(path, "metrics.json"), _json(path, "curves.json"),
-                                               _json(path, "blessing.json"), b))  # fmt: skip
+            b = (read_metrics(base[0]), read_curves(base[0]), f"baseline {base[1]['id'][:12]}")
+        return (f"Evaluation: {ref}", sections(read_metrics(path), read_curves(path),
+                                               read_blessing(path), b))  # fmt: skip
+    from ..model.monitor_report import read_report
+    from ..validation.checks import read_anomalies
     from .checks_page import anomalies_sections, monitor_sections
 
     if kind == "anomalies":
-        return f"Anomalies: {ref}", anomalies_sections(_json(path, "anomalies.json"), manifest, st)
-    return f"Monitor: {ref}", monitor_sections(_json(path, "report.json"), manifest, st)
+        return f"Anomalies: {ref}", anomalies_sections(read_anomalies(path), manifest, st)
+    return f"Monitor: {ref}", monitor_sections(read_report(path), manifest, st)
 
 
 def _stats(path: Path, base, ref: str) -> tuple[str, list]:

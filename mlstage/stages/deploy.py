@@ -7,7 +7,6 @@ A version is copied whole beside its place (real copies, verified) and renamed i
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 from ..core.artifact import MANIFEST, check_files, read_manifest
 from ..core.fsutil import file_lock, fsync_path, fsync_tree, remove_tree
 from ..errors import BadInput, CorruptArtifact, ExitCode, MlstageError, opt
+from ..model.evaluation_files import read_blessing
 from ..store.registry import choose_name, point, read_serving, versions
 
 
@@ -69,7 +69,7 @@ def deploy(
         )
     if evaluation_ref is not None:
         eval_path, _, eval_in = load_input(store, evaluation_ref, "evaluation", ("evaluation",))
-        blessing = json.loads((eval_path / "blessing.json").read_text())
+        blessing = read_blessing(eval_path)
         if blessing["model"] != model_id:
             if not allow_unblessed:
                 raise DeployRefused(

@@ -9,15 +9,16 @@ rows are reported but not gated. A baseline identical to the candidate is ignore
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from ..core.documents import validate
-from ..core.jsonio import dumps_pretty, jsonable
+from ..core.jsonio import jsonable
 from ..data.splits import eval_split, splits_of
 from ..errors import BadInput
+from ..model.artifact import read_signature
+from ..model.evaluation_files import write_evaluation
 from ..store.refs import load_document, load_input
 from ..store.registry import resolve_model
 from ..store.store import Store, store_for
@@ -27,7 +28,7 @@ ALGORITHM = 2  # 2: fairness groups under min_slice_size not gated; regression f
 
 
 def _signature(path: Path) -> dict[str, Any]:
-    return json.loads((path / "signature.json").read_text())
+    return read_signature(path)
 
 
 def check_config(cfg: Any, sig: dict[str, Any], columns: dict[str, str], where: str) -> str | None:
@@ -159,8 +160,7 @@ def evaluate(
             Model.load(base_path) if base_path else None,
         )
         result["metrics"]["split"] = split_name
-        for name in ("metrics", "curves", "blessing"):
-            (tmp / f"{name}.json").write_text(dumps_pretty(jsonable(result[name])))
+        write_evaluation(tmp, result["metrics"], result["curves"], result["blessing"])
         b = result["blessing"]
         failed = [c for c in b["checks"] if c["passed"] is False]
         headline = {

@@ -10,13 +10,12 @@ plain JSON.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from ..core.jsonio import dumps_pretty
 from ..data.splits import splits_of, training_split
 from ..errors import BadInput, opt
+from ..features.fitted import TRANSFORM_FILE, read_transform_doc, write_transform_doc
 from ..store.refs import load_document, load_input
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
@@ -29,7 +28,7 @@ def load_transform(st: Store, ref: str):
     from ..features.fitted import FORMAT, FittedTransform
 
     path, _, inp = load_input(st, ref, "transform", ("features", "model"))
-    doc = json.loads((path / "transform.json").read_text())
+    doc = read_transform_doc(path)
     if doc.get("format") != FORMAT:
         raise BadInput(f"transform.json is not {FORMAT}", file=str(ref))
     return FittedTransform(doc), inp
@@ -61,7 +60,7 @@ def featurize(
     splits = splits_of(path, manifest)
     types = manifest["summary"]["schema"]
     if spec is not None:
-        spec_doc, spec_in = load_document(st, str(spec), "spec", "transform.json", "features")
+        spec_doc, spec_in = load_document(st, str(spec), "spec", TRANSFORM_FILE, "features")
         if isinstance(spec_doc, dict) and spec_doc.get("format") == "mlstage-transform/1":
             spec_doc = spec_doc["spec"]  # a features artifact given as the spec: refit its spec
         from ..features.spec import check_spec
@@ -88,7 +87,7 @@ def featurize(
             rows[name] = _apply_split(
                 ft, file, types, tmp / f"{name}.parquet", f"{dataset} (split {name})"
             )
-        (tmp / "transform.json").write_text(dumps_pretty(ft.doc))
+        write_transform_doc(tmp, ft.doc)
         return {
             "splits": rows,
             "features": len(ft.outputs),

@@ -18,15 +18,16 @@ the predictions drifted, or a live metric fails its threshold: the CLI exits 1.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..core.artifact import Input
-from ..core.documents import validate as validate_format
-from ..core.jsonio import dumps_pretty, jsonable
+from ..core.jsonio import jsonable
 from ..data.splits import splits_of
 from ..errors import BadInput, opt
+from ..model.artifact import read_signature
+from ..model.evaluation_files import read_curves, read_metrics
+from ..model.monitor_report import write_report
 from ..serving.logreader import (
     META_COLUMNS,
     in_window,
@@ -332,8 +333,7 @@ def monitor(
         reasons = [f"{a['type']}: {a['description']}" for a in errors]
         predictions = live = None
         if eval_path is not None:
-            metrics = json.loads((eval_path / "metrics.json").read_text())
-            curves = json.loads((eval_path / "curves.json").read_text())
+            metrics, curves = read_metrics(eval_path), read_curves(eval_path)
             predictions = _prediction_drift(frame, metrics, curves, rules)
             for name in predictions["drifted"]:
                 m = predictions["measures"][name]
@@ -373,8 +373,7 @@ def monitor(
             "predictions": predictions,
             "live": live,
         })  # fmt: skip
-        validate_format(doc, "mlstage-monitor/1", str(tmp / "report.json"))
-        (tmp / "report.json").write_text(dumps_pretty(doc))
+        write_report(tmp, doc)
         return {
             "retrain": bool(reasons),
             "reasons": len(reasons),
@@ -411,7 +410,7 @@ def _label_of(st: Store, eval_manifest: dict[str, Any], feedback, join: list[str
         except MlstageError:
             continue
         if manifest["id"] == model["id"]:
-            return json.loads((path / "signature.json").read_text())["label"]["column"]
+            return read_signature(path)["label"]["column"]
     others = [c for c in feedback.columns if c not in join]
     if len(others) == 1:
         return others[0]

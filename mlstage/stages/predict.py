@@ -12,6 +12,7 @@ from typing import Any
 
 from ..data.splits import choose_splits, splits_of
 from ..errors import BadInput, opt
+from ..model.artifact import read_signature
 from ..store.refs import load_input
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
@@ -32,7 +33,6 @@ def predict(
     dry_run: bool = False,
 ) -> StageResult:
     """Predict with MODEL (or the version REGISTRY/NAME serves) on DATASET's splits."""
-    import json
 
     from ..store.registry import resolve_model
 
@@ -42,7 +42,7 @@ def predict(
     data_path, data_manifest, data_in = load_input(st, str(dataset), "data", ("dataset",))
     chosen = choose_splits(splits_of(data_path, data_manifest), split, str(dataset))
     columns = data_manifest["summary"]["schema"]
-    sig = json.loads((model_path / "signature.json").read_text())
+    sig = read_signature(model_path)
     keep = list(keep or [])
     for col in keep:
         if col not in columns:

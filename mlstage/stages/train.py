@@ -10,15 +10,16 @@ is refit on the whole training split. The artifact alone is enough to serve.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..core.documents import validate
-from ..core.jsonio import dumps_pretty, jsonable
+from ..core.jsonio import jsonable
 from ..data.splits import splits_of, training_split
 from ..errors import BadInput
+from ..features.fitted import read_transform_doc
+from ..model.artifact import write_model_files
 from ..store.refs import load_document, load_input
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
@@ -117,7 +118,7 @@ def train(
     cfg, cfg_in = load_document(st, str(config), "config", "config.json", "model")
     validate(cfg, "mlstage-train/1", str(config))
     path, manifest, feat_in = load_input(st, str(features), "features", ("features",))
-    transform_doc = json.loads((path / "transform.json").read_text())
+    transform_doc = read_transform_doc(path)
     label = transform_doc.get("label")
     if not label:
         raise BadInput(
@@ -188,10 +189,8 @@ def train(
                 if ys.size:
                     metrics["splits"][name] = _metrics(cfg["task"], estimator, Xs, ys)
         (tmp / ESTIMATOR_FILE).write_bytes(dump_estimator(estimator))
-        (tmp / "transform.json").write_text(dumps_pretty(transform_doc))
         signature = _signature(st, manifest, transform_doc, cfg["task"], estimator)
-        (tmp / "signature.json").write_text(dumps_pretty(signature))
-        (tmp / "metrics.json").write_text(dumps_pretty(jsonable(metrics)))
+        write_model_files(tmp, transform_doc, signature, jsonable(metrics))
         used = {
             k: v
             for k, v in estimator.get_params().items()

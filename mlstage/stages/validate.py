@@ -14,13 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..core.documents import validate as validate_format
-from ..core.jsonio import dumps_pretty, jsonable
+from ..core.jsonio import jsonable
 from ..data.splits import choose_splits, splits_of
 from ..errors import BadInput, opt
 from ..store.refs import load_input
 from ..store.store import Store, store_for
-from ..validation.checks import ENVIRONMENTS, Checker
+from ..validation.checks import ENVIRONMENTS, Checker, write_anomalies
 from ..validation.schema_rules import read_schema
 from ..validation.statsfile import training_stats
 from .base import StagePlan, StageResult, run_stage
@@ -74,8 +73,7 @@ def validate(
             "anomalies": checker.anomalies,
             "drift": jsonable(checker.drift),
         }
-        validate_format(doc, "mlstage-anomalies/1", str(tmp / "anomalies.json"))
-        (tmp / "anomalies.json").write_text(dumps_pretty(doc))
+        write_anomalies(tmp, doc)
         return {
             "ok": errors == 0,
             "errors": errors,

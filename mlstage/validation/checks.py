@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from ..core.jsonio import jsonable
+from ..core.documents import validate
+from ..core.jsonio import dumps_pretty, jsonable
 from .drift import linf
 
 ENVIRONMENTS = ("training", "serving")
@@ -287,3 +290,16 @@ class Checker:
 
 def _freq(base: dict[str, Any], value) -> float:
     return dict(base["values"]).get(value, 0) / base["count"] if base["count"] else 0.0
+
+
+ANOMALIES = "anomalies.json"
+
+
+def write_anomalies(folder: Path, doc: dict[str, Any]) -> None:
+    """`anomalies.json` (mlstage-anomalies/1), checked against its schema."""
+    validate(doc, "mlstage-anomalies/1", str(folder / ANOMALIES))
+    (folder / ANOMALIES).write_text(dumps_pretty(doc))
+
+
+def read_anomalies(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / ANOMALIES).read_text())
