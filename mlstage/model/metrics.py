@@ -1,6 +1,6 @@
 """Model metrics: overall (scikit-learn's own functions), per slice and per sensitive group
-(grouped aggregation over confusion counts and per-row losses, so 100 slices cost one
-polars query, not 100 passes), permutation importance and partial dependence.
+(per-group sums of confusion counts and per-row losses, so 100 slices cost one pass,
+not 100), permutation importance and partial dependence.
 
 Classification metrics treat classes by their text (booleans `true`/`false`).
 `precision`, `recall` and `f1` are for `positive` in a binary task (by default the
@@ -145,64 +145,65 @@ def _overall(o: Outcomes) -> dict[str, Any]:
 # -- grouped (slices and fairness groups) -----------------------------------------------
 
 
-def _frame(o: Outcomes, keys):
-    import numpy as np
-    import polars as pl
-
-    cols: dict[str, Any] = {"g": keys, "y": o.y, "p": o.pred}
-    if o.task == "classification" and o.proba is not None:
-        cols["ll"] = -np.log(np.clip(o.proba[np.arange(o.y.size), np.clip(o.y, 0, None)], EPS, 1))
-        if o.binary:
-            cols["sq"] = (o.proba[:, o.pos] - (o.y == o.pos)) ** 2
-    return pl.DataFrame(cols)
-
-
 def grouped(o: Outcomes, keys) -> dict[str, dict[str, Any]]:
-    """Metrics per value of `keys` (one entry per row) in one grouped aggregation."""
-    import polars as pl
+    """Metrics per value of `keys` (one entry per row), from per-group sums.
 
-    df = _frame(o, keys)
-    y, p = pl.col("y"), pl.col("p")
+    The sums are numpy's `bincount`, which adds each group's rows in row order: the same
+    data gives the same bits every run (polars' parallel group-by may add a group's
+    floats in another order from one run to the next, and a metric's last digit, hence
+    the artifact's id, would change)."""
+    import numpy as np
+
+    names, group = np.unique(np.asarray(keys, dtype=object), return_inverse=True)
+    rows = np.bincount(group, minlength=names.size)
+
+    def total(x):
+        return np.bincount(group, weights=np.asarray(x, dtype=float), minlength=names.size)
+
     if o.task == "regression":
-        err = p - y
-        aggs = [
-            pl.len().alias("rows"), err.abs().mean().alias("mae"), (err * err).mean().sqrt().alias("rmse"),
-            err.abs().max().alias("max_error"), (err.abs() / pl.max_horizontal(y.abs(), pl.lit(EPS))).mean().alias("mape"),
-            # SST from deviations about the group's own mean (sum y^2 - (sum y)^2/n loses precision)
-            (err * err).sum().alias("sse"), ((y - y.mean()) ** 2).sum().alias("sst"),
-        ]  # fmt: skip
+        err = o.pred - o.y
+        sse = total(err * err)
+        worst = np.zeros(names.size)
+        np.maximum.at(worst, group, np.abs(err))
+        # SST from deviations about the group's own mean (sum y^2 - (sum y)^2/n loses precision)
+        mean_y = total(o.y) / rows
+        sst = total((o.y - mean_y[group]) ** 2)
+        mae = total(np.abs(err)) / rows
+        mape = total(np.abs(err) / np.maximum(np.abs(o.y), EPS)) / rows
         out = {}
-        for row in df.group_by("g").agg(aggs).iter_rows(named=True):
-            sst = row["sst"]
-            r2 = 1 - row["sse"] / sst if sst > 0 and row["rows"] > 1 else None
-            out[row["g"]] = {
-                "rows": row["rows"],
-                "metrics": {k: row[k] for k in REGRESSION if k != "r2"} | {"r2": r2},
+        for g, name in enumerate(names):
+            r2 = 1 - sse[g] / sst[g] if sst[g] > 0 and rows[g] > 1 else None
+            errors = {"mae": float(mae[g]), "rmse": float(np.sqrt(sse[g] / rows[g])),
+                      "max_error": float(worst[g]), "mape": float(mape[g])}  # fmt: skip
+            out[name] = {
+                "rows": int(rows[g]),
+                "metrics": {k: errors[k] for k in REGRESSION if k != "r2"} | {"r2": r2},
             }
         return out
     k = len(o.classes)
-    aggs = [pl.len().alias("rows"), (y == p).sum().alias("correct")]
-    for c in range(k):
-        aggs += [
-            ((y == c) & (p == c)).sum().alias(f"tp{c}"),
-            (p == c).sum().alias(f"pred{c}"),
-            (y == c).sum().alias(f"true{c}"),
-        ]
-    if "ll" in df.columns:
-        aggs.append(pl.col("ll").mean().alias("log_loss"))
-    if "sq" in df.columns:
-        aggs.append(pl.col("sq").mean().alias("brier"))
+    correct = np.bincount(group, weights=(o.y == o.pred), minlength=names.size)
+    tp_all = [
+        np.bincount(group[(o.y == c) & (o.pred == c)], minlength=names.size) for c in range(k)
+    ]
+    pred_all = [np.bincount(group[o.pred == c], minlength=names.size) for c in range(k)]
+    true_all = [np.bincount(group[o.y == c], minlength=names.size) for c in range(k)]
+    log_loss = brier = None
+    if o.proba is not None:
+        ll = -np.log(np.clip(o.proba[np.arange(o.y.size), np.clip(o.y, 0, None)], EPS, 1))
+        log_loss = total(ll) / rows
+        if o.binary:
+            brier = total((o.proba[:, o.pos] - (o.y == o.pos)) ** 2) / rows
     out = {}
-    for row in df.group_by("g").agg(aggs).iter_rows(named=True):
-        tp = [row[f"tp{c}"] for c in range(k)]
-        pred = [row[f"pred{c}"] for c in range(k)]
-        true = [row[f"true{c}"] for c in range(k)]
+    for g, name in enumerate(names):
+        tp = [int(tp_all[c][g]) for c in range(k)]
+        pred = [int(pred_all[c][g]) for c in range(k)]
+        true = [int(true_all[c][g]) for c in range(k)]
         prec = [tp[c] / pred[c] if pred[c] else 0.0 for c in range(k)]
         rec = [tp[c] / true[c] if true[c] else 0.0 for c in range(k)]
         f1 = [2 * tp[c] / (pred[c] + true[c]) if pred[c] + true[c] else 0.0 for c in range(k)]
         seen = [c for c in range(k) if pred[c] or true[c]]
-        metrics = {
-            "accuracy": row["correct"] / row["rows"],
+        metrics: dict[str, float | None] = {
+            "accuracy": float(correct[g]) / int(rows[g]),
             "balanced_accuracy": sum(rec[c] for c in range(k) if true[c])
             / max(1, sum(1 for c in range(k) if true[c])),
         }
@@ -210,10 +211,10 @@ def grouped(o: Outcomes, keys) -> dict[str, dict[str, Any]]:
             metrics.update(precision=prec[o.pos], recall=rec[o.pos], f1=f1[o.pos])
         else:
             metrics.update(precision=_mean(prec, seen), recall=_mean(rec, seen), f1=_mean(f1, seen))
-        metrics["log_loss"] = row.get("log_loss")
-        metrics["brier"] = row.get("brier")
-        out[row["g"]] = {
-            "rows": row["rows"],
+        metrics["log_loss"] = None if log_loss is None else float(log_loss[g])
+        metrics["brier"] = None if brier is None else float(brier[g])
+        out[name] = {
+            "rows": int(rows[g]),
             "metrics": metrics,
             "counts": {"tp": tp, "pred": pred, "true": true},
         }

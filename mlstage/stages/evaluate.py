@@ -24,7 +24,7 @@ from ..store.registry import resolve_model
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
-ALGORITHM = 2  # 2: fairness groups under min_slice_size not gated; regression fairness
+ALGORITHM = 3  # 2: fairness groups under min_slice_size not gated, regression fairness; 3: per-group sums in row order (reproducible bits)
 
 
 def _signature(path: Path) -> dict[str, Any]:
