@@ -39,20 +39,15 @@ def whatif_cmd(
     common: StoreCommon,
 ) -> None:
     """How one example's prediction changes as one of its inputs changes (--json: an array, one object per varied column)."""
-    from ..model.artifact import Model
-    from ..model.whatif import parse_row, parse_vary, whatif
-    from ..store.registry import resolve_model
-    from ..store.store import Store
+    from ..model.whatif import whatif_model
     from .render import print_json, print_table
 
-    st = Store.open(common.store)
-    m = Model.load(st.resolve(resolve_model(model)))
-    results = whatif(m, parse_row(row), parse_vary(vary or [], m.signature))
+    results, class_names = whatif_model(model, row, vary, store=common.store)
     if common.json:
         print_json(results)
         return
     for r in results:
-        classes = m.class_names or []
+        classes = class_names or []
         rows = [
             [
                 x["value"],

@@ -101,3 +101,23 @@ def whatif(model, row: dict[str, Any], vary: list[tuple[str, list]]) -> list[dic
             ],
         })  # fmt: skip
     return results
+
+
+def whatif_model(
+    model: str | Path,
+    row: str | dict[str, Any],
+    vary: list[str] | None = None,
+    *,
+    store=None,
+) -> tuple[list[dict[str, Any]], list[str] | None]:
+    """What-if for a model reference (a directory, `@id` or REGISTRY/NAME): the results of
+    `whatif` and the model's class names. `row` is a dict, JSON text or `@file.json`;
+    `vary` holds `COLUMN` or `COLUMN=V1,V2` items (none: every input with a range or domain)."""
+    from ..store.registry import resolve_model
+    from ..store.store import store_for
+    from .artifact import Model
+
+    st = store_for(store, None)
+    loaded = Model.load(st.resolve(resolve_model(str(model))))
+    example = row if isinstance(row, dict) else parse_row(row)
+    return whatif(loaded, example, parse_vary(vary or [], loaded.signature)), loaded.class_names

@@ -14,6 +14,7 @@ from ..core.artifact import MANIFEST, check_files, read_manifest
 from ..core.fsutil import fsync_path, remove_tree
 from ..errors import MlstageError
 from .index import connect, index_artifact
+from .registry import read_serving
 
 if TYPE_CHECKING:
     from .store import Store
@@ -71,8 +72,8 @@ def live_ids(store: Store) -> set[str]:
         # A registry (the parent of its version folders) also holds the evaluations its versions were deployed with
         # (`monitor --evaluation REGISTRY/NAME` reads them by id).
         try:
-            history = json.loads((folder / "serving.json").read_bytes())["history"]
-        except (OSError, ValueError, KeyError):
+            history = (read_serving(folder) or {}).get("history", [])
+        except (OSError, ValueError, KeyError, MlstageError):  # not a registry, or a damaged one
             continue
         roots.update(h["evaluation"] for h in history if h.get("evaluation"))
     live: set[str] = set()
