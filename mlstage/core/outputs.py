@@ -20,6 +20,61 @@ from pathlib import Path
 from ..errors import BadInput
 
 MANIFEST = "manifest.json"
+# A store's folder holds this file (written when the store is made): no command treats a
+# folder without it (or, for stores made before it, without objects/ and index.sqlite)
+# as a store, so a typo in --store never lets gc or reindex delete a user's files.
+STORE_MARKER = "mlstage-store"
+MAX_MANIFEST_BYTES = 64 << 20
+
+
+def is_store(folder: Path) -> bool:
+    return (folder / STORE_MARKER).is_file() or (
+        (folder / "objects").is_dir() and (folder / "index.sqlite").is_file()
+    )
+
+
+def _regular(path: Path, limit: int = MAX_MANIFEST_BYTES) -> bool:
+    """A regular file (not a link, fifo or device) of at most `limit` bytes: safe to read."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size <= limit
+
+
+def read_small_json(path: Path):
+    """A JSON file that is a regular file of a manifest's size, or None: never follows a
+    link or reads a fifo (a `manifest.json` that is one would hang or fill memory)."""
+    if not _regular(path):
+        return None
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def owner(path: Path) -> tuple[str, Path] | None:
+    """What mlstage thing holds `path` (a folder above it, not `path` itself): a store, an
+    artifact, or a registry model folder (whose versions only `deploy` writes)."""
+    here = _real(path)
+    for folder in here.parents:
+        if is_store(folder):
+            return "the store", folder
+        if _format(folder / MANIFEST) == "mlstage-artifact/1":
+            return "an artifact", folder
+        if _format(folder / "serving.json") == "mlstage-serving/1":
+            return "a registry model folder", folder
+    return None
+
+
+def _format(path: Path) -> str | None:
+    """The `format` of an mlstage document at `path` (a web app's manifest.json is not one)."""
+    if not path.exists():
+        return None
+    doc = read_small_json(path)
+    return doc.get("format") if isinstance(doc, dict) else None
 
 
 def _real(path: Path) -> Path:
@@ -33,12 +88,12 @@ def _within(inner: Path, outer: Path) -> bool:
 
 def artifact_kind(folder: Path) -> str | None:
     """The kind of the artifact in `folder` when it holds one and nothing else, else None."""
+    doc = read_small_json(folder / MANIFEST)
     try:
-        doc = json.loads((folder / MANIFEST).read_bytes())
         listed = {f["path"] for f in doc["files"]} | {MANIFEST}
         if doc.get("format") != "mlstage-artifact/1" or not isinstance(doc.get("kind"), str):
             return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         return None
     extra = [n for n in os.listdir(folder) if n not in listed]
     return None if extra else doc["kind"]
@@ -69,6 +124,11 @@ def check_output(
         store = _real(store_root)
         if _within(real, store) or _within(store, real):
             raise BadInput(f"{name}: is the store {store_root} or overlaps it; write outside it")
+    held = owner(out)
+    if held is not None:
+        raise BadInput(f"{name}: is inside {held[0]} {held[1]}; write outside it")
+    if is_store(out):
+        raise BadInput(f"{name}: is a store; write outside it")
     own_input = False
     for ref in reads:
         if not ref or ref.startswith("@") or ref == "-":
@@ -105,6 +165,11 @@ def check_file_output(out: Path, *, marker: bytes, what: str, option: str = "-o"
         raise BadInput(f"{option} {out}: is a symbolic link; give the real file")
     if out.is_dir():
         raise BadInput(f"{option} {out}: is a directory; give a file name for the {what}")
+    held = owner(out)
+    if held is not None:
+        raise BadInput(f"{option} {out}: is inside {held[0]} {held[1]}; write outside it")
+    if out.exists() and not _regular(out, limit=1 << 40):
+        raise BadInput(f"{option} {out}: is not a regular file (a fifo or a device?)")
     if out.exists():
         try:
             with open(out, "rb") as f:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..core.artifact import MANIFEST, check_files, read_manifest
 from ..core.fsutil import file_lock, fsync_path, fsync_tree, remove_tree
+from ..core.outputs import owner
 from ..errors import BadInput, CorruptArtifact, ExitCode, MlstageError, opt
 from ..model.evaluation_files import read_blessing
 from ..store.registry import choose_name, point, read_serving, versions
@@ -91,6 +92,11 @@ def deploy(
                 action = "deploy-unblessed"
     else:
         action = "deploy-unblessed"
+    held = owner(registry / "x")  # the registry itself, or a folder above it
+    if held is not None and held[0] != "a registry model folder":
+        raise BadInput(
+            f"{opt('registry')} {registry}: is inside {held[0]} {held[1]}; keep registries outside"
+        )
     registry.mkdir(parents=True, exist_ok=True)
     name = choose_name(registry, name)
     folder = registry / name
@@ -108,7 +114,9 @@ def deploy(
             action = "redeploy" if action == "deploy" else action
             point(folder, serving, version, model_id, action, message, evaluation_id)
             return DeployResult(registry, name, version, model_id, action)
-        version = max(have, default=0) + 1
+        # the next number no folder holds yet (a user's folder named 3 is left alone)
+        taken = [int(p.name) for p in folder.iterdir() if p.name.isdigit()]
+        version = max([*have, *taken], default=0) + 1
         for leftover in folder.glob(".v*.tmp"):
             remove_tree(leftover)  # a version copy a killed deploy never finished
         tmp = folder / f".v{version}.tmp"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..core.artifact import MANIFEST, check_files, read_manifest
 from ..core.fsutil import fsync_path, remove_tree
+from ..core.outputs import read_small_json
 from ..errors import MlstageError
 from .index import connect, index_artifact
 from .registry import read_serving
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 GC_GRACE_SECONDS = 3600.0
+ARTIFACT_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 # -- maintenance ----------------------------------------------------------------
@@ -33,6 +36,8 @@ def verify(store: Store, artifact_dir: Path | None = None) -> tuple[int, list[st
         except Exception as e:  # a broken manifest is itself a finding
             problems.append(str(e))
             continue
+        if d.parent == store.objects and d.name != m["id"]:
+            problems.append(f"{d}: holds artifact {m['id'][:12]}, not the one its name says")
         problems += check_files(d, m, rehash=True)
     return len(dirs), problems
 
@@ -57,16 +62,18 @@ def _manifests_on_disk(store: Store) -> Iterator[Path]:
             yield here
 
 
-def live_ids(store: Store) -> set[str]:
+def live_ids(store: Store, on_disk: set[Path] | None = None) -> set[str]:
     """Ids that some path still holds, with everything in their lineage."""
     roots: set[str] = set()
     parents: set[Path] = set()
-    held = {store.path_of(w["path"]) for w in store.writes()} | set(_manifests_on_disk(store))
+    if on_disk is None:
+        on_disk = set(_manifests_on_disk(store))
+    held = {store.path_of(w["path"]) for w in store.writes()} | on_disk
     for path in held:
-        try:
-            roots.add(json.loads((path / MANIFEST).read_bytes())["id"])
-        except (OSError, ValueError, KeyError, TypeError):
+        doc = read_small_json(path / MANIFEST)  # never a fifo or a link to a device
+        if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
             continue
+        roots.add(doc["id"])
         parents.add(path.parent)
     for folder in parents:
         # A registry (the parent of its version folders) also holds the evaluations its versions were deployed with
@@ -94,12 +101,14 @@ def gc(store: Store, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS) 
     object is about to log it, and a reader may be using an object by id.
     """
 
+    on_disk = set(_manifests_on_disk(store))  # the slow walk, before the lock
     with store.locked():
-        live = store.live_ids()
+        live = live_ids(store, on_disk)
         cutoff = time.time() - grace
+        # only what the store itself made: folders named by an artifact id
         dead = sorted(
             p.name for p in store.objects.iterdir()
-            if p.name not in live and p.stat().st_mtime < cutoff
+            if ARTIFACT_ID.match(p.name) and p.name not in live and p.stat().st_mtime < cutoff
         )  # fmt: skip
         if not dry_run:
             for i in dead:
@@ -157,7 +166,8 @@ def reindex(store: Store) -> tuple[int, list[str]]:
         # tmp/ holds objects being added and stdin being spooled: remove only what a
         # dead process left (each entry's name carries its writer's pid).
         for entry in (store.root / "tmp").glob("*") if (store.root / "tmp").exists() else []:
-            if not _pid_alive(_pid_in(entry.name)):
+            pid = _pid_in(entry.name)  # None: not a name mlstage gives, left alone
+            if pid is not None and not _pid_alive(pid):
                 remove_tree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
     return count, problems
 

@@ -35,6 +35,7 @@ from ..core.artifact import (
     utc_now,
 )
 from ..core.fsutil import file_lock, fsync_path, remove_tree, sha256_file, write_bytes_durably
+from ..core.outputs import STORE_MARKER, is_store, owner
 from ..errors import BadInput, CorruptArtifact, NotFound, opt
 from .index import connect, index_artifact
 from .maintenance import GC_GRACE_SECONDS
@@ -97,11 +98,24 @@ class Store:
                 f"the store must be a directory; this is a file (check {opt('store')} and MLSTAGE_STORE)",
                 file=str(store.root),
             )
+        if store.root.is_dir() and any(os.scandir(store.root)) and not is_store(store.root):
+            # gc and reindex delete what they do not know in a store: never in a user's folder
+            raise BadInput(
+                f"is not an mlstage store (no {STORE_MARKER} file) and not empty; check"
+                f" {opt('store')} and MLSTAGE_STORE",
+                file=str(store.root),
+            )
+        held = owner(store.root)
+        if held is not None and held[0] != "the store":
+            raise BadInput(f"the store cannot be inside {held[0]} {held[1]}", file=str(store.root))
         try:
             store.root.mkdir(parents=True, exist_ok=True)
             store.objects.mkdir(exist_ok=True)
             if not os.access(store.root, os.W_OK | os.X_OK):
                 raise PermissionError(13, "permission denied")
+            marker = store.root / STORE_MARKER
+            if not marker.exists():
+                marker.write_text("mlstage-store/1: a store of mlstage artifacts (do not edit)\n")
         except OSError as e:
             raise BadInput(
                 f"cannot use this folder as the store: {e.strerror or e}", file=str(store.root)
@@ -251,6 +265,7 @@ class Store:
         """
         target = self.object_dir(manifest["id"])
         if (target / MANIFEST).exists() and self.intact(target, manifest):
+            _share(target, payload_dir, manifest)
             return target
         tmp = self.root / "tmp" / f"{manifest['id']}.{os.getpid()}"
         remove_tree(tmp)
@@ -373,39 +388,9 @@ class Store:
 
     def lineage(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """The tree of inputs back to raw sources, as nested dicts."""
+        from . import lineage
 
-        def node(
-            m: dict[str, Any], role: str | None, path: str | None, seen: frozenset
-        ) -> dict[str, Any]:
-            children = []
-            for inp in m["inputs"]:
-                parent = self.manifest(inp["id"]) if inp["id"] not in seen else None
-                if parent is not None:
-                    children.append(node(parent, inp["role"], inp["path"], seen | {inp["id"]}))
-                else:
-                    # A leaf: a raw source, a user-written file (spec, config, schema),
-                    # or an artifact that is not in this store.
-                    is_file = inp["role"] == "source" or Path(inp["path"]).is_file()
-                    children.append(
-                        {
-                            "role": inp["role"],
-                            "id": inp["id"],
-                            "path": inp["path"],
-                            "kind": "file" if is_file else "missing",
-                            "inputs": [],
-                        }
-                    )
-            return {
-                "role": role,
-                "id": m["id"],
-                "kind": m["kind"],
-                "stage": m["stage"],
-                "path": path,
-                "created": m["created"],
-                "inputs": children,
-            }
-
-        return node(manifest, None, None, frozenset({manifest["id"]}))
+        return lineage.lineage(self, manifest)
 
     def verify(self, artifact_dir: Path | None = None) -> tuple[int, list[str]]:
         """Re-hash files against manifests. Returns (artifacts checked, problems)."""
@@ -446,3 +431,20 @@ def _last_byte(path: Path) -> bytes:
     with open(path, "rb") as f:
         f.seek(-1, os.SEEK_END)
         return f.read(1)
+
+
+def _share(stored: Path, payload_dir: Path, manifest: dict[str, Any]) -> None:
+    """Make a new payload's files hardlinks of the identical stored copies: the output
+    shares the store's read-only files, as when the object is added."""
+    for name in [f["path"] for f in manifest["files"]] + [MANIFEST]:
+        target = payload_dir / name
+        if os.path.samefile(stored / name, target):
+            continue  # already one file (rename would leave the new link behind)
+        link = payload_dir / f".{name}.link"
+        try:
+            os.link(stored / name, link)
+            os.replace(link, target)
+        except OSError:  # another file system: the output keeps its own (read-only) copy
+            os.chmod(target, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        finally:
+            link.unlink(missing_ok=True)

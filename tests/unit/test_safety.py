@@ -299,3 +299,95 @@ def test_disk_full_is_named_as_such(tmp_path):
     assert "no space left on the device" in str(DiskFull(tmp_path))
     with pytest.raises(BadInput):
         ingest([_data(tmp_path / "d.csv")], ".")
+
+
+# -- a hostile review's findings (each failed before its fix) ------------------------------
+
+
+def test_a_store_option_naming_a_users_folder_deletes_nothing(tmp_path):
+    _data(tmp_path / "d.csv")
+    write(tmp_path / "mine" / "tmp" / "sub" / "a.txt", "precious")
+    write(tmp_path / "mine" / "objects" / "chair" / "chair.obj", "mesh")
+    for args in (["reindex", "--store", "mine"], ["gc", "--grace", "0", "--store", "mine"],
+                 ["ingest", "d.csv", "-o", "ds", "--store", "mine"]):  # fmt: skip
+        r = cli(*args)
+        assert r.exit_code == 2 and "is not an mlstage store" in r.stderr, (args, r.stderr)
+    assert (tmp_path / "mine" / "tmp" / "sub" / "a.txt").read_text() == "precious"
+    assert (tmp_path / "mine" / "objects" / "chair" / "chair.obj").exists()
+    ingest(["d.csv"], "ds")
+    r = cli("stats", "ds", "-o", "st", "--store", "ds")  # an artifact is no store either
+    assert r.exit_code == 2
+
+
+def test_outputs_never_land_in_another_store_a_registry_or_an_artifact(tmp_path):
+    _data(tmp_path / "d.csv")
+    ds = ingest(["d.csv"], "data")
+    other = Store.open(tmp_path / "other")
+    obj = f".mlstage/objects/{ds.manifest['id']}"
+    r = cli("stats", "data", "--store", str(other.root), "-o", obj)
+    assert r.exit_code == 2 and "inside the store" in r.stderr
+    featurize("data", "f", spec=write_json(tmp_path / "s.json", SPEC))
+    train("f", "m", config=write_json(tmp_path / "t.json", TRAIN))
+    r = cli("deploy", "m", "--registry", "reg", "--name", "m", "--allow-unblessed")
+    assert r.exit_code == 0, r.stderr
+    r = cli("train", "f", "--config", "t.json", "-o", "reg/m/1", "--force")
+    assert r.exit_code == 2 and "registry model folder" in r.stderr
+    for args in (["deploy", "m", "--registry", ".mlstage/objects", "--allow-unblessed"],
+                 ["deploy", "m", "--registry", "data", "--allow-unblessed"]):  # fmt: skip
+        r = cli(*args)
+        assert r.exit_code == 2 and "keep registries outside" in r.stderr, r.stderr
+    stats("data", "st")
+    for out in (f"{obj}/r.html", ".mlstage/r.html", "data/r.html"):
+        r = cli("report", "st", "-o", out)
+        assert r.exit_code == 2 and "is inside" in r.stderr, (out, r.stderr)
+    assert cli("verify").exit_code == 0
+
+
+def test_verify_names_an_object_holding_another_id(tmp_path):
+    _data(tmp_path / "d.csv")
+    ds = ingest(["d.csv"], "data")
+    stats("data", "st")
+    objects = tmp_path / ".mlstage" / "objects"
+    wrong = objects / ("0" * 64)
+    os.rename(objects / ds.manifest["id"], wrong)
+    r = cli("verify")
+    assert r.exit_code == 1 and "not the one its name says" in r.stdout
+
+
+def test_fifos_where_files_are_expected_never_hang(tmp_path):
+    _data(tmp_path / "d.csv")
+    ds = ingest(["d.csv"], "data")
+    stats("data", "st")
+    (tmp_path / "co").mkdir()
+    os.mkfifo(tmp_path / "co" / "manifest.json")
+    start = time.monotonic()
+    r = cli("checkout", f"@{ds.manifest['id'][:10]}", "-o", "co")
+    assert r.exit_code == 2
+    os.mkfifo(tmp_path / "page.html")
+    r = cli("report", "st", "-o", "page.html")
+    assert r.exit_code == 2 and "not a regular file" in r.stderr
+    (tmp_path / "junk").mkdir()
+    os.mkfifo(tmp_path / "junk" / "manifest.json")
+    assert cli("gc", "--grace", "0", "--dry-run").exit_code == 0
+    assert time.monotonic() - start < 30
+
+
+def test_deploy_skips_a_version_folder_it_did_not_write(tmp_path):
+    _data(tmp_path / "d.csv")
+    ingest(["d.csv"], "data")
+    featurize("data", "f", spec=write_json(tmp_path / "s.json", SPEC))
+    train("f", "m", config=write_json(tmp_path / "t.json", TRAIN))
+    write(tmp_path / "reg" / "income" / "1" / "notes.txt", "mine")
+    r = cli("deploy", "m", "--registry", "reg", "--name", "income", "--allow-unblessed")
+    assert r.exit_code == 0 and "version 2" in r.stderr
+    assert (tmp_path / "reg" / "income" / "1" / "notes.txt").read_text() == "mine"
+
+
+def test_an_identical_rerun_shares_the_stores_read_only_files(tmp_path):
+    _data(tmp_path / "d.csv")
+    ingest(["d.csv"], "a")
+    ingest(["d.csv"], "b")  # the same artifact: the object exists already
+    part = tmp_path / "b" / "data.parquet"
+    # one file for the store's copy and both outputs, with no write bit
+    assert part.stat().st_nlink == 3 and part.stat().st_mode & 0o222 == 0
+    assert os.path.samefile(part, tmp_path / "a" / "data.parquet")
