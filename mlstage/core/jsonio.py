@@ -56,7 +56,7 @@ def read_config(path: Path) -> Any:
             raise BadInput(f"not valid TOML: {e}", file=str(path)) from None
     else:
         try:
-            doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+            doc = json.loads(text, object_pairs_hook=unique_keys)
         except json.JSONDecodeError as e:
             raise BadInput(
                 f"not valid JSON: {e.msg} (column {e.colno})", file=str(path), line=e.lineno
@@ -67,11 +67,20 @@ def read_config(path: Path) -> Any:
     return doc
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+class DuplicateKey(ValueError):
+    """A JSON object names a key twice (json.loads would keep the last value silently)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the key {key!r} is given twice in one object")
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` for json.loads: an object whose keys are all different."""
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ValueError(f"the key {key!r} is given twice in one object")
+            raise DuplicateKey(key)
         out[key] = value
     return out
 

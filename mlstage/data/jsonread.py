@@ -5,6 +5,7 @@ inference as CSV types them (`sources`)."""
 
 from __future__ import annotations
 
+from ..core.jsonio import DuplicateKey, unique_keys
 from ..errors import BadInput
 
 
@@ -21,7 +22,7 @@ def read_json_records(src):
     import polars as pl
 
     keep_text = {"parse_float": str, "parse_int": str, "parse_constant": str,
-                 "object_pairs_hook": _record}  # fmt: skip
+                 "object_pairs_hook": unique_keys}  # fmt: skip
     try:
         with open(src.path, encoding="utf-8") as f:
             doc = json.load(f, **keep_text)
@@ -29,11 +30,11 @@ def read_json_records(src):
         raise BadInput("the file is not valid UTF-8 text", file=src.name) from None
     except json.JSONDecodeError as e:
         raise BadInput(f"not valid JSON: {e.msg}", file=src.name, line=e.lineno) from None
-    except _DuplicateKey as e:
+    except DuplicateKey as e:
         raise BadInput(
-            f"a record names the key {e.args[0]!r} twice; which value is meant?",
+            f"a record names the key {e.key!r} twice; which value is meant?",
             file=src.name,
-            column=e.args[0],
+            column=e.key,
         ) from None
     if not isinstance(doc, list):
         kind = _json_kind(doc)
@@ -107,17 +108,3 @@ def first_bad_json_line(src) -> BadInput | None:
                         column=key,
                     )
     return None
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _record(pairs):
-    """A JSON object whose keys are all different (json.loads keeps the last silently)."""
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out

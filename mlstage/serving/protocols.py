@@ -11,6 +11,8 @@ import io
 import json
 from typing import Any
 
+from ..core.jsonio import DuplicateKey, unique_keys
+
 
 class RequestError(Exception):
     def __init__(self, status: int, message: str):
@@ -21,24 +23,11 @@ class RequestError(Exception):
 
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body, object_pairs_hook=_object)
-    except _TwiceError as e:
-        raise RequestError(400, f"a JSON object names {e.args[0]!r} twice") from None
+        return json.loads(body, object_pairs_hook=unique_keys)
+    except DuplicateKey as e:
+        raise RequestError(400, f"a JSON object names {e.key!r} twice") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise RequestError(400, f"the body is not valid JSON: {e}") from None
-
-
-class _TwiceError(ValueError):
-    pass
-
-
-def _object(pairs):
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise _TwiceError(key)
-        out[key] = value
-    return out
 
 
 def columns_to_rows(inputs: Any) -> list[dict[str, Any]]:
