@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import BadInput
+from ..errors import BadInput, opt
 
 MANIFEST = "manifest.json"
 # A store's folder holds this file (written when the store is made): no command treats a
@@ -105,7 +105,6 @@ def check_output(
     store_root: Path | None,
     reads: Iterable[str] = (),
     kind: str | None = None,
-    option: str = "-o",
 ) -> None:
     """Bad input naming `out` when writing there could destroy something mlstage does not own.
 
@@ -113,7 +112,7 @@ def check_output(
     references live in the store, which is protected as a whole). `kind`: the kind of
     artifact the stage writes (an input of that kind may be replaced by its new version).
     """
-    name = f"{option} {out}"
+    name = f"{opt('out', '-o')} {out}"
     if out.is_symlink():
         raise BadInput(f"{name}: is a symbolic link; give the real directory")
     real = _real(out)
@@ -158,9 +157,10 @@ def check_output(
         )
 
 
-def check_file_output(out: Path, *, marker: bytes, what: str, option: str = "-o") -> None:
+def check_file_output(out: Path, *, marker: bytes, what: str) -> None:
     """A single-file output (a report) replaces only a file it wrote before (`marker` in its
     first bytes), never a directory or another file."""
+    option = opt("out", "-o")
     if out.is_symlink():
         raise BadInput(f"{option} {out}: is a symbolic link; give the real file")
     if out.is_dir():
