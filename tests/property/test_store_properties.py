@@ -61,7 +61,9 @@ def _check(root: Path, tampered: set[str]) -> None:
     store.close()
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomize: CI runs the same 12 histories every time (160 random ones passed locally);
+# drop it to explore new ones.
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(st.lists(ops, min_size=3, max_size=9))
 @pytest.mark.slow
 def test_random_histories_lose_nothing_and_read_nothing_changed(history):
@@ -99,7 +101,12 @@ def test_random_histories_lose_nothing_and_read_nothing_changed(history):
                     data = bytearray(part.read_bytes())
                     data[len(data) // 2] = (data[len(data) // 2] + 1) % 256  # twice is not undone
                     part.write_bytes(bytes(data))
-                    tampered.add(op[1])
+                    # outputs holding the same artifact share its (store's) files
+                    tampered.update(
+                        out for out in OUTS
+                        if (root / out / "data.parquet").exists()
+                        and os.path.samefile(root / out / "data.parquet", part)
+                    )  # fmt: skip
             elif op[0] == "gc":
                 Store.open(root / ".mlstage").gc(grace=0)
             else:
