@@ -147,7 +147,9 @@ def create_app(
             stop.set()
             thread.join(timeout=30)
             if reqlog is not None:
-                reqlog.flush()
+                # said, so a cron log shows whether the last requests reached the logs
+                written = reqlog.flush()
+                served._log(f"shutdown: {written} logged rows written to {reqlog.folder}")
 
     async def predict(model, version: int, name: str, rows: list[dict[str, Any]], rid: str):
         from starlette.concurrency import run_in_threadpool
