@@ -37,8 +37,13 @@ def parse_window(text: str) -> dt.timedelta:
 
 
 def parse_until(text: str | None) -> dt.datetime:
+    """The window's end (exclusive). By default now, rounded *up* to a whole second: rounded
+    down, a request logged earlier in the current second fell outside the window (a
+    monitor run right after a replay saw 2 of 1,502 rows)."""
     if text is None:
-        return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        whole = now.replace(microsecond=0)
+        return whole if whole == now else whole + dt.timedelta(seconds=1)
     try:
         t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

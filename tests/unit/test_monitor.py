@@ -300,3 +300,14 @@ def test_model_option_picks_one_model(here, tmp_path):
     assert r.manifest["summary"]["rows"] == 20
     with pytest.raises(BadInput, match="choose one with model"):
         monitor(folder, tmp_path / "m2", baseline="st")
+
+
+def test_the_default_window_ends_after_the_requests_of_this_second():
+    """`--until` defaults to now rounded up: a request logged a moment ago is inside."""
+    import datetime as dt
+
+    from mlstage.serving.logreader import parse_until
+
+    before = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    until = parse_until(None)
+    assert until >= before and until.microsecond == 0
