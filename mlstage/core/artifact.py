@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import BadInput, CorruptArtifact
 from ..version import __version__
-from .fsutil import sha256_file
+from .fsutil import is_regular_file, sha256_file
 from .jsonio import dumps_pretty, sha256_json
 
 FORMAT = "mlstage-artifact/1"
@@ -131,8 +131,8 @@ def read_manifest(artifact_dir: Path) -> dict[str, Any]:
     """Read and validate the manifest of an artifact directory."""
     path = artifact_dir / MANIFEST
     try:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MANIFEST_BYTES:
+        os.lstat(path)  # a missing manifest, or a file where the directory should be
+        if not is_regular_file(path, MAX_MANIFEST_BYTES):
             raise BadInput(
                 "not a regular file of a manifest's size (a link, device or fifo?)", file=str(path)
             )

@@ -36,6 +36,18 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def is_regular_file(path: str | os.PathLike, max_bytes: int | None = None) -> bool:
+    """Whether `path` is itself a regular file (not a link, fifo or device; lstat, so a
+    link is never followed) of at most `max_bytes`: safe to read without hanging."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and (max_bytes is None or st.st_size <= max_bytes)
+
+
 def fsync_path(path: str | os.PathLike) -> None:
     """fsync a file or a directory (a directory's entries are made durable)."""
     fd = os.open(path, os.O_RDONLY)

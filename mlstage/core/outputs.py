@@ -18,13 +18,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import BadInput, opt
+from .artifact import MANIFEST, MAX_MANIFEST_BYTES
+from .fsutil import is_regular_file
 
-MANIFEST = "manifest.json"
 # A store's folder holds this file (written when the store is made): no command treats a
 # folder without it (or, for stores made before it, without objects/ and index.sqlite)
 # as a store, so a typo in --store never lets gc or reindex delete a user's files.
 STORE_MARKER = "mlstage-store"
-MAX_MANIFEST_BYTES = 64 << 20
 
 
 def is_store(folder: Path) -> bool:
@@ -33,21 +33,10 @@ def is_store(folder: Path) -> bool:
     )
 
 
-def _regular(path: Path, limit: int = MAX_MANIFEST_BYTES) -> bool:
-    """A regular file (not a link, fifo or device) of at most `limit` bytes: safe to read."""
-    import stat
-
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_size <= limit
-
-
 def read_small_json(path: Path):
     """A JSON file that is a regular file of a manifest's size, or None: never follows a
     link or reads a fifo (a `manifest.json` that is one would hang or fill memory)."""
-    if not _regular(path):
+    if not is_regular_file(path, MAX_MANIFEST_BYTES):
         return None
     try:
         return json.loads(path.read_bytes())
@@ -168,7 +157,7 @@ def check_file_output(out: Path, *, marker: bytes, what: str) -> None:
     held = owner(out)
     if held is not None:
         raise BadInput(f"{option} {out}: is inside {held[0]} {held[1]}; write outside it")
-    if out.exists() and not _regular(out, limit=1 << 40):
+    if out.exists() and not is_regular_file(out):
         raise BadInput(f"{option} {out}: is not a regular file (a fifo or a device?)")
     if out.exists():
         try:

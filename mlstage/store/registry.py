@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.artifact import MANIFEST, utc_now
-from ..core.fsutil import fsync_path, write_bytes_durably
+from ..core.fsutil import fsync_path, is_regular_file, write_bytes_durably
 from ..core.jsonio import dumps_pretty
 from ..errors import BadInput, opt
 
@@ -28,7 +28,7 @@ def read_serving(folder: Path) -> dict[str, Any] | None:
     path = folder / "serving.json"
     if not path.exists():
         return None
-    if not path.is_file() or path.is_symlink() or path.stat().st_size > (16 << 20):
+    if not is_regular_file(path, 16 << 20):
         raise BadInput("serving.json must be a regular file of a pointer's size", file=str(path))
     try:
         doc = json.loads(path.read_text())
