@@ -15,6 +15,7 @@ import platform
 import stat
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -162,7 +163,7 @@ def read_manifest(artifact_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def file_problem(path: Path, entry: dict[str, Any], digest=None) -> str | None:
+def file_problem(path: Path, entry: dict[str, Any], digest: Callable[[Path], str]) -> str | None:
     """What is wrong with one payload file against its manifest entry (None: nothing).
 
     A payload is a regular file, never followed through a link (a link to /dev/zero
@@ -176,17 +177,21 @@ def file_problem(path: Path, entry: dict[str, Any], digest=None) -> str | None:
         return "not a regular file (a link, device or fifo); payloads are plain files"
     if st.st_size != entry["bytes"]:
         return f"{st.st_size} bytes, the manifest says {entry['bytes']}"
-    if digest is not None and digest(path) != entry["sha256"]:
+    if digest(path) != entry["sha256"]:
         return "changed since it was written (its sha256 differs from the manifest's)"
     return None
 
 
-def check_files(artifact_dir: Path, manifest: dict[str, Any], *, rehash: bool = True) -> list[str]:
-    """Problems with the payload files (empty when every file matches)."""
+def check_files(
+    artifact_dir: Path, manifest: dict[str, Any], *, digest: Callable[[Path], str] = sha256_file
+) -> list[str]:
+    """Problems with the payload files, each with what is wrong (empty when every file
+    matches). `digest` gives a file's sha256: re-hashed by default (the store passes its
+    cache)."""
     out = []
     for f in manifest["files"]:
         p = artifact_dir / f["path"]
-        problem = file_problem(p, f, sha256_file if rehash else None)
+        problem = file_problem(p, f, digest)
         if problem:
             out.append(f"{p}: {problem}")
     return out

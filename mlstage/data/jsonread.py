@@ -5,6 +5,8 @@ inference as CSV types them (`sources`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..core.jsonio import DuplicateKey, unique_keys
 from ..errors import BadInput
 
@@ -21,11 +23,9 @@ def read_json_records(src):
 
     import polars as pl
 
-    keep_text = {"parse_float": str, "parse_int": str, "parse_constant": str,
-                 "object_pairs_hook": unique_keys}  # fmt: skip
     try:
         with open(src.path, encoding="utf-8") as f:
-            doc = json.load(f, **keep_text)
+            doc = json.load(f, object_pairs_hook=unique_keys, **KEEP_TEXT)
     except UnicodeDecodeError:
         raise BadInput("the file is not valid UTF-8 text", file=src.name) from None
     except json.JSONDecodeError as e:
@@ -69,6 +69,10 @@ def read_json_records(src):
     return pl.DataFrame(columns, schema={c: pl.String for c in columns})
 
 
+# Numbers keep the text they were written with (typed afterwards, as CSV's are).
+KEEP_TEXT: dict[str, Any] = {"parse_float": str, "parse_int": str, "parse_constant": str}
+
+
 def _json_text(value):
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -94,7 +98,7 @@ def first_bad_json_line(src) -> BadInput | None:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
+                record = json.loads(line, **KEEP_TEXT)
             except json.JSONDecodeError as e:
                 return BadInput(f"not valid JSON: {e.msg}", file=src.name, line=n)
             if not isinstance(record, dict):

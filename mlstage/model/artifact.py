@@ -137,7 +137,7 @@ class Model:
             raise BadInput(
                 f"this is a {manifest['kind']} artifact; expected a model", file=str(path)
             )
-        problems = check_files(path, manifest, rehash=True)
+        problems = check_files(path, manifest)
         if problems:
             raise CorruptArtifact(
                 f"refusing to load a model whose files do not match its manifest: {problems[0]}"

@@ -18,7 +18,7 @@ def checkout(store: Store, ref: str, out: Path) -> tuple[dict[str, Any], bool]:
     """Returns the manifest and whether `out` changed."""
     src, manifest = store.load(ref)
     check_output(out, store_root=store.root, kind=manifest["kind"])
-    problems = check_files(src, manifest, rehash=True)
+    problems = check_files(src, manifest)
     if problems:
         raise CorruptArtifact(
             f"{problems[0]}; the stored copy of {manifest['id'][:12]} is damaged:"

@@ -38,7 +38,7 @@ def verify(store: Store, artifact_dir: Path | None = None) -> tuple[int, list[st
             continue
         if d.parent == store.objects and d.name != m["id"]:
             problems.append(f"{d}: holds artifact {m['id'][:12]}, not the one its name says")
-        problems += check_files(d, m, rehash=True)
+        problems += check_files(d, m)
     return len(dirs), problems
 
 

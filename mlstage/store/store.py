@@ -29,7 +29,7 @@ from typing import Any
 
 from ..core.artifact import (
     MANIFEST,
-    file_problem,
+    check_files,
     manifest_bytes,
     read_manifest,
     utc_now,
@@ -224,13 +224,7 @@ class Store:
 
     def problems(self, artifact_dir: Path, manifest: dict[str, Any]) -> list[str]:
         """The payload files that do not match the manifest, each with what is wrong."""
-        out = []
-        for f in manifest["files"]:
-            p = artifact_dir / f["path"]
-            problem = file_problem(p, f, self.checked_sha256)
-            if problem:
-                out.append(f"{p}: {problem}")
-        return out
+        return check_files(artifact_dir, manifest, digest=self.checked_sha256)
 
     def intact(self, artifact_dir: Path, manifest: dict[str, Any]) -> bool:
         """Cheap check that an artifact's payload files match its manifest."""
