@@ -313,4 +313,5 @@ def coerce_value(value, type_name: str, field: str):
             return parsed
     except (ValueError, TypeError, OverflowError):
         pass
-    raise BadInput(f'field "{field}": cannot convert {value!r} to {type_name}')
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    raise BadInput(f'field "{field}": cannot convert {shown} to {type_name}')

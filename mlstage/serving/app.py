@@ -15,74 +15,48 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
-import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import BadInput
+from .limits import (
+    IN_LOOP_ROWS,
+    MAX_ROWS,
+    REQUEST_SECONDS,
+    RequestError,
+    check_text,
+    read_body,
+    request_id,
+)
+from .metrics import Metrics
 from .models import ModelLookupError, ServedModels
-from .protocols import RequestError, mlflow, tf_serving
+from .protocols import mlflow, tf_serving
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
-MAX_ROWS = 10_000
-REQUEST_SECONDS = 30.0
-IN_LOOP_ROWS = 64  # predict small requests on the event loop; larger ones in a thread
 WATCH_SECONDS = 1.0
+FIRST_LOAD_SECONDS = 10.0  # startup waits this long for the first loads (then they go on)
 CONFIG_ENV = "MLSTAGE_SERVE_CONFIG"
 
 
-class Metrics:
-    def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "mlstage_requests",
-            "Prediction requests",
-            ["model", "version", "endpoint", "code"],
-            registry=self.registry,
-        )
-        self.rows = Counter(
-            "mlstage_predicted_rows", "Rows predicted", ["model", "version"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "mlstage_request_seconds",
-            "Prediction request latency",
-            ["model", "version"],
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
-            registry=self.registry,
-        )
-        self.errors = Counter(
-            "mlstage_errors",
-            "Requests answered with an error",
-            ["endpoint", "code"],
-            registry=self.registry,
-        )
-        self.served = Gauge(
-            "mlstage_served_version",
-            "Version answering unversioned requests",
-            ["model"],
-            registry=self.registry,
-        )
+MLFLOW_CODES = {404: "RESOURCE_DOES_NOT_EXIST", 503: "TEMPORARILY_UNAVAILABLE"}
+# methods per first path segment, for 405's Allow header
+ALLOWED = {"v1": ("GET", "POST"), "invocations": ("POST",), "healthz": ("GET",),
+           "metrics": ("GET",)}  # fmt: skip
 
 
-def _request_id(request: Request) -> str:
-    return request.headers.get("x-request-id") or uuid.uuid4().hex
-
-
-def _json(data: Any, status: int, rid: str) -> Response:
+def _json(data: Any, status: int, rid: str, headers: dict[str, str] | None = None) -> Response:
     return Response(
         json.dumps(data, separators=(",", ":"), default=str),
         status_code=status,
         media_type="application/json",
-        headers={"X-Request-ID": rid},
+        headers={"X-Request-ID": rid, **(headers or {})},
     )
 
 
@@ -110,46 +84,66 @@ def create_app(
 
         reqlog = RequestLog(Path(log_dir), exclude=list(log_exclude), sample=log_sample)
 
-    def watcher(stop) -> None:
-        """A plain thread: refresh the models every second, flush the logs every other second.
-
-        Kept off the event loop, so neither a slow model load nor a slow Parquet write
-        ever waits on (or holds up) request handling.
-        """
-        ticks = 0
-        while not stop.wait(WATCH_SECONDS):
-            ticks += 1
+    def every(seconds: float, work, stop) -> None:
+        """A plain thread per chore (watching the registry, flushing the logs), off the
+        event loop: a slow load or a slow Parquet write never holds up a request, and
+        neither chore waits on the other."""
+        said = None
+        while not stop.wait(seconds):
             try:
-                if watch:
-                    served.refresh()
-                    for name, v in served.snapshot.served.items():
-                        metrics.served.labels(name).set(v)
-                if reqlog is not None and ticks % 2 == 0:
-                    reqlog.flush()
-            except Exception as e:  # the watcher must outlive any one bad refresh
-                served._log(f"watcher: {type(e).__name__}: {e}")
+                work()
+                said = None
+            except Exception as e:  # the chore must outlive any one failure; said once
+                text = f"{work.__name__}: {type(e).__name__}: {e}"
+                if text != said:
+                    served._log(text)
+                said = text
+
+    def watch_registry() -> None:
+        served.refresh(wait=WATCH_SECONDS / 2)
+        metrics.show(served)
+
+    def flush_logs() -> None:
+        assert reqlog is not None
+        reqlog.flush()
 
     @asynccontextmanager
     async def lifespan(app):
         import threading
 
-        served.refresh()
-        for name, v in served.snapshot.served.items():
-            metrics.served.labels(name).set(v)
+        from .requestlog import FLUSH_SECONDS
+
+        served.refresh(wait=FIRST_LOAD_SECONDS)
+        metrics.show(served)
         if not served.snapshot.served:
             served._log(f"no servable model in {registry} yet: answering 503 until one is deployed")
         stop = threading.Event()
-        thread = threading.Thread(target=watcher, args=(stop,), name="mlstage-watcher", daemon=True)
-        thread.start()
+        chores = [(WATCH_SECONDS, watch_registry)] if watch else []
+        if reqlog is not None:
+            chores.append((FLUSH_SECONDS, flush_logs))
+        threads = [
+            threading.Thread(target=every, args=(s, w, stop), name=f"mlstage-{w.__name__}", daemon=True)
+            for s, w in chores
+        ]
+        for t in threads:
+            t.start()
         try:
             yield
         finally:
             stop.set()
-            thread.join(timeout=30)
+            for t in threads:
+                t.join(timeout=5)
             if reqlog is not None:
                 # said, so a cron log shows whether the last requests reached the logs
                 written = reqlog.flush()
                 served._log(f"shutdown: {written} logged rows written to {reqlog.folder}")
+
+    def internal(where: str, rid: str, e: Exception) -> None:
+        """An unexpected error: the details go to the server's log, never to the client."""
+        import traceback
+
+        served._log(f"internal error on {where} (request {rid}): {type(e).__name__}: {e}")
+        sys.stderr.write(traceback.format_exc())
 
     async def predict(model, version: int, name: str, rows: list[dict[str, Any]], rid: str):
         from starlette.concurrency import run_in_threadpool
@@ -180,15 +174,6 @@ def create_app(
             reqlog.add(rid, name, version, typed, preds, proba, model.class_names)
         return preds, (None if proba is None else proba.tolist())
 
-    async def read_body(request: Request) -> bytes:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            raise RequestError(413, f"the body is over {MAX_BODY_BYTES // 2**20} MiB")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise RequestError(413, f"the body is over {MAX_BODY_BYTES // 2**20} MiB")
-        return body
-
     def parse_model_path(rest: str) -> tuple[str, int | None, str]:
         """'NAME:predict', 'NAME/versions/N:predict', 'NAME', 'NAME/metadata'."""
         verb = ""
@@ -208,7 +193,7 @@ def create_app(
         return name, version, verb
 
     async def v1_models(request: Request) -> Response:
-        rid = _request_id(request)
+        rid = request_id(request.headers.get("x-request-id"))
         name = "?"
         version: int | None = None
         try:
@@ -223,7 +208,9 @@ def create_app(
             if verb != "predict":
                 raise RequestError(404, f"no such endpoint: POST :{verb or '(none)'}; use :predict")
             model, v = served.get(name, version)
-            rows, style = tf_serving(await read_body(request))
+            body = await read_body(request)
+            rows, style = tf_serving(body)
+            check_text(body, rows)
             preds, proba = await predict(model, v, name, rows, rid)
             metrics.requests.labels(name, str(v), "v1", "200").inc()
             if style == "column":
@@ -243,10 +230,11 @@ def create_app(
             return _json({"error": e.message}, e.status, rid)
         except Exception as e:  # a request never crashes the server
             metrics.errors.labels("v1", "500").inc()
-            return _json({"error": f"internal error: {type(e).__name__}: {e}"}, 500, rid)
+            internal(request.url.path, rid, e)
+            return _json({"error": f"internal error (request {rid}; see the server's log)"}, 500, rid)
 
     async def invocations(request: Request) -> Response:
-        rid = _request_id(request)
+        rid = request_id(request.headers.get("x-request-id"))
         try:
             snap = served.snapshot
             name = request.query_params.get("model")
@@ -259,7 +247,9 @@ def create_app(
                     )
                 name = next(iter(snap.models))
             model, v = served.get(name)
-            rows = mlflow(await read_body(request), request.headers.get("content-type", ""))
+            body = await read_body(request)
+            rows = mlflow(body, request.headers.get("content-type", ""))
+            check_text(body, rows)
             preds, proba = await predict(model, v, name, rows, rid)
             metrics.requests.labels(name, str(v), "invocations", "200").inc()
             return _json(
@@ -267,28 +257,22 @@ def create_app(
             )
         except (RequestError, ModelLookupError) as e:
             status, message = e.status, e.message
-            code = {
-                400: "BAD_REQUEST",
-                404: "RESOURCE_DOES_NOT_EXIST",
-                413: "BAD_REQUEST",
-                415: "BAD_REQUEST",
-            }.get(status, "INTERNAL_ERROR")
+            code = MLFLOW_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
             metrics.errors.labels("invocations", str(status)).inc()
             return _json({"error_code": code, "message": message}, status, rid)
         except Exception as e:
             metrics.errors.labels("invocations", "500").inc()
-            return _json(
-                {"error_code": "INTERNAL_ERROR", "message": f"{type(e).__name__}: {e}"}, 500, rid
-            )
+            internal(request.url.path, rid, e)
+            message = f"internal error (request {rid}; see the server's log)"
+            return _json({"error_code": "INTERNAL_ERROR", "message": message}, 500, rid)
 
     async def healthz(request: Request) -> Response:
         snap = served.snapshot
         ok = bool(snap.served)
-        return _json(
-            {"status": "ok" if ok else "no servable model", "models": snap.served},
-            200 if ok else 503,
-            _request_id(request),
-        )
+        doc = {"status": "ok" if ok else "no servable model", "models": snap.served}
+        if snap.problems:
+            doc["problems"] = snap.problems
+        return _json(doc, 200 if ok else 503, request_id(request.headers.get("x-request-id")))
 
     async def prometheus(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -296,15 +280,25 @@ def create_app(
         return Response(
             generate_latest(metrics.registry),
             media_type=CONTENT_TYPE_LATEST,
-            headers={"X-Request-ID": _request_id(request)},
+            headers={"X-Request-ID": request_id(request.headers.get("x-request-id"))},
         )
 
-    async def not_found(request: Request, exc) -> Response:
-        return PlainTextResponse(
-            "not found",
-            status_code=getattr(exc, "status_code", 404),
-            headers={"X-Request-ID": _request_id(request)},
-        )
+    async def no_route(request: Request, exc) -> Response:
+        """404 and 405 in the error shape of the API the path belongs to."""
+        rid = request_id(request.headers.get("x-request-id"))
+        status = getattr(exc, "status_code", 404)
+        path = request.url.path
+        if status == 405:
+            allowed = ", ".join(ALLOWED.get(path.split("/")[1] if "/" in path else path, ()))
+            message = f"{request.method} is not allowed on {path}; use {allowed or 'another method'}"
+            headers = {"Allow": allowed} if allowed else {}
+        else:
+            message, headers = f"no such endpoint: {path}", {}
+        metrics.errors.labels("invocations" if path == "/invocations" else "v1", str(status)).inc()
+        if path == "/invocations":
+            code = "ENDPOINT_NOT_FOUND" if status == 404 else "BAD_REQUEST"
+            return _json({"error_code": code, "message": message}, status, rid, headers)
+        return _json({"error": message}, status, rid, headers)
 
     routes = [
         Route("/v1/models/{rest:path}", v1_models, methods=["GET", "POST"]),
@@ -313,7 +307,7 @@ def create_app(
         Route("/metrics", prometheus, methods=["GET"]),
     ]
     app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found}
+        routes=routes, lifespan=lifespan, exception_handlers={404: no_route, 405: no_route}
     )
     app.state.served = served
     app.state.reqlog = reqlog

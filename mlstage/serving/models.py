@@ -2,8 +2,21 @@
 
 A refresh builds a new immutable snapshot and replaces the old one in a single
 assignment: a request uses whichever snapshot it started with, so a swap never
-drops or stalls a request. A version that fails to load (corrupt files, a sha256
-mismatch: every load verifies) is reported and the previous one keeps serving.
+drops or stalls a request.
+
+What a registry can do to a running server, and what the server does:
+- a new version is pointed to: it is loaded in a thread of its own (off the request
+  path, regular files only, sizes and sha256 checked against its manifest) and served
+  once loaded; until then the previous version keeps answering;
+- the pointed-to version fails to load, or takes longer than LOAD_SECONDS (a load
+  that hangs is abandoned, never waited for again, and blocks no later deploy): the
+  loaded version keeps serving;
+- the served version's directory is removed: it stays in memory and keeps serving
+  until a replacement has loaded;
+- on a cold start whose pointed-to version does not load: the newest version that
+  loads is served.
+Each such problem is logged once when it appears (not on every refresh), and shown
+in the model's status, in /healthz and in /metrics until it is gone.
 """
 
 from __future__ import annotations
@@ -20,6 +33,14 @@ from ..store.registry import model_names, read_serving, versions
 
 KEEP_LOADED = 5  # versions kept in memory per model besides the served one
 RETRY_SECONDS = 30.0  # a version that failed to load is tried again after this
+LOAD_SECONDS = 60.0  # a load still running after this is reported failed and left alone
+
+AVAILABLE = {"state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+LOADING = {"state": "LOADING", "status": {"error_code": "OK", "error_message": ""}}
+
+
+def _ended(message: str) -> dict[str, Any]:
+    return {"state": "END", "status": {"error_code": "UNKNOWN", "error_message": message}}
 
 
 class ModelLookupError(Exception):
@@ -33,110 +54,186 @@ class ModelLookupError(Exception):
 @dataclass(frozen=True)
 class Snapshot:
     models: dict[str, dict[int, Any]] = field(default_factory=dict)  # name -> version -> Model
-    served: dict[str, int] = field(
-        default_factory=dict
-    )  # name -> version answering unversioned requests
-    states: dict[str, dict[int, dict[str, Any]]] = field(
-        default_factory=dict
-    )  # TF Serving's status per version
+    # name -> version answering unversioned requests
+    served: dict[str, int] = field(default_factory=dict)
+    # name -> version -> TF Serving's status of that version
+    states: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    # name -> what is wrong with the registry's choice (absent when nothing is)
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+class _Load:
+    """One version loading in a daemon thread of its own: a load that never returns
+    (a stalled disk, a network mount) holds that thread, nothing else."""
+
+    def __init__(self, path: Path):
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.model: Any = None
+        self.error: str | None = None
+        threading.Thread(
+            target=self._run, args=(path,), name=f"mlstage-load-{path.parent.name}-{path.name}", daemon=True
+        ).start()
+
+    def _run(self, path: Path) -> None:
+        from ..model.artifact import Model
+
+        try:
+            model = Model.load(path)
+            model.transform.row_function()  # built before the first request needs it
+            self.model = model
+        except Exception as e:
+            self.error = str(e) or type(e).__name__
+        finally:
+            self.done.set()
 
 
 class ServedModels:
     def __init__(self, registry: Path, log=None):
         self.registry = Path(registry)
         self.snapshot = Snapshot()
-        # (name, version, model id) -> (error, when): a failed load is retried after RETRY_SECONDS
-        # (a transient failure such as too many open files must not bar a version for good).
+        self._loads: dict[tuple[str, int, str], _Load] = {}  # (name, version, model id)
+        # a failed load -> (why, when): retried after RETRY_SECONDS (a transient failure,
+        # such as too many open files, must not bar a version for good)
         self._failed: dict[tuple[str, int, str], tuple[str, float]] = {}
-        self._said: set[tuple[str, int]] = set()
+        self._targets: dict[str, int] = {}  # the last readable serving.json's version
+        self._said: dict[str, str] = {}  # the problem last logged per model
         self._lock = threading.Lock()
         self._log = log or (lambda msg: sys.stderr.write(f"serve: {msg}\n"))
-        self.loaded_at = time.time()
 
-    def refresh(self) -> bool:
-        """Look at the registry; load what is new; swap in a new snapshot. True if it changed."""
-        from ..model.artifact import Model
+    def _public(self, message: str) -> str:
+        """A message without the registry's location (status is seen by clients)."""
+        for prefix in {str(self.registry.absolute()), str(self.registry)}:
+            message = message.replace(prefix + "/", "")
+        return message
 
+    def refresh(self, wait: float = LOAD_SECONDS) -> bool:
+        """Look at the registry, start loading what is new, wait up to `wait` seconds for
+        the loads (none beyond its own time limit), and swap in a new snapshot. True if
+        what is served changed."""
         with self._lock:
             old = self.snapshot
-            models: dict[str, dict[int, Any]] = {}
-            served: dict[str, int] = {}
-            states: dict[str, dict[int, dict[str, Any]]] = {}
+            deadline = time.monotonic() + wait
+            found = []
             for name in model_names(self.registry):
                 folder = self.registry / name
+                problem = None
                 try:
                     serving = read_serving(folder)
-                except Exception as e:  # a broken serving.json: keep what was served
-                    self._log(
-                        f"{name}: cannot read serving.json ({e}); still serving version {old.served.get(name)}"
-                    )
-                    serving = {"version": old.served.get(name)} if name in old.served else None
+                    if serving is not None:
+                        self._targets[name] = serving["version"]
+                except Exception as e:  # a broken serving.json: the last one read stands
+                    problem = f"cannot read serving.json ({self._public(str(e))})"
                 have = versions(folder)
+                target = self._targets.get(name)
                 want = sorted(have)[-KEEP_LOADED:]
-                if serving and serving["version"] in have and serving["version"] not in want:
-                    want.append(serving["version"])
-                loaded: dict[int, Any] = {}
-                states[name] = {}
+                if target in have and target not in want:
+                    want.append(target)
+                found.append((name, have, target, want, problem))
                 for v in want:
-                    current = old.models.get(name, {}).get(v)
-                    if current is not None and current.id == have[v]:
-                        loaded[v] = current
-                        states[name][v] = {
-                            "state": "AVAILABLE",
-                            "status": {"error_code": "OK", "error_message": ""},
-                        }
-                        continue
                     key = (name, v, have[v])
-                    if key in self._failed and time.time() - self._failed[key][1] < RETRY_SECONDS:
-                        states[name][v] = {
-                            "state": "END",
-                            "status": {
-                                "error_code": "UNKNOWN",
-                                "error_message": self._failed[key][0],
-                            },
-                        }
-                        continue
-                    try:
-                        loaded[v] = Model.load(folder / str(v))
-                        loaded[
-                            v
-                        ].transform.row_function()  # build the per-row path before the first request
-                        states[name][v] = {
-                            "state": "AVAILABLE",
-                            "status": {"error_code": "OK", "error_message": ""},
-                        }
-                        self._log(f"{name}: loaded version {v} (model {have[v][:12]})")
-                        self._failed.pop(key, None)
-                    except Exception as e:
-                        if key not in self._failed:
-                            self._log(f"{name}: version {v} failed to load, not served: {e}")
-                        self._failed[key] = (str(e), time.time())
-                        states[name][v] = {
-                            "state": "END",
-                            "status": {"error_code": "UNKNOWN", "error_message": str(e)},
-                        }
-                target = serving["version"] if serving else None
-                if target in loaded:
-                    served[name] = target
-                elif name in old.served and old.served[name] in loaded:
-                    served[name] = old.served[
-                        name
-                    ]  # the pointed version is broken: keep the old one
-                    if target is not None and (name, target) not in self._said:
-                        self._said.add((name, target))  # said once, not every second
-                        self._log(
-                            f"{name}: version {target} is not servable; still serving version {served[name]}"
-                        )
+                    current = old.models.get(name, {}).get(v)
+                    fresh = current is not None and current.id == have[v]
+                    if not fresh and key not in self._loads and not self._recently_failed(key):
+                        self._loads[key] = _Load(folder / str(v))
+            for load in list(self._loads.values()):
+                until = min(deadline, load.started + LOAD_SECONDS)
+                load.done.wait(max(0.0, until - time.monotonic()))
+            models, served, states, problems = {}, {}, {}, {}
+            for name, have, target, want, problem in found:
+                loaded, states[name], why = self._collect(name, have, want, old)
+                choice, note = self._choose(name, have, target, loaded, why, old)
+                if choice is not None:
+                    served[name] = choice
+                note = "; ".join(p for p in (problem, note) if p)
+                if note:
+                    problems[name] = note
+                for v, m in loaded.items():
+                    states[name].setdefault(v, AVAILABLE)
                 models[name] = loaded
-            new = Snapshot(models, served, states)
-            changed = new.served != old.served or {n: set(m) for n, m in new.models.items()} != {
+                self._say(name, note, choice, old.served.get(name))
+            self.snapshot = Snapshot(models, served, states, problems)
+            return served != old.served or {n: set(m) for n, m in models.items()} != {
                 n: set(m) for n, m in old.models.items()
             }
-            for name, version in new.served.items():
-                if old.served.get(name) != version:
-                    self._log(f"{name}: now serving version {version}")
-            self.snapshot = new
-            return changed
+
+    def _recently_failed(self, key) -> bool:
+        return key in self._failed and time.time() - self._failed[key][1] < RETRY_SECONDS
+
+    def _collect(self, name, have, want, old):
+        """The loaded versions among `want`, their states, and why each other one is not."""
+        loaded: dict[int, Any] = {}
+        states: dict[int, dict[str, Any]] = {}
+        why: dict[int, str] = {}
+        for v in want:
+            key = (name, v, have[v])
+            current = old.models.get(name, {}).get(v)
+            if current is not None and current.id == have[v]:
+                loaded[v], states[v] = current, AVAILABLE
+                continue
+            load = self._loads.get(key)
+            if load is not None and load.done.is_set():
+                del self._loads[key]
+                if load.model is not None:
+                    self._failed.pop(key, None)
+                    loaded[v], states[v] = load.model, AVAILABLE
+                    self._log(f"{name}: loaded version {v} (model {have[v][:12]})")
+                    continue
+                self._failed[key] = (self._public(load.error or "?"), time.time())
+                self._log(f"{name}: version {v} failed to load: {self._public(load.error or '?')}")
+            elif load is not None:
+                age = time.monotonic() - load.started
+                if age < LOAD_SECONDS:
+                    states[v], why[v] = LOADING, "is still loading"
+                    continue
+                # Abandoned: its thread may never return; the key stays in _loads so it
+                # is never started again, and the failure is reported as any other.
+                if key not in self._failed:
+                    self._log(f"{name}: version {v} did not load within {LOAD_SECONDS:g} s")
+                self._failed[key] = (f"did not load within {LOAD_SECONDS:g} s", time.time())
+            reason = self._failed.get(key, ("did not load", 0))[0]
+            states[v], why[v] = _ended(reason), f"does not load ({reason})"
+        return loaded, states, why
+
+    def _choose(self, name, have, target, loaded, why, old) -> tuple[int | None, str | None]:
+        """The version answering unversioned requests, and what is wrong if it is not the
+        one serving.json points to. A served model leaves memory only once its
+        replacement has loaded."""
+        if target is None:
+            return None, None
+        if target in loaded:
+            return target, None
+        reason = why.get(target, "is not in the registry (its directory is gone)")
+        before = old.served.get(name)
+        if before is not None and before in old.models.get(name, {}):
+            loaded.setdefault(before, old.models[name][before])
+            if target in why and why[target] == "is still loading":
+                return before, None  # a deploy in progress, not a problem
+            if before == target:
+                return before, f"version {target} {reason}; still serving it from memory"
+            return before, f"version {target} {reason}; still serving version {before}"
+        if target in why and why[target] == "is still loading":
+            return None, None
+        if loaded:
+            newest = max(loaded)
+            return newest, f"version {target} {reason}; serving version {newest}, the newest that loads"
+        return None, f"version {target} {reason}; no version of {name!r} loads"
+
+    def _say(self, name: str, note: str, choice: int | None, before: int | None) -> None:
+        """Log a model's problem once when it appears or changes, and when it clears."""
+        if note and self._said.get(name) != note:
+            self._log(f"{name}: {note}")
+        elif not note and self._said.get(name):
+            self._log(f"{name}: resolved; serving version {choice}")
+        elif choice is not None and choice != before:
+            self._log(f"{name}: now serving version {choice}")
+        self._said[name] = note
+
+    def stuck_loads(self) -> int:
+        """Loads running longer than LOAD_SECONDS (their threads are abandoned)."""
+        now = time.monotonic()
+        return sum(1 for ld in self._loads.values()
+                   if not ld.done.is_set() and now - ld.started >= LOAD_SECONDS)  # fmt: skip
 
     def get(self, name: str, version: int | None = None):
         """(model, version) or raise ModelLookupError(status, message)."""
@@ -155,12 +252,17 @@ class ServedModels:
         return model, version
 
     def status(self, name: str) -> dict[str, Any]:
+        """TF Serving's status shape, with what is served and any problem beside it."""
         snap = self.snapshot
         if name not in snap.states:
             raise ModelLookupError(404, f"no model named {name!r}")
-        return {"model_version_status": [
-            {"version": str(v), **s} for v, s in sorted(snap.states[name].items(), reverse=True)
-        ]}  # fmt: skip
+        return {
+            "model_version_status": [
+                {"version": str(v), **s} for v, s in sorted(snap.states[name].items(), reverse=True)
+            ],
+            "served_version": snap.served.get(name),
+            "problem": snap.problems.get(name),
+        }
 
     @staticmethod
     def metadata(model, version: int) -> dict[str, Any]:

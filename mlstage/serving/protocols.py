@@ -12,22 +12,21 @@ import json
 from typing import Any
 
 from ..core.jsonio import DuplicateKey, unique_keys
+from .limits import RequestError, check_depth
 
-
-class RequestError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
+__all__ = ["RequestError", "mlflow", "tf_serving"]
 
 
 def parse_json(body: bytes) -> Any:
+    check_depth(body)
     try:
         return json.loads(body, object_pairs_hook=unique_keys)
     except DuplicateKey as e:
         raise RequestError(400, f"a JSON object names {e.key!r} twice") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise RequestError(400, f"the body is not valid JSON: {e}") from None
+    except RecursionError:  # check_depth's count missed it (text it could not read as JSON)
+        raise RequestError(400, "the JSON is nested too deeply") from None
 
 
 def columns_to_rows(inputs: Any) -> list[dict[str, Any]]:

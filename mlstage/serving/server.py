@@ -1,7 +1,9 @@
 """Starting the server: checks first (registry, port), then uvicorn.
 
-uvicorn handles SIGTERM gracefully: it stops accepting, finishes the requests in
-flight, then runs the app's shutdown, which flushes the request logs.
+uvicorn handles SIGTERM gracefully: it stops accepting, closes idle connections,
+finishes the requests in flight (for at most SHUTDOWN_SECONDS: a client still sending
+its body is not waited for longer), then runs the app's shutdown, which flushes the
+request logs. The connection limits are `connections.GuardedProtocol`'s.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 
 from ..errors import BadInput, opt
 from .app import CONFIG_ENV, create_app
+from .connections import GuardedProtocol
+from .limits import KEEP_ALIVE_SECONDS, SHUTDOWN_SECONDS
 
 
 def check_port(host: str, port: int) -> None:
@@ -60,7 +64,13 @@ def run(
     check_port(host, port)
     sys.stderr.write(f"serve: {registry} on http://{host}:{port} with {workers} worker(s)\n")
     settings = dict(
-        host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=30
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=GuardedProtocol,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )
     cfg = {
         "registry": str(registry.absolute()),

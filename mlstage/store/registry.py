@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..core.artifact import MANIFEST, utc_now
+from ..core.artifact import MANIFEST, MAX_MANIFEST_BYTES, utc_now
 from ..core.fsutil import fsync_path, is_regular_file, write_bytes_durably
 from ..core.jsonio import dumps_pretty
 from ..errors import BadInput, opt
@@ -43,10 +43,11 @@ def versions(folder: Path) -> dict[int, str]:
     """Version number -> model id, for every complete version directory."""
     out = {}
     for p in folder.iterdir() if folder.exists() else []:
-        if p.is_dir() and p.name.isdigit() and (p / MANIFEST).exists():
+        # a manifest that is a link, fifo or device would hang the reader: not a version
+        if p.is_dir() and p.name.isdigit() and is_regular_file(p / MANIFEST, MAX_MANIFEST_BYTES):
             try:
-                out[int(p.name)] = json.loads((p / MANIFEST).read_text())["id"]
-            except (ValueError, KeyError):
+                out[int(p.name)] = json.loads((p / MANIFEST).read_bytes())["id"]
+            except (OSError, ValueError, KeyError, TypeError):
                 continue
     return dict(sorted(out.items()))
 

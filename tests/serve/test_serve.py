@@ -9,74 +9,20 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import polars as pl
 import pytest
 from starlette.testclient import TestClient
 
-from mlstage import featurize, ingest, train
 from mlstage.errors import BadInput
 from mlstage.serving.app import create_app
 from mlstage.stages.deploy import DeployRefused, deploy, rollback
-from mlstage.stages.evaluate import evaluate
 from mlstage.store.registry import read_serving
 from mlstage.store.store import Store
 
-from ..conftest import SAMPLE, cli, mlstage_exe, run_mlstage, working_in, write_json
-
-SPEC = {"format": "mlstage-features/1", "label": "income", "features": [
-    {"column": "age", "transform": "standardize", "impute": "median"},
-    {"column": "hours-per-week", "transform": "standardize", "impute": "median"},
-    {"column": "workclass", "transform": "one_hot", "impute": "mode"},
-    {"column": "sex", "transform": "one_hot"}]}  # fmt: skip
-INPUTS = ["age", "hours-per-week", "workclass", "sex"]
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serve")
-    with working_in(root):
-        ingest([SAMPLE / "adult.csv"], "ds", null=["?"], split={"train": 8, "eval": 2})
-        featurize("ds", "feat", spec=write_json(root / "spec.json", SPEC))
-        base = {"format": "mlstage-train/1", "task": "classification", "seed": 0}
-        train(
-            "feat",
-            "m1",
-            config=write_json(root / "a.json", {**base, "estimator": "LogisticRegression"}),
-        )
-        train(
-            "feat",
-            "m2",
-            config=write_json(
-                root / "b.json", {**base, "estimator": "LogisticRegression", "params": {"C": 0.01}}
-            ),
-        )
-        ok = write_json(
-            root / "ok.json",
-            {"format": "mlstage-evaluate/1", "thresholds": {"accuracy": {"min": 0.5}}},
-        )
-        strict = write_json(
-            root / "strict.json",
-            {"format": "mlstage-evaluate/1", "thresholds": {"accuracy": {"min": 0.99}}},
-        )
-        evaluate("m1", "ds", "e1", config=ok)
-        evaluate("m2", "ds", "e2", config=ok)
-        evaluate("m1", "ds", "e1_fail", config=strict)
-    return root
-
-
-@pytest.fixture
-def here(built, monkeypatch):
-    monkeypatch.chdir(built)
-    return built
-
-
-def row(**over):
-    base = {"age": 40, "hours-per-week": 45, "workclass": "Private", "sex": "Male"}
-    return {**base, **over}
+from ..conftest import cli, mlstage_exe, run_mlstage
+from .conftest import INPUTS, free_port, post, row, stderr_of, wait_ready
 
 
 def test_deploy_versions_gates_and_rollback(here, tmp_path):
@@ -124,17 +70,6 @@ def test_deploy_cli_exit_codes(here, tmp_path):
     assert r.exit_code == 0 and json.loads(r.stdout)["version"] == 1
     r = cli("deploy", "--rollback", "--registry", reg)
     assert r.exit_code == 2 and "no earlier version" in r.stderr
-
-
-@pytest.fixture
-def client(here, tmp_path):
-    reg = tmp_path / "reg"
-    deploy(Store.open(), "m1", "e1", reg, name="income")
-    app = create_app(reg, log_dir=str(tmp_path / "logs"), log_exclude=["sex"], watch=False)
-    with TestClient(app) as c:
-        c.registry = reg
-        c.app_ = app
-        yield c
 
 
 def test_tf_serving_row_and_column_formats(client):
@@ -230,7 +165,9 @@ def test_status_metadata_health_metrics(client):
                 "state": "AVAILABLE",
                 "status": {"error_code": "OK", "error_message": ""},
             }
-        ]
+        ],
+        "served_version": 1,
+        "problem": None,
     }
     meta = client.get("/v1/models/income/metadata").json()
     assert meta["metadata"]["signature"]["inputs"]["age"]["type"] == "int"
@@ -241,6 +178,7 @@ def test_status_metadata_health_metrics(client):
     assert (
         "mlstage_request_seconds_bucket" in text
         and 'mlstage_served_version{model="income"} 1.0' in text
+        and 'mlstage_serving_problem{model="income"} 0.0' in text
     )
 
 
@@ -297,35 +235,6 @@ def test_a_corrupt_version_is_reported_and_the_old_one_keeps_serving(here, tmp_p
 # -- a real server ----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def post(port, path, body, timeout=10):
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=json.dumps(body).encode(),
-        headers={"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return resp.status, json.loads(resp.read())
-
-
-def wait_ready(port, proc, seconds=60):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode()
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.2)
-    raise AssertionError("the server did not start")
-
-
 def test_hot_swap_under_load_drops_no_request_and_sigterm_flushes_logs(here, tmp_path):
     reg = tmp_path / "reg"
     store = Store.open()
@@ -374,7 +283,7 @@ def test_hot_swap_under_load_drops_no_request_and_sigterm_flushes_logs(here, tmp
         for t in threads:
             t.join()
         assert failures == [], failures[:5]
-        assert versions == {1, 2}, _stderr_of(proc)
+        assert versions == {1, 2}, stderr_of(proc)
         # clients that hang up before the answer (SIGPIPE) must not take the server down
         big = json.dumps({"instances": [row()] * 5000}).encode()
         for _ in range(10):
@@ -396,11 +305,6 @@ def test_hot_swap_under_load_drops_no_request_and_sigterm_flushes_logs(here, tmp
     finally:
         if proc.poll() is None:
             proc.kill()
-
-
-def _stderr_of(proc) -> str:
-    proc.kill()
-    return proc.stderr.read().decode()
 
 
 def test_serve_bad_inputs(here, tmp_path):
