@@ -101,7 +101,6 @@ def create_app(
 
     def watch_registry() -> None:
         served.refresh(wait=WATCH_SECONDS / 2)
-        metrics.show(served)
 
     def flush_logs() -> None:
         assert reqlog is not None
@@ -114,7 +113,6 @@ def create_app(
         from .requestlog import FLUSH_SECONDS
 
         served.refresh(wait=FIRST_LOAD_SECONDS)
-        metrics.show(served)
         if not served.snapshot.served:
             served._log(f"no servable model in {registry} yet: answering 503 until one is deployed")
         stop = threading.Event()
@@ -277,6 +275,7 @@ def create_app(
     async def prometheus(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+        metrics.show(served)  # what is served now, not at the last refresh
         return Response(
             generate_latest(metrics.registry),
             media_type=CONTENT_TYPE_LATEST,

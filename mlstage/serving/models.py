@@ -141,7 +141,7 @@ class ServedModels:
                 load.done.wait(max(0.0, until - time.monotonic()))
             models, served, states, problems = {}, {}, {}, {}
             for name, have, target, want, problem in found:
-                loaded, states[name], why = self._collect(name, have, want, old)
+                loaded, states[name], why = self._collect(name, have, want, target, old)
                 choice, note = self._choose(name, have, target, loaded, why, old)
                 if choice is not None:
                     served[name] = choice
@@ -160,8 +160,10 @@ class ServedModels:
     def _recently_failed(self, key) -> bool:
         return key in self._failed and time.time() - self._failed[key][1] < RETRY_SECONDS
 
-    def _collect(self, name, have, want, old):
-        """The loaded versions among `want`, their states, and why each other one is not."""
+    def _collect(self, name, have, want, target, old):
+        """The loaded versions among `want`, their states, and why each other one is not.
+        A failure is logged here for versions other than `target` (whose problem
+        `_say` logs)."""
         loaded: dict[int, Any] = {}
         states: dict[int, dict[str, Any]] = {}
         why: dict[int, str] = {}
@@ -180,7 +182,8 @@ class ServedModels:
                     self._log(f"{name}: loaded version {v} (model {have[v][:12]})")
                     continue
                 self._failed[key] = (self._public(load.error or "?"), time.time())
-                self._log(f"{name}: version {v} failed to load: {self._public(load.error or '?')}")
+                if v != target:
+                    self._log(f"{name}: version {v} does not load ({self._failed[key][0]})")
             elif load is not None:
                 age = time.monotonic() - load.started
                 if age < LOAD_SECONDS:
@@ -188,7 +191,7 @@ class ServedModels:
                     continue
                 # Abandoned: its thread may never return; the key stays in _loads so it
                 # is never started again, and the failure is reported as any other.
-                if key not in self._failed:
+                if key not in self._failed and v != target:
                     self._log(f"{name}: version {v} did not load within {LOAD_SECONDS:g} s")
                 self._failed[key] = (f"did not load within {LOAD_SECONDS:g} s", time.time())
             reason = self._failed.get(key, ("did not load", 0))[0]
