@@ -51,6 +51,15 @@ ALLOWED = {"v1": ("GET", "POST"), "invocations": ("POST",), "healthz": ("GET",),
            "metrics": ("GET",)}  # fmt: skip
 
 
+def _closing(request: Request) -> dict[str, str]:
+    """`Connection: close` on an error answered before the body was read (unknown model,
+    over the size limit, too slow): otherwise the server would go on reading, and
+    throwing away, whatever the client still sends."""
+    if request.method == "POST" and not getattr(request.state, "body_read", False):
+        return {"Connection": "close"}
+    return {}
+
+
 def _json(data: Any, status: int, rid: str, headers: dict[str, str] | None = None) -> Response:
     return Response(
         json.dumps(data, separators=(",", ":"), default=str),
@@ -220,12 +229,9 @@ def create_app(
             return _json(
                 {"predictions": preds, "probabilities": proba, "model_version": v}, 200, rid
             )
-        except RequestError as e:
+        except (RequestError, ModelLookupError) as e:
             metrics.errors.labels("v1", str(e.status)).inc()
-            return _json({"error": e.message}, e.status, rid)
-        except ModelLookupError as e:
-            metrics.errors.labels("v1", str(e.status)).inc()
-            return _json({"error": e.message}, e.status, rid)
+            return _json({"error": e.message}, e.status, rid, _closing(request))
         except Exception as e:  # a request never crashes the server
             metrics.errors.labels("v1", "500").inc()
             internal(request.url.path, rid, e)
@@ -257,7 +263,7 @@ def create_app(
             status, message = e.status, e.message
             code = MLFLOW_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
             metrics.errors.labels("invocations", str(status)).inc()
-            return _json({"error_code": code, "message": message}, status, rid)
+            return _json({"error_code": code, "message": message}, status, rid, _closing(request))
         except Exception as e:
             metrics.errors.labels("invocations", "500").inc()
             internal(request.url.path, rid, e)

@@ -17,6 +17,8 @@ additions, each answered as a plain HTTP error and a closed connection:
 
 from __future__ import annotations
 
+import logging
+
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .limits import BODY_SECONDS, HEADER_SECONDS, MAX_CONNECTIONS, MAX_HEADER_BYTES
@@ -93,6 +95,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._header_bytes += n
         if self._header_bytes > MAX_HEADER_BYTES:
             self._refuse(431, f"the request line and headers are over {MAX_HEADER_BYTES} bytes")
+            # uvicorn logs the parser's stop as an invalid request: it was answered already
+            self.logger = _ANSWERED
             raise _Refused
 
     def on_headers_complete(self) -> None:
@@ -102,6 +106,10 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
+
+
+_ANSWERED = logging.getLogger("mlstage.serve.answered")
+_ANSWERED.addFilter(lambda record: False)
 
 
 class _Refused(Exception):

@@ -52,9 +52,10 @@ def request_id(sent: str | None) -> str:
     return uuid.uuid4().hex
 
 
-async def read_body(request, limit: int = MAX_BODY_BYTES, seconds: float = BODY_SECONDS) -> bytes:
-    """The body, read chunk by chunk: 413 once it passes `limit` (never buffered beyond
-    it), 408 when it has not all arrived within `seconds`."""
+async def read_body(request) -> bytes:
+    """The body, read chunk by chunk: 413 once it passes MAX_BODY_BYTES (never buffered
+    beyond it), 408 when it has not all arrived within BODY_SECONDS."""
+    limit, seconds = MAX_BODY_BYTES, BODY_SECONDS
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise RequestError(413, f"the body is over the limit of {limit // 2**20} MiB")
@@ -73,6 +74,7 @@ async def read_body(request, limit: int = MAX_BODY_BYTES, seconds: float = BODY_
         await asyncio.wait_for(read(), seconds)
     except TimeoutError:
         raise RequestError(408, f"the body did not arrive within {seconds:g} s") from None
+    request.state.body_read = True
     return b"".join(parts)
 
 
