@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     GATE = 1  # the stage ran and found a problem (anomalies, not blessed, verify mismatch)
     BAD_INPUT = 2  # usage error or bad input; nothing was written
     INTERNAL = 3  # unexpected internal error
+    NO_TRAFFIC = 4  # monitor saw no request in its window: silence is not health
 
 
 # A parameter named in a message, as its reader knows it: `split_key` to a Python caller,

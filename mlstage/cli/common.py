@@ -160,8 +160,13 @@ def _with_options(
 
     @functools.wraps(fn)
     def wrapper(**kwargs):
+        import warnings
+
         common = build({p.name: kwargs.pop(p.name) for p in extra})
-        with handle_errors(getattr(common, "debug", False)):
+        debug = getattr(common, "debug", False)
+        with handle_errors(debug), warnings.catch_warnings():
+            if not debug:  # libraries' warnings are noise in a cron log; --debug shows them
+                warnings.simplefilter("ignore")
             return fn(common=common, **kwargs)
 
     wrapper.__signature__ = sig.replace(parameters=own + extra, return_annotation=None)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import ExitCode
 from .app import app
 from .common import Common, emit_result, stage_command
 
@@ -78,10 +79,15 @@ def monitor_cmd(
             "--model", metavar="NAME", help="The model to check when the logs hold several."
         ),
     ] = None,
+    allow_empty: Annotated[
+        bool,
+        typer.Option("--allow-empty", help="Exit 0, not 4, when the window holds no request."),
+    ] = False,
     *,
     common: Common,
 ) -> None:
-    """Compare production requests with training; exit 1 when retraining is called for."""
+    """Compare production requests with training; exit 1 when retraining is called for,
+    4 when no request was seen (silence is not health)."""
     from ..stages.monitor import monitor
 
     out = common.out_path(allow_stdout=True)
@@ -96,6 +102,7 @@ def monitor_cmd(
         window=window,
         until=until,
         model=model,
+        allow_empty=allow_empty,
         **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run:
@@ -110,4 +117,20 @@ def monitor_cmd(
 
         sys.stdout.write((result.path / REPORT).read_text())
         common = Common(**{**common.__dict__, "json": False})
+    if result.exit_code == ExitCode.NO_TRAFFIC:
+        _say_no_traffic(requests, result.manifest)
     emit_result("monitor", result, common)
+
+
+def _say_no_traffic(requests: str, manifest: dict) -> None:
+    """Said even with --quiet: exit 4 in a cron log needs its reason beside it."""
+    import sys
+
+    p = manifest["params"]
+    files = manifest["summary"].get("files")
+    where = f"between {p['since']} and {p['until']} (UTC)" if p.get("since") else "at all"
+    sys.stderr.write(
+        f"monitor: {requests}: no request {where}"
+        + (f" in {files} log file(s)" if files else "")
+        + f"; exit {int(ExitCode.NO_TRAFFIC)} (pass --allow-empty to accept an empty window)\n"
+    )

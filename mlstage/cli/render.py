@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 RESULT = {True: "pass", False: "FAIL", None: "skipped"}  # a check's `passed`, for people
@@ -106,7 +107,7 @@ def stats_table(path) -> None:
     """Key statistics of the first split, on stderr."""
     from rich.table import Table
 
-    doc = json.loads(open(path).read())
+    doc = json.loads(Path(path).read_text())
     if not doc["splits"]:
         return
     name, split = next(iter(doc["splits"].items()))
@@ -145,7 +146,7 @@ def anomalies_table(path) -> None:
     """The anomalies found, on stderr (errors in red on a terminal)."""
     from rich.table import Table
 
-    doc = json.loads(open(path).read())
+    doc = json.loads(Path(path).read_text())
     if not doc["anomalies"]:
         stderr_console().print("no anomalies", markup=False)
         return
@@ -162,7 +163,7 @@ def blessing_table(path) -> None:
     """Every check of an evaluation, failures in red, on stderr."""
     from rich.table import Table
 
-    doc = json.loads(open(path).read())
+    doc = json.loads(Path(path).read_text())
     if not doc["checks"]:
         stderr_console().print("no thresholds: blessed by default", markup=False)
         return
@@ -183,7 +184,7 @@ def blessing_table(path) -> None:
 
 def monitor_table(path) -> None:
     """What monitor found: input anomalies, prediction drift, live metrics, the verdict."""
-    doc = json.loads(open(path).read())
+    doc = json.loads(Path(path).read_text())
     console = stderr_console()
     req = doc["requests"]
     window = req["window"]

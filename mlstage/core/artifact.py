@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput, CorruptArtifact
+from ..errors import BadInput, CorruptArtifact, ExitCode
 from ..version import __version__
 from .fsutil import is_regular_file, sha256_file
 from .jsonio import dumps_pretty, sha256_json
@@ -199,6 +199,9 @@ def check_files(
 
 def gate_exit_code(summary: dict[str, Any]) -> int:
     """A stage's recorded result: 1 when its gate failed (`ok` or `blessed` false) or
-    `monitor` calls for retraining (`retrain` true)."""
+    `monitor` calls for retraining (`retrain` true); 4 when `monitor` saw no traffic
+    (`no_traffic` true), which is neither health nor a call to retrain."""
+    if summary.get("no_traffic") is True:
+        return ExitCode.NO_TRAFFIC
     failed = summary.get("ok") is False or summary.get("blessed") is False
-    return 1 if failed or summary.get("retrain") is True else 0
+    return ExitCode.GATE if failed or summary.get("retrain") is True else ExitCode.OK

@@ -48,6 +48,13 @@ def is_regular_file(path: str | os.PathLike, max_bytes: int | None = None) -> bo
     return stat.S_ISREG(st.st_mode) and (max_bytes is None or st.st_size <= max_bytes)
 
 
+def is_empty_dir(path: str | os.PathLike) -> bool:
+    """Whether a directory holds nothing (its listing is closed at once, not left to the
+    garbage collector)."""
+    with os.scandir(path) as entries:
+        return next(entries, None) is None
+
+
 def fsync_path(path: str | os.PathLike) -> None:
     """fsync a file or a directory (a directory's entries are made durable)."""
     fd = os.open(path, os.O_RDONLY)

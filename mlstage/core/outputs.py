@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import BadInput, opt
 from .artifact import MANIFEST, MAX_MANIFEST_BYTES
-from .fsutil import is_regular_file
+from .fsutil import is_empty_dir, is_regular_file
 
 # A store's folder holds this file (written when the store is made): no command treats a
 # folder without it (or, for stores made before it, without objects/ and index.sqlite)
@@ -130,7 +130,7 @@ def check_output(
         return
     if not out.is_dir():
         raise BadInput(f"{name}: is a file; an output is a directory (an artifact)")
-    if not any(os.scandir(out)):
+    if is_empty_dir(out):
         return
     found = artifact_kind(out)
     if found is None:

@@ -129,7 +129,9 @@ def create_app(
         if reqlog is not None:
             chores.append((FLUSH_SECONDS, flush_logs))
         threads = [
-            threading.Thread(target=every, args=(s, w, stop), name=f"mlstage-{w.__name__}", daemon=True)
+            threading.Thread(
+                target=every, args=(s, w, stop), name=f"mlstage-{w.__name__}", daemon=True
+            )
             for s, w in chores
         ]
         for t in threads:
@@ -235,7 +237,9 @@ def create_app(
         except Exception as e:  # a request never crashes the server
             metrics.errors.labels("v1", "500").inc()
             internal(request.url.path, rid, e)
-            return _json({"error": f"internal error (request {rid}; see the server's log)"}, 500, rid)
+            return _json(
+                {"error": f"internal error (request {rid}; see the server's log)"}, 500, rid
+            )
 
     async def invocations(request: Request) -> Response:
         rid = request_id(request.headers.get("x-request-id"))
@@ -295,7 +299,9 @@ def create_app(
         path = request.url.path
         if status == 405:
             allowed = ", ".join(ALLOWED.get(path.split("/")[1] if "/" in path else path, ()))
-            message = f"{request.method} is not allowed on {path}; use {allowed or 'another method'}"
+            message = (
+                f"{request.method} is not allowed on {path}; use {allowed or 'another method'}"
+            )
             headers = {"Allow": allowed} if allowed else {}
         else:
             message, headers = f"no such endpoint: {path}", {}

@@ -74,12 +74,19 @@ def read_requests(files: list[Path], ref: str):
 
     if not files:
         return pl.DataFrame()
+    frames = []
+    for f in files:
+        try:
+            frames.append(pl.read_parquet(f))
+        except (pl.exceptions.PolarsError, OSError) as e:  # truncated, damaged, unreadable
+            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BadInput(f"cannot read this request-log file: {text}", file=str(f)) from None
     try:
         # Files differ where a flush saw only nulls in a column or a new version added a
         # class: the relaxed concat unifies them.
-        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
-    except (pl.exceptions.PolarsError, OSError) as e:
-        raise BadInput(f"cannot read the request logs: {e}", file=ref) from None
+        return pl.concat(frames, how="diagonal_relaxed")
+    except pl.exceptions.PolarsError as e:
+        raise BadInput(f"the request-log files do not fit together: {e}", file=ref) from None
 
 
 def only_model(frame, model: str | None, ref: str):

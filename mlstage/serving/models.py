@@ -72,7 +72,10 @@ class _Load:
         self.model: Any = None
         self.error: str | None = None
         threading.Thread(
-            target=self._run, args=(path,), name=f"mlstage-load-{path.parent.name}-{path.name}", daemon=True
+            target=self._run,
+            args=(path,),
+            name=f"mlstage-load-{path.parent.name}-{path.name}",
+            daemon=True,
         ).start()
 
     def _run(self, path: Path) -> None:
@@ -148,7 +151,7 @@ class ServedModels:
                 note = "; ".join(p for p in (problem, note) if p)
                 if note:
                     problems[name] = note
-                for v, m in loaded.items():
+                for v in loaded:  # a served version kept in memory after its folder went
                     states[name].setdefault(v, AVAILABLE)
                 models[name] = loaded
                 self._say(name, note, choice, old.served.get(name))
@@ -181,8 +184,10 @@ class ServedModels:
                     loaded[v], states[v] = load.model, AVAILABLE
                     self._log(f"{name}: loaded version {v} (model {have[v][:12]})")
                     continue
+                before = self._failed.get(key)
                 self._failed[key] = (self._public(load.error or "?"), time.time())
-                if v != target:
+                if v != target and (before is None or before[0] != self._failed[key][0]):
+                    # said once per failure, not again at each retry
                     self._log(f"{name}: version {v} does not load ({self._failed[key][0]})")
             elif load is not None:
                 age = time.monotonic() - load.started
@@ -219,7 +224,10 @@ class ServedModels:
             return None, None
         if loaded:
             newest = max(loaded)
-            return newest, f"version {target} {reason}; serving version {newest}, the newest that loads"
+            return (
+                newest,
+                f"version {target} {reason}; serving version {newest}, the newest that loads",
+            )
         return None, f"version {target} {reason}; no version of {name!r} loads"
 
     def _say(self, name: str, note: str, choice: int | None, before: int | None) -> None:

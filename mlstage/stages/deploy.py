@@ -103,14 +103,19 @@ def deploy(
     folder.mkdir(exist_ok=True)
     with file_lock(folder / ".lock"):
         serving = read_serving(folder)
+        # versions holding this model whose files are intact: a damaged copy (or one whose
+        # model file was replaced by a link) is never pointed at again; a fresh copy is made
         have = versions(folder)
-        if serving and have.get(serving["version"]) == model_id:
+        intact = {
+            v for v, m in have.items()
+            if m == model_id and not check_files(folder / str(v), model_manifest)
+        }  # fmt: skip
+        if serving and serving["version"] in intact:
             return DeployResult(
                 registry, name, serving["version"], model_id, "none", up_to_date=True
             )
-        existing = [v for v, m in have.items() if m == model_id]
-        if existing:  # already in the registry: point back at it rather than copy it again
-            version = existing[-1]
+        if intact:  # already in the registry: point back at it rather than copy it again
+            version = max(intact)
             action = "redeploy" if action == "deploy" else action
             point(folder, serving, version, model_id, action, message, evaluation_id)
             return DeployResult(registry, name, version, model_id, action)

@@ -14,6 +14,10 @@ computed beside the evaluation's and gated by its absolute thresholds.
 
 `retrain` is true, with one reason per finding, when an input anomaly is an error,
 the predictions drifted, or a live metric fails its threshold: the CLI exits 1.
+No request in the window (an empty or misconfigured log folder, a quiet window) is
+its own outcome, `no_traffic` (exit 4): a cron loop must not read silence as health.
+The report is written all the same, with `requests.rows` 0; `allow_empty` makes it
+exit 0 for those who expect quiet windows.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from ..store.registry import resolve_evaluation
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
-ALGORITHM = 2  # 2: feedback rows without a label (null or NaN) counted
+ALGORITHM = 3  # 2: feedback rows without a label (null or NaN) counted; 3: no_traffic
 DEFAULT_PREDICTION_LINF = 0.1
 DEFAULT_PREDICTION_JSD = 0.1
 
@@ -262,11 +266,13 @@ def monitor(
     window: str | None = None,
     until: str | None = None,
     model: str | None = None,
+    allow_empty: bool = False,
     store: str | Path | Store | None = None,
     force: bool = False,
     dry_run: bool = False,
 ) -> StageResult:
-    """Check production requests against training; `retrain` true means exit 1."""
+    """Check production requests against training; `retrain` true means exit 1, no
+    request in the window exit 4 (unless `allow_empty`)."""
     from ..validation.schema_rules import read_schema
     from ..validation.statsfile import training_stats
 
@@ -304,6 +310,8 @@ def monitor(
         "until": end.isoformat() if end else None,
     }
     params = {"window": window, **bounds, "model": model, "join": join or None}
+    if allow_empty:  # only when set: the runs before it existed keep their ids
+        params["allow_empty"] = True
     plan = StagePlan("monitor", "monitor", ALGORITHM, params, inputs)
 
     def produce(tmp: Path) -> dict[str, Any]:
@@ -376,8 +384,10 @@ def monitor(
         write_report(tmp, doc)
         return {
             "retrain": bool(reasons),
+            "no_traffic": frame.height == 0 and not allow_empty,
             "reasons": len(reasons),
             "rows": frame.height,
+            "files": len(files),
             "errors": len(errors),
             "warnings": len(checker.anomalies) - len(errors),
             "live_rows": live["joined"] if live else None,

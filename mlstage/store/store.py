@@ -34,7 +34,14 @@ from ..core.artifact import (
     read_manifest,
     utc_now,
 )
-from ..core.fsutil import file_lock, fsync_path, remove_tree, sha256_file, write_bytes_durably
+from ..core.fsutil import (
+    file_lock,
+    fsync_path,
+    is_empty_dir,
+    remove_tree,
+    sha256_file,
+    write_bytes_durably,
+)
 from ..core.outputs import STORE_MARKER, is_store, owner
 from ..errors import BadInput, CorruptArtifact, NotFound, opt
 from .index import connect, index_artifact
@@ -98,7 +105,7 @@ class Store:
                 f"the store must be a directory; this is a file (check {opt('store')} and MLSTAGE_STORE)",
                 file=str(store.root),
             )
-        if store.root.is_dir() and any(os.scandir(store.root)) and not is_store(store.root):
+        if store.root.is_dir() and not is_empty_dir(store.root) and not is_store(store.root):
             # gc and reindex delete what they do not know in a store: never in a user's folder
             raise BadInput(
                 f"is not an mlstage store (no {STORE_MARKER} file) and not empty; check"

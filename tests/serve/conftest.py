@@ -114,5 +114,3 @@ def wait_ready(port, proc, seconds=60):
 def stderr_of(proc) -> str:
     proc.kill()
     return proc.stderr.read().decode()
-
-

@@ -23,7 +23,9 @@ def test_json_nested_past_the_limit_is_400_not_a_recursion_error(client):
         assert r.status_code == 400, r.text
         assert f"nested more than {MAX_JSON_DEPTH} levels" in r.json()["error"]
         assert "Recursion" not in r.text
-    r = client.post("/invocations", content="{" * 50_000, headers={"content-type": "application/json"})
+    r = client.post(
+        "/invocations", content="{" * 50_000, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["error_code"] == "BAD_REQUEST"
     # brackets inside strings are text, not nesting
     check_depth(json.dumps({"instances": [row(workclass="[" * 500)]}).encode())
@@ -32,7 +34,9 @@ def test_json_nested_past_the_limit_is_400_not_a_recursion_error(client):
 
 
 def test_a_lone_surrogate_is_400_naming_the_field(client):
-    body = '{"instances": [{"age": 40, "hours-per-week": 45, "workclass": "\\ud800", "sex": "Male"}]}'
+    body = (
+        '{"instances": [{"age": 40, "hours-per-week": 45, "workclass": "\\ud800", "sex": "Male"}]}'
+    )
     r = client.post(PREDICT, content=body)
     assert r.status_code == 400, r.text
     assert 'field "workclass"' in r.json()["error"] and "UTF-8" in r.json()["error"]

@@ -20,7 +20,9 @@ from mlstage.store.store import Store
 
 from .conftest import free_port, row
 
-PREDICT = b"POST /v1/models/income:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+PREDICT = (
+    b"POST /v1/models/income:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+)
 
 
 @pytest.fixture
@@ -103,7 +105,9 @@ def test_idle_keep_alive_connections_are_closed(port):
 
 def test_oversized_headers_are_431_and_not_logged_as_invalid(port, caplog):
     with caplog.at_level(logging.WARNING), connect(port) as s:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-ID: " + b"a" * 60_000 + b"\r\n\r\n")
+        s.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-ID: " + b"a" * 60_000 + b"\r\n\r\n"
+        )
         got = answer(s)
     assert got.startswith(b"HTTP/1.1 431") and b"over 16384 bytes" in got
     assert "Invalid HTTP request" not in caplog.text

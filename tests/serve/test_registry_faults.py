@@ -80,7 +80,9 @@ def test_a_pointed_version_that_fails_keeps_the_loaded_one_and_says_why(reg):
         app.state.served.refresh()
         assert c.post(PREDICT, json={"instances": [row()]}).json()["model_version"] == 1
         problem = c.get("/v1/models/income").json()["problem"]
-        assert problem.startswith("version 3 does not load") and "still serving version 1" in problem
+        assert (
+            problem.startswith("version 3 does not load") and "still serving version 1" in problem
+        )
         assert "do not match its manifest" in problem and str(reg) not in problem
 
 
@@ -115,7 +117,9 @@ def test_links_to_devices_are_refused_without_reading_them(reg):
     with TestClient(serve(reg, said)) as c:
         assert time.monotonic() - start < 10
         assert c.post(PREDICT, json={"instances": [row()]}).json()["model_version"] == 2
-        states = {s["version"]: s for s in c.get("/v1/models/income").json()["model_version_status"]}
+        states = {
+            s["version"]: s for s in c.get("/v1/models/income").json()["model_version_status"]
+        }
         assert "not a regular file" in states["3"]["status"]["error_message"]
 
 

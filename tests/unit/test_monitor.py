@@ -246,7 +246,7 @@ def test_cli_exit_codes_and_json(here, tmp_path):
         (["--requests", "two_models"], "2 models (a, b): choose one with --model"),
         (["--requests", "clean", "--evaluation", "st"], "expected evaluation"),
         (["--requests", "two_models", "--model", "c"], "--model c: the logs hold requests for a, b"),
-        (["--requests", "broken"], "cannot read the request logs"),
+        (["--requests", "broken"], "broken/requests-1.parquet: cannot read this request-log file"),
         (["--requests", "rows", "--window", "1h"], '--window needs a "ts" column'),
         (["--requests", "clean", "--evaluation", "ev", "--feedback", "fb.txt", "--join",
           "request_id"], "expected a .csv, .parquet, .jsonl, .ndjson file"),
@@ -311,3 +311,59 @@ def test_the_default_window_ends_after_the_requests_of_this_second():
     before = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     until = parse_until(None)
     assert until >= before and until.microsecond == 0
+
+
+def test_no_traffic_is_exit_4_never_health(here, tmp_path):
+    """An empty log folder, or a window without a request, is its own outcome: exit 4
+    with the folder and window named, the report written with 0 rows, the same code
+    on an up-to-date rerun; --allow-empty makes it 0."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = ["monitor", "--requests", str(empty), "--baseline", "st", "-o", str(tmp_path / "a")]
+    r = cli(*args, "--json")
+    assert r.exit_code == 4, r.stderr
+    assert f"monitor: {empty}: no request at all" in r.stderr and "--allow-empty" in r.stderr
+    record = json.loads(r.stdout)
+    assert record["exit_code"] == 4 and record["no_traffic"] is True and record["rows"] == 0
+    doc = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert doc["requests"]["rows"] == 0 and doc["retrain"] is False
+    again = cli(*args, "--quiet")  # up to date: the recorded outcome, said even when quiet
+    assert again.exit_code == 4 and "no request at all" in again.stderr
+    assert cli(*args, "--allow-empty").exit_code == 0
+    # a window that holds none of the logged requests
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    frame = pl.read_parquet(here / "clean" / "*.parquet").head(50)
+    frame.with_columns(ts=pl.lit(T0)).write_parquet(logs / "requests-1.parquet")
+    r = cli("monitor", "--requests", str(logs), "--baseline", "st", "--window", "1h",
+            "--until", "2026-11-25T00:00:00", "-o", str(tmp_path / "b"))  # fmt: skip
+    assert r.exit_code == 4
+    assert "between 2026-11-24T23:00:00 and 2026-11-25T00:00:00 (UTC) in 1 log file(s)" in r.stderr
+    r = monitor(logs, tmp_path / "c", baseline="st", window="1h", until=T0.isoformat())
+    assert r.exit_code == 4  # the window's end is exclusive: a request at T0 is outside
+    later = (T0 + dt.timedelta(seconds=1)).isoformat()
+    r = monitor(logs, tmp_path / "d", baseline="st", window="1h", until=later)
+    assert r.exit_code == 0 and r.manifest["summary"]["rows"] == 50
+
+
+def test_library_warnings_stay_off_stderr_unless_debug(here, tmp_path, monkeypatch):
+    import warnings
+
+    from mlstage.stages import monitor as stage
+
+    real = stage._prediction_drift
+
+    def warns(*args):
+        warnings.warn("X does not have valid feature names", UserWarning, stacklevel=1)
+        return real(*args)
+
+    monkeypatch.setattr(stage, "_prediction_drift", warns)
+    args = ["monitor", "--requests", "clean", "--baseline", "st", "--evaluation", "ev"]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        r = cli(*args, "-o", str(tmp_path / "a"))
+        assert r.exit_code == 0 and seen == []
+        cli(*args, "-o", str(tmp_path / "b"), "--debug")
+        assert [str(w.message) for w in seen] == ["X does not have valid feature names"], [
+            (str(w.message), w.filename, w.lineno, w.source) for w in seen
+        ]
