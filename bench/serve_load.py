@@ -95,12 +95,12 @@ def wait_ready(port: int) -> None:
     sys.exit("server did not start")
 
 
-def latency(port: int, n: int = 2000) -> dict:
+def latency(port: int, n: int = 2000, path: str = PATH, body: bytes = BODY) -> dict:
     c = http.client.HTTPConnection("127.0.0.1", port)
     times = []
     for i in range(n + 200):
         t = time.perf_counter()
-        c.request("POST", PATH, BODY, {"content-type": "application/json"})
+        c.request("POST", path, body, {"content-type": "application/json"})
         r = c.getresponse()
         r.read()
         if i >= 200:  # warm-up
@@ -114,14 +114,14 @@ def latency(port: int, n: int = 2000) -> dict:
     }
 
 
-def _client(port: int, stop_at: float, out) -> None:
+def _client(port: int, stop_at: float, out, path: str = PATH, body: bytes = BODY) -> None:
     ok = failed = 0
     c = None
     while time.time() < stop_at:
         try:
             if c is None:
                 c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            c.request("POST", PATH, BODY, {"content-type": "application/json"})
+            c.request("POST", path, body, {"content-type": "application/json"})
             r = c.getresponse()
             r.read()
             if r.status == 200:
@@ -134,10 +134,14 @@ def _client(port: int, stop_at: float, out) -> None:
     out.put((ok, failed))
 
 
-def python_load(port: int, seconds: float, clients: int = 8) -> dict:
+def python_load(
+    port: int, seconds: float, clients: int = 8, path: str = PATH, body: bytes = BODY
+) -> dict:
     q = mp.Queue()
     stop_at = time.time() + seconds
-    procs = [mp.Process(target=_client, args=(port, stop_at, q)) for _ in range(clients)]
+    procs = [
+        mp.Process(target=_client, args=(port, stop_at, q, path, body)) for _ in range(clients)
+    ]
     for p in procs:
         p.start()
     results = [q.get() for _ in procs]
