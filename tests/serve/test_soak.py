@@ -203,3 +203,34 @@ def test_soak(here, tmp_path):
         stop.set()
         if proc.poll() is None:
             proc.kill()
+
+
+def test_sigterm_stops_in_seconds_with_clients_mid_request(here, tmp_path):
+    """A client mid-body and an idle kept-alive one do not hold a shutdown; a request
+    sent just before SIGTERM is still answered."""
+    reg = tmp_path / "reg"
+    deploy(Store.open(), "m1", "e1", reg, name="income")
+    port = free_port()
+    proc = subprocess.Popen(
+        [mlstage_exe(), "serve", "--registry", str(reg), "--port", str(port)],
+        stderr=open(tmp_path / "serve.log", "wb"),
+    )
+    try:
+        wait_ready(port, proc)
+        mid = socket.create_connection(("127.0.0.1", port))
+        mid.sendall(b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Length: 1000\r\n\r\n{")  # fmt: skip
+        idle = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        idle.request("GET", "/healthz")
+        assert idle.getresponse().read()
+        last = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        last.request("POST", PATH, json.dumps({"instances": [row()] * 2000}).encode(), JSON)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert last.getresponse().status == 200
+        proc.wait(timeout=20)
+        assert time.monotonic() - t0 < 8, (tmp_path / "serve.log").read_text()
+        mid.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
