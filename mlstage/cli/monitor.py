@@ -128,9 +128,11 @@ def _say_no_traffic(requests: str, manifest: dict) -> None:
 
     p = manifest["params"]
     files = manifest["summary"].get("files")
-    where = f"between {p['since']} and {p['until']} (UTC)" if p.get("since") else "at all"
+    if p.get("since"):
+        where = f"between {p['since']} and {p['until']} (UTC)"
+    else:
+        where = f"before {p['until']} (UTC)" if p.get("until") else "at all"
     sys.stderr.write(
-        f"monitor: {requests}: no request {where}"
-        + (f" in {files} log file(s)" if files else "")
+        f"monitor: {requests}: no request {where} in {files or 0} log file(s)"
         + f"; exit {int(ExitCode.NO_TRAFFIC)} (pass --allow-empty to accept an empty window)\n"
     )

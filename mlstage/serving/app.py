@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 from contextlib import asynccontextmanager
@@ -28,11 +29,13 @@ from starlette.routing import Route
 
 from ..errors import BadInput
 from .limits import (
+    IN_LOOP_BYTES,
     IN_LOOP_ROWS,
-    MAX_ROWS,
     REQUEST_SECONDS,
+    BodyBudget,
     RequestError,
     check_text,
+    decode_text,
     read_body,
     request_id,
 )
@@ -40,6 +43,7 @@ from .metrics import Metrics
 from .models import ModelLookupError, ServedModels
 from .protocols import mlflow, tf_serving
 
+VERSION = re.compile(r"[0-9]{1,18}")
 WATCH_SECONDS = 1.0
 FIRST_LOAD_SECONDS = 10.0  # startup waits this long for the first loads (then they go on)
 CONFIG_ENV = "MLSTAGE_SERVE_CONFIG"
@@ -51,13 +55,14 @@ ALLOWED = {"v1": ("GET", "POST"), "invocations": ("POST",), "healthz": ("GET",),
            "metrics": ("GET",)}  # fmt: skip
 
 
-def _closing(request: Request) -> dict[str, str]:
+def _closing(request: Request, status: int) -> dict[str, str]:
     """`Connection: close` on an error answered before the body was read (unknown model,
     over the size limit, too slow): otherwise the server would go on reading, and
-    throwing away, whatever the client still sends."""
+    throwing away, whatever the client still sends. Retry-After on a 503."""
+    headers = {"Retry-After": "1"} if status == 503 else {}
     if request.method == "POST" and not getattr(request.state, "body_read", False):
-        return {"Connection": "close"}
-    return {}
+        headers["Connection"] = "close"
+    return headers
 
 
 def _json(data: Any, status: int, rid: str, headers: dict[str, str] | None = None) -> Response:
@@ -93,20 +98,29 @@ def create_app(
 
         reqlog = RequestLog(Path(log_dir), exclude=list(log_exclude), sample=log_sample)
 
-    def every(seconds: float, work, stop) -> None:
+    def every(seconds: float, work, stop, wake=None) -> None:
         """A plain thread per chore (watching the registry, flushing the logs), off the
         event loop: a slow load or a slow Parquet write never holds up a request, and
-        neither chore waits on the other."""
-        said = None
-        while not stop.wait(seconds):
+        neither chore waits on the other. `wake` (an Event) runs the chore early. A
+        failure is logged when it first happens, then at most once a minute with how
+        often it recurred (a flush failing every 2 s is data being held back)."""
+        said, since, times = None, 0.0, 0
+        while not stop.is_set():
+            (wake or stop).wait(seconds)
+            if stop.is_set():
+                return
             try:
                 work()
                 said = None
-            except Exception as e:  # the chore must outlive any one failure; said once
+            except Exception as e:  # the chore must outlive any one failure
                 text = f"{work.__name__}: {type(e).__name__}: {e}"
-                if text != said:
-                    served._log(text)
-                said = text
+                times += 1
+                if text != said or time.monotonic() - since >= 60:
+                    again = (
+                        f" (failed {times} times since it was last said)" if text == said else ""
+                    )
+                    served._log(text + again)
+                    said, since, times = text, time.monotonic(), 0
 
     def watch_registry() -> None:
         served.refresh(wait=WATCH_SECONDS / 2)
@@ -114,6 +128,9 @@ def create_app(
     def flush_logs() -> None:
         assert reqlog is not None
         reqlog.flush()
+        if reqlog.dropped:
+            served._log(f"request log: {reqlog.dropped} rows dropped while writes failed")
+            reqlog.dropped = 0
 
     @asynccontextmanager
     async def lifespan(app):
@@ -125,14 +142,14 @@ def create_app(
         if not served.snapshot.served:
             served._log(f"no servable model in {registry} yet: answering 503 until one is deployed")
         stop = threading.Event()
-        chores = [(WATCH_SECONDS, watch_registry)] if watch else []
+        chores = [(WATCH_SECONDS, watch_registry, None)] if watch else []
         if reqlog is not None:
-            chores.append((FLUSH_SECONDS, flush_logs))
+            chores.append((FLUSH_SECONDS, flush_logs, reqlog.full))
         threads = [
             threading.Thread(
-                target=every, args=(s, w, stop), name=f"mlstage-{w.__name__}", daemon=True
+                target=every, args=(s, w, stop, e), name=f"mlstage-{w.__name__}", daemon=True
             )
-            for s, w in chores
+            for s, w, e in chores
         ]
         for t in threads:
             t.start()
@@ -140,6 +157,8 @@ def create_app(
             yield
         finally:
             stop.set()
+            if reqlog is not None:
+                reqlog.full.set()  # wakes the flush thread to see `stop`
             for t in threads:
                 t.join(timeout=5)
             if reqlog is not None:
@@ -154,27 +173,40 @@ def create_app(
         served._log(f"internal error on {where} (request {rid}): {type(e).__name__}: {e}")
         sys.stderr.write(traceback.format_exc())
 
-    async def predict(model, version: int, name: str, rows: list[dict[str, Any]], rid: str):
+    async def off_loop(work, size: int, small: int):
+        """Run `work` on the event loop when `size` is small, else in a thread (within
+        REQUEST_SECONDS), so a large request never holds up the small ones."""
         from starlette.concurrency import run_in_threadpool
 
-        if len(rows) > MAX_ROWS:
-            raise RequestError(413, f"{len(rows)} rows in one request; at most {MAX_ROWS}")
+        if size <= small:
+            return work()
+        try:
+            return await asyncio.wait_for(run_in_threadpool(work), REQUEST_SECONDS)
+        except TimeoutError:
+            raise RequestError(504, f"the request took longer than {REQUEST_SECONDS:g} s") from None
+
+    async def rows_of(body: bytes, parse) -> Any:
+        """A body parsed by `parse` (text -> rows or (rows, style)), its strings checked."""
+
+        def work():
+            text = decode_text(body)
+            out = parse(text)
+            check_text(text, out[0] if isinstance(out, tuple) else out)
+            return out
+
+        return await off_loop(work, len(body), IN_LOOP_BYTES)
+
+    async def predict(model, version: int, name: str, rows: list[dict[str, Any]], rid: str):
         if not rows:
             raise RequestError(400, "no rows to predict")
-        try:
+
+        def work():
             typed = [model.coerce(r) for r in rows]
-        except BadInput as e:
-            raise RequestError(400, e.reason) from None
+            return typed, *model.predict_rows(typed)
+
         start = time.perf_counter()
         try:
-            if len(typed) <= IN_LOOP_ROWS:
-                preds, proba = model.predict_rows(typed)
-            else:
-                preds, proba = await asyncio.wait_for(
-                    run_in_threadpool(model.predict_rows, typed), REQUEST_SECONDS
-                )
-        except TimeoutError:
-            raise RequestError(504, f"prediction took longer than {REQUEST_SECONDS:g} s") from None
+            typed, preds, proba = await off_loop(work, len(rows), IN_LOOP_ROWS)
         except BadInput as e:
             raise RequestError(400, e.reason) from None
         metrics.latency.labels(name, str(version)).observe(time.perf_counter() - start)
@@ -192,8 +224,9 @@ def create_app(
         name, version = parts[0], None
         tail = parts[1:]
         if len(tail) >= 2 and tail[0] == "versions":
-            if not tail[1].isdigit():
-                raise RequestError(400, f"version {tail[1]!r} is not a number")
+            if not VERSION.fullmatch(tail[1]):
+                shown = tail[1] if len(tail[1]) <= 20 else tail[1][:17] + "..."
+                raise RequestError(400, f"version {shown!r} is not a version number")
             version, tail = int(tail[1]), tail[2:]
         if tail == ["metadata"]:
             verb = verb or "metadata"
@@ -207,7 +240,7 @@ def create_app(
         version: int | None = None
         try:
             name, version, verb = parse_model_path(request.path_params["rest"])
-            if request.method == "GET":
+            if request.method in ("GET", "HEAD"):
                 if verb == "metadata":
                     model, v = served.get(name, version)
                     return _json(served.metadata(model, v), 200, rid)
@@ -218,8 +251,7 @@ def create_app(
                 raise RequestError(404, f"no such endpoint: POST :{verb or '(none)'}; use :predict")
             model, v = served.get(name, version)
             body = await read_body(request)
-            rows, style = tf_serving(body)
-            check_text(body, rows)
+            rows, style = await rows_of(body, tf_serving)
             preds, proba = await predict(model, v, name, rows, rid)
             metrics.requests.labels(name, str(v), "v1", "200").inc()
             if style == "column":
@@ -233,13 +265,15 @@ def create_app(
             )
         except (RequestError, ModelLookupError) as e:
             metrics.errors.labels("v1", str(e.status)).inc()
-            return _json({"error": e.message}, e.status, rid, _closing(request))
+            return _json({"error": e.message}, e.status, rid, _closing(request, e.status))
         except Exception as e:  # a request never crashes the server
             metrics.errors.labels("v1", "500").inc()
             internal(request.url.path, rid, e)
             return _json(
                 {"error": f"internal error (request {rid}; see the server's log)"}, 500, rid
             )
+        finally:
+            BodyBudget.release(request)
 
     async def invocations(request: Request) -> Response:
         rid = request_id(request.headers.get("x-request-id"))
@@ -256,8 +290,8 @@ def create_app(
                 name = next(iter(snap.models))
             model, v = served.get(name)
             body = await read_body(request)
-            rows = mlflow(body, request.headers.get("content-type", ""))
-            check_text(body, rows)
+            kind = request.headers.get("content-type", "")
+            rows = await rows_of(body, lambda text: mlflow(text, kind))
             preds, proba = await predict(model, v, name, rows, rid)
             metrics.requests.labels(name, str(v), "invocations", "200").inc()
             return _json(
@@ -267,12 +301,16 @@ def create_app(
             status, message = e.status, e.message
             code = MLFLOW_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
             metrics.errors.labels("invocations", str(status)).inc()
-            return _json({"error_code": code, "message": message}, status, rid, _closing(request))
+            return _json(
+                {"error_code": code, "message": message}, status, rid, _closing(request, status)
+            )
         except Exception as e:
             metrics.errors.labels("invocations", "500").inc()
             internal(request.url.path, rid, e)
             message = f"internal error (request {rid}; see the server's log)"
             return _json({"error_code": "INTERNAL_ERROR", "message": message}, 500, rid)
+        finally:
+            BodyBudget.release(request)
 
     async def healthz(request: Request) -> Response:
         snap = served.snapshot

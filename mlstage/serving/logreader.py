@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from ..core.artifact import Input
+from ..core.fsutil import is_regular_file
 from ..core.jsonio import sha256_json
 from ..data.splits import splits_of
 from ..errors import BadInput, opt
@@ -65,6 +66,9 @@ def requests_source(st: Store, ref: str) -> tuple[list[Path], Input, bool]:
         raise BadInput("not a request-log folder or a dataset artifact", file=ref)
     # Servers write each file beside its name and rename it in: a listed file is whole.
     files = sorted(p.glob(LOG_PATTERN))
+    for f in files:  # a fifo or a link to a device would hang the reader
+        if not is_regular_file(f):
+            raise BadInput("not a regular file; request logs are plain Parquet files", file=str(f))
     identity = sha256_json([[f.name, st.file_sha256(f)] for f in files])
     return files, Input("requests", identity, ref), True
 
@@ -112,9 +116,12 @@ def only_model(frame, model: str | None, ref: str):
 def in_window(frame, since: dt.datetime | None, until: dt.datetime | None, ref: str):
     import polars as pl
 
-    if since is None or frame.height == 0:
+    if (since is None and until is None) or frame.height == 0:
         return frame
     if "ts" not in frame.columns:
-        raise BadInput(f'{opt("window")} needs a "ts" column (the time of each request)', file=ref)
+        what = opt("window") if since is not None else opt("until")
+        raise BadInput(f'{what} needs a "ts" column (the time of each request)', file=ref)
     ts = pl.col("ts").cast(pl.Datetime("us"))
+    if since is None:  # --until alone: everything before it
+        return frame.filter(ts < until)
     return frame.filter((ts >= since) & (ts < until))

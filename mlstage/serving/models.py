@@ -130,6 +130,10 @@ class ServedModels:
                 have = versions(folder)
                 target = self._targets.get(name)
                 want = sorted(have)[-KEEP_LOADED:]
+                if name not in old.served and (
+                    target not in have or self._failed_before(name, target, have)
+                ):
+                    want = sorted(have)  # a cold start without a loadable target: try them all
                 if target in have and target not in want:
                     want.append(target)
                 found.append((name, have, target, want, problem))
@@ -139,6 +143,11 @@ class ServedModels:
                     fresh = current is not None and current.id == have[v]
                     if not fresh and key not in self._loads and not self._recently_failed(key):
                         self._loads[key] = _Load(folder / str(v))
+            # Models the registry no longer lists (serving.json removed, the registry's
+            # folder renamed or unmounted) keep serving from memory, said as a problem.
+            listed = {f[0] for f in found}
+            gone = [n for n in old.models if n not in listed]
+            self._prune({(n, v, have[v]) for n, have, _, want, _ in found for v in want})
             for load in list(self._loads.values()):
                 until = min(deadline, load.started + LOAD_SECONDS)
                 load.done.wait(max(0.0, until - time.monotonic()))
@@ -155,6 +164,15 @@ class ServedModels:
                     states[name].setdefault(v, AVAILABLE)
                 models[name] = loaded
                 self._say(name, note, choice, old.served.get(name))
+            for name in gone:
+                models[name], states[name] = old.models[name], old.states[name]
+                if name in old.served:
+                    served[name] = old.served[name]
+                problems[name] = (
+                    "the registry no longer lists this model (its serving.json or folder is"
+                    " gone, or the registry is unreadable); serving it from memory"
+                )
+                self._say(name, problems[name], served.get(name), old.served.get(name))
             self.snapshot = Snapshot(models, served, states, problems)
             return served != old.served or {n: set(m) for n, m in models.items()} != {
                 n: set(m) for n, m in old.models.items()
@@ -162,6 +180,18 @@ class ServedModels:
 
     def _recently_failed(self, key) -> bool:
         return key in self._failed and time.time() - self._failed[key][1] < RETRY_SECONDS
+
+    def _failed_before(self, name: str, version, have) -> bool:
+        return version in have and (name, version, have[version]) in self._failed
+
+    def _prune(self, wanted: set) -> None:
+        """Forget loads and failures of versions no longer wanted (removed, or pushed out
+        of the newest KEEP_LOADED). A load still running is kept (and counted as stuck
+        once past its limit): starting it again would only add a thread."""
+        for key in [k for k, ld in self._loads.items() if k not in wanted and ld.done.is_set()]:
+            del self._loads[key]
+        for key in [k for k in self._failed if k not in wanted]:
+            del self._failed[key]
 
     def _collect(self, name, have, want, target, old):
         """The loaded versions among `want`, their states, and why each other one is not.
@@ -191,8 +221,12 @@ class ServedModels:
                     self._log(f"{name}: version {v} does not load ({self._failed[key][0]})")
             elif load is not None:
                 age = time.monotonic() - load.started
-                if age < LOAD_SECONDS:
+                if age < LOAD_SECONDS and key not in self._failed:
                     states[v], why[v] = LOADING, "is still loading"
+                    continue
+                if age < LOAD_SECONDS:  # a retry of a failed version: its failure stands
+                    reason = self._failed[key][0]
+                    states[v], why[v] = _ended(reason), f"does not load ({reason})"
                     continue
                 # Abandoned: its thread may never return; the key stays in _loads so it
                 # is never started again, and the failure is reported as any other.
@@ -207,11 +241,19 @@ class ServedModels:
         """The version answering unversioned requests, and what is wrong if it is not the
         one serving.json points to. A served model leaves memory only once its
         replacement has loaded."""
-        if target is None:
+        if target is None:  # serving.json never readable since the start
+            if loaded:
+                newest = max(loaded)
+                return (
+                    newest,
+                    f"no version to serve is known; serving version {newest}, the newest that loads",
+                )
             return None, None
         if target in loaded:
             return target, None
-        reason = why.get(target, "is not in the registry (its directory is gone)")
+        reason = why.get(
+            target, "is not in the registry (its folder, or its manifest, is gone or unreadable)"
+        )
         before = old.served.get(name)
         if before is not None and before in old.models.get(name, {}):
             loaded.setdefault(before, old.models[name][before])
@@ -241,10 +283,11 @@ class ServedModels:
         self._said[name] = note
 
     def stuck_loads(self) -> int:
-        """Loads running longer than LOAD_SECONDS (their threads are abandoned)."""
+        """Loads running longer than LOAD_SECONDS (their threads are abandoned). Read
+        from the event loop while the watcher changes `_loads`: a copy is iterated."""
         now = time.monotonic()
-        return sum(1 for ld in self._loads.values()
-                   if not ld.done.is_set() and now - ld.started >= LOAD_SECONDS)  # fmt: skip
+        loads = list(self._loads.values())
+        return sum(1 for ld in loads if not ld.done.is_set() and now - ld.started >= LOAD_SECONDS)
 
     def get(self, name: str, version: int | None = None):
         """(model, version) or raise ModelLookupError(status, message)."""

@@ -12,21 +12,34 @@ import json
 from typing import Any
 
 from ..core.jsonio import DuplicateKey, unique_keys
-from .limits import RequestError, check_depth
+from .limits import MAX_ROWS, RequestError
 
 __all__ = ["RequestError", "mlflow", "tf_serving"]
 
 
-def parse_json(body: bytes) -> Any:
-    check_depth(body)
+def parse_json(text: str) -> Any:
+    """The JSON document; every failure a 400 in words of ours (the parser's position
+    kept, never its exception's text)."""
     try:
-        return json.loads(body, object_pairs_hook=unique_keys)
+        return json.loads(text, object_pairs_hook=unique_keys)
     except DuplicateKey as e:
         raise RequestError(400, f"a JSON object names {e.key!r} twice") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise RequestError(400, f"the body is not valid JSON: {e}") from None
-    except RecursionError:  # check_depth's count missed it (text it could not read as JSON)
-        raise RequestError(400, "the JSON is nested too deeply") from None
+    except json.JSONDecodeError as e:
+        raise RequestError(
+            400, f"the body is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
+        ) from None
+    except ValueError:  # an integer literal past Python's 4,300 digits
+        raise RequestError(400, "the body is not valid JSON: a number is too long") from None
+    except RecursionError:
+        raise RequestError(
+            400, "the JSON is nested too deeply (the parser takes about 1,000 levels)"
+        ) from None
+
+
+def too_many(n: int) -> None:
+    """Counted before any row is built: a 15 MiB body of one-value rows is millions."""
+    if n > MAX_ROWS:
+        raise RequestError(413, f"{n} rows in one request; at most {MAX_ROWS}")
 
 
 def columns_to_rows(inputs: Any) -> list[dict[str, Any]]:
@@ -39,16 +52,19 @@ def columns_to_rows(inputs: Any) -> list[dict[str, Any]]:
     if len(lengths) != 1 or any(not isinstance(v, list) for v in inputs.values()):
         raise RequestError(400, 'every column in "inputs" must be a list of the same length')
     n = lengths.pop()
+    too_many(n)
     return [{k: v[i] for k, v in inputs.items()} for i in range(n)]
 
 
 def records(items: Any, key: str) -> list[dict[str, Any]]:
+    if isinstance(items, list):
+        too_many(len(items))
     if not isinstance(items, list) or not all(isinstance(r, dict) for r in items):
         raise RequestError(400, f'"{key}" must be a list of objects (one per row)')
     return items
 
 
-def tf_serving(body: bytes) -> tuple[list[dict[str, Any]], str]:
+def tf_serving(body: str) -> tuple[list[dict[str, Any]], str]:
     """(rows, "row" | "column") from {"instances": [...]} or {"inputs": {...}}."""
     doc = parse_json(body)
     if not isinstance(doc, dict) or ("instances" in doc) == ("inputs" in doc):
@@ -61,13 +77,13 @@ def tf_serving(body: bytes) -> tuple[list[dict[str, Any]], str]:
     return columns_to_rows(inputs), "column"
 
 
-def mlflow(body: bytes, content_type: str) -> list[dict[str, Any]]:
+def mlflow(body: str, content_type: str) -> list[dict[str, Any]]:
     """Rows from MLflow's formats: dataframe_split, dataframe_records, instances, inputs, or CSV."""
     kind = content_type.split(";")[0].strip().lower()
     if kind == "text/csv":
         try:
-            # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first name
-            reader = csv.reader(io.StringIO(body.decode("utf-8-sig")), strict=True)
+            # a byte-order mark (spreadsheet exports) is not part of the first name
+            reader = csv.reader(io.StringIO(body.removeprefix("\ufeff")), strict=True)
             header = next(reader, None)
             if not header:
                 raise RequestError(400, "the CSV body is empty (a header line is needed)")
@@ -78,6 +94,7 @@ def mlflow(body: bytes, content_type: str) -> list[dict[str, Any]]:
             for record in reader:
                 if not record:  # a blank line
                     continue
+                too_many(len(rows) + 1)
                 if len(record) != len(header):
                     raise RequestError(
                         400,
@@ -88,8 +105,10 @@ def mlflow(body: bytes, content_type: str) -> list[dict[str, Any]]:
                     {k: (None if v == "" else v) for k, v in zip(header, record, strict=True)}
                 )
             return rows
-        except (UnicodeDecodeError, csv.Error) as e:
-            raise RequestError(400, f"the body is not valid CSV: {e}") from None
+        except csv.Error as e:
+            raise RequestError(
+                400, f"the body is not valid CSV (line {reader.line_num}): {e}"
+            ) from None
     if kind != "application/json":
         raise RequestError(
             415, f"unsupported content type {kind or 'none'!r}: use application/json or text/csv"
@@ -112,6 +131,7 @@ def mlflow(body: bytes, content_type: str) -> list[dict[str, Any]]:
         ):
             raise RequestError(400, '"dataframe_split" needs "columns" and "data" lists')
         cols = value["columns"]
+        too_many(len(value["data"]))
         if not all(isinstance(c, str) for c in cols):
             raise RequestError(400, '"dataframe_split" columns must be strings')
         rows = []

@@ -19,8 +19,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-FLUSH_SECONDS = 2.0  # the server flushes every other watcher tick
-MAX_BUFFERED_ROWS = 50_000
+FLUSH_SECONDS = 2.0  # the server's flush thread writes this often
+MAX_BUFFERED_ROWS = 50_000  # past this, the flush thread is woken at once
+MAX_HELD_ROWS = 500_000  # rows kept while writes fail (a full disk); the oldest go past it
 
 
 class RequestLog:
@@ -30,7 +31,10 @@ class RequestLog:
         self.exclude = set(exclude)
         self.sample = sample
         self._rows: dict[str, list[dict[str, Any]]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the buffer
+        self._writing = threading.Lock()  # one flush at a time (file names, order)
+        self.full = threading.Event()  # set when the buffer wants a flush before its time
+        self.dropped = 0  # rows given up while writes failed
         self._seq = 0
         self._tag = f"{socket.gethostname()}-{os.getpid()}"
 
@@ -58,24 +62,46 @@ class RequestLog:
             out.append(rec)
         with self._lock:
             self._rows.setdefault(model_name, []).extend(out)
-            full = sum(len(v) for v in self._rows.values()) >= MAX_BUFFERED_ROWS
-        if full:
-            self.flush()
+            if sum(len(v) for v in self._rows.values()) >= MAX_BUFFERED_ROWS:
+                self.full.set()  # the flush thread writes; a request never does
 
     def flush(self) -> int:
+        """Write the buffered rows, one file per model; the number written. Rows whose
+        write fails go back to the buffer (a full disk must not lose them) and the error
+        is raised for the caller to report; past MAX_HELD_ROWS the oldest are dropped
+        and counted in `dropped`."""
         import polars as pl
 
+        with self._writing:
+            with self._lock:
+                pending, self._rows = self._rows, {}
+                self.full.clear()
+            written = 0
+            failed: Exception | None = None
+            for name, rows in pending.items():
+                if not rows:
+                    continue
+                self._seq += 1
+                stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+                target = self.folder / f"requests-{self._tag}-{stamp}-{self._seq:06d}.parquet"
+                tmp = self.folder / f".{target.name}.tmp"
+                try:
+                    pl.DataFrame(rows, infer_schema_length=None).write_parquet(tmp)
+                    os.replace(tmp, target)
+                    written += len(rows)
+                except Exception as e:
+                    tmp.unlink(missing_ok=True)
+                    failed = e
+                    self._hold(name, rows)
+            if failed is not None:
+                raise failed
+            return written
+
+    def _hold(self, name: str, rows: list[dict[str, Any]]) -> None:
         with self._lock:
-            pending, self._rows = self._rows, {}
-        written = 0
-        for rows in pending.values():
-            if not rows:
-                continue
-            self._seq += 1
-            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-            target = self.folder / f"requests-{self._tag}-{stamp}-{self._seq:06d}.parquet"
-            tmp = self.folder / f".{target.name}.tmp"
-            pl.DataFrame(rows, infer_schema_length=None).write_parquet(tmp)
-            os.replace(tmp, target)
-            written += len(rows)
-        return written
+            kept = rows + self._rows.get(name, [])
+            over = sum(len(v) for v in self._rows.values()) + len(rows) - MAX_HELD_ROWS
+            if over > 0:
+                kept = kept[over:]
+                self.dropped += over
+            self._rows[name] = kept

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import BadInput, opt
 from .app import CONFIG_ENV, create_app
-from .connections import GuardedProtocol
+from .connections import GuardedProtocol, connection_limit
 from .limits import KEEP_ALIVE_SECONDS, SHUTDOWN_SECONDS
 
 
@@ -62,7 +62,11 @@ def run(
     if not 0 < log_sample <= 1:
         raise BadInput(f"{opt('log_sample')} is a fraction in (0, 1]")
     check_port(host, port)
-    sys.stderr.write(f"serve: {registry} on http://{host}:{port} with {workers} worker(s)\n")
+    _more_files()
+    sys.stderr.write(
+        f"serve: {registry} on http://{host}:{port} with {workers} worker(s),"
+        f" at most {connection_limit()} connections each\n"
+    )
     settings = dict(
         host=host,
         port=port,
@@ -83,3 +87,16 @@ def run(
     else:
         os.environ[CONFIG_ENV] = json.dumps(cfg)  # each worker builds the app from these settings
         uvicorn.run("mlstage.serving.app:create_app", factory=True, workers=workers, **settings)
+
+
+def _more_files() -> None:
+    """Raise the open-file limit to what the system allows (servers do: the default
+    soft limit, often 1,024, is below the connection limit); the workers inherit it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass  # keep the soft limit; connection_limit() fits under it

@@ -106,16 +106,20 @@ def deploy(
         # versions holding this model whose files are intact: a damaged copy (or one whose
         # model file was replaced by a link) is never pointed at again; a fresh copy is made
         have = versions(folder)
-        intact = {
-            v for v, m in have.items()
-            if m == model_id and not check_files(folder / str(v), model_manifest)
-        }  # fmt: skip
-        if serving and serving["version"] in intact:
+        same = [v for v, m in have.items() if m == model_id]
+        if serving and serving["version"] in same:  # the served copy first, then the newest
+            same.remove(serving["version"])
+            same.append(serving["version"])
+        # only the copy that would be pointed at is re-hashed
+        copy = next(
+            (v for v in reversed(same) if not check_files(folder / str(v), model_manifest)), None
+        )
+        if serving and serving["version"] == copy:
             return DeployResult(
                 registry, name, serving["version"], model_id, "none", up_to_date=True
             )
-        if intact:  # already in the registry: point back at it rather than copy it again
-            version = max(intact)
+        if copy is not None:  # already in the registry: point back at it, not copy it again
+            version = copy
             action = "redeploy" if action == "deploy" else action
             point(folder, serving, version, model_id, action, message, evaluation_id)
             return DeployResult(registry, name, version, model_id, action)

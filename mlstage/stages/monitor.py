@@ -349,7 +349,7 @@ def monitor(
                     f"prediction_drift: {name} moved from the evaluation's ({m['metric'].upper()}"
                     f" {m['value']:.3f} > {m['threshold']:g})"
                 )
-            if fb_frame is not None:
+            if fb_frame is not None and frame.height:  # no traffic: nothing to join to
                 cfg = eval_manifest["params"].get("config", {})
                 label = _label_of(st, eval_manifest, fb_frame, join)
                 live = _live_metrics(frame, fb_frame, join, label, metrics, cfg, str(feedback))

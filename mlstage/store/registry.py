@@ -34,7 +34,11 @@ def read_serving(folder: Path) -> dict[str, Any] | None:
         doc = json.loads(path.read_text())
     except ValueError as e:
         raise BadInput(f"serving.json is not valid JSON: {e}", file=str(path)) from None
-    if doc.get("format") != FORMAT or not isinstance(doc.get("version"), int):
+    if (
+        not isinstance(doc, dict)
+        or doc.get("format") != FORMAT
+        or not isinstance(doc.get("version"), int)
+    ):
         raise BadInput(f"not a {FORMAT} file", file=str(path))
     return doc
 

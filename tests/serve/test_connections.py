@@ -31,7 +31,8 @@ def port(here, tmp_path, monkeypatch):
     monkeypatch.setattr(connections, "BODY_SECONDS", 0.5)
     monkeypatch.setattr(connections, "BODY_GRACE_SECONDS", 0.5)
     monkeypatch.setattr(limits, "BODY_SECONDS", 0.5)
-    monkeypatch.setattr(connections, "MAX_CONNECTIONS", 4)
+    monkeypatch.setattr(GuardedProtocol, "limit", 4)
+    monkeypatch.setattr(connections, "WRITE_SECONDS", 1.0)
     reg = tmp_path / "reg"
     deploy(Store.open(), "m1", "e1", reg, name="income")
     port = free_port()
@@ -142,3 +143,61 @@ def test_a_chunked_body_over_the_limit_is_refused_while_it_arrives(port):
         got = answer(s)
     assert got.startswith(b"HTTP/1.1 413") and b"connection: close" in got.lower()
     assert sent < 64
+
+
+def test_a_header_that_never_ends_is_431_before_it_grows(port):
+    with connect(port) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: ")
+        sent = 0
+        try:
+            for _ in range(200):
+                s.sendall(b"a" * 65536)
+                sent += 1
+        except OSError:
+            pass
+        got = answer(s)
+    assert got.startswith(b"HTTP/1.1 431") and sent < 200
+
+
+def test_a_pipelined_request_does_not_cut_into_the_answer_before_it(port, monkeypatch):
+    from mlstage.model.artifact import Model
+
+    real = Model.predict_rows
+
+    def slow(self, rows):  # longer than the 0.5 s header limit
+        time.sleep(1.0)
+        return real(self, rows)
+
+    monkeypatch.setattr(Model, "predict_rows", slow)
+    big = json.dumps({"instances": [row()] * 100}).encode()
+    with connect(port) as s:
+        s.sendall(PREDICT + b"Content-Length: %d\r\n\r\n" % len(big) + big + b"GET /heal")
+        got = answer(s)
+    assert got.startswith(b"HTTP/1.1 200"), got[:100]
+    assert b'"model_version":1' in got  # the whole answer came before any close
+
+
+def test_answers_the_client_never_reads_do_not_hold_the_connection(port):
+    big = json.dumps({"instances": [row()] * 5000}).encode()
+    s = connect(port)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    for _ in range(8):
+        s.sendall(PREDICT + b"Content-Length: %d\r\n\r\n" % len(big) + big)
+    time.sleep(4)  # WRITE_SECONDS is 1 s here
+    s.settimeout(1)
+    got = b""
+    try:
+        while part := s.recv(1 << 20):
+            got += part
+    except OSError:
+        pass  # reset by the server: what it had not sent is dropped
+    s.close()
+    assert got.count(b"HTTP/1.1 200") < 8
+    assert good_request(port) == 200
+
+
+def test_a_large_body_sent_with_its_headers_is_not_counted_as_headers(port):
+    big = json.dumps({"instances": [row()] * 2000}).encode()
+    with connect(port) as s:
+        s.sendall(PREDICT + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(big) + big)
+        assert answer(s).startswith(b"HTTP/1.1 200")

@@ -55,11 +55,14 @@ def test_removing_the_served_versions_directory_keeps_it_serving(reg):
         r = c.post(PREDICT, json={"instances": [row()]})
         assert r.status_code == 200 and r.json()["model_version"] == 2
         status = c.get("/v1/models/income").json()
-        assert status["served_version"] == 2 and "directory is gone" in status["problem"]
+        assert (
+            status["served_version"] == 2
+            and "folder, or its manifest, is gone" in status["problem"]
+        )
         assert str(reg) not in str(status)
         assert c.get("/healthz").json()["problems"]["income"] == status["problem"]
         assert 'mlstage_serving_problem{model="income"} 1.0' in c.get("/metrics").text
-        assert sum("directory is gone" in s for s in said) == 1, said
+        assert sum("is gone" in s for s in said) == 1, said
         # the operator points at a good version: the problem clears, said once
         rollback(reg, to=1)
         app.state.served.refresh()
@@ -157,3 +160,64 @@ def test_a_load_that_hangs_blocks_no_later_deploy(reg, monkeypatch):
             assert sum("did not load within" in s for s in said) == 1
     finally:
         release.set()
+
+
+def test_a_missing_serving_json_or_registry_keeps_the_models_in_memory(reg):
+    said = []
+    app = serve(reg, said)
+    with TestClient(app) as c:
+        (reg / "income" / "serving.json").rename(reg / "income" / "serving.json.bak")
+        app.state.served.refresh()
+        app.state.served.refresh()
+        r = c.post(PREDICT, json={"instances": [row()]})
+        assert r.status_code == 200 and r.json()["model_version"] == 2
+        assert "no longer lists this model" in c.get("/v1/models/income").json()["problem"]
+        assert sum("no longer lists" in s for s in said) == 1
+        (reg / "income" / "serving.json.bak").rename(reg / "income" / "serving.json")
+        reg.rename(reg.with_name("elsewhere"))  # an unmounted registry
+        app.state.served.refresh()
+        assert c.post(PREDICT, json={"instances": [row()]}).status_code == 200
+        assert c.get("/healthz").status_code == 200
+
+
+def test_a_retry_of_a_failing_version_does_not_flap_resolved(reg, monkeypatch):
+    monkeypatch.setattr(served_models, "RETRY_SECONDS", 0.0)
+    real = Model.load.__func__
+
+    def slow_failure(cls, path):
+        if path.name == "3":
+            time.sleep(0.3)
+            raise RuntimeError("damaged")
+        return real(cls, path)
+
+    monkeypatch.setattr(Model, "load", classmethod(slow_failure))
+    said = []
+    app = serve(reg, said)
+    with TestClient(app) as c:
+        shutil.copytree(reg / "income" / "2", reg / "income" / "3")
+        point(reg / "income", read_serving(reg / "income"), 3, "x", "deploy", "")
+        app.state.served.refresh()  # the first failure
+        for _ in range(6):  # each refresh starts a retry and does not wait for it
+            app.state.served.refresh(wait=0.05)
+            time.sleep(0.1)
+            assert c.get("/v1/models/income").json()["problem"], said
+        assert not any("resolved" in s for s in said), said
+        assert sum("version 3 does not load" in s for s in said) == 1, said
+
+
+def test_a_cold_start_with_an_unreadable_serving_json_serves_the_newest(reg):
+    (reg / "income" / "serving.json").chmod(0o644)
+    (reg / "income" / "serving.json").write_text("{not json")
+    said = []
+    with TestClient(serve(reg, said)) as c:
+        assert c.post(PREDICT, json={"instances": [row()]}).json()["model_version"] == 2
+        problem = c.get("/v1/models/income").json()["problem"]
+        assert "cannot read serving.json" in problem and "the newest that loads" in problem
+
+
+def test_deploy_never_points_again_at_a_damaged_copy(reg):
+    rollback(reg, to=1)
+    corrupt(reg / "income" / "2" / "model.skops")
+    result = deploy(Store.open(), "m2", "e2", reg)
+    assert result.version == 3 and read_serving(reg / "income")["version"] == 3
+    assert deploy(Store.open(), "m2", "e2", reg).up_to_date

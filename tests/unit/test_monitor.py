@@ -327,8 +327,9 @@ def test_no_traffic_is_exit_4_never_health(here, tmp_path):
     assert record["exit_code"] == 4 and record["no_traffic"] is True and record["rows"] == 0
     doc = json.loads((tmp_path / "a" / "report.json").read_text())
     assert doc["requests"]["rows"] == 0 and doc["retrain"] is False
-    again = cli(*args, "--quiet")  # up to date: the recorded outcome, said even when quiet
+    again = cli(*args, "--quiet", "--json")  # the recorded outcome, said even when quiet
     assert again.exit_code == 4 and "no request at all" in again.stderr
+    assert json.loads(again.stdout)["up_to_date"] is True
     assert cli(*args, "--allow-empty").exit_code == 0
     # a window that holds none of the logged requests
     logs = tmp_path / "logs"
@@ -367,3 +368,35 @@ def test_library_warnings_stay_off_stderr_unless_debug(here, tmp_path, monkeypat
         assert [str(w.message) for w in seen] == ["X does not have valid feature names"], [
             (str(w.message), w.filename, w.lineno, w.source) for w in seen
         ]
+
+
+def test_no_traffic_with_feedback_is_still_exit_4(here, built, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    built["clean"].write_csv(tmp_path / "fb.csv")
+    r = cli("monitor", "--requests", str(empty), "--baseline", "st", "--evaluation", "ev",
+            "--feedback", str(tmp_path / "fb.csv"), "--join", "request_id", "--join", "row",
+            "-o", str(tmp_path / "a"))  # fmt: skip
+    assert r.exit_code == 4, r.stderr
+    assert "in 0 log file(s)" in r.stderr
+
+
+def test_until_alone_keeps_what_came_before_it(here, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    frame = pl.read_parquet(here / "clean" / "*.parquet").head(50)
+    frame.with_columns(ts=pl.lit(T0)).write_parquet(logs / "requests-1.parquet")
+    r = monitor(logs, tmp_path / "a", baseline="st", until=T0.isoformat())
+    assert r.exit_code == 4
+    later = (T0 + dt.timedelta(seconds=1)).isoformat()
+    assert monitor(logs, tmp_path / "b", baseline="st", until=later).manifest["summary"]["rows"] == 50
+
+
+def test_a_log_entry_that_is_not_a_file_is_named(here, tmp_path):
+    import os
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    os.mkfifo(logs / "requests-x.parquet")
+    r = cli("monitor", "--requests", str(logs), "--baseline", "st", "-o", str(tmp_path / "a"))
+    assert r.exit_code == 2 and "requests-x.parquet: not a regular file" in r.stderr
