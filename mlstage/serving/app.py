@@ -140,7 +140,10 @@ def create_app(
 
         served.refresh(wait=FIRST_LOAD_SECONDS)
         if not served.snapshot.served:
-            served._log(f"no servable model in {registry} yet: answering 503 until one is deployed")
+            served._log(
+                f"no servable model in {registry} yet (none deployed, or still loading):"
+                " answering 503 until one is servable"
+            )
         stop = threading.Event()
         chores = [(WATCH_SECONDS, watch_registry, None)] if watch else []
         if reqlog is not None:
