@@ -1,77 +1,35 @@
-"""The HTTP endpoints of `mlstage serve` (Starlette on uvicorn).
+"""The HTTP server of `mlstage serve` (Starlette on uvicorn): one registry, three APIs.
 
-TF Serving's REST API:  POST /v1/models/NAME:predict, /v1/models/NAME/versions/N:predict,
-                        GET /v1/models/NAME, GET /v1/models/NAME/metadata
-MLflow's protocol:      POST /invocations[?model=NAME]
-Operations:             GET /healthz, GET /metrics (Prometheus text format)
+TF Serving's REST API (`api_tf`):        /v1/models/NAME[/versions/N]:predict, status, metadata
+MLflow's scoring protocol (`api_mlflow`): POST /invocations[?model=NAME]; GET /ping, /health,
+                                         /version (MLflow's and SageMaker's health contract)
+Open Inference Protocol (`api_v2`):      /v2/health/*, /v2/models/NAME[/versions/V][/ready|/infer]
+Operations (`api_ops`):                  GET /healthz, GET /metrics (Prometheus text format)
 
-Every response carries X-Request-ID (the client's, if it sent one). Errors are
-{"error": ...} on /v1 and {"error_code", "message"} on /invocations; a request
-never crashes the server.
+What the endpoints share (the served models, metrics, request log, and the path of a
+request) is `service.Service`. Every response carries X-Request-ID; a request never
+crashes the server. This module builds the app and runs its two background chores:
+watching the registry and flushing the request logs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import re
-import sys
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from ..errors import BadInput
-from .limits import (
-    IN_LOOP_BYTES,
-    IN_LOOP_ROWS,
-    REQUEST_SECONDS,
-    BodyBudget,
-    RequestError,
-    check_text,
-    decode_text,
-    read_body,
-    request_id,
-)
+from . import api_mlflow, api_ops, api_tf, api_v2
 from .metrics import Metrics
-from .models import ModelLookupError, ServedModels
-from .protocols import mlflow, tf_serving
+from .models import ServedModels
+from .service import Service
 
-VERSION = re.compile(r"[0-9]{1,18}")
 WATCH_SECONDS = 1.0
 FIRST_LOAD_SECONDS = 10.0  # startup waits this long for the first loads (then they go on)
 CONFIG_ENV = "MLSTAGE_SERVE_CONFIG"
-
-
-MLFLOW_CODES = {404: "RESOURCE_DOES_NOT_EXIST", 503: "TEMPORARILY_UNAVAILABLE"}
-# methods per first path segment, for 405's Allow header
-ALLOWED = {"v1": ("GET", "POST"), "invocations": ("POST",), "healthz": ("GET",),
-           "metrics": ("GET",)}  # fmt: skip
-
-
-def _closing(request: Request, status: int) -> dict[str, str]:
-    """`Connection: close` on an error answered before the body was read (unknown model,
-    over the size limit, too slow): otherwise the server would go on reading, and
-    throwing away, whatever the client still sends. Retry-After on a 503."""
-    headers = {"Retry-After": "1"} if status == 503 else {}
-    if request.method == "POST" and not getattr(request.state, "body_read", False):
-        headers["Connection"] = "close"
-    return headers
-
-
-def _json(data: Any, status: int, rid: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(data, separators=(",", ":"), default=str),
-        status_code=status,
-        media_type="application/json",
-        headers={"X-Request-ID": rid, **(headers or {})},
-    )
 
 
 def create_app(
@@ -169,197 +127,12 @@ def create_app(
                 written = reqlog.flush()
                 served._log(f"shutdown: {written} logged rows written to {reqlog.folder}")
 
-    def internal(where: str, rid: str, e: Exception) -> None:
-        """An unexpected error: the details go to the server's log, never to the client."""
-        import traceback
-
-        served._log(f"internal error on {where} (request {rid}): {type(e).__name__}: {e}")
-        sys.stderr.write(traceback.format_exc())
-
-    async def off_loop(work, size: int, small: int):
-        """Run `work` on the event loop when `size` is small, else in a thread (within
-        REQUEST_SECONDS), so a large request never holds up the small ones."""
-        from starlette.concurrency import run_in_threadpool
-
-        if size <= small:
-            return work()
-        try:
-            return await asyncio.wait_for(run_in_threadpool(work), REQUEST_SECONDS)
-        except TimeoutError:
-            raise RequestError(504, f"the request took longer than {REQUEST_SECONDS:g} s") from None
-
-    async def rows_of(body: bytes, parse) -> Any:
-        """A body parsed by `parse` (text -> rows or (rows, style)), its strings checked."""
-
-        def work():
-            text = decode_text(body)
-            out = parse(text)
-            check_text(text, out[0] if isinstance(out, tuple) else out)
-            return out
-
-        return await off_loop(work, len(body), IN_LOOP_BYTES)
-
-    async def predict(model, version: int, name: str, rows: list[dict[str, Any]], rid: str):
-        if not rows:
-            raise RequestError(400, "no rows to predict")
-
-        def work():
-            typed = [model.coerce(r) for r in rows]
-            return typed, *model.predict_rows(typed)
-
-        start = time.perf_counter()
-        try:
-            typed, preds, proba = await off_loop(work, len(rows), IN_LOOP_ROWS)
-        except BadInput as e:
-            raise RequestError(400, e.reason) from None
-        metrics.latency.labels(name, str(version)).observe(time.perf_counter() - start)
-        metrics.rows.labels(name, str(version)).inc(len(typed))
-        if reqlog is not None and reqlog.wanted():
-            reqlog.add(rid, name, version, typed, preds, proba, model.class_names)
-        return preds, (None if proba is None else proba.tolist())
-
-    def parse_model_path(rest: str) -> tuple[str, int | None, str]:
-        """'NAME:predict', 'NAME/versions/N:predict', 'NAME', 'NAME/metadata'."""
-        verb = ""
-        if ":" in rest:
-            rest, verb = rest.rsplit(":", 1)
-        parts = rest.split("/")
-        name, version = parts[0], None
-        tail = parts[1:]
-        if len(tail) >= 2 and tail[0] == "versions":
-            if not VERSION.fullmatch(tail[1]):
-                shown = tail[1] if len(tail[1]) <= 20 else tail[1][:17] + "..."
-                raise RequestError(400, f"version {shown!r} is not a version number")
-            version, tail = int(tail[1]), tail[2:]
-        if tail == ["metadata"]:
-            verb = verb or "metadata"
-        elif tail:
-            raise RequestError(404, f"no such endpoint: /v1/models/{rest}")
-        return name, version, verb
-
-    async def v1_models(request: Request) -> Response:
-        rid = request_id(request.headers.get("x-request-id"))
-        name = "?"
-        version: int | None = None
-        try:
-            name, version, verb = parse_model_path(request.path_params["rest"])
-            if request.method in ("GET", "HEAD"):
-                if verb == "metadata":
-                    model, v = served.get(name, version)
-                    return _json(served.metadata(model, v), 200, rid)
-                if verb:
-                    raise RequestError(404, f"no such endpoint: GET :{verb}")
-                return _json(served.status(name), 200, rid)
-            if verb != "predict":
-                raise RequestError(404, f"no such endpoint: POST :{verb or '(none)'}; use :predict")
-            model, v = served.get(name, version)
-            body = await read_body(request)
-            rows, style = await rows_of(body, tf_serving)
-            preds, proba = await predict(model, v, name, rows, rid)
-            metrics.requests.labels(name, str(v), "v1", "200").inc()
-            if style == "column":
-                return _json(
-                    {"outputs": {"predictions": preds, "probabilities": proba}, "model_version": v},
-                    200,
-                    rid,
-                )
-            return _json(
-                {"predictions": preds, "probabilities": proba, "model_version": v}, 200, rid
-            )
-        except (RequestError, ModelLookupError) as e:
-            metrics.errors.labels("v1", str(e.status)).inc()
-            return _json({"error": e.message}, e.status, rid, _closing(request, e.status))
-        except Exception as e:  # a request never crashes the server
-            metrics.errors.labels("v1", "500").inc()
-            internal(request.url.path, rid, e)
-            return _json(
-                {"error": f"internal error (request {rid}; see the server's log)"}, 500, rid
-            )
-        finally:
-            BodyBudget.release(request)
-
-    async def invocations(request: Request) -> Response:
-        rid = request_id(request.headers.get("x-request-id"))
-        try:
-            snap = served.snapshot
-            name = request.query_params.get("model")
-            if name is None:
-                if len(snap.models) != 1:
-                    names = ", ".join(sorted(snap.models)) or "none"
-                    raise RequestError(
-                        400 if snap.models else 503,
-                        f"say which model: /invocations?model=NAME (models: {names})",
-                    )
-                name = next(iter(snap.models))
-            model, v = served.get(name)
-            body = await read_body(request)
-            kind = request.headers.get("content-type", "")
-            rows = await rows_of(body, lambda text: mlflow(text, kind))
-            preds, proba = await predict(model, v, name, rows, rid)
-            metrics.requests.labels(name, str(v), "invocations", "200").inc()
-            return _json(
-                {"predictions": preds, "probabilities": proba, "model_version": v}, 200, rid
-            )
-        except (RequestError, ModelLookupError) as e:
-            status, message = e.status, e.message
-            code = MLFLOW_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
-            metrics.errors.labels("invocations", str(status)).inc()
-            return _json(
-                {"error_code": code, "message": message}, status, rid, _closing(request, status)
-            )
-        except Exception as e:
-            metrics.errors.labels("invocations", "500").inc()
-            internal(request.url.path, rid, e)
-            message = f"internal error (request {rid}; see the server's log)"
-            return _json({"error_code": "INTERNAL_ERROR", "message": message}, 500, rid)
-        finally:
-            BodyBudget.release(request)
-
-    async def healthz(request: Request) -> Response:
-        snap = served.snapshot
-        ok = bool(snap.served)
-        doc = {"status": "ok" if ok else "no servable model", "models": snap.served}
-        if snap.problems:
-            doc["problems"] = snap.problems
-        return _json(doc, 200 if ok else 503, request_id(request.headers.get("x-request-id")))
-
-    async def prometheus(request: Request) -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        metrics.show(served)  # what is served now, not at the last refresh
-        return Response(
-            generate_latest(metrics.registry),
-            media_type=CONTENT_TYPE_LATEST,
-            headers={"X-Request-ID": request_id(request.headers.get("x-request-id"))},
-        )
-
-    async def no_route(request: Request, exc) -> Response:
-        """404 and 405 in the error shape of the API the path belongs to."""
-        rid = request_id(request.headers.get("x-request-id"))
-        status = getattr(exc, "status_code", 404)
-        path = request.url.path
-        if status == 405:
-            allowed = ", ".join(ALLOWED.get(path.split("/")[1] if "/" in path else path, ()))
-            message = (
-                f"{request.method} is not allowed on {path}; use {allowed or 'another method'}"
-            )
-            headers = {"Allow": allowed} if allowed else {}
-        else:
-            message, headers = f"no such endpoint: {path}", {}
-        metrics.errors.labels("invocations" if path == "/invocations" else "v1", str(status)).inc()
-        if path == "/invocations":
-            code = "ENDPOINT_NOT_FOUND" if status == 404 else "BAD_REQUEST"
-            return _json({"error_code": code, "message": message}, status, rid, headers)
-        return _json({"error": message}, status, rid, headers)
-
-    routes = [
-        Route("/v1/models/{rest:path}", v1_models, methods=["GET", "POST"]),
-        Route("/invocations", invocations, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", prometheus, methods=["GET"]),
-    ]
+    service = Service(served, metrics, reqlog)
+    routes = api_tf.routes(service) + api_mlflow.routes(service) + api_v2.routes(service)
+    routes += api_ops.routes(service)
+    missing = api_ops.no_route(service)
     app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={404: no_route, 405: no_route}
+        routes=routes, lifespan=lifespan, exception_handlers={404: missing, 405: missing}
     )
     app.state.served = served
     app.state.reqlog = reqlog
