@@ -389,7 +389,9 @@ def test_until_alone_keeps_what_came_before_it(here, tmp_path):
     r = monitor(logs, tmp_path / "a", baseline="st", until=T0.isoformat())
     assert r.exit_code == 4
     later = (T0 + dt.timedelta(seconds=1)).isoformat()
-    assert monitor(logs, tmp_path / "b", baseline="st", until=later).manifest["summary"]["rows"] == 50
+    assert (
+        monitor(logs, tmp_path / "b", baseline="st", until=later).manifest["summary"]["rows"] == 50
+    )
 
 
 def test_a_log_entry_that_is_not_a_file_is_named(here, tmp_path):
