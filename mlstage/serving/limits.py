@@ -83,19 +83,16 @@ async def read_body(request) -> bytes:
     parts: list[bytes] = []
     size = 0
 
-    async def read() -> None:
-        nonlocal size
-        async for chunk in request.stream():
-            size += len(chunk)
-            BodyBudget.held += len(chunk)
-            if size > limit:
-                raise RequestError(413, f"the body is over the limit of {limit // 2**20} MiB")
-            if BodyBudget.held > MAX_BODIES_BYTES:
-                raise RequestError(503, "the server is reading too many bodies; retry shortly")
-            parts.append(chunk)
-
     try:
-        await asyncio.wait_for(read(), seconds)
+        async with asyncio.timeout(seconds):  # a deadline, not a task per request
+            async for chunk in request.stream():
+                size += len(chunk)
+                BodyBudget.held += len(chunk)
+                if size > limit:
+                    raise RequestError(413, f"the body is over the limit of {limit // 2**20} MiB")
+                if BodyBudget.held > MAX_BODIES_BYTES:
+                    raise RequestError(503, "the server is reading too many bodies; retry shortly")
+                parts.append(chunk)
     except TimeoutError:
         raise RequestError(408, f"the body did not arrive within {seconds:g} s") from None
     except ClientDisconnect:

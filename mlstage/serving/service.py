@@ -102,7 +102,8 @@ class Service:
         if size <= small:
             return work()
         try:
-            return await asyncio.wait_for(run_in_threadpool(work), REQUEST_SECONDS)
+            async with asyncio.timeout(REQUEST_SECONDS):
+                return await run_in_threadpool(work)
         except TimeoutError:
             raise RequestError(504, f"the request took longer than {REQUEST_SECONDS:g} s") from None
 
