@@ -24,7 +24,9 @@ from ..store.registry import resolve_model
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
-ALGORITHM = 3  # 2: fairness groups under min_slice_size not gated, regression fairness; 3: per-group sums in row order (reproducible bits)
+# 2: fairness groups under min_slice_size not gated, regression fairness; 3: per-group sums
+# in row order (reproducible bits); 4: bootstrap intervals, thresholds on a bound
+ALGORITHM = 4
 
 
 def _signature(path: Path) -> dict[str, Any]:
@@ -192,6 +194,7 @@ def run_evaluation(
 
     from ..core.missing import drop_unlabelled, is_missing, missing_as_null
     from ..model import inspection
+    from ..model import intervals as ci
     from ..model import metrics as ev
     from ..validation.compute import slice_key_expr
 
@@ -208,6 +211,8 @@ def run_evaluation(
             column=label,
         )
     overall = ev.overall(outcome)
+    boot = ci.Settings.of(cfg)
+    spans, reps = ci.overall(outcome, boot) if boot.resamples else ({}, {})
     min_size = cfg.get("min_slice_size", 1)
     slices = []
     for spec in cfg.get("slices", []):
@@ -218,6 +223,7 @@ def run_evaluation(
             r["key"]: {c: ("<missing>" if is_missing(r[c]) else str(r[c])) for c in spec}
             for r in keyed.unique(subset="key").iter_rows(named=True)
         }
+        spans = ci.by_group(outcome, keys, boot) if boot.resamples else {}
         for name, v in sorted(ev.grouped(outcome, keys).items()):
             values = values_of[name]
             slices.append(
@@ -227,6 +233,7 @@ def run_evaluation(
                     "rows": v["rows"],
                     "gated": v["rows"] >= min_size,
                     "metrics": v["metrics"],
+                    "intervals": spans.get(name),
                 }
             )
     _check_slice_names(cfg, slices, model.signature, str(parquet))
@@ -239,6 +246,8 @@ def run_evaluation(
             .to_numpy()
         )
         fairness[col] = ev.fairness(outcome, groups, min_size)
+        if boot.resamples:
+            fairness[col]["intervals"] = ci.fairness(outcome, groups, min_size, boot)
     seed = cfg.get("seed", 0)
     imp_cfg = cfg.get("importance", {})
     sample = (
@@ -258,18 +267,25 @@ def run_evaluation(
         model, pd_sample, top, pd_cfg.get("grid", 10), positive
     )
     base_overall = None
+    diffs: dict[str, Any] = {}
     if base is not None:
         bpred, bproba = base.predict_frame(frame)
-        base_overall = ev.overall(
-            ev.Outcomes(base.task, y_true, bpred, bproba, base.class_names, positive)
-        )
-    checks = _checks(cfg, overall, slices, fairness, base_overall, outcome.proba is not None)
+        base_outcome = ev.Outcomes(base.task, y_true, bpred, bproba, base.class_names, positive)
+        base_overall = ev.overall(base_outcome)
+        if boot.resamples:  # paired: the same weights on the same rows for both models
+            diffs = ci.differences(reps, ci.overall(base_outcome, boot)[1], boot)
+    checks = _checks(
+        cfg, overall, slices, fairness, base_overall, outcome.proba is not None, spans, diffs, boot
+    )
     metrics = {
         "format": "mlstage-evaluation/1", "task": model.task, "rows": frame.height, "unlabelled_rows": unlabelled,
         "classes": model.class_names,
-        "positive": positive, "overall": overall, "slices": slices, "fairness": fairness,
+        "positive": positive, "overall": overall, "intervals": spans,
+        "bootstrap": boot.describe() if boot.resamples else None,
+        "slices": slices, "fairness": fairness,
         "importance": {"metric": metric, "rows": sample.height, "values": importance},
-        "baseline": {"model": base.id, "overall": base_overall} if base is not None else None,
+        "baseline": {"model": base.id, "overall": base_overall,
+                     "difference_intervals": diffs} if base is not None else None,
     }  # fmt: skip
     blessing = {
         "format": "mlstage-blessing/1",
@@ -306,34 +322,52 @@ def _check_slice_names(cfg, slices, signature, where: str) -> None:
                 )
 
 
-def _checks(cfg, overall, slices, fairness, base_overall, has_proba) -> list[dict[str, Any]]:
+def _checks(
+    cfg, overall, slices, fairness, base_overall, has_proba, spans, diffs, boot
+) -> list[dict[str, Any]]:
     from ..model.gate import bound_checks, is_number
     from ..model.metrics import FAIRNESS, PROBABILITY_METRICS
 
     checks = []
 
-    def bound(metric, where, value, spec, *, gated=True, note=None):
+    def bound(metric, where, value, spec, *, gated=True, note=None, span=None, rows=None):
         if not has_proba and metric in PROBABILITY_METRICS:
             note = note or f"{metric} needs probabilities, which this model does not give"
-        for check in bound_checks(metric, value, spec, gated=gated, note=note):
-            checks.append({"metric": check["metric"], "slice": where, "value": check["value"],
-                           "threshold": check["threshold"], "passed": check["passed"],
+        on = spec.get("on", "point")
+        gate_value, insufficient = value, False
+        if on != "point" and gated:
+            if span:
+                gate_value = span[0] if on == "lower" else span[1]
+            else:  # no interval to gate on: said, not passed or failed by luck
+                insufficient, gated = True, False
+                note = (
+                    f"insufficient: {rows} rows, an interval needs at least {boot.min_rows}"
+                    if rows is not None and rows < boot.min_rows
+                    else "insufficient: no interval for this metric (intervals.resamples 0,"
+                    " or the metric is undefined in too many resamples)"
+                )
+        for check in bound_checks(metric, gate_value, spec, gated=gated, note=note):
+            checks.append({"metric": check["metric"], "slice": where, "value": value,
+                           "interval": span, "on": on, "threshold": check["threshold"],
+                           "passed": check["passed"], "insufficient": insufficient,
                            "kind": "absolute", "note": check["note"]})  # fmt: skip
 
     by_name = {s["name"]: s for s in slices}
     for metric, spec in cfg.get("thresholds", {}).items():
         if metric in FAIRNESS:
             for col, f in fairness.items():
-                bound(metric, col, f[metric], spec)
+                bound(metric, col, f[metric], spec, span=(f.get("intervals") or {}).get(metric))
             continue
-        bound(metric, None, overall.get(metric), spec)
+        bound(metric, None, overall.get(metric), spec, span=spans.get(metric))
         for name, sspec in spec.get("slices", {}).items():
             s = by_name.get(name)
             if s is None:
                 bound(metric, name, None, sspec, gated=False, note="no rows in this slice")
             else:
                 note = f"{s['rows']} rows, under min_slice_size" if not s["gated"] else None
-                bound(metric, name, s["metrics"].get(metric), sspec, gated=s["gated"], note=note)
+                span = (s.get("intervals") or {}).get(metric)
+                bound(metric, name, s["metrics"].get(metric), {**sspec, "on": sspec.get("on", spec.get("on", "point"))},
+                      gated=s["gated"], note=note, span=span, rows=s["rows"])  # fmt: skip
     for metric, spec in cfg.get("change_thresholds", {}).items():
         if base_overall is None:
             checks.append(
@@ -363,12 +397,20 @@ def _checks(cfg, overall, slices, fairness, base_overall, has_proba) -> list[dic
             )
             continue
         change = new - old
+        span = diffs.get(metric)
         if spec.get("relative"):
-            change = change / abs(old) if old else float("inf") if change else 0.0
-        passed = True
-        if "max_decrease" in spec and -change > spec["max_decrease"]:
+            scale = abs(old) if old else None
+            change = change / scale if scale else float("inf") if change else 0.0
+            span = [x / scale for x in span] if span and scale else None
+        on = spec.get("on", "point")
+        gated, note = change, None
+        if on != "point":
+            gated = (span[0] if on == "lower" else span[1]) if span else None
+            note = None if span else "insufficient: no interval for the paired difference"
+        passed = None if gated is None else True
+        if gated is not None and "max_decrease" in spec and -gated > spec["max_decrease"]:
             passed = False
-        if "max_increase" in spec and change > spec["max_increase"]:
+        if gated is not None and "max_increase" in spec and gated > spec["max_increase"]:
             passed = False
         checks.append(
             {
@@ -377,10 +419,13 @@ def _checks(cfg, overall, slices, fairness, base_overall, has_proba) -> list[dic
                 "value": new,
                 "baseline_value": old,
                 "change": change,
-                "threshold": spec,
+                "interval": span,
+                "on": on,
+                "threshold": {k: v for k, v in spec.items() if k != "on"},
                 "passed": passed,
+                "insufficient": gated is None,
                 "kind": "change",
-                "note": None,
+                "note": note,
             }
         )
     return checks
