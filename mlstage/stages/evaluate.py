@@ -223,7 +223,7 @@ def run_evaluation(
             r["key"]: {c: ("<missing>" if is_missing(r[c]) else str(r[c])) for c in spec}
             for r in keyed.unique(subset="key").iter_rows(named=True)
         }
-        spans = ci.by_group(outcome, keys, boot) if boot.resamples else {}
+        per_slice = ci.by_group(outcome, keys, boot) if boot.resamples else {}
         for name, v in sorted(ev.grouped(outcome, keys).items()):
             values = values_of[name]
             slices.append(
@@ -233,7 +233,7 @@ def run_evaluation(
                     "rows": v["rows"],
                     "gated": v["rows"] >= min_size,
                     "metrics": v["metrics"],
-                    "intervals": spans.get(name),
+                    "intervals": per_slice.get(name),
                 }
             )
     _check_slice_names(cfg, slices, model.signature, str(parquet))
