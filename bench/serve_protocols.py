@@ -21,6 +21,9 @@ Built untimed, in a temporary folder:
   (ds/train.parquet) by MLServer's python, saved with joblib as income/model.joblib
   beside a model-settings.json for `mlserver_sklearn.SKLearnModel`;
 - MLflow: mlflow_serve.SAVE_MLFLOW_MODEL, the same Pipeline saved by mlflow.sklearn.
+The build also times the Pipeline's own predict() on ROW as a one-row DataFrame,
+in-process under MLServer's venv (`sklearn_pipeline_alone`): the part of MLServer's and
+MLflow's latency that is scikit-learn's, not their server's.
 
 Servers and what each is sent (the same row, serve_load.ROW, in each protocol's shape):
 - `mlstage serve --registry reg --port P --workers N`, one process per round, measured
@@ -125,9 +128,12 @@ PROTOCOLS: dict[str, tuple[str, bytes, Callable[[dict], object]]] = {
 }
 PROTOCOLS["mlserver-v2-inproc"] = PROTOCOLS["mlserver-v2"]
 
-# Run by MLServer's python: argv = train.parquet, model.joblib.
+# Run by MLServer's python: argv = train.parquet, model.joblib, ROW as JSON. Prints its
+# result as the last line.
 SAVE_SKLEARN_MODEL = """\
+import json
 import sys
+import time
 
 import joblib
 import pandas as pd
@@ -151,6 +157,14 @@ pipe = Pipeline([("features", features),
                  ("model", LogisticRegression(C=1.0, max_iter=1000))]).fit(X, y)
 joblib.dump(pipe, sys.argv[2])
 print(f"mlserver model: {len(X)} training rows, train accuracy {pipe.score(X, y):.4f}")
+# what the Pipeline alone takes for one row, in-process: the floor of both servers of it
+row = pd.DataFrame({k: pd.Series([v]) for k, v in json.loads(sys.argv[3]).items()})
+for _ in range(50):
+    pipe.predict(row)
+t = time.perf_counter()
+for _ in range(500):
+    pipe.predict(row)
+print(json.dumps({"pipeline_predict_1row_ms": (time.perf_counter() - t) / 500 * 1000}))
 """
 
 
@@ -193,7 +207,9 @@ def first_prediction(server: mlflow_serve.Server, protocol: str, timeout: float 
         except OSError:
             time.sleep(0.1)
             continue
-        if status == 503:  # mlstage before its model is loaded
+        # mlstage answers 503 before its model is loaded; MLServer 400 "Model income is not
+        # ready yet." while its inference workers load it
+        if status == 503 or (status == 400 and b"not ready" in raw):
             time.sleep(0.1)
             continue
         try:
@@ -227,9 +243,11 @@ def measure(server: mlflow_serve.Server, protocols: list[str], args) -> dict[str
     """Every protocol of one started server in turn; then stop it."""
     out: dict[str, dict] = {}
     try:
-        for protocol in protocols:
+        for i, protocol in enumerate(protocols):
             path, body, _ = PROTOCOLS[protocol]
             res: dict = {"port": server.port, **first_prediction(server, protocol)}
+            if i:  # the server was up already
+                del res["startup_s"]
             try:
                 res.update(serve_load.latency(server.port, args.requests, path, body))
             except (AssertionError, OSError) as e:
@@ -301,6 +319,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="serve-protocols-bench-"))
     runs: dict[str, list[dict]] = {}
+    pipeline_ms: dict = {}
     commands: dict[str, str] = {}
     try:
         t = time.perf_counter()
@@ -311,12 +330,14 @@ def main() -> None:
             (work / "save_sklearn_model.py").write_text(SAVE_SKLEARN_MODEL)
             saved = subprocess.run(
                 [str(mlserver_bin / "python"), "save_sklearn_model.py", "ds/train.parquet",
-                 str(model_dir / "model.joblib")],
+                 str(model_dir / "model.joblib"), json.dumps(ROW)],
                 cwd=work, env=venv_env(mlserver_bin), capture_output=True, text=True,
             )  # fmt: skip
             print(saved.stdout.strip() or saved.stderr.strip()[-2000:], flush=True)
             if saved.returncode:
                 skipped["mlserver"] = f"its model could not be built (exit {saved.returncode})"
+            else:
+                pipeline_ms = json.loads(saved.stdout.splitlines()[-1])
             settings = {"name": "income", "implementation": "mlserver_sklearn.SKLearnModel"}
             (model_dir / "model-settings.json").write_text(json.dumps(settings))
         if "mlflow" not in skipped:
@@ -450,6 +471,7 @@ def main() -> None:
         },
         "delayed_ack": delayed_ack,
         "prediction_for_row": reference,
+        "sklearn_pipeline_alone": pipeline_ms,
         "skipped": skipped,
         "errors": errors,
     }
@@ -469,10 +491,14 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2))
     print(json.dumps({"versions": vers, **summary}, indent=2))
-    print(f"\n{'workers ' + str(args.workers):<22} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    new = " p50/p99 new conn" if args.new_connections else ""
+    print(f"\n{'workers ' + str(args.workers):<20} {'p50 ms':>7} {'p99 ms':>7} {'req/s':>7}{new}")
     for p, m in median.items():
-        print(f"{p:<22} {m.get('p50_ms', 0):8.2f} {m.get('p99_ms', 0):8.2f} "
-              f"{m.get('requests_per_s', 0):8.0f}")  # fmt: skip
+        line = f"{p:<20} {m.get('p50_ms', 0):7.2f} {m.get('p99_ms', 0):7.2f}"
+        line += f" {m.get('requests_per_s', 0):7.0f}"
+        if "p50_new_ms" in m:
+            line += f" {m['p50_new_ms']:7.2f} {m['p99_new_ms']:7.2f}"
+        print(line)
     print(f"written: {args.out}")
 
 

@@ -12,8 +12,13 @@ classification, the prediction histogram (JSD) for regression. With feedback lab
 joined on the request id (and `row` for many-instance requests), the live metrics are
 computed beside the evaluation's and gated by its absolute thresholds.
 
+For classification models with logged probabilities, accuracy, ROC AUC and F1 are
+estimated before any label arrives (CBPE, `model.estimate`), and gated by the
+evaluation's thresholds as live metrics are.
+
 `retrain` is true, with one reason per finding, when an input anomaly is an error,
-the predictions drifted, or a live metric fails its threshold: the CLI exits 1.
+the predictions drifted, an estimated or a live metric fails its threshold: the CLI
+exits 1.
 No request in the window (an empty or misconfigured log folder, a quiet window) is
 its own outcome, `no_traffic` (exit 4): a cron loop must not read silence as health.
 The report is written all the same, with `requests.rows` 0; `allow_empty` makes it
@@ -46,7 +51,7 @@ from ..store.registry import resolve_evaluation
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
-ALGORITHM = 3  # 2: feedback rows without a label (null or NaN) counted; 3: no_traffic
+ALGORITHM = 4  # 2: unlabelled feedback rows counted; 3: no_traffic; 4: CBPE estimates
 DEFAULT_PREDICTION_LINF = 0.1
 DEFAULT_PREDICTION_JSD = 0.1
 
@@ -156,6 +161,24 @@ def _prediction_drift(frame, metrics: dict[str, Any], curves: dict[str, Any], ru
         values = frame[column].cast(pl.Float64).drop_nulls().to_numpy()
         if values.size:
             histogram_jsd(f"proba_{positive}", values, curves["predictions"][positive])
+    return out
+
+
+# -- performance before labels ----------------------------------------------------
+def _estimated(frame, metrics, curves, cfg) -> dict[str, Any]:
+    """CBPE's estimates (`model.estimate`), gated by the evaluation's absolute thresholds
+    as live metrics are: a model getting worse is seen before its labels come back."""
+    from ..model.estimate import ESTIMATED, cbpe
+    from ..model.gate import bound_checks
+
+    out = cbpe(frame, metrics, curves)
+    values = out.get("metrics") or {}
+    out["checks"] = [
+        {"metric": m, "value": values[m], "threshold": c["threshold"], "passed": c["passed"]}
+        for m, spec in cfg.get("thresholds", {}).items()
+        if m in ESTIMATED and values.get(m) is not None
+        for c in bound_checks(m, values[m], spec, uncomputable="skip")
+    ]
     return out
 
 
@@ -339,10 +362,19 @@ def monitor(
             checker.check_split("requests", inputs_frame, types, row_counts=False)
         errors = [a for a in checker.anomalies if a["severity"] == "error"]
         reasons = [f"{a['type']}: {a['description']}" for a in errors]
-        predictions = live = None
+        predictions = live = estimated = None
         if eval_path is not None:
             metrics, curves = read_metrics(eval_path), read_curves(eval_path)
             predictions = _prediction_drift(frame, metrics, curves, rules)
+            cfg = eval_manifest["params"].get("config", {})
+            estimated = _estimated(frame, metrics, curves, cfg)
+            for c in estimated.get("checks", []):
+                if c["passed"] is False:
+                    bound = ", ".join(f"{k} {v:g}" for k, v in c["threshold"].items())
+                    reasons.append(
+                        f"estimated_metric: {c['metric']} {c['value']:.4g} (CBPE, before labels)"
+                        f" fails its threshold ({bound})"
+                    )
             for name in predictions["drifted"]:
                 m = predictions["measures"][name]
                 reasons.append(
@@ -350,7 +382,6 @@ def monitor(
                     f" {m['value']:.3f} > {m['threshold']:g})"
                 )
             if fb_frame is not None and frame.height:  # no traffic: nothing to join to
-                cfg = eval_manifest["params"].get("config", {})
                 label = _label_of(st, eval_manifest, fb_frame, join)
                 live = _live_metrics(frame, fb_frame, join, label, metrics, cfg, str(feedback))
                 for c in live["checks"]:
@@ -379,6 +410,7 @@ def monitor(
             "anomalies": checker.anomalies,
             "drift": checker.drift.get("requests", {}),
             "predictions": predictions,
+            "estimated": estimated,
             "live": live,
         })  # fmt: skip
         write_report(tmp, doc)

@@ -402,3 +402,24 @@ def test_a_log_entry_that_is_not_a_file_is_named(here, tmp_path):
     os.mkfifo(logs / "requests-x.parquet")
     r = cli("monitor", "--requests", str(logs), "--baseline", "st", "-o", str(tmp_path / "a"))
     assert r.exit_code == 2 and "requests-x.parquet: not a regular file" in r.stderr
+
+
+def test_performance_is_estimated_before_labels(here, built, tmp_path):
+    """CBPE on the clean traffic lands near the accuracy its labels later show; a
+    threshold the estimate fails is a reason to retrain."""
+    built["clean"].write_csv(tmp_path / "fb.csv")
+    r = monitor("clean", tmp_path / "a", baseline="st", evaluation="ev",
+                feedback=tmp_path / "fb.csv", join=["request_id", "row"])  # fmt: skip
+    doc = json.loads((r.path / "report.json").read_text())
+    est, live = doc["estimated"], doc["live"]["metrics"]
+    assert est["method"] == "CBPE" and est["rows"] == 2000
+    assert abs(est["metrics"]["accuracy"] - live["accuracy"]) < 0.03
+    assert abs(est["metrics"]["roc_auc"] - live["roc_auc"]) < 0.05
+    assert [c["metric"] for c in est["checks"]] == ["accuracy"] and est["checks"][0]["passed"]
+    strict = {"format": "mlstage-evaluate/1", "thresholds": {"accuracy": {"min": 0.99}}}
+    evaluate("m", "ds", tmp_path / "ev2", config=write_json(tmp_path / "strict.json", strict))
+    r = monitor("clean", tmp_path / "b", baseline="st", evaluation=tmp_path / "ev2")
+    doc = json.loads((r.path / "report.json").read_text())
+    assert r.exit_code == 1 and any(
+        x.startswith("estimated_metric: accuracy") for x in doc["reasons"]
+    )
