@@ -161,6 +161,22 @@ def monitor_sections(doc: dict[str, Any], manifest: dict[str, Any], st) -> list[
                                          overlay=(m["edges"], m["evaluation"], "evaluation"))  # fmt: skip
             cards.append(chart + caption)
         out.append(Section("predictions", "Predictions against the evaluation", grid(cards)))
+    est = doc.get("estimated")
+    if est and est.get("metrics"):
+        text = (
+            f"<p>Estimated by {escape(est['method'])} from the model's own probabilities on"
+            f" {est['rows']:,} requests, before any label: {escape(est.get('calibration') or '')}.</p>"
+        )
+        text += table(["metric", "estimated", "threshold", "result"],
+                      [[m, v, ", ".join(f"{k} {num(x)}" for k, x in c["threshold"].items()) if c else "",
+                        result(c["passed"]) if c else ""]
+                       for m, v in est["metrics"].items()
+                       for c in [next((c for c in est.get("checks", []) if c["metric"] == m), None)]],
+                      numeric={1})  # fmt: skip
+        out.append(Section("estimated", "Performance estimated before labels", text))
+    elif est and est.get("note"):
+        out.append(Section("estimated", "Performance estimated before labels",
+                           f'<p class="muted">{escape(est["note"])}</p>'))  # fmt: skip
     live = doc.get("live")
     if live:
         text = f"<p>{live['joined']:,} of {live['feedback_rows']:,} feedback labels joined to logged requests.</p>"

@@ -21,6 +21,11 @@ def _checks(blessing: dict[str, Any]) -> str:
         value = num(c["value"]) if not isinstance(c["value"], list) else str(c["value"])
         if c.get("kind") == "change" and "baseline_value" in c:
             value = f"{value} (baseline {num(c['baseline_value'])}, change {num(c['change'])})"
+        if c.get("interval"):
+            lo, hi = c["interval"]
+            value += f" [{num(lo)}, {num(hi)}]"
+        if c.get("on", "point") != "point":
+            bound += f" on the {c['on']} bound"
         rows.append([c["metric"], c["slice"] or "overall", value, bound,
                      result(c["passed"]), c.get("note") or ""])  # fmt: skip
         classes.append("error" if c["passed"] is False else "")
@@ -34,15 +39,21 @@ def _checks(blessing: dict[str, Any]) -> str:
 def _headline(metrics: dict[str, Any], baseline: tuple[dict[str, Any], str] | None) -> str:
     overall = {k: v for k, v in metrics["overall"].items() if k != "confusion_matrix"}
     other = baseline[0]["overall"] if baseline else None
-    headers = ["metric", "model"] + ([baseline[1], "change"] if other else [])
+    spans = metrics.get("intervals") or {}
+    level = (metrics.get("bootstrap") or {}).get("level", 0.95)
+    headers = ["metric", "model"] + ([f"{level:.0%} interval"] if spans else [])
+    headers += [baseline[1], "change"] if other else []
     rows = []
     for k, v in overall.items():
         row = [k, v]
+        if spans:
+            span = spans.get(k)
+            row.append(f"{num(span[0])} – {num(span[1])}" if span else "")
         if other is not None:
             b = other.get(k)
             row += [b, v - b if isinstance(v, int | float) and isinstance(b, int | float) else None]
         rows.append(row)
-    return table(headers, rows, numeric=set(range(1, len(headers))))
+    return table(headers, rows, numeric={1} | set(range(3 if spans else 2, len(headers))))
 
 
 def _confusion(metrics: dict[str, Any]) -> str:
