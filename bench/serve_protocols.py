@@ -46,7 +46,7 @@ Servers and what each is sent (the same row, serve_load.ROW, in each protocol's 
 
 Rounds alternate the order of the servers. In each round each server is started on
 fresh free ports, waited for until its first answer on each protocol is a 200 with a
-prediction (all predictions for ROW must equal mlstage's, else the run stops), then per
+prediction (MLServer: asked once GET /v2/models/income/ready says 200) (all predictions for ROW must equal mlstage's, else the run stops), then per
 protocol:
 - latency: serve_load.latency, 2,000 sequential single-row requests on one keep-alive
   connection after 200 of warm-up (p50, p99; a non-200 aborts it, recorded as an error);
@@ -195,6 +195,18 @@ def post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
         c.close()
 
 
+def model_ready(port: int) -> bool:
+    """The Open Inference Protocol's model readiness."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", "/v2/models/income/ready")
+        r = c.getresponse()
+        r.read()
+        return r.status == 200
+    finally:
+        c.close()
+
+
 def first_prediction(server: mlflow_serve.Server, protocol: str, timeout: float = 180) -> dict:
     """Wait until the server answers; that first answer must be a 200 with a prediction."""
     path, body, read = PROTOCOLS[protocol]
@@ -203,13 +215,15 @@ def first_prediction(server: mlflow_serve.Server, protocol: str, timeout: float 
         if server.proc.poll() is not None:
             raise RuntimeError(f"{server.name} exited ({server.proc.returncode}); see {server.log}")
         try:
+            if protocol.startswith("mlserver") and not model_ready(server.port):
+                # before then it answers 404 "Model income not found" or 400 "... not ready"
+                time.sleep(0.1)
+                continue
             status, raw = post(server.port, path, body)
         except OSError:
             time.sleep(0.1)
             continue
-        # mlstage answers 503 before its model is loaded; MLServer 400 "Model income is not
-        # ready yet." while its inference workers load it
-        if status == 503 or (status == 400 and b"not ready" in raw):
+        if status == 503:  # mlstage before its model is loaded
             time.sleep(0.1)
             continue
         try:
