@@ -45,9 +45,10 @@ Servers and what each is sent (the same row, serve_load.ROW, in each protocol's 
   local --workers N`; POST /invocations {"dataframe_records": [ROW]}.
 
 Rounds alternate the order of the servers. In each round each server is started on
-fresh free ports, waited for until its first answer on each protocol is a 200 with a
-prediction (MLServer: asked once GET /v2/models/income/ready says 200) (all predictions for ROW must equal mlstage's, else the run stops), then per
-protocol:
+fresh free ports and waited for until its first answer on each protocol is a 200 with a
+prediction (MLServer is asked once GET /v2/models/income/ready is a 200: before, it
+answers 404 or 400); every prediction for ROW must equal mlstage's, else the run stops.
+Then per protocol:
 - latency: serve_load.latency, 2,000 sequential single-row requests on one keep-alive
   connection after 200 of warm-up (p50, p99; a non-200 aborts it, recorded as an error);
 - with --workers 2 or more (or --new-connections): the same with a new connection per

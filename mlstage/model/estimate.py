@@ -114,3 +114,20 @@ def cbpe(frame, metrics: dict[str, Any], curves: dict[str, Any]) -> dict[str, An
     out["ece"] = ece
     out["metrics"] = binary_estimate(p, [v == positive for v in predicted])
     return out
+
+
+def gated_estimate(frame, metrics, curves, cfg) -> dict[str, Any]:
+    """CBPE's estimates, with checks against the evaluation config's absolute thresholds
+    (as `monitor` gates live metrics): a model getting worse is seen before its labels
+    come back."""
+    from .gate import bound_checks
+
+    out = cbpe(frame, metrics, curves)
+    values = out.get("metrics") or {}
+    out["checks"] = [
+        {"metric": m, "value": values[m], "threshold": c["threshold"], "passed": c["passed"]}
+        for m, spec in cfg.get("thresholds", {}).items()
+        if m in ESTIMATED and values.get(m) is not None
+        for c in bound_checks(m, values[m], spec, uncomputable="skip")
+    ]
+    return out

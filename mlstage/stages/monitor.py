@@ -35,6 +35,7 @@ from ..core.jsonio import jsonable
 from ..data.splits import splits_of
 from ..errors import BadInput, opt
 from ..model.artifact import read_signature
+from ..model.estimate import gated_estimate
 from ..model.evaluation_files import read_curves, read_metrics
 from ..model.monitor_report import write_report
 from ..serving.logreader import (
@@ -161,24 +162,6 @@ def _prediction_drift(frame, metrics: dict[str, Any], curves: dict[str, Any], ru
         values = frame[column].cast(pl.Float64).drop_nulls().to_numpy()
         if values.size:
             histogram_jsd(f"proba_{positive}", values, curves["predictions"][positive])
-    return out
-
-
-# -- performance before labels ----------------------------------------------------
-def _estimated(frame, metrics, curves, cfg) -> dict[str, Any]:
-    """CBPE's estimates (`model.estimate`), gated by the evaluation's absolute thresholds
-    as live metrics are: a model getting worse is seen before its labels come back."""
-    from ..model.estimate import ESTIMATED, cbpe
-    from ..model.gate import bound_checks
-
-    out = cbpe(frame, metrics, curves)
-    values = out.get("metrics") or {}
-    out["checks"] = [
-        {"metric": m, "value": values[m], "threshold": c["threshold"], "passed": c["passed"]}
-        for m, spec in cfg.get("thresholds", {}).items()
-        if m in ESTIMATED and values.get(m) is not None
-        for c in bound_checks(m, values[m], spec, uncomputable="skip")
-    ]
     return out
 
 
@@ -367,7 +350,7 @@ def monitor(
             metrics, curves = read_metrics(eval_path), read_curves(eval_path)
             predictions = _prediction_drift(frame, metrics, curves, rules)
             cfg = eval_manifest["params"].get("config", {})
-            estimated = _estimated(frame, metrics, curves, cfg)
+            estimated = gated_estimate(frame, metrics, curves, cfg)
             for c in estimated.get("checks", []):
                 if c["passed"] is False:
                     bound = ", ".join(f"{k} {v:g}" for k, v in c["threshold"].items())

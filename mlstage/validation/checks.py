@@ -9,7 +9,8 @@ from typing import Any
 
 from ..core.documents import validate
 from ..core.jsonio import dumps_pretty, jsonable
-from .drift import linf
+from .compute import LOW_CARDINALITY
+from .drift import DEFAULT_SIGNIFICANCE, chi2_p_value, linf
 
 ENVIRONMENTS = ("training", "serving")
 
@@ -46,7 +47,10 @@ class Checker:
         threshold=None,
         metric: str | None = None,
         examples: list | None = None,
+        **test,
     ) -> None:
+        """One anomaly; `test` adds a significance test's fields (test, p_value, n,
+        n_baseline, significance) to a drift anomaly."""
         severity = self.schema.get("severity", {}).get(type_, severity)
         self.anomalies.append(
             jsonable(
@@ -60,6 +64,7 @@ class Checker:
                     "threshold": threshold,
                     "metric": metric,
                     "examples": examples or [],
+                    **test,
                 }
             )
         )
@@ -202,55 +207,114 @@ class Checker:
             return
         base = self.baseline["columns"][name]
         is_label = name == self.schema.get("label")
-        per_col = self.drift_cfg.get("columns", {}).get(name, {})
+        if dtype == "int" and "values" in base and values is not None:
+            # a 0/1 label or a rating: compared by its mix of values, as a category is
+            few = np.unique(values)
+            if is_label or few.size <= LOW_CARDINALITY:
+                counts = {
+                    str(int(v)): int(c)
+                    for v, c in zip(*np.unique(values, return_counts=True), strict=True)
+                }
+                self.categorical_drift(split, name, base, counts, is_label)
+                return
         if dtype in ("string", "bool") and base["type"] in ("string", "bool"):
-            distance, where = linf(base, counts)
-            self.drift[split][name] = {"linf": distance, "at": where}
-            limit = (
-                self.drift_cfg.get("label_linf" if is_label else "categorical_linf")
-                if "linf" not in per_col
-                else per_col["linf"]
-            )
-            if limit is not None and distance > limit:
-                kind = "label_drift" if is_label else "drift"
-                what = "the class balance" if is_label else "the distribution"
-                self.add(
-                    split,
-                    name,
-                    kind,
-                    f"{name}: {what} moved from the baseline (L-infinity {distance:.3f} > {limit:g}, largest at {where!r}:"
-                    f" {_pct(_freq(base, where))} -> {_pct(counts.get(str(where), 0) / max(1, sum(counts.values())))})",
-                    value=distance,
-                    threshold=limit,
-                    metric="linf",
-                    examples=[where],
-                )
+            self.categorical_drift(split, name, base, counts, is_label)
         elif values is not None and base["type"] in ("int", "float"):
-            from ..validation.drift import bucket_counts, jensen_shannon, ks_statistic, psi
-
             missing = series.null_count() + nan + inf
-            p, q = bucket_counts(base, values, missing)
-            measures = {
-                "jsd": jensen_shannon(p, q),
-                "psi": psi(p, q),
-                "ks": ks_statistic(self.baseline_sketch(name).get("summary", []), values),
-            }
-            self.drift[split][name] = measures
+            self.numeric_drift(
+                split, name, base, self.baseline_sketch(name), values, missing, is_label
+            )
+        elif dtype in ("date", "datetime") and "epoch" in base:
+            from .compute import epoch_seconds
+
+            epoch = epoch_seconds(series).drop_nulls().to_numpy()
+            sketch = self.baseline_sketch(name).get("epoch", {})
+            self.numeric_drift(split, name, base["epoch"], sketch, np.sort(epoch), series.null_count(),
+                               is_label, unit="date")  # fmt: skip
+
+    def _alpha(self, name: str) -> float:
+        per_col = self.drift_cfg.get("columns", {}).get(name, {})
+        return per_col.get("significance", self.drift_cfg.get("significance", DEFAULT_SIGNIFICANCE))
+
+    def categorical_drift(self, split, name, base, counts, is_label) -> None:
+        """L-infinity between value mixes, reported when it passes its threshold and a
+        chi-squared test says the difference is more than sampling noise."""
+        per_col = self.drift_cfg.get("columns", {}).get(name, {})
+        distance, where = linf(base, counts)
+        p = chi2_p_value(base, counts)
+        n = sum(counts.values())
+        self.drift[split][name] = {"linf": distance, "at": where, "test": "chi2", "p_value": p,
+                                   "n": n, "n_baseline": base["count"]}  # fmt: skip
+        limit = (
+            self.drift_cfg.get("label_linf" if is_label else "categorical_linf")
+            if "linf" not in per_col
+            else per_col["linf"]
+        )
+        alpha = self._alpha(name)
+        if limit is not None and distance > limit and (p is None or p < alpha):
             kind = "label_drift" if is_label else "drift"
-            for metric, default in (("jsd", "numeric_jsd"), ("psi", "psi"), ("ks", "ks")):
-                limit = per_col.get(metric, self.drift_cfg.get(default))
-                value = measures[metric]
-                if limit is not None and value is not None and value > limit:
-                    self.add(
-                        split,
-                        name,
-                        kind,
-                        f"{name}: the distribution moved from the baseline ({metric.upper()} {value:.3f} > {limit:g};"
-                        f" mean {base['mean']:.4g} -> {float(values.mean()) if values.size else float('nan'):.4g})",
-                        value=value,
-                        threshold=limit,
-                        metric=metric,
-                    )
+            what = "the class balance" if is_label else "the distribution"
+            self.add(
+                split,
+                name,
+                kind,
+                f"{name}: {what} moved from the baseline (L-infinity {distance:.3f} > {limit:g}, largest at {where!r}:"
+                f" {_pct(_freq(base, where))} -> {_pct(counts.get(str(where), 0) / max(1, n))};"
+                f" chi-squared p {_p(p)} < {alpha:g})",
+                value=distance,
+                threshold=limit,
+                metric="linf",
+                examples=[where],
+                test="chi2", p_value=p, n=n, n_baseline=base["count"], significance=alpha,
+            )  # fmt: skip
+
+    def numeric_drift(
+        self, split, name, base, sketch, values, missing, is_label, unit=None
+    ) -> None:
+        """JSD (and PSI, KS) on the baseline's quantile buckets, reported when one passes
+        its threshold and a Kolmogorov-Smirnov test says the difference is more than
+        sampling noise."""
+        import numpy as np
+
+        from .drift import bucket_counts, jensen_shannon, ks_p_value, ks_statistic, psi
+
+        per_col = self.drift_cfg.get("columns", {}).get(name, {})
+        p_counts, q_counts = bucket_counts(base, values, missing)
+        ks = ks_statistic(sketch.get("summary", []), values)
+        n_base = int(sketch.get("n") or base.get("count") or 0)
+        p = ks_p_value(ks, int(values.size), n_base)
+        measures = {"jsd": jensen_shannon(p_counts, q_counts), "psi": psi(p_counts, q_counts), "ks": ks,
+                    "test": "ks", "p_value": p, "n": int(values.size), "n_baseline": n_base}  # fmt: skip
+        self.drift[split][name] = measures
+        kind = "label_drift" if is_label else "drift"
+        alpha = self._alpha(name)
+        for metric, default in (("jsd", "numeric_jsd"), ("psi", "psi"), ("ks", "ks")):
+            limit = per_col.get(metric, self.drift_cfg.get(default))
+            value = measures[metric]
+            if limit is None or value is None or value <= limit or (p is not None and p >= alpha):
+                continue
+            if unit == "date":
+                import datetime as dt
+
+                def when(x):
+                    return dt.datetime.fromtimestamp(x, dt.UTC).strftime("%Y-%m-%d")
+
+                moved = (
+                    f"median {when(base['quantiles']['0.5'])} -> {when(float(np.median(values)))}"
+                )
+            else:
+                moved = f"mean {base['mean']:.4g} -> {float(values.mean()) if values.size else float('nan'):.4g}"
+            self.add(
+                split,
+                name,
+                kind,
+                f"{name}: the distribution moved from the baseline ({metric.upper()} {value:.3f} > {limit:g};"
+                f" {moved}; Kolmogorov-Smirnov p {_p(p)} < {alpha:g})",
+                value=value,
+                threshold=limit,
+                metric=metric,
+                test="ks", p_value=p, n=int(values.size), n_baseline=n_base, significance=alpha,
+            )  # fmt: skip
 
     def check_range(
         self, split: str, name: str, spec: dict[str, Any], dtype: str, series, present: int
@@ -286,6 +350,10 @@ class Checker:
         if self.baseline is None:
             return {}
         return (self.baseline.get("sketches") or {}).get("columns", {}).get(name, {})
+
+
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.2g}"
 
 
 def _freq(base: dict[str, Any], value) -> float:

@@ -29,6 +29,7 @@ from typing import Any
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 BUCKETS = 10
 TOP_VALUES = 1000
+LOW_CARDINALITY = 20  # integer columns with at most this many values keep their counts
 SUMMARY_POINTS = 501
 HLL_LG_K = 12
 MAX_SLICE_VALUES = 1000
@@ -127,6 +128,14 @@ def numeric_stats(series, type_name: str) -> tuple[dict[str, Any], dict[str, Any
         histogram={"edges": _floats(edges), "counts": _bucket_counts(f, edges)},
         quantile_histogram={"edges": _floats(qedges), "counts": _bucket_counts(f, qedges)},
     )
+    if type_name == "int":
+        # an integer column of few values (a 0/1 label, a rating) is compared by its mix
+        distinct, counts = np.unique(f, return_counts=True)
+        if distinct.size <= LOW_CARDINALITY:
+            order = sorted(
+                zip(distinct.tolist(), counts.tolist(), strict=True), key=lambda vc: (-vc[1], vc[0])
+            )
+            stats["values"] = [[str(int(v)), int(c)] for v, c in order]
     summary = _floats(_quantiles_of_sorted(f, np.linspace(0, 1, SUMMARY_POINTS)))
     return stats, {"n": int(f.size), "m2": m2, "summary": summary}
 
@@ -163,16 +172,28 @@ def categorical_stats(series, type_name: str) -> tuple[dict[str, Any], dict[str,
     }
 
 
+def epoch_seconds(series):
+    """A date or datetime column as float seconds since 1970 (null stays null): the
+    numbers its drift is measured on."""
+    import polars as pl
+
+    if series.dtype == pl.Date:
+        return series.cast(pl.Int64).cast(pl.Float64) * 86400.0
+    return series.dt.epoch("us").cast(pl.Float64) / 1e6
+
+
 def temporal_stats(series, type_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     present = series.drop_nulls()
     lo, hi = (present.min(), present.max()) if present.len() else (None, None)
+    epoch, sketch = numeric_stats(epoch_seconds(series), "float")
     return {
         "type": type_name,
         "count": int(present.len()),
         "missing": int(series.null_count()),
         "min": lo.isoformat() if lo is not None else None,
         "max": hi.isoformat() if hi is not None else None,
-    }, {}
+        "epoch": epoch,  # seconds since 1970: quantiles and buckets for drift
+    }, {"epoch": sketch}
 
 
 def column_stats(series, type_name: str) -> tuple[dict[str, Any], dict[str, Any]]:

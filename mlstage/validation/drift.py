@@ -93,3 +93,50 @@ def linf(base: dict[str, Any], current: dict[str, int]) -> tuple[float, str | No
         if d > worst:
             worst, where = d, value
     return worst, where
+
+
+# -- significance: is the difference more than sampling noise? -------------------------
+DEFAULT_SIGNIFICANCE = 0.01
+MIN_EXPECTED = 5  # chi-squared cells expected to hold fewer rows are pooled
+
+
+def ks_p_value(d: float | None, n: int, n_baseline: int) -> float | None:
+    """Two-sample Kolmogorov-Smirnov p-value of statistic `d` (the baseline's CDF read
+    from its quantile summary, so `d` is within 0.2% of the exact one): the Kolmogorov
+    distribution at the effective size n*m/(n+m)."""
+    from scipy.stats import kstwo
+
+    if d is None or n < 1 or n_baseline < 1:
+        return None
+    size = max(1, round(n * n_baseline / (n + n_baseline)))
+    return float(kstwo.sf(d, size))
+
+
+def chi2_p_value(base: dict[str, Any], current: dict[str, int]) -> float | None:
+    """Chi-squared test of homogeneity between the baseline's value counts (its listed
+    values and their `other` remainder) and the current ones; values too rare for the
+    test's approximation (expected under MIN_EXPECTED rows) are pooled into one cell."""
+    import numpy as np
+    from scipy.stats import chi2
+
+    base_counts = {str(v): int(c) for v, c in base.get("values", [])}
+    n_base, n_cur = int(base["count"]), sum(current.values())
+    if not n_base or not n_cur:
+        return None
+    keys = sorted(set(base_counts) | set(current))
+    table = np.array([[base_counts.get(k, 0) for k in keys], [current.get(k, 0) for k in keys]],
+                     dtype=float)  # fmt: skip
+    other = n_base - table[0].sum()  # baseline values past its top list: their own cell
+    if other > 0:
+        table = np.column_stack([table, [other, 0.0]])
+    totals = table.sum(axis=0)
+    expected_min = totals * min(n_base, n_cur) / (n_base + n_cur)
+    rare = expected_min < MIN_EXPECTED
+    if rare.any():
+        table = np.column_stack([table[:, ~rare], table[:, rare].sum(axis=1)])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        return 1.0
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0) / table.sum()
+    stat = float(((table - expected) ** 2 / expected).sum())
+    return float(chi2.sf(stat, table.shape[1] - 1))

@@ -14,6 +14,7 @@ from .compute import (
     BUCKETS,
     CATEGORICAL,
     HLL_LG_K,
+    LOW_CARDINALITY,
     NUMERIC,
     QUANTILES,
     SUMMARY_POINTS,
@@ -96,6 +97,15 @@ def _merge_numeric(parts, type_name) -> tuple[dict, dict]:
             "counts": _counts(xs, cdf, qedges, n),
         },
     )
+    if type_name == "int" and all("values" in s or not s.get("count") for s, _ in parts):
+        totals: dict[str, int] = {}
+        for s, _ in parts:
+            for value, count in s.get("values", []):
+                totals[value] = totals.get(value, 0) + count
+        if len(totals) <= LOW_CARDINALITY:
+            stats["values"] = [
+                [v, c] for v, c in sorted(totals.items(), key=lambda vc: (-vc[1], int(vc[0])))
+            ]
     summary = [float(v) for v in _quantile(xs, cdf, np.linspace(0, 1, SUMMARY_POINTS))]
     return stats, {"n": n, "m2": m2, "summary": summary}
 
@@ -138,13 +148,19 @@ def _merge_categorical(parts, type_name) -> tuple[dict, dict]:
 
 def _merge_temporal(parts, type_name) -> tuple[dict, dict]:
     present = [s for s, _ in parts if s.get("min") is not None]
-    return {
+    stats = {
         "type": type_name,
         "count": sum(s["count"] for s, _ in parts),
         "missing": sum(s["missing"] for s, _ in parts),
         "min": min((s["min"] for s in present), default=None),
         "max": max((s["max"] for s in present), default=None),
-    }, {}
+    }
+    sketch: dict = {}
+    if all("epoch" in s or not s.get("count") for s, _ in parts):  # stats algorithm 3 on
+        epochs = [(s["epoch"], k["epoch"]) for s, k in parts if "epoch" in s]
+        if epochs:
+            stats["epoch"], sketch["epoch"] = _merge_numeric(epochs, "float")
+    return stats, sketch
 
 
 def _absent(type_name: str, rows: int) -> tuple[dict, dict]:

@@ -79,6 +79,7 @@ def test_nan_inf_zeros_dates_and_bools(tmp_path):
     x = cols["x"]
     assert (x["count"], x["missing"], x["nan"], x["inf"], x["zeros"]) == (5, 1, 1, 1, 1)
     assert (x["min"], x["max"]) == (0.0, 3.0) and x["mean"] == pytest.approx(4 / 3)
+    epoch = cols["d"].pop("epoch")  # seconds since 1970, for drift
     assert cols["d"] == {
         "type": "date",
         "count": 5,
@@ -86,6 +87,7 @@ def test_nan_inf_zeros_dates_and_bools(tmp_path):
         "min": "2019-12-31",
         "max": "2020-03-04",
     }
+    assert epoch["min"] == 1577750400.0 and epoch["count"] == 5  # 2019-12-31
     assert cols["b"]["values"] == [["true", 4], ["false", 1]] and cols["b"]["missing"] == 1
 
 
