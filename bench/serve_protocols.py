@@ -5,10 +5,14 @@ worker count (issue 21).
     .venv/bin/python bench/serve_protocols.py [--rounds 5] [--seconds 10] [--workers 1]
                                               [--out bench/work/serve_protocols.json]
 
-MLServer and MLflow live in venvs of their own (default bench/work/mlserver-venv with
-mlserver, mlserver-sklearn, pandas, pyarrow and scikit-learn pinned to this venv's
-version; bench/work/mlflow-venv as bench/mlflow_serve.py makes it); they are never
-imported here, only run. A server whose venv is absent, or whose model cannot be built,
+MLServer and MLflow live in venvs of their own, never imported here, only run:
+- bench/work/mlserver-venv: python3 -m venv, then pip install mlserver mlserver-sklearn
+  pandas pyarrow httptools 'uvloop==0.21.0' scikit-learn==(this venv's version).
+  uvloop 0.22+ breaks MLServer 1.7.1's parallel inference workers (they die at start:
+  "There is no current event loop", SeldonIO/MLServer#2286); httptools gives its uvicorn
+  the HTTP parser mlstage's has (without it uvicorn falls back to h11);
+- bench/work/mlflow-venv as bench/mlflow_serve.py makes it (mlflow's own dependencies:
+  no uvloop, no httptools). A server whose venv is absent, or whose model cannot be built,
 is skipped with a message saying why; the others still run.
 
 Built untimed, in a temporary folder:
@@ -181,7 +185,12 @@ def venv_env(bin_dir: Path) -> dict:
 def dist_versions(python: Path, names: tuple[str, ...]) -> dict:
     code = (
         "import importlib.metadata as m, json, sys\n"
-        "print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))"
+        "def v(n):\n"
+        "    try:\n"
+        "        return m.version(n)\n"
+        "    except m.PackageNotFoundError:\n"
+        "        return None\n"
+        "print(json.dumps({n: v(n) for n in sys.argv[1:]}))"
     )
     return json.loads(mlflow_serve.run_text(str(python), "-c", code, *names))
 
@@ -305,7 +314,7 @@ def main() -> None:
     sk = "scikit-learn"
     vers: dict = {
         "mlstage": mlflow_serve.run_text(serve_load.MLSTAGE, "--version"),
-        "mlstage_venv": dist_versions(Path(sys.executable), (sk, "uvicorn")),
+        "mlstage_venv": dist_versions(Path(sys.executable), (sk, "uvicorn", "uvloop", "httptools")),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
     }
@@ -315,15 +324,25 @@ def main() -> None:
     if not (mlserver_bin / "mlserver").exists():
         skipped["mlserver"] = (
             f"no MLServer venv at {args.mlserver_venv}: make it with python3 -m venv, then pip "
-            "install mlserver mlserver-sklearn pandas pyarrow scikit-learn==(this venv's)"
+            "install mlserver mlserver-sklearn pandas pyarrow httptools uvloop==0.21.0 "
+            "scikit-learn==(this venv's)"
         )
     else:
-        names = ("mlserver", "mlserver-sklearn", sk, "pandas", "numpy", "uvicorn")
+        names = (
+            "mlserver",
+            "mlserver-sklearn",
+            sk,
+            "pandas",
+            "numpy",
+            "uvicorn",
+            "uvloop",
+            "httptools",
+        )
         vers["mlserver_venv"] = dist_versions(mlserver_bin / "python", names)
     if not (mlflow_bin / "mlflow").exists():
         skipped["mlflow"] = f"no MLflow venv at {args.mlflow_venv} (see bench/mlflow_serve.py)"
     else:
-        names = ("mlflow", sk, "pandas", "uvicorn")
+        names = ("mlflow", sk, "pandas", "uvicorn", "uvloop", "httptools")
         vers["mlflow_venv"] = dist_versions(mlflow_bin / "python", names)
         help_text = mlflow_serve.run_text(str(mlflow_bin / "mlflow"), "models", "serve", "--help")
         if "--workers" not in help_text and args.workers != 1:

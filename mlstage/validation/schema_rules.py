@@ -28,7 +28,8 @@ MAX_DOMAIN = 100
 PRESENCE_MARGIN = 0.05
 
 
-DEFAULT_DRIFT = {"categorical_linf": 0.1, "numeric_jsd": 0.1, "label_linf": 0.1, "columns": {}}
+DEFAULT_DRIFT = {"categorical_linf": 0.1, "numeric_jsd": 0.1, "label_linf": 0.1, "significance": 0.01,
+                 "columns": {}}  # fmt: skip
 
 
 def _presence(col: dict[str, Any]) -> float:
