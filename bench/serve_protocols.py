@@ -270,6 +270,7 @@ def measure(server: mlflow_serve.Server, protocols: list[str], args) -> dict[str
         for i, protocol in enumerate(protocols):
             path, body, _ = PROTOCOLS[protocol]
             res: dict = {"port": server.port, **first_prediction(server, protocol)}
+            res["loadavg_before"] = os.getloadavg()[0]  # other work on the machine shows here
             if i:  # the server was up already
                 del res["startup_s"]
             try:
