@@ -38,6 +38,7 @@ from ..model.artifact import read_signature
 from ..model.estimate import gated_estimate
 from ..model.evaluation_files import read_curves, read_metrics
 from ..model.monitor_report import write_report
+from ..model.prediction_drift import prediction_drift
 from ..serving.logreader import (
     META_COLUMNS,
     in_window,
@@ -53,8 +54,6 @@ from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
 ALGORITHM = 4  # 2: unlabelled feedback rows counted; 3: no_traffic; 4: CBPE estimates
-DEFAULT_PREDICTION_LINF = 0.1
-DEFAULT_PREDICTION_JSD = 0.1
 
 
 def _read_table(st: Store, ref: str, role: str):
@@ -102,69 +101,6 @@ def _input_types(frame, schema: dict[str, Any]) -> tuple[Any, dict[str, str]]:
 
 
 # -- predictions --------------------------------------------------------------------
-def _prediction_drift(frame, metrics: dict[str, Any], curves: dict[str, Any], rules) -> dict:
-    """Live predictions against the evaluation's: measures, thresholds, and what drifted."""
-    import numpy as np
-    import polars as pl
-
-    from ..core.hashing import canonical_text
-    from ..validation.drift import jensen_shannon
-
-    drift_cfg = rules.get("drift", {})
-    jsd_limit = drift_cfg.get("numeric_jsd", DEFAULT_PREDICTION_JSD)
-    out: dict[str, Any] = {"rows": frame.height, "measures": {}, "drifted": []}
-    if "prediction" not in frame.columns or frame.height == 0:
-        return out
-
-    def histogram_jsd(name: str, values, hist: dict[str, Any]) -> None:
-        edges = np.asarray(hist["edges"], dtype=float)
-        # Open outer bins, as for column drift: every live value lands in some bin.
-        idx = np.clip(np.searchsorted(edges[1:-1], values, side="right"), 0, len(edges) - 2)
-        live = np.bincount(idx, minlength=len(edges) - 1).tolist()
-        value = jensen_shannon(list(hist["counts"]), live)
-        out["measures"][name] = {
-            "metric": "jsd",
-            "value": value,
-            "threshold": jsd_limit,
-            "edges": hist["edges"],
-            "evaluation": hist["counts"],
-            "live": live,
-        }
-        if jsd_limit is not None and value > jsd_limit:
-            out["drifted"].append(name)
-
-    if metrics["task"] == "regression":
-        values = frame["prediction"].cast(pl.Float64).drop_nulls().to_numpy()
-        if "predictions" in curves and values.size:
-            histogram_jsd("prediction", values, curves["predictions"])
-        return out
-    classes = metrics["classes"]
-    limit = drift_cfg.get("label_linf", drift_cfg.get("categorical_linf", DEFAULT_PREDICTION_LINF))
-    expected = np.asarray(metrics["overall"]["confusion_matrix"]).sum(axis=0)
-    expected = expected / expected.sum() if expected.sum() else expected
-    live_counts = dict.fromkeys(classes, 0)
-    for v, n in frame["prediction"].value_counts().iter_rows():
-        if v is not None:
-            live_counts[canonical_text(v)] = live_counts.get(canonical_text(v), 0) + n
-    total = sum(live_counts.values()) or 1
-    freqs = {c: {"evaluation": float(expected[i]), "live": live_counts.get(c, 0) / total}
-             for i, c in enumerate(classes)}  # fmt: skip
-    worst = max(freqs, key=lambda c: abs(freqs[c]["evaluation"] - freqs[c]["live"]))
-    value = abs(freqs[worst]["evaluation"] - freqs[worst]["live"])
-    out["measures"]["predicted_class"] = {
-        "metric": "linf", "value": value, "threshold": limit, "at": worst, "frequencies": freqs,
-    }  # fmt: skip
-    if limit is not None and value > limit:
-        out["drifted"].append("predicted_class")
-    positive = metrics.get("positive")
-    column = f"proba_{positive}"
-    if positive and column in frame.columns and positive in curves.get("predictions", {}):
-        values = frame[column].cast(pl.Float64).drop_nulls().to_numpy()
-        if values.size:
-            histogram_jsd(f"proba_{positive}", values, curves["predictions"][positive])
-    return out
-
-
 # -- feedback -----------------------------------------------------------------------
 def _live_metrics(
     frame,
@@ -348,7 +284,7 @@ def monitor(
         predictions = live = estimated = None
         if eval_path is not None:
             metrics, curves = read_metrics(eval_path), read_curves(eval_path)
-            predictions = _prediction_drift(frame, metrics, curves, rules)
+            predictions = prediction_drift(frame, metrics, curves, rules)
             cfg = eval_manifest["params"].get("config", {})
             estimated = gated_estimate(frame, metrics, curves, cfg)
             for c in estimated.get("checks", []):

@@ -352,13 +352,13 @@ def test_library_warnings_stay_off_stderr_unless_debug(here, tmp_path, monkeypat
 
     from mlstage.stages import monitor as stage
 
-    real = stage._prediction_drift
+    real = stage.prediction_drift
 
     def warns(*args):
         warnings.warn("X does not have valid feature names", UserWarning, stacklevel=1)
         return real(*args)
 
-    monkeypatch.setattr(stage, "_prediction_drift", warns)
+    monkeypatch.setattr(stage, "prediction_drift", warns)
     args = ["monitor", "--requests", "clean", "--baseline", "st", "--evaluation", "ev"]
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
