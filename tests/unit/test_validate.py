@@ -66,7 +66,7 @@ def test_inferred_schema(base):
     }
     assert base["columns"]["color"]["domain"] == ["blue", "green", "red"]
     assert base["columns"]["x"]["type"] == "float" and "min" in base["columns"]["x"]
-    assert base["drift"]["categorical_linf"] == 0.1 and base["drift"]["numeric_jsd"] == 0.02
+    assert base["drift"]["categorical_linf"] == 0.03 and base["drift"]["numeric_jsd"] == 0.01
     assert base["drift"]["significance"] == 0.01
     assert "min" not in json.loads(open("base_schema/schema.json").read())["columns"]["x"]
     text = open("base_schema/schema.json").read()
