@@ -33,20 +33,23 @@ test (chi-squared / Kolmogorov-Smirnov) rejects at `significance / columns compa
    schema with label `y_str`, all others label `y`.
 3. Evidently (its own venv, bench/work/evidently-venv; skipped with a message if
    missing): its DataDriftPreset with default per-column tests, on the same Parquet
-   pairs for every detection case and on a sample of the no-drift pairs.
+   pairs, for time on a subset: the first reference's samples of every detection
+   case (5 repetitions at 1,000 and at 100,000 rows) and of the no-drift pairs at
+   100 and 1,000 rows (20 per dataset and size). Columns with no value on either
+   side are left out of its run (it refuses them); datetime columns it does not test.
 
 What is run and what is applied offline
 ---------------------------------------
 Every current sample is checked by mlstage's own `validate` (the Python API, a
 fresh store under the work dir) against `stats` and `schema` of its reference, at
-the default thresholds. The C current samples of one reference are ingested as one
+the thresholds of the generated schema (the project's DEFAULT_DRIFT). The C current samples of one reference are ingested as one
 dataset of C splits (`split_order` on a rep-index column, `__k`, which the schema
 does not know: an `unexpected_column` warning, not compared), and `validate`
 checks each split on its own (its own Bonferroni family). The candidate thresholds
 are then applied offline to the measures `validate` writes (`drift` block of
 anomalies.json: jsd / linf, p_value per column; alpha = significance / columns in
 the split). The offline rule is checked against validate's own anomalies at the
-default thresholds for every run, and at strict thresholds (numeric_jsd 0.01,
+schema's default thresholds for every run, and at strict thresholds (numeric_jsd 0.01,
 linf 0.03, via an edited schema file) on the first run of each group; mismatches are
 counted in the output.
 
@@ -77,7 +80,6 @@ EVIDENTLY_PY = WORK / "evidently-venv" / "bin" / "python"
 JSD_CANDIDATES = [0.1, 0.05, 0.02, 0.01]
 LINF_CANDIDATES = [0.1, 0.05, 0.03]
 SIGNIFICANCE = 0.01
-DEFAULTS = {"numeric_jsd": 0.1, "categorical_linf": 0.1, "label_linf": 0.1, "significance": 0.01}
 STRICT = {"numeric_jsd": 0.01, "categorical_linf": 0.03, "label_linf": 0.03, "significance": 0.01}
 
 CITIES = ["Avon", "Bree", "Crag", "Dale", "Esk"]
@@ -245,18 +247,17 @@ def plan(cfg: dict, data_dir: Path, seed: int) -> tuple[list[Job], list[Ref]]:
             ref = new_ref(f"synth{size}-r{r}", draw(size), ["y", "y_str"])
             synth_refs.setdefault(size, []).append(ref)
             frames = [draw(size) for _ in range(n_cur)]
-            add_job("false_alarm", "synth", size, "none", ref, frames, "y",
-                    evidently=r == 0 and size <= cfg["ev_max_size"])  # fmt: skip
+            add_job("false_alarm", "synth", size, "none", ref, frames, "y")
             del frames
 
     # detection: shifts injected into synthetic currents, against the same references
     for size, n_refs, n_cur in cfg["detection"]:
         refs_for = synth_refs[0 if size <= 1_000 else size][:n_refs]
         for case, (target, label, shift) in SHIFTS.items():
-            for ref in refs_for:
+            for r, ref in enumerate(refs_for):
                 frames = [shift(draw(size), rng) for _ in range(n_cur)]
                 add_job("detection", "synth", size, case, ref, frames, label, target,
-                        evidently=size <= cfg["ev_max_size"])  # fmt: skip
+                        evidently=r == 0 and size <= cfg["ev_max_size"])  # fmt: skip
     return jobs, refs
 
 
@@ -337,7 +338,8 @@ def run_mlstage(job: Job, runs: Path) -> None:
     validate(ds, out, schema=schema_dir, baseline=job.ref.artifacts["stats"], force=True)
     doc = json.loads((out / "anomalies.json").read_text())
     job.splits = [doc["drift"][s] for s in sorted(doc["drift"])]
-    job.mismatches["default"] = compare(doc, job.label, DEFAULTS)
+    used = json.loads((Path(schema_dir) / "schema.json").read_text())["drift"]  # the defaults
+    job.mismatches["default"] = compare(doc, job.label, used)
     if job.verify_strict:
         file = drift_schema_file(schema_dir, STRICT, runs / f"schema-strict-{job.key}.json")
         out2 = runs / f"v2-{job.key}"
@@ -426,9 +428,7 @@ def false_alarm_table(jobs: list[Job]) -> dict:
         checks = sum(len(s) for j in js for s in j.splits)
         row = {"splits": sum(len(j.splits) for j in js), "column_checks": checks, "rates": {}}
         for jsd, linf in candidates():
-            hit = sum(
-                len(flags(s, j.label, jsd, linf, SIGNIFICANCE)) for j in js for s in j.splits
-            )
+            hit = sum(len(flags(s, j.label, jsd, linf, SIGNIFICANCE)) for j in js for s in j.splits)
             split_hit = sum(
                 bool(flags(s, j.label, jsd, linf, SIGNIFICANCE)) for j in js for s in j.splits
             )
@@ -461,8 +461,11 @@ def detection_table(jobs: list[Job], ev: dict | None) -> dict:
         row["rate"] = {k: v / row["reps"] for k, v in row["hits"].items()}
         tested = [e for e in row.pop("ev") if e is not None and e["drift"] is not None]
         row["evidently"] = (
-            {"rate": sum(e["drift"] for e in tested) / len(tested), "n": len(tested),
-             "methods": sorted({e["method"] for e in tested})}  # fmt: skip
+            {
+                "rate": sum(e["drift"] for e in tested) / len(tested),
+                "n": len(tested),
+                "methods": sorted({e["method"] for e in tested}),
+            }  # fmt: skip
             if tested
             else ({"rate": None, "note": "column not tested by Evidently"} if ev else None)
         )
@@ -529,7 +532,7 @@ def markdown(fa: dict, det: dict, ev_fa: dict, ev_version: str | None, meta: dic
 FULL = {
     "small_sizes": [100, 1_000], "small_refs": 10, "small_cur": 20, "synth_base": 200_000,
     "synth_small_ref": 10_000, "large": [(100_000, 2, 10), (1_000_000, 2, 5)],
-    "detection": [(1_000, 4, 5), (100_000, 2, 5)], "ev_fa_refs": 2, "ev_max_size": 100_000,
+    "detection": [(1_000, 4, 5), (100_000, 2, 5)], "ev_fa_refs": 1, "ev_max_size": 100_000,
 }  # fmt: skip
 QUICK = {
     "small_sizes": [100, 1_000], "small_refs": 2, "small_cur": 5, "synth_base": 20_000,
@@ -544,7 +547,23 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--no-evidently", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the scratch data and store")
+    ap.add_argument(
+        "--evidently-limit",
+        type=float,
+        default=600,
+        help="seconds to wait for Evidently after mlstage is done (default 600)",
+    )
+    ap.add_argument(
+        "--rebuild",
+        type=Path,
+        metavar="RAW_JSON",
+        help="only redo the tables from RAW_JSON and its run's evidently-result.json",
+    )
     args = ap.parse_args()
+    if args.rebuild:
+        work = WORK / ("drift-cal-quick" if "quick" in args.rebuild.name else "drift-cal")
+        rebuild(args.rebuild, work / "evidently-result.json")
+        return
     cfg = QUICK if args.quick else FULL
     tag = "-quick" if args.quick else ""
     work = WORK / f"drift-cal{tag}"
@@ -567,17 +586,37 @@ def main() -> None:
     ev = None
     if proc is not None:
         print(f"[{time.time() - t0:5.0f} s] waiting for Evidently", flush=True)
-        if proc.wait() == 0 and ev_path.exists():
-            ev = json.loads(ev_path.read_text())
-        else:
-            print(f"Evidently failed; see {work / 'evidently.log'}", flush=True)
+        try:
+            proc.wait(timeout=args.evidently_limit)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            print("Evidently stopped at --evidently-limit; its finished runs are kept", flush=True)
+        ev = read_evidently(ev_path, work)
+    finish(jobs, ev, cfg, args.quick, time.time() - t0)
+    if not args.keep:
+        shutil.rmtree(work / "store")
+        shutil.rmtree(data_dir)
+        shutil.rmtree(runs)
+
+
+def read_evidently(path: Path, work: Path) -> dict | None:
+    if not path.exists():
+        print(f"Evidently: no result; see {work / 'evidently.log'}", flush=True)
+        return None
+    return json.loads(path.read_text())
+
+
+def finish(jobs: list[Job], ev: dict | None, cfg: dict, quick: bool, seconds: float) -> None:
+    """The tables, the raw JSON and the Markdown summary."""
+    tag = "-quick" if quick else ""
 
     from mlstage import __version__
 
     fa, det = false_alarm_table(jobs), detection_table(jobs, ev)
     ev_fa = evidently_false_alarms(jobs, ev)
-    meta = {"mode": "quick" if args.quick else "full", "date": time.strftime("%Y-%m-%d %H:%M"),
-            "mlstage": __version__, "seconds": time.time() - t0, "config": cfg,
+    meta = {"mode": "quick" if quick else "full", "date": time.strftime("%Y-%m-%d %H:%M"),
+            "mlstage": __version__, "seconds": seconds, "config": cfg,
             "python": sys.version.split()[0], "polars": pl.__version__}  # fmt: skip
     verification = {
         kind: {"runs": sum(kind in j.mismatches for j in jobs),
@@ -595,8 +634,9 @@ def main() -> None:
         "detection": det,
         "runs": [
             {"key": j.key, "experiment": j.experiment, "dataset": j.dataset, "size": j.size,
-             "case": j.case, "label": j.label, "target": j.target, "reference": j.ref.key,
-             "splits": j.splits, "evidently": ev and ev["results"].get(j.key)}
+             "case": j.case, "label": j.label, "target": j.target, "reference": j.ref.key if j.ref else None,
+             "splits": j.splits, "mismatches": j.mismatches,
+             "evidently": ev and ev["results"].get(j.key)}
             for j in jobs
         ],
     }  # fmt: skip
@@ -607,10 +647,25 @@ def main() -> None:
     print(md)
     print("verification (offline rule vs validate's anomalies):", json.dumps(verification))
     print(f"raw results: {out}")
-    if not args.keep:
-        shutil.rmtree(work / "store")
-        shutil.rmtree(data_dir)
-        shutil.rmtree(runs)
+
+
+def rebuild(raw: Path, ev_path: Path) -> None:
+    """Tables again from a finished run's raw JSON and an Evidently result file."""
+    doc = json.loads(raw.read_text())
+    jobs = []
+    for r in doc["runs"]:
+        job = Job(r["key"], r["experiment"], r["dataset"], r["size"], r["case"], None, None,
+                  len(r["splits"]), r["label"], r["target"], splits=r["splits"])  # fmt: skip
+        job.mismatches = r.get("mismatches", {})
+        jobs.append(job)
+    ev = read_evidently(ev_path, ev_path.parent)
+    meta = doc["meta"]
+    finish(jobs, ev, meta["config"], meta["mode"] == "quick", meta["seconds"])
+    if not any("mismatches" in r for r in doc["runs"]):  # a raw file from before they were kept
+        new = json.loads(raw.read_text())
+        new["verification"] = doc["verification"]
+        raw.write_text(json.dumps(new, indent=1, default=str))
+        print("verification (from the run):", json.dumps(doc["verification"])[:300])
 
 
 if __name__ == "__main__":
