@@ -24,15 +24,21 @@ def anomalies_table(anomalies: list[dict[str, Any]]) -> str:
 
 
 def drift_bars(drift: dict[str, dict[str, Any]], title: str, thresholds: dict[str, Any]) -> str:
-    """One bar per column: its gating measure (JSD or L-infinity), red past its threshold."""
+    """One bar per column: its gating measure (JSD or L-infinity) and its test's p-value,
+    red when it drifted (past its threshold and significant)."""
     names, values, notes, colours = [], [], [], []
     for col, m in sorted(drift.items(), key=lambda kv: -_gating(kv[1])[1]):
         metric, value = _gating(m)
         limit = thresholds.get(THRESHOLD_KEYS[metric])
+        p, alpha = m.get("p_value"), m.get("significance")
+        significant = p is None or alpha is None or p < alpha
         names.append(col)
         values.append(value)
-        notes.append(f"{metric} {value:.3f}")
-        colours.append(charts.BAD if limit is not None and value > limit else charts.CURRENT)
+        notes.append(
+            f"{metric} {value:.3f}" + (f", {m.get('test')} p {p:.2g}" if p is not None else "")
+        )
+        large = limit is not None and value > limit
+        colours.append(charts.BAD if large and significant else charts.CURRENT)
     if not names:
         return '<p class="muted">no drift measured</p>'
     return charts.hbars(names, values, title=title, xlabel="drift (JSD for numbers, L-infinity for categories)",

@@ -253,7 +253,8 @@ class Checker:
         p = chi2_p_value(base, counts)
         n = sum(counts.values())
         self.drift[split][name] = {"linf": distance, "at": where, "test": "chi2", "p_value": p,
-                                   "n": n, "n_baseline": base["count"]}  # fmt: skip
+                                   "n": n, "n_baseline": base["count"],
+                                   "significance": self._alpha(name)}  # fmt: skip
         limit = (
             self.drift_cfg.get("label_linf" if is_label else "categorical_linf")
             if "linf" not in per_col
@@ -293,7 +294,8 @@ class Checker:
         n_base = int(sketch.get("n") or base.get("count") or 0)
         p = ks_p_value(ks, int(values.size), n_base)
         measures = {"jsd": jensen_shannon(p_counts, q_counts), "psi": psi(p_counts, q_counts), "ks": ks,
-                    "test": "ks", "p_value": p, "n": int(values.size), "n_baseline": n_base}  # fmt: skip
+                    "test": "ks", "p_value": p, "n": int(values.size), "n_baseline": n_base,
+                    "significance": self._alpha(name)}  # fmt: skip
         self.drift[split][name] = measures
         kind = "label_drift" if is_label else "drift"
         alpha = self._alpha(name)
