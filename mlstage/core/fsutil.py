@@ -48,10 +48,10 @@ def is_regular_file(path: str | os.PathLike, max_bytes: int | None = None) -> bo
     return stat.S_ISREG(st.st_mode) and (max_bytes is None or st.st_size <= max_bytes)
 
 
-def is_empty_dir(path: str | os.PathLike) -> bool:
+def is_empty_dir(path: str | os.PathLike[str]) -> bool:
     """Whether a directory holds nothing (its listing is closed at once, not left to the
     garbage collector)."""
-    with os.scandir(path) as entries:
+    with os.scandir(os.fspath(path)) as entries:
         return next(entries, None) is None
 
 
