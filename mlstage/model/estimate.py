@@ -32,6 +32,7 @@ ESTIMATED = ("accuracy", "roc_auc", "f1")
 def calibration_map(bins: list[dict[str, Any]]):
     """(ECE, a function mapping probabilities through the reliability curve)."""
     import numpy as np
+    from sklearn.isotonic import IsotonicRegression
 
     used = [b for b in bins if b["rows"] and b["mean_predicted"] is not None]
     if not used:
@@ -40,11 +41,13 @@ def calibration_map(bins: list[dict[str, Any]]):
     x = np.array([b["mean_predicted"] for b in used], dtype=float)
     y = np.array([b["fraction_positive"] for b in used], dtype=float)
     ece = float((rows * np.abs(x - y)).sum() / rows.sum())
-    # pool adjacent violators would be exact; a running maximum keeps it monotone
-    y = np.maximum.accumulate(y)
-    # beyond the outer bins' means, their observed fractions (not 0 and 1: an
-    # overconfident model's extreme scores are exactly the ones not to believe)
-    return ece, lambda p: np.clip(np.interp(p, x, y), 0.0, 1.0)
+    # an isotonic fit of the bins (weighted by their rows); beyond the outer bins' means
+    # their fitted fractions (not 0 and 1: an overconfident model's extreme scores are
+    # exactly the ones not to believe)
+    fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+        x, y, sample_weight=rows
+    )
+    return ece, lambda p: fit.predict(np.asarray(p, dtype=float))
 
 
 def binary_estimate(p, predicted_positive) -> dict[str, float | None]:
@@ -70,9 +73,11 @@ def binary_estimate(p, predicted_positive) -> dict[str, float | None]:
         starts = np.flatnonzero(np.r_[True, scores[1:] != scores[:-1]])
         gp, gn = np.add.reduceat(pos, starts), np.add.reduceat(neg, starts)
         negatives_above = np.cumsum(gn) - gn
-        # pairs (positive, negative) ranked right: positive above; ties count half
+        # pairs (positive, negative) ranked wrong: the negative above; ties count half.
+        # A row's own positive and negative parts are no pair: taken out (S, all ties).
         wrong = (gp * (negatives_above + gn / 2)).sum()
-        auc = float(1 - wrong / (pos.sum() * neg.sum()))
+        pairs, own = pos.sum() * neg.sum(), float((p * (1 - p)).sum())
+        auc = float((pairs - wrong - own / 2) / (pairs - own)) if pairs > own else None
     return {"accuracy": float((tp + tn) / n), "roc_auc": auc,
             "f1": None if f1 is None else float(f1)}  # fmt: skip
 
@@ -95,9 +100,17 @@ def cbpe(frame, metrics: dict[str, Any], curves: dict[str, Any]) -> dict[str, An
         return {"method": None, "note": "the logs hold no class probabilities"}
     if frame.height == 0:
         return {"method": None, "note": "no requests"}
-    proba = frame.select(cols).to_numpy().astype(float)
-    predicted = [canonical_text(v) for v in frame["prediction"].to_list()]
-    out: dict[str, Any] = {"method": "CBPE", "rows": frame.height}
+    import polars as pl
+
+    # rows without probabilities (a version that gives none, in the same window) say nothing
+    usable = frame.filter(pl.all_horizontal(pl.col(c).cast(pl.Float64).is_not_nan()
+                                            for c in cols).fill_null(False))  # fmt: skip
+    if usable.height == 0:
+        return {"method": None, "note": "no logged request has class probabilities"}
+    proba = usable.select(cols).to_numpy().astype(float)
+    predicted = [canonical_text(v) for v in usable["prediction"].to_list()]
+    out: dict[str, Any] = {"method": "CBPE", "rows": usable.height,
+                           "rows_without_probabilities": frame.height - usable.height}  # fmt: skip
     if len(classes) != 2 or positive is None:
         idx = {c: i for i, c in enumerate(classes)}
         picked = [proba[i, idx[v]] for i, v in enumerate(predicted) if v in idx]

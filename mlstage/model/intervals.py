@@ -13,8 +13,9 @@ undefined metric in a resample, left out; more than 10% undefined gives no inter
   area, are not smooth enough for a percentile bootstrap); ROC AUC for binary models,
   from the positive class's scores in up to 512 quantile bins (ties within a bin count
   half, as ties do in the AUC itself);
-- per slice and per fairness disparity, the same; a slice or group under `min_rows`
-  has none (it is `insufficient`);
+- per slice the same (ROC AUC from each slice's own ranking); per fairness disparity,
+  over the groups the disparity compares; a slice, or a disparity with a group, under
+  `min_rows` has none (a bound check on it is `insufficient`);
 - the difference between a model and its baseline on the same rows (paired: the same
   weights for both), for change thresholds.
 
@@ -203,12 +204,16 @@ def by_group(o, keys, s: Settings) -> dict[Any, dict[str, list[float] | None] | 
     names, inverse = np.unique(np.asarray(keys, dtype=object), return_inverse=True)
     reps = replicates(o, inverse, names.size, s)
     rows = np.bincount(inverse, minlength=names.size)
-    return {
-        name: (
-            {m: interval(v, s.level) for m, v in reps[g].items()} if rows[g] >= s.min_rows else None
-        )
-        for g, name in enumerate(names)
-    }
+    out: dict[Any, dict[str, list[float] | None] | None] = {}
+    for g, name in enumerate(names):
+        if rows[g] < s.min_rows:
+            out[name] = None
+            continue
+        out[name] = {m: interval(v, s.level) for m, v in reps[g].items()}
+        auc = auc_replicates(o.subset(np.flatnonzero(inverse == g)), s)  # the group's own ranking
+        if auc is not None:
+            out[name]["roc_auc"] = interval(auc, s.level)
+    return out
 
 
 def fairness(o, groups, min_size: int, s: Settings) -> dict[str, list[float] | None]:
@@ -220,25 +225,34 @@ def fairness(o, groups, min_size: int, s: Settings) -> dict[str, list[float] | N
     values, cols = row_values(o)
     sums = group_sums(values, inverse, names.size, s)
     rows = np.bincount(inverse, minlength=names.size)
-    keep = [g for g in range(names.size) if rows[g] >= max(min_size, s.min_rows)]
-    if len(keep) < 2:
+    # the groups the point value compares (min_size); if one is too small for a
+    # bootstrap, no interval (a bound check on it is insufficient), never one over fewer
+    keep = [g for g in range(names.size) if rows[g] >= min_size]
+    if len(keep) < 2 or min(rows[g] for g in keep) < s.min_rows:
         return {}
     at = {c: sums[:, keep, i] for i, c in enumerate(cols)}  # R x groups
     with np.errstate(divide="ignore", invalid="ignore"):
+
+        def spread(x):  # as the point value: groups where it is undefined left out
+            import warnings
+
+            with warnings.catch_warnings():  # a resample with every group undefined: NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return np.nanmax(x, axis=1) - np.nanmin(x, axis=1)
+
         if o.task == "regression":
             mae, rmse = at["abs"] / at["rows"], np.sqrt(at["sq"] / at["rows"])
-            return {"mae_difference": interval(np.ptp(mae, axis=1), s.level),
-                    "rmse_difference": interval(np.ptp(rmse, axis=1), s.level)}  # fmt: skip
+            return {"mae_difference": interval(spread(mae), s.level),
+                    "rmse_difference": interval(spread(rmse), s.level)}  # fmt: skip
         p = o.pos
         sel = at[f"pred{p}"] / at["rows"]
-        tpr = at[f"tp{p}"] / at[f"true{p}"]
-        fpr = (at[f"pred{p}"] - at[f"tp{p}"]) / (at["rows"] - at[f"true{p}"])
+        tpr = at[f"tp{p}"] / np.where(at[f"true{p}"] > 0, at[f"true{p}"], np.nan)
+        neg = at["rows"] - at[f"true{p}"]
+        fpr = (at[f"pred{p}"] - at[f"tp{p}"]) / np.where(neg > 0, neg, np.nan)
         return {
-            "demographic_parity_difference": interval(np.ptp(sel, axis=1), s.level),
+            "demographic_parity_difference": interval(spread(sel), s.level),
             "demographic_parity_ratio": interval(sel.min(1) / sel.max(1), s.level),
-            "equalized_odds_difference": interval(
-                np.fmax(np.ptp(tpr, axis=1), np.ptp(fpr, axis=1)), s.level
-            ),
+            "equalized_odds_difference": interval(np.fmax(spread(tpr), spread(fpr)), s.level),
         }
 
 

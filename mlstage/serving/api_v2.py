@@ -41,12 +41,23 @@ def error(status: int, message: str) -> dict:
 
 
 def output_names(model) -> list[tuple[str, str]]:
-    """(name, datatype) of each output, as `predict` names its columns."""
+    """(name, datatype) of each output, as `predict` names its columns; no `proba_`
+    outputs for a model that gives no probabilities (a tensor holds no nulls)."""
     sig = model.signature
     if sig["task"] == "regression":
         return [("prediction", "FP64")]
     label = DATATYPES.get(sig["label"].get("type", "string"), "BYTES")
-    return [("prediction", label)] + [(f"proba_{c}", "FP64") for c in model.class_names]
+    out = [("prediction", label)]
+    if has_probabilities(model):
+        out += [(f"proba_{c}", "FP64") for c in model.class_names]
+    return out
+
+
+def has_probabilities(model) -> bool:
+    try:
+        return hasattr(model.estimator, "predict_proba")  # SVC(probability=False) raises
+    except (AttributeError, NotImplementedError):
+        return False
 
 
 def metadata(model, name: str, versions: list[int]) -> dict[str, Any]:
@@ -156,9 +167,11 @@ def routes(service: Service) -> list[Route]:
                     continue
                 if out_name == "prediction":
                     data = preds
+                elif proba is None:  # the estimator declined at predict time after all
+                    continue
                 else:
                     j = model.class_names.index(out_name.removeprefix("proba_"))
-                    data = [row[j] for row in proba] if proba is not None else [None] * len(rows)
+                    data = [row[j] for row in proba]
                 outputs.append(
                     {"name": out_name, "datatype": datatype, "shape": [len(rows)], "data": data}
                 )

@@ -338,13 +338,15 @@ def _checks(
         if on != "point" and gated:
             if span:
                 gate_value = span[0] if on == "lower" else span[1]
-            else:  # no interval to gate on: said, not passed or failed by luck
+            elif is_number(value) and rows is not None and rows < boot.min_rows:
+                # too few rows for an interval: said, not passed or failed by luck
                 insufficient, gated = True, False
+                note = f"insufficient: {rows} rows, an interval needs at least {boot.min_rows}"
+            else:  # a bound that cannot be measured must not pass (as a point cannot)
+                gate_value = None
                 note = (
-                    f"insufficient: {rows} rows, an interval needs at least {boot.min_rows}"
-                    if rows is not None and rows < boot.min_rows
-                    else "insufficient: no interval for this metric (intervals.resamples 0,"
-                    " or the metric is undefined in too many resamples)"
+                    f"no {on} bound for {metric} (intervals.resamples 0, no interval for this"
+                    " metric, or the metric is undefined in too many resamples)"
                 )
         for check in bound_checks(metric, gate_value, spec, gated=gated, note=note):
             checks.append({"metric": check["metric"], "slice": where, "value": value,
@@ -356,7 +358,9 @@ def _checks(
     for metric, spec in cfg.get("thresholds", {}).items():
         if metric in FAIRNESS:
             for col, f in fairness.items():
-                bound(metric, col, f[metric], spec, span=(f.get("intervals") or {}).get(metric))
+                small = [g["rows"] for g in f["groups"].values() if g["gated"]]
+                bound(metric, col, f[metric], spec, span=(f.get("intervals") or {}).get(metric),
+                      rows=min(small) if small else None)  # fmt: skip
             continue
         bound(metric, None, overall.get(metric), spec, span=spans.get(metric))
         for name, sspec in spec.get("slices", {}).items():

@@ -310,8 +310,12 @@ class Checker:
                 def when(x):
                     return dt.datetime.fromtimestamp(x, dt.UTC).strftime("%Y-%m-%d")
 
+                mid = base["quantiles"].get("0.5")
                 moved = (
-                    f"median {when(base['quantiles']['0.5'])} -> {when(float(np.median(values)))}"
+                    "median "
+                    + (when(mid) if mid is not None else "n/a")
+                    + " -> "
+                    + (when(float(np.median(values))) if values.size else "all missing")
                 )
             else:
                 moved = f"mean {base['mean']:.4g} -> {float(values.mean()) if values.size else float('nan'):.4g}"

@@ -72,3 +72,28 @@ def test_health_endpoints_follow_what_is_servable(here, tmp_path, client):
         for path in ("/ping", "/health", "/v2/health/ready"):
             assert c.get(path).status_code == 503
         assert c.get("/v2/health/live").status_code == 200
+
+
+def test_a_model_without_probabilities_has_no_proba_outputs(here, tmp_path):
+    from mlstage import train
+    from mlstage.stages.deploy import deploy
+    from mlstage.store.store import Store
+
+    from ..conftest import write_json
+
+    cfg = {
+        "format": "mlstage-train/1",
+        "task": "classification",
+        "seed": 0,
+        "estimator": "LinearSVC",
+    }
+    train("feat", tmp_path / "svc", config=write_json(tmp_path / "svc.json", cfg))
+    reg = tmp_path / "reg"
+    deploy(Store.open(), str(tmp_path / "svc"), None, reg, name="income", allow_unblessed=True)
+    with TestClient(create_app(reg, watch=False)) as c:
+        meta = c.get("/v2/models/income").json()
+        assert [o["name"] for o in meta["outputs"]] == ["prediction"]
+        r = c.post(INFER, json={"inputs": tensors(2)})
+        assert [o["name"] for o in r.json()["outputs"]] == ["prediction"]
+        r = c.post(INFER, json={"inputs": tensors(2), "outputs": [{"name": "proba_>50K"}]})
+        assert r.status_code == 400 and 'no output named "proba_>50K"' in r.json()["error"]

@@ -54,3 +54,19 @@ def test_an_overconfident_model_is_recalibrated_by_the_evaluations_curve():
     fixed = binary_estimate(mapping(over), pred)["accuracy"]
     truth = accuracy_score(y, pred)
     assert abs(fixed - truth) < 0.015 < abs(raw - truth)
+
+
+def test_cbpe_leaves_out_rows_without_probabilities():
+    import polars as pl
+
+    from mlstage.model.estimate import cbpe
+
+    p, y = world(4000, 0.0, 5)
+    frame = pl.DataFrame({"prediction": np.where(p > 0.5, "yes", "no"),
+                          "proba_no": 1 - p, "proba_yes": p})  # fmt: skip
+    frame = pl.concat([frame, pl.DataFrame({"prediction": ["no"] * 10, "proba_no": [None] * 10,
+                                            "proba_yes": [None] * 10})], how="diagonal_relaxed")  # fmt: skip
+    metrics = {"task": "classification", "classes": ["no", "yes"], "positive": "yes"}
+    est = cbpe(frame, metrics, {})
+    assert est["rows"] == 4000 and est["rows_without_probabilities"] == 10
+    assert abs(est["metrics"]["accuracy"] - accuracy_score(y, p > 0.5)) < 0.02

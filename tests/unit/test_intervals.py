@@ -119,8 +119,8 @@ def test_evaluate_writes_intervals_and_gates_on_a_bound(adult_small, tmp_path):
     overall = next(c for c in blessing["checks"] if c["slice"] is None)
     assert overall["on"] == "lower" and overall["interval"] == [lo, hi] and overall["passed"]
     other = next(c for c in blessing["checks"] if c["slice"] == "race=Other")
-    if other["value"] is not None and other["interval"] is None:
-        assert other["insufficient"] and other["passed"] is None and "insufficient" in other["note"]
+    assert other["on"] == "lower" and other["interval"] is None  # a handful of rows
+    assert other["insufficient"] and other["passed"] is None and "insufficient" in other["note"]
     assert r.manifest["summary"]["blessed"]
     # a lower bound above the point can never pass: it fails on the bound
     ev["thresholds"] = {"accuracy": {"min": (lo + doc["overall"]["accuracy"]) / 2, "on": "lower"}}
@@ -134,6 +134,21 @@ def test_evaluate_writes_intervals_and_gates_on_a_bound(adult_small, tmp_path):
     r = cli(
         "evaluate", "m", "ds", "--config", str(write_json(tmp_path / "e4.json", ev)), "-o", "e4"
     )
-    assert r.exit_code == 0  # no interval: insufficient, reported, not passed or failed
+    assert r.exit_code == 1  # a bound that cannot be measured does not pass
     checks = json.loads((tmp_path / "e4" / "blessing.json").read_text())["checks"]
-    assert checks[0]["insufficient"] and checks[0]["passed"] is None
+    assert checks[0]["passed"] is False and "no upper bound" in checks[0]["note"]
+    # slices get ROC AUC intervals of their own ranking
+    doc = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    white = next(s for s in doc["slices"] if s["name"] == "race=White")
+    lo, hi = white["intervals"]["roc_auc"]
+    assert lo < white["metrics"]["roc_auc"] < hi
+
+
+def test_fairness_intervals_compare_the_groups_the_point_compares():
+    """A group of 5 rows takes part in the point disparity (min_size 1): the interval
+    must not be taken over the other groups alone."""
+    o, y, pred, score = binary(n=405)
+    groups = np.array(["a"] * 200 + ["b"] * 200 + ["c"] * 5, dtype=object)
+    assert ci.fairness(o, groups, 1, ci.Settings(resamples=200)) == {}
+    spans = ci.fairness(o, groups, 10, ci.Settings(resamples=200))  # c not compared
+    assert spans["demographic_parity_difference"] is not None
