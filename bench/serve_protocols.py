@@ -455,7 +455,7 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
     keys = ("p50_ms", "p99_ms", "requests_per_s", "p50_new_ms", "p99_new_ms", "startup_s",
-            "rss_mb", "processes")  # fmt: skip
+            "rss_mb", "processes", "loadavg_before")  # fmt: skip
     median = {
         p: {k: statistics.median(xs) for k in keys if (xs := [r[k] for r in rs if k in r])}
         for p, rs in runs.items()

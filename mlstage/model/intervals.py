@@ -209,10 +209,11 @@ def by_group(o, keys, s: Settings) -> dict[Any, dict[str, list[float] | None] | 
         if rows[g] < s.min_rows:
             out[name] = None
             continue
-        out[name] = {m: interval(v, s.level) for m, v in reps[g].items()}
+        spans = {m: interval(v, s.level) for m, v in reps[g].items()}
         auc = auc_replicates(o.subset(np.flatnonzero(inverse == g)), s)  # the group's own ranking
         if auc is not None:
-            out[name]["roc_auc"] = interval(auc, s.level)
+            spans["roc_auc"] = interval(auc, s.level)
+        out[name] = spans
     return out
 
 
