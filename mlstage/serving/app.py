@@ -27,6 +27,20 @@ from .metrics import Metrics
 from .models import ServedModels
 from .service import Service
 
+
+def give_back_memory() -> None:
+    """Hand freed heap memory back to the system (glibc's malloc_trim): bodies and rows
+    of large requests are freed, but glibc keeps the pages, so the server's size would
+    only ever grow. A no-op where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 WATCH_SECONDS = 1.0
 FIRST_LOAD_SECONDS = 10.0  # startup waits this long for the first loads (then they go on)
 CONFIG_ENV = "MLSTAGE_SERVE_CONFIG"
@@ -82,6 +96,7 @@ def create_app(
 
     def watch_registry() -> None:
         served.refresh(wait=WATCH_SECONDS / 2)
+        give_back_memory()
 
     def flush_logs() -> None:
         assert reqlog is not None

@@ -80,7 +80,7 @@ async def read_body(request) -> bytes:
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise RequestError(413, f"the body is over the limit of {limit // 2**20} MiB")
-    parts: list[bytes] = []
+    body = bytearray()  # one growing block (memory-mapped once large): freed whole
     size = 0
 
     try:
@@ -92,7 +92,7 @@ async def read_body(request) -> bytes:
                     raise RequestError(413, f"the body is over the limit of {limit // 2**20} MiB")
                 if BodyBudget.held > MAX_BODIES_BYTES:
                     raise RequestError(503, "the server is reading too many bodies; retry shortly")
-                parts.append(chunk)
+                body += chunk
     except TimeoutError:
         raise RequestError(408, f"the body did not arrive within {seconds:g} s") from None
     except ClientDisconnect:
@@ -102,7 +102,7 @@ async def read_body(request) -> bytes:
     finally:
         request.state.body_held = size  # released with the answer (BodyBudget.release)
     request.state.body_read = True
-    return b"".join(parts)
+    return bytes(body)
 
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
