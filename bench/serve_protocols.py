@@ -12,8 +12,9 @@ MLServer and MLflow live in venvs of their own, never imported here, only run:
   "There is no current event loop", SeldonIO/MLServer#2286); httptools gives its uvicorn
   the HTTP parser mlstage's has (without it uvicorn falls back to h11);
 - bench/work/mlflow-venv as bench/mlflow_serve.py makes it (mlflow's own dependencies:
-  no uvloop, no httptools). A server whose venv is absent, or whose model cannot be built,
-is skipped with a message saying why; the others still run.
+  no uvloop, no httptools).
+A server whose venv is absent, or whose model cannot be built, is skipped with a message
+saying why; the others still run.
 
 Built untimed, in a temporary folder:
 - mlstage: the model of serve_load.build (Adult sample, an 80/20 split; 5 standardized
@@ -44,7 +45,7 @@ Servers and what each is sent (the same row, serve_load.ROW, in each protocol's 
   Pipeline takes. MLServer's HTTP front end is one process whatever N is; N is its
   number of inference worker processes (default 1), fed over IPC. At --workers 1 it is
   also run as `mlserver-v2-inproc` (parallel_workers 0: inference in the HTTP process,
-  one process in all, as mlstage's), since that is the faster MLServer there;
+  one process in all, as mlstage's: no IPC, so its lowest latency);
 - `mlflow-invocations`: `mlflow models serve -m MODEL -p P -h 127.0.0.1 --env-manager
   local --workers N`; POST /invocations {"dataframe_records": [ROW]}.
 
