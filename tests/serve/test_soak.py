@@ -136,7 +136,7 @@ def test_soak(here, tmp_path):
             t.start()
         for t in big:
             t.join()
-        time.sleep(1.5)  # the watcher hands freed memory back every second
+        time.sleep(3)  # the watcher hands freed memory back every second: three times
         grown = rss_mb(pid) - before
         # the operator's day
         folder = reg / "income"
@@ -188,7 +188,7 @@ def test_soak(here, tmp_path):
         assert all(400 <= c < 500 for c in bad_codes) and sum(bad_codes.values()) > 100
         assert not [e for e in bad_errors if "/healthz" not in e[0]], bad_errors[:5]
         assert one < 100, f"{one:.0f} MB after the 200 MB chunked body"
-        assert grown < 100, f"{grown:.0f} MB after the chunked bodies"
+        assert grown < 100, f"{grown:.0f} MB after the chunked bodies ({one:.0f} MB after the first)"
         assert dropped == len(slow)
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         c.request("GET", "/metrics")
