@@ -98,6 +98,18 @@ def post(port, path, body, timeout=10):
         return resp.status, json.loads(resp.read())
 
 
+def start_server(reg, log, *options: str):
+    """A real `mlstage serve` of `reg` on a free port, its stderr in the file `log`:
+    (process, port). The caller waits for it (`wait_ready`) and stops it."""
+    import subprocess
+
+    from ..conftest import mlstage_exe
+
+    port = free_port()
+    cmd = [mlstage_exe(), "serve", "--registry", str(reg), "--port", str(port), *options]
+    return subprocess.Popen(cmd, stderr=open(log, "wb")), port
+
+
 def wait_ready(port, proc, seconds=60):
     deadline = time.time() + seconds
     while time.time() < deadline:

@@ -4,8 +4,6 @@ tritonclient (the Open Inference Protocol), MLflow's scoring-server client (/pin
 
 from __future__ import annotations
 
-import subprocess
-
 import numpy as np
 import polars as pl
 import pytest
@@ -14,19 +12,14 @@ from mlstage.model.artifact import Model
 from mlstage.stages.deploy import deploy
 from mlstage.store.store import Store
 
-from ..conftest import mlstage_exe
-from .conftest import INPUTS, free_port, wait_ready
+from .conftest import INPUTS, start_server, wait_ready
 
 
 @pytest.fixture
 def server(here, tmp_path):
     reg = tmp_path / "reg"
     deploy(Store.open(), "m1", "e1", reg, name="income")
-    port = free_port()
-    proc = subprocess.Popen(
-        [mlstage_exe(), "serve", "--registry", str(reg), "--port", str(port)],
-        stderr=open(tmp_path / "serve.log", "wb"),
-    )
+    proc, port = start_server(reg, tmp_path / "serve.log")
     try:
         wait_ready(port, proc)
         yield port, reg

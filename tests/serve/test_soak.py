@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -22,8 +21,7 @@ from mlstage.stages.deploy import deploy, rollback
 from mlstage.store.registry import point, read_serving
 from mlstage.store.store import Store
 
-from ..conftest import mlstage_exe
-from .conftest import free_port, row, wait_ready
+from .conftest import row, start_server, wait_ready
 
 PATH = "/v1/models/income:predict"
 GOOD = json.dumps({"instances": [row()]}).encode()
@@ -70,12 +68,7 @@ def send_chunked(port: int, mib: int) -> bytes:
 def test_soak(here, tmp_path):
     reg, store = tmp_path / "reg", Store.open()
     deploy(store, "m1", "e1", reg, name="income")
-    port = free_port()
-    proc = subprocess.Popen(
-        [mlstage_exe(), "serve", "--registry", str(reg), "--port", str(port),
-         "--log-dir", str(tmp_path / "logs")],
-        stderr=open(tmp_path / "serve.log", "wb"),
-    )  # fmt: skip
+    proc, port = start_server(reg, tmp_path / "serve.log", "--log-dir", str(tmp_path / "logs"))
     stop = threading.Event()
     good, good_failed, bad_codes, bad_errors = Counter(), [], Counter(), []
 
@@ -188,7 +181,9 @@ def test_soak(here, tmp_path):
         assert all(400 <= c < 500 for c in bad_codes) and sum(bad_codes.values()) > 100
         assert not [e for e in bad_errors if "/healthz" not in e[0]], bad_errors[:5]
         assert one < 100, f"{one:.0f} MB after the 200 MB chunked body"
-        assert grown < 100, f"{grown:.0f} MB after the chunked bodies ({one:.0f} MB after the first)"
+        assert grown < 100, (
+            f"{grown:.0f} MB after the chunked bodies ({one:.0f} MB after the first)"
+        )
         assert dropped == len(slow)
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         c.request("GET", "/metrics")
@@ -217,11 +212,7 @@ def test_sigterm_stops_in_seconds_with_clients_mid_request(here, tmp_path):
     sent just before SIGTERM is still answered."""
     reg = tmp_path / "reg"
     deploy(Store.open(), "m1", "e1", reg, name="income")
-    port = free_port()
-    proc = subprocess.Popen(
-        [mlstage_exe(), "serve", "--registry", str(reg), "--port", str(port)],
-        stderr=open(tmp_path / "serve.log", "wb"),
-    )
+    proc, port = start_server(reg, tmp_path / "serve.log")
     try:
         wait_ready(port, proc)
         mid = socket.create_connection(("127.0.0.1", port))

@@ -15,6 +15,15 @@ from mlstage import ingest, schema, stats, validate
 from ..conftest import SAMPLE
 
 
+def checked(folder, label):
+    """`validate` of folder/new.parquet against the stats and schema of folder/ref.parquet."""
+    ingest([folder / "ref.parquet"], "ref")
+    ingest([folder / "new.parquet"], "new")
+    stats("ref", "st")
+    schema("st", "sc", label=label)
+    return validate("new", "v", schema="sc", baseline="st")
+
+
 def anomalies(path):
     return json.loads((path / "anomalies.json").read_text())["anomalies"]
 
@@ -25,13 +34,9 @@ def test_random_splits_of_small_data_raise_no_error_drift(tmp_path, seed):
     before, 4 seeds in 10 raised error-level drift."""
     frame = pl.read_csv(SAMPLE / "adult.csv", infer_schema_length=None).sample(344, seed=seed)
     frame = frame.with_columns(split=pl.Series(np.random.default_rng(seed).random(344) < 0.7))
-    frame.filter(pl.col("split")).drop("split").write_parquet(tmp_path / "a.parquet")
-    frame.filter(~pl.col("split")).drop("split").write_parquet(tmp_path / "b.parquet")
-    ingest([tmp_path / "a.parquet"], "ref")
-    ingest([tmp_path / "b.parquet"], "new")
-    stats("ref", "st")
-    schema("st", "sc", label="income")
-    r = validate("new", "v", schema="sc", baseline="st")
+    frame.filter(pl.col("split")).drop("split").write_parquet(tmp_path / "ref.parquet")
+    frame.filter(~pl.col("split")).drop("split").write_parquet(tmp_path / "new.parquet")
+    r = checked(tmp_path, "income")
     drift = [a for a in anomalies(r.path) if a["type"] in ("drift", "label_drift")]
     assert drift == [], [(a["column"], a["description"], a.get("p_value")) for a in drift]
 
@@ -51,11 +56,7 @@ def shifted(n, seed, shift: bool):
 def test_shifts_of_every_kind_are_found_with_their_test(tmp_path):
     shifted(20_000, 1, False).write_parquet(tmp_path / "ref.parquet")
     shifted(5_000, 2, True).write_parquet(tmp_path / "new.parquet")
-    ingest([tmp_path / "ref.parquet"], "ref")
-    ingest([tmp_path / "new.parquet"], "new")
-    stats("ref", "st")
-    schema("st", "sc", label="label")
-    r = validate("new", "v", schema="sc", baseline="st")
+    r = checked(tmp_path, "label")
     found = {a["column"]: a for a in anomalies(r.path) if a["type"] in ("drift", "label_drift")}
     assert set(found) == {"x", "city", "when", "label"}, found
     assert found["label"]["type"] == "label_drift" and found["label"]["metric"] == "linf"
@@ -70,11 +71,7 @@ def test_a_large_effect_on_few_rows_is_not_enough(tmp_path):
     would call it more than noise."""
     shifted(20_000, 1, False).write_parquet(tmp_path / "ref.parquet")
     shifted(12, 3, False).write_parquet(tmp_path / "new.parquet")
-    ingest([tmp_path / "ref.parquet"], "ref")
-    ingest([tmp_path / "new.parquet"], "new")
-    stats("ref", "st")
-    schema("st", "sc", label="label")
-    r = validate("new", "v", schema="sc", baseline="st")
+    r = checked(tmp_path, "label")
     doc = json.loads((r.path / "anomalies.json").read_text())
     assert not [a for a in doc["anomalies"] if a["type"] in ("drift", "label_drift")]
     measured = doc["drift"]["new"] if "new" in doc["drift"] else next(iter(doc["drift"].values()))
@@ -103,9 +100,5 @@ def test_a_date_column_all_missing_in_the_new_data_is_no_crash(tmp_path):
     frame.head(50).with_columns(when=pl.lit(None, dtype=pl.Datetime("us"))).write_parquet(
         tmp_path / "new.parquet"
     )
-    ingest([tmp_path / "ref.parquet"], "ref")
-    ingest([tmp_path / "new.parquet"], "new")
-    stats("ref", "st")
-    schema("st", "sc", label="label")
-    r = validate("new", "v", schema="sc", baseline="st")
+    r = checked(tmp_path, "label")
     assert r.manifest["kind"] == "anomalies"
