@@ -23,23 +23,10 @@ from pathlib import Path
 from starlette.applications import Starlette
 
 from . import api_mlflow, api_ops, api_tf, api_v2
+from .memory import give_back
 from .metrics import Metrics
 from .models import ServedModels
 from .service import Service
-
-
-def give_back_memory() -> None:
-    """Hand freed heap memory back to the system (glibc's malloc_trim): bodies and rows
-    of large requests are freed, but glibc keeps the pages, so the server's size would
-    only ever grow. A no-op where the C library is not glibc."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
 
 WATCH_SECONDS = 1.0
 FIRST_LOAD_SECONDS = 10.0  # startup waits this long for the first loads (then they go on)
@@ -96,7 +83,7 @@ def create_app(
 
     def watch_registry() -> None:
         served.refresh(wait=WATCH_SECONDS / 2)
-        give_back_memory()
+        give_back()
 
     def flush_logs() -> None:
         assert reqlog is not None

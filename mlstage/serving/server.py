@@ -19,6 +19,7 @@ from ..errors import BadInput, opt
 from .app import CONFIG_ENV, create_app
 from .connections import GuardedProtocol, connection_limit
 from .limits import KEEP_ALIVE_SECONDS, SHUTDOWN_SECONDS
+from .memory import few_arenas
 
 
 def check_port(host: str, port: int) -> None:
@@ -63,7 +64,7 @@ def run(
         raise BadInput(f"{opt('log_sample')} is a fraction in (0, 1]")
     check_port(host, port)
     _more_files()
-    _few_arenas()
+    few_arenas()
     sys.stderr.write(
         f"serve: {registry} on http://{host}:{port} with {workers} worker(s),"
         f" at most {connection_limit()} connections each\n"
@@ -101,21 +102,3 @@ def _more_files() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError):
             pass  # keep the soft limit; connection_limit() fits under it
-
-
-def _few_arenas() -> None:
-    """At most two malloc arenas (what gunicorn's docs advise as MALLOC_ARENA_MAX): glibc
-    gives each thread that allocates its own arena, up to 8 per core, and large requests
-    are parsed in worker threads; memory freed there is kept per arena, so the server's
-    size grew with the number of threads that ever held a large body. Set here by
-    mallopt, and for the worker processes (started afresh) by MALLOC_ARENA_MAX. A no-op
-    where the C library is not glibc."""
-    import ctypes
-    import ctypes.util
-
-    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-8, 2)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
