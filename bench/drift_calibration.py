@@ -10,7 +10,10 @@ Method
 A column is flagged for drift when its effect size passes its threshold (L-infinity
 between value mixes for string/bool/label/low-cardinality int columns; Jensen-Shannon
 divergence on the baseline's quantile buckets for numeric and date columns) AND its
-test (chi-squared / Kolmogorov-Smirnov) rejects at `significance / columns compared`.
+test (chi-squared / Kolmogorov-Smirnov) rejects at `significance / columns compared`;
+or, for numeric and date columns, when the mean moved by more than its threshold in
+baseline standard deviations (SMD) AND Welch's t-test rejects (a numeric column's two
+tests share its level: each at half of it).
 
 1. False alarms. Reference and current samples drawn from the same data:
    - `adult` (sample_data/adult.csv, '?' = missing, label `income`) and `taxi`
@@ -79,8 +82,11 @@ EVIDENTLY_PY = WORK / "evidently-venv" / "bin" / "python"
 
 JSD_CANDIDATES = [0.1, 0.05, 0.02, 0.01]
 LINF_CANDIDATES = [0.1, 0.05, 0.03]
+SMD_CANDIDATES = [0.2, 0.1, 0.05]  # the mean rule, beside jsd 0.01 / linf 0.03
+SIGNIFICANCES = [0.01, 0.05]
 SIGNIFICANCE = 0.01
-STRICT = {"numeric_jsd": 0.01, "categorical_linf": 0.03, "label_linf": 0.03, "significance": 0.01}
+STRICT = {"numeric_jsd": 0.01, "numeric_smd": 0.05, "categorical_linf": 0.03, "label_linf": 0.03,
+          "significance": 0.01}  # fmt: skip
 
 CITIES = ["Avon", "Bree", "Crag", "Dale", "Esk"]
 CITY_P = np.array([0.3, 0.25, 0.2, 0.15, 0.1])
@@ -142,6 +148,9 @@ SHIFTS = {
     "mean +0.25 sd (x)": ("x", "y", lambda f, r: f.with_columns(x=pl.col("x") + 0.25)),
     "mean +0.5 sd (x)": ("x", "y", lambda f, r: f.with_columns(x=pl.col("x") + 0.5)),
     "scale x1.5 (x)": ("x", "y", lambda f, r: f.with_columns(x=pl.col("x") * 1.5)),
+    # age: uniform integers 18-90, sd 21: +2 years is 0.1 sd, +5 years 0.24 sd
+    "mean +0.1 sd (int age)": ("age", "y", lambda f, r: f.with_columns(age=pl.col("age") + 2)),
+    "mean +0.24 sd (int age)": ("age", "y", lambda f, r: f.with_columns(age=pl.col("age") + 5)),
     "mix moved 0.05 (city)": ("city", "y", _mix(0.05)),
     "mix moved 0.15 (city)": ("city", "y", _mix(0.15)),
     "new category 5% (city)": ("city", "y", _new_category),
@@ -257,7 +266,8 @@ def plan(cfg: dict, data_dir: Path, seed: int) -> tuple[list[Job], list[Ref]]:
             for r, ref in enumerate(refs_for):
                 frames = [shift(draw(size), rng) for _ in range(n_cur)]
                 add_job("detection", "synth", size, case, ref, frames, label, target,
-                        evidently=r == 0 and size <= cfg["ev_max_size"])  # fmt: skip
+                        evidently=r < cfg.get("ev_detection_refs", {}).get(size, 1)
+                        and size <= cfg["ev_max_size"])  # fmt: skip
     return jobs, refs
 
 
@@ -283,18 +293,46 @@ def drift_schema_file(schema_dir: str, drift: dict, path: Path) -> Path:
     return path
 
 
-def flags(block: dict, label: str, jsd: float, linf: float, significance: float) -> set[str]:
-    """The columns of one split's `drift` block that the gating rule flags."""
-    alpha = significance / max(1, len(block))
+@dataclass(frozen=True)
+class Rule:
+    """One candidate set of defaults: effect thresholds (smd None: no mean rule) and the
+    split's family-wise significance; jsd 0 = no effect gate at all."""
+
+    jsd: float
+    linf: float
+    smd: float | None = None
+    significance: float = SIGNIFICANCE
+
+    @property
+    def name(self) -> str:
+        if self.jsd == 0:
+            return "test only (no effect gate)"
+        out = f"jsd {self.jsd:g} / linf {self.linf:g}"
+        if self.smd is not None:
+            out += f" / smd {self.smd:g}"
+        return out + (
+            "" if self.significance == SIGNIFICANCE else f", significance {self.significance:g}"
+        )
+
+
+def flags(block: dict, label: str, rule: Rule) -> set[str]:
+    """The columns of one split's `drift` block that the gating rule flags: Bonferroni
+    over the split's columns, a numeric column's level shared by its two tests when the
+    mean rule is on (as `validate` does)."""
+    alpha = rule.significance / max(1, len(block))
     out = set()
     for col, m in block.items():
-        p = m.get("p_value")
-        significant = p is None or p < alpha
-        if "linf" in m:
-            big = m["linf"] > linf  # label_linf = categorical_linf in every candidate
-        else:
-            big = m.get("jsd") is not None and m["jsd"] > jsd
-        if big and significant:
+        if "linf" in m:  # label_linf = categorical_linf in every candidate
+            p = m.get("p_value")
+            if m["linf"] > rule.linf and (p is None or p < alpha):
+                out.add(col)
+            continue
+        a = alpha if rule.smd is None or rule.jsd == 0 else alpha / 2
+        p, pm = m.get("p_value"), m.get("mean_p_value")
+        shape = m.get("jsd") is not None and m["jsd"] > rule.jsd and (p is None or p < a)
+        mean = (rule.smd is not None and m.get("smd") is not None and m["smd"] > rule.smd
+                and (pm is None or pm < a))  # fmt: skip
+        if shape or mean:
             out.add(col)
     return out
 
@@ -312,8 +350,8 @@ def compare(doc: dict, label: str, thresholds: dict) -> list[dict]:
     found = reported(doc)
     bad = []
     for split, block in doc["drift"].items():
-        mine = flags(block, label, thresholds["numeric_jsd"], thresholds["categorical_linf"],
-                     thresholds["significance"])  # fmt: skip
+        mine = flags(block, label, Rule(thresholds["numeric_jsd"], thresholds["categorical_linf"],
+                                        thresholds.get("numeric_smd"), thresholds["significance"]))  # fmt: skip
         if mine != found.get(split, set()):
             bad.append({"split": split, "offline": sorted(mine),
                         "validate": sorted(found.get(split, set()))})  # fmt: skip
@@ -410,12 +448,12 @@ def start_evidently(jobs: list[Job], work: Path) -> tuple[subprocess.Popen | Non
 
 
 # -- tables --------------------------------------------------------------------------
-def candidates() -> list[tuple[float, float]]:
-    return [(j, c) for j in JSD_CANDIDATES for c in LINF_CANDIDATES] + [(0.0, 0.0)]
-
-
-def cand_name(jsd: float, linf: float) -> str:
-    return "test only (no effect gate)" if jsd == 0 else f"jsd {jsd:g} / linf {linf:g}"
+def candidates() -> list[Rule]:
+    return (
+        [Rule(j, c) for j in JSD_CANDIDATES for c in LINF_CANDIDATES]
+        + [Rule(0.01, 0.03, m, a) for a in SIGNIFICANCES for m in SMD_CANDIDATES]
+        + [Rule(0.0, 0.0)]
+    )
 
 
 def false_alarm_table(jobs: list[Job]) -> dict:
@@ -427,12 +465,10 @@ def false_alarm_table(jobs: list[Job]) -> dict:
     for group, js in groups.items():
         checks = sum(len(s) for j in js for s in j.splits)
         row = {"splits": sum(len(j.splits) for j in js), "column_checks": checks, "rates": {}}
-        for jsd, linf in candidates():
-            hit = sum(len(flags(s, j.label, jsd, linf, SIGNIFICANCE)) for j in js for s in j.splits)
-            split_hit = sum(
-                bool(flags(s, j.label, jsd, linf, SIGNIFICANCE)) for j in js for s in j.splits
-            )
-            row["rates"][cand_name(jsd, linf)] = {
+        for rule in candidates():
+            hit = sum(len(flags(s, j.label, rule)) for j in js for s in j.splits)
+            split_hit = sum(bool(flags(s, j.label, rule)) for j in js for s in j.splits)
+            row["rates"][rule.name] = {
                 "column_rate": hit / checks if checks else None,
                 "split_rate": split_hit / row["splits"] if row["splits"] else None,
             }
@@ -449,10 +485,10 @@ def detection_table(jobs: list[Job], ev: dict | None) -> dict:
                                                         "target": j.target, "reps": 0, "hits": {},
                                                         "other_flags": {}, "ev": []})  # fmt: skip
         row["reps"] += len(j.splits)
-        for jsd, linf in candidates():
-            name = cand_name(jsd, linf)
+        for rule in candidates():
+            name = rule.name
             for s in j.splits:
-                f = flags(s, j.label, jsd, linf, SIGNIFICANCE)
+                f = flags(s, j.label, rule)
                 row["hits"][name] = row["hits"].get(name, 0) + (j.target in f)
                 row["other_flags"][name] = row["other_flags"].get(name, 0) + len(f - {j.target})
         if ev is not None and j.key in ev["results"]:
@@ -499,7 +535,7 @@ def markdown(fa: dict, det: dict, ev_fa: dict, ev_version: str | None, meta: dic
     pct = lambda x: "n/a" if x is None else f"{100 * x:.2f}"  # noqa: E731
     lines = [f"# Drift threshold calibration ({meta['mode']})", "",
              f"{meta['date']}; mlstage {meta['mlstage']}; evidently {ev_version or 'not run'};"
-             f" significance {SIGNIFICANCE}; wall time {meta['seconds']:.0f} s", "",
+             f" significance {SIGNIFICANCE} unless named; wall time {meta['seconds']:.0f} s", "",
              "## False alarms: % of column checks flagged (same-distribution samples)", ""]  # fmt: skip
     groups = list(fa)
     lines.append("| thresholds | " + " | ".join(groups) + " |")
@@ -507,16 +543,16 @@ def markdown(fa: dict, det: dict, ev_fa: dict, ev_version: str | None, meta: dic
     lines.append("| samples x columns | "
                  + " | ".join(f"{fa[g]['splits']}x{fa[g]['column_checks'] // max(1, fa[g]['splits'])}"
                               for g in groups) + " |")  # fmt: skip
-    for jsd, linf in candidates():
-        name = cand_name(jsd, linf)
+    for rule in candidates():
+        name = rule.name
         lines.append(f"| {name} | "
                      + " | ".join(pct(fa[g]["rates"][name]["column_rate"]) for g in groups) + " |")  # fmt: skip
     if ev_fa:
         lines.append("| Evidently DataDriftPreset | "
                      + " | ".join(pct(ev_fa[g]["column_rate"]) + f" (n={ev_fa[g]['splits']})"
                                   if g in ev_fa else "-" for g in groups) + " |")  # fmt: skip
-    shown = ["jsd 0.1 / linf 0.1", "jsd 0.05 / linf 0.05", "jsd 0.02 / linf 0.03",
-             "jsd 0.01 / linf 0.03"]  # fmt: skip
+    shown = ["jsd 0.05 / linf 0.05", "jsd 0.01 / linf 0.03", "jsd 0.01 / linf 0.03 / smd 0.1",
+             "jsd 0.01 / linf 0.03 / smd 0.05", "jsd 0.01 / linf 0.03 / smd 0.05, significance 0.05"]  # fmt: skip
     lines += ["", "## Detection: % of repetitions flagging the shifted column (synth)", "",
               "| size | shift | reps | " + " | ".join(shown) + " | Evidently |",
               "|---|---|---|" + "---|" * (len(shown) + 1)]  # fmt: skip
@@ -532,7 +568,8 @@ def markdown(fa: dict, det: dict, ev_fa: dict, ev_version: str | None, meta: dic
 FULL = {
     "small_sizes": [100, 1_000], "small_refs": 10, "small_cur": 20, "synth_base": 200_000,
     "synth_small_ref": 10_000, "large": [(100_000, 2, 10), (1_000_000, 2, 5)],
-    "detection": [(1_000, 4, 5), (100_000, 2, 5)], "ev_fa_refs": 1, "ev_max_size": 100_000,
+    "detection": [(1_000, 8, 5), (100_000, 2, 5)], "ev_fa_refs": 1, "ev_max_size": 100_000,
+    "ev_detection_refs": {1_000: 8, 100_000: 1},
 }  # fmt: skip
 QUICK = {
     "small_sizes": [100, 1_000], "small_refs": 2, "small_cur": 5, "synth_base": 20_000,

@@ -24,25 +24,37 @@ def anomalies_table(anomalies: list[dict[str, Any]]) -> str:
 
 
 def drift_bars(drift: dict[str, dict[str, Any]], title: str, thresholds: dict[str, Any]) -> str:
-    """One bar per column: its gating measure (JSD or L-infinity) and its test's p-value,
-    red when it drifted (past its threshold and significant)."""
+    """One bar per column: its gating measure (JSD or L-infinity; a numeric column's mean
+    shift, SMD, in the note) and its tests' p-values, red when it drifted (past a
+    threshold and significant)."""
     names, values, notes, colours = [], [], [], []
     for col, m in sorted(drift.items(), key=lambda kv: -_gating(kv[1])[1]):
         metric, value = _gating(m)
-        limit = thresholds.get(THRESHOLD_KEYS[metric])
-        p, alpha = m.get("p_value"), m.get("significance")
-        significant = p is None or alpha is None or p < alpha
+        p = m.get("p_value")
+        note = f"{metric} {value:.3f}" + (f", {m.get('test')} p {p:.2g}" if p is not None else "")
+        if m.get("smd") is not None:
+            pm = m.get("mean_p_value")
+            note += f"; mean shift {m['smd']:.3f} sd" + (
+                f", welch p {pm:.2g}" if pm is not None else ""
+            )
         names.append(col)
         values.append(value)
-        notes.append(
-            f"{metric} {value:.3f}" + (f", {m.get('test')} p {p:.2g}" if p is not None else "")
-        )
-        large = limit is not None and value > limit
-        colours.append(charts.BAD if large and significant else charts.CURRENT)
+        notes.append(note)
+        colours.append(charts.BAD if _drifted(m, metric, value, thresholds) else charts.CURRENT)
     if not names:
         return '<p class="muted">no drift measured</p>'
     return charts.hbars(names, values, title=title, xlabel="drift (JSD for numbers, L-infinity for categories)",
                         notes=notes, colours=colours)  # fmt: skip
+
+
+def _drifted(m: dict[str, Any], metric: str, value: float, thresholds: dict[str, Any]) -> bool:
+    """What the checker decided (`drifted`); files written before it recorded that: the
+    gating measure past its threshold and its test significant."""
+    if "drifted" in m:
+        return bool(m["drifted"])
+    limit = thresholds.get(THRESHOLD_KEYS[metric])
+    p, alpha = m.get("p_value"), m.get("significance")
+    return limit is not None and value > limit and (p is None or alpha is None or p < alpha)
 
 
 def _gating(m: dict[str, Any]) -> tuple[str, float]:

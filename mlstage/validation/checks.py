@@ -254,7 +254,7 @@ class Checker:
         n = sum(counts.values())
         self.drift[split][name] = {"linf": distance, "at": where, "test": "chi2", "p_value": p,
                                    "n": n, "n_baseline": base["count"],
-                                   "significance": self._alpha(name)}  # fmt: skip
+                                   "significance": self._alpha(name), "drifted": False}  # fmt: skip
         limit = (
             self.drift_cfg.get("label_linf" if is_label else "categorical_linf")
             if "linf" not in per_col
@@ -262,6 +262,7 @@ class Checker:
         )
         alpha = self._alpha(name)
         if limit is not None and distance > limit and (p is None or p < alpha):
+            self.drift[split][name]["drifted"] = True
             kind = "label_drift" if is_label else "drift"
             what = "the class balance" if is_label else "the distribution"
             self.add(
@@ -281,54 +282,72 @@ class Checker:
     def numeric_drift(
         self, split, name, base, sketch, values, missing, is_label, unit=None
     ) -> None:
-        """JSD (and PSI, KS) on the baseline's quantile buckets, reported when one passes
-        its threshold and a Kolmogorov-Smirnov test says the difference is more than
-        sampling noise."""
+        """Two rules, either of which reports drift: the shape (JSD, and PSI/KS when the
+        schema sets them, on the baseline's quantile buckets) past its threshold with a
+        Kolmogorov-Smirnov test rejecting, or the mean (SMD) past its threshold with
+        Welch's t-test rejecting. The column's level is shared by its two tests."""
         import numpy as np
 
-        from .drift import bucket_counts, jensen_shannon, ks_p_value, ks_statistic, psi
+        from .drift import bucket_counts, jensen_shannon, ks_p_value, ks_statistic, mean_shift, psi
 
         per_col = self.drift_cfg.get("columns", {}).get(name, {})
         p_counts, q_counts = bucket_counts(base, values, missing)
         ks = ks_statistic(sketch.get("summary", []), values)
         n_base = int(sketch.get("n") or base.get("count") or 0)
         p = ks_p_value(ks, int(values.size), n_base)
+        smd, p_mean = mean_shift(base, n_base, values)
+        smd_limit = per_col.get("smd", self.drift_cfg.get("numeric_smd"))
+        # Bonferroni within the column: a schema without a mean threshold (written before
+        # it existed) keeps its whole level for the KS test
+        alpha = self._alpha(name) / (1 if smd_limit is None else 2)
         measures = {"jsd": jensen_shannon(p_counts, q_counts), "psi": psi(p_counts, q_counts), "ks": ks,
-                    "test": "ks", "p_value": p, "n": int(values.size), "n_baseline": n_base,
-                    "significance": self._alpha(name)}  # fmt: skip
+                    "test": "ks", "p_value": p, "smd": smd, "mean_test": "welch", "mean_p_value": p_mean,
+                    "n": int(values.size), "n_baseline": n_base, "significance": alpha,
+                    "drifted": False}  # fmt: skip
         self.drift[split][name] = measures
         kind = "label_drift" if is_label else "drift"
-        alpha = self._alpha(name)
-        for metric, default in (("jsd", "numeric_jsd"), ("psi", "psi"), ("ks", "ks")):
-            limit = per_col.get(metric, self.drift_cfg.get(default))
-            value = measures[metric]
-            if limit is None or value is None or value <= limit or (p is not None and p >= alpha):
-                continue
+
+        def moved() -> str:
+            """What moved, for the message: the median of dates, else the mean."""
             if unit == "date":
                 import datetime as dt
 
-                def when(x):
+                def show(x):
                     return dt.datetime.fromtimestamp(x, dt.UTC).strftime("%Y-%m-%d")
 
                 mid = base["quantiles"].get("0.5")
-                moved = (
-                    "median "
-                    + (when(mid) if mid is not None else "n/a")
-                    + " -> "
-                    + (when(float(np.median(values))) if values.size else "all missing")
-                )
-            else:
-                moved = f"mean {base['mean']:.4g} -> {float(values.mean()) if values.size else float('nan'):.4g}"
+                median = show(float(np.median(values))) if values.size else "all missing"
+                return f"median {show(mid) if mid is not None else 'n/a'} -> {median}"
+            now = f"{float(values.mean()):.4g}" if values.size else "all missing"
+            was = f"{base['mean']:.4g}" if base.get("mean") is not None else "all missing"
+            return f"mean {was} -> {now}"
+
+        rules = [(m, per_col.get(m, self.drift_cfg.get(key)), "ks", p)
+                 for m, key in (("jsd", "numeric_jsd"), ("psi", "psi"), ("ks", "ks"))]  # fmt: skip
+        rules.append(("smd", smd_limit, "welch", p_mean))
+        for metric, limit, test, p_value in rules:
+            value = measures[metric]
+            if limit is None or value is None or value <= limit:
+                continue
+            if p_value is not None and p_value >= alpha:
+                continue
+            what = (
+                f"the mean moved by {value:.3f} baseline standard deviations (> {limit:g}; {moved()};"
+                f" Welch's t-test p {_p(p_value)} < {alpha:.2g})"
+                if metric == "smd"
+                else f"the distribution moved from the baseline ({metric.upper()} {value:.3f} > {limit:g};"
+                f" {moved()}; Kolmogorov-Smirnov p {_p(p_value)} < {alpha:.2g})"
+            )
+            measures["drifted"] = True
             self.add(
                 split,
                 name,
                 kind,
-                f"{name}: the distribution moved from the baseline ({metric.upper()} {value:.3f} > {limit:g};"
-                f" {moved}; Kolmogorov-Smirnov p {_p(p)} < {alpha:g})",
+                f"{name}: {what}",
                 value=value,
                 threshold=limit,
                 metric=metric,
-                test="ks", p_value=p, n=int(values.size), n_baseline=n_base, significance=alpha,
+                test=test, p_value=p_value, n=int(values.size), n_baseline=n_base, significance=alpha,
             )  # fmt: skip
 
     def check_range(

@@ -7,7 +7,10 @@ values (null or NaN):
 - PSI (population stability index) on the same buckets, with empty buckets
   counted as 1e-4 so it stays finite;
 - the Kolmogorov-Smirnov statistic over finite values, the baseline's CDF read
-  from its quantile summary (within 0.2% of rank).
+  from its quantile summary (within 0.2% of rank);
+- the standardised mean difference |mean - baseline mean| / baseline sd over finite
+  values (SMD, Cohen's d with the baseline's sd): the second gating measure, for the
+  mean shifts that move too little mass across 10 buckets for the JSD to see.
 Categorical columns: the L-infinity distance between the value frequencies of the
 baseline (its ranked values) and of the current data, missing values left out.
 """
@@ -19,7 +22,7 @@ from typing import Any
 
 PSI_FLOOR = 1e-4
 # The schema's `drift` key that sets the default threshold of each gating measure.
-THRESHOLD_KEYS = {"jsd": "numeric_jsd", "linf": "categorical_linf"}
+THRESHOLD_KEYS = {"jsd": "numeric_jsd", "linf": "categorical_linf", "smd": "numeric_smd"}
 
 
 def baseline_buckets(base: dict[str, Any]) -> list[int]:
@@ -37,7 +40,8 @@ def bucket_counts(base: dict[str, Any], values, missing: int) -> tuple[list[int]
     edges = base["quantile_histogram"]["edges"]
     inner = np.asarray(edges[1:-1])
     if len(edges) < 2:
-        return [base["missing"] + base.get("nan", 0)], [missing + int(values.size)]
+        # no finite value in the baseline: one bucket for values, one for missing
+        return [0, base["missing"] + base.get("nan", 0)], [int(values.size), missing]
     idx = np.searchsorted(inner, values, side="right")
     cur = np.bincount(idx, minlength=len(inner) + 1).tolist() + [missing]
     return baseline_buckets(base), [int(c) for c in cur]
@@ -110,6 +114,30 @@ def ks_p_value(d: float | None, n: int, n_baseline: int) -> float | None:
         return None
     size = max(1, round(n * n_baseline / (n + n_baseline)))
     return float(kstwo.sf(d, size))
+
+
+def mean_shift(base: dict[str, Any], n_base: int, values) -> tuple[float | None, float | None]:
+    """(standardised mean difference, Welch's t-test p-value) of the current finite
+    `values` against the baseline's mean, sd and count of finite values, which its
+    statistics hold exactly (Chan's merge), so the test needs no sketch. None for both
+    when either side has fewer than 2 values or the baseline's sd is not positive (a
+    constant baseline: the JSD speaks for it)."""
+    from scipy.stats import t as student_t
+
+    mean, sd = base.get("mean"), base.get("std")
+    n = int(values.size)
+    if mean is None or not sd or n < 2 or n_base < 2 or not math.isfinite(sd):
+        return None, None
+    cur_mean = float(values.mean())
+    cur_var = float(values.var(ddof=1))
+    smd = abs(cur_mean - mean) / sd
+    a, b = sd * sd / n_base, cur_var / n
+    if a + b == 0:
+        return smd, (1.0 if smd == 0 else 0.0)
+    t = abs(cur_mean - mean) / math.sqrt(a + b)
+    # Welch-Satterthwaite degrees of freedom
+    df = (a + b) ** 2 / (a * a / (n_base - 1) + b * b / (n - 1))
+    return smd, float(2 * student_t.sf(t, df))
 
 
 def chi2_p_value(base: dict[str, Any], current: dict[str, int]) -> float | None:

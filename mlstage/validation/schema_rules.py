@@ -32,8 +32,8 @@ MAX_DOMAIN = 100
 PRESENCE_MARGIN = 0.05
 
 
-DEFAULT_DRIFT = {"categorical_linf": 0.03, "numeric_jsd": 0.01, "label_linf": 0.03, "significance": 0.01,
-                 "columns": {}}  # fmt: skip
+DEFAULT_DRIFT = {"categorical_linf": 0.03, "numeric_jsd": 0.01, "numeric_smd": 0.05, "label_linf": 0.03,
+                 "significance": 0.01, "columns": {}}  # fmt: skip
 
 
 def _presence(col: dict[str, Any]) -> float:

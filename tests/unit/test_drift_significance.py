@@ -57,10 +57,14 @@ def test_shifts_of_every_kind_are_found_with_their_test(tmp_path):
     shifted(20_000, 1, False).write_parquet(tmp_path / "ref.parquet")
     shifted(5_000, 2, True).write_parquet(tmp_path / "new.parquet")
     r = checked(tmp_path, "label")
-    found = {a["column"]: a for a in anomalies(r.path) if a["type"] in ("drift", "label_drift")}
+    drift = [a for a in anomalies(r.path) if a["type"] in ("drift", "label_drift")]
+    found = {a["column"]: a for a in drift if a["metric"] != "smd"}
     assert set(found) == {"x", "city", "when", "label"}, found
     assert found["label"]["type"] == "label_drift" and found["label"]["metric"] == "linf"
     assert found["label"]["test"] == "chi2" and found["x"]["test"] == "ks"
+    # a half-sd mean shift also passes the mean rule, with its own test
+    mean = {a["column"]: a for a in drift if a["metric"] == "smd"}
+    assert mean["x"]["test"] == "welch" and 0.4 < mean["x"]["value"] < 0.6, mean
     for a in found.values():
         assert a["p_value"] < 0.01 and a["n"] == 5_000 and a["n_baseline"] == 20_000
     assert "2024-" in found["when"]["description"] and "2025-" in found["when"]["description"]
@@ -102,3 +106,75 @@ def test_a_date_column_all_missing_in_the_new_data_is_no_crash(tmp_path):
     )
     r = checked(tmp_path, "label")
     assert r.manifest["kind"] == "anomalies"
+
+
+def frames_with_mean_shift(tmp_path, n, shift):
+    rng = np.random.default_rng(7)
+    pl.DataFrame({"x": rng.normal(0, 1, n), "label": rng.integers(0, 2, n)}).write_parquet(
+        tmp_path / "ref.parquet"
+    )
+    pl.DataFrame({"x": rng.normal(shift, 1, n), "label": rng.integers(0, 2, n)}).write_parquet(
+        tmp_path / "new.parquet"
+    )
+
+
+def test_a_small_mean_shift_on_much_data_is_found_by_the_mean_rule(tmp_path):
+    """0.1 sd on 200,000 rows moves too little mass across 10 buckets for the JSD
+    (0.003 < 0.01): before the mean rule it passed; Evidently's preset flags it."""
+    frames_with_mean_shift(tmp_path, 200_000, 0.1)
+    r = checked(tmp_path, "label")
+    doc = json.loads((r.path / "anomalies.json").read_text())
+    m = next(iter(doc["drift"].values()))["x"]
+    assert m["jsd"] < 0.01 and m["drifted"] is True
+    found = [a for a in doc["anomalies"] if a["column"] == "x"]
+    assert [a["metric"] for a in found] == ["smd"], found
+    assert abs(found[0]["value"] - 0.1) < 0.01 and found[0]["p_value"] < 1e-10
+    assert "0.1" in found[0]["description"] and "Welch" in found[0]["description"]
+
+
+def test_a_schema_written_before_the_mean_rule_keeps_its_behaviour(tmp_path):
+    """No `numeric_smd` in an older schema: no mean rule, and the KS test keeps the
+    column's whole level."""
+    frames_with_mean_shift(tmp_path, 200_000, 0.1)
+    checked(tmp_path, "label")
+    doc = json.loads((tmp_path / "sc" / "schema.json").read_text())
+    del doc["drift"]["numeric_smd"]
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    r = validate("new", "v2", schema=tmp_path / "old.json", baseline="st")
+    out = json.loads((r.path / "anomalies.json").read_text())
+    assert not [a for a in out["anomalies"] if a["column"] == "x"]
+    m = next(iter(out["drift"].values()))["x"]
+    assert m["significance"] == pytest.approx(0.01 / 2)  # 2 columns, one test each
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_mean_test_agrees_with_scipy_on_the_raw_rows(seed):
+    """Welch's test from the baseline's statistics (mean, sd, count) = scipy's
+    ttest_ind(equal_var=False) on the rows themselves."""
+    from scipy.stats import ttest_ind
+
+    from mlstage.validation.compute import numeric_stats
+    from mlstage.validation.drift import mean_shift
+
+    rng = np.random.default_rng(seed)
+    ref = rng.lognormal(0, 1, 3_000 + seed * 500)
+    cur = rng.lognormal(0.05 * seed, 1.3, 400)
+    base, sketch = numeric_stats(pl.Series(ref), "float")
+    smd, p = mean_shift(base, sketch["n"], np.sort(cur))
+    assert smd == pytest.approx(abs(cur.mean() - ref.mean()) / ref.std(ddof=1), rel=1e-9)
+    assert p == pytest.approx(ttest_ind(cur, ref, equal_var=False).pvalue, rel=1e-6)
+
+
+def test_a_number_column_all_missing_in_the_baseline_is_no_crash(tmp_path):
+    """The baseline has no mean: the mean rule has nothing to compare, the shape rule
+    (every row moved out of the missing bucket) reports it, saying so."""
+    rng = np.random.default_rng(3)
+    pl.DataFrame({"x": pl.Series([None] * 500, dtype=pl.Float64),
+                  "label": rng.integers(0, 2, 500)}).write_parquet(tmp_path / "ref.parquet")  # fmt: skip
+    pl.DataFrame({"x": rng.normal(0, 1, 500), "label": rng.integers(0, 2, 500)}).write_parquet(
+        tmp_path / "new.parquet"
+    )
+    r = checked(tmp_path, "label")
+    found = [a for a in anomalies(r.path) if a["type"] == "drift"]
+    assert [a["metric"] for a in found] == ["jsd"], found
+    assert "all missing ->" in found[0]["description"]
