@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..data.splits import DEFAULT_PARTITION_ROWS
 from .app import app
 from .common import Common, emit_result, stage_command
 from .render import table_to_stdout
@@ -68,6 +69,14 @@ def ingest_cmd(
     infer_rows: Annotated[
         int, typer.Option("--infer-rows", metavar="N", help="Rows read to infer column types.")
     ] = 10_000,
+    partition_rows: Annotated[
+        int,
+        typer.Option(
+            "--partition-rows",
+            metavar="N",
+            help="Rows per file: a split of more rows is written as NAME.part-00000.parquet, ...",
+        ),
+    ] = DEFAULT_PARTITION_ROWS,
     *,
     common: Common,
 ) -> None:
@@ -86,9 +95,12 @@ def ingest_cmd(
         split_order=split_order,
         seed=seed,
         infer_rows=infer_rows,
+        partition_rows=partition_rows,
         **common.run_options(),
     )
     if out is None and result.manifest is not None:
-        table_to_stdout(result.path / "data.parquet")
+        from ..data.splits import splits_of
+
+        table_to_stdout(splits_of(result.path, result.manifest)["data"].parts)
         common = Common(**{**common.__dict__, "json": False})  # stdout holds the payload
     emit_result("ingest", result, common)

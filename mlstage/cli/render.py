@@ -219,13 +219,15 @@ def monitor_table(path) -> None:
         console.print("retrain: no", markup=False)
 
 
-def table_to_stdout(parquet_path) -> None:
-    """Stream a Parquet file to stdout as an Arrow IPC stream, batch by batch."""
+def table_to_stdout(parquet_paths) -> None:
+    """Stream Parquet files (one, or a split's partitions in order) to stdout as one Arrow
+    IPC stream, batch by batch."""
     import pyarrow.ipc as ipc
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(parquet_path)
-    with ipc.new_stream(sys.stdout.buffer, pf.schema_arrow) as writer:
-        for batch in pf.iter_batches():
-            writer.write_batch(batch)
+    files = [pq.ParquetFile(p) for p in parquet_paths]
+    with ipc.new_stream(sys.stdout.buffer, files[0].schema_arrow) as writer:
+        for pf in files:
+            for batch in pf.iter_batches():
+                writer.write_batch(batch)
     sys.stdout.buffer.flush()

@@ -7,25 +7,53 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput, opt
 
+# A split of more rows than a partition holds is several files, `NAME.part-00000.parquet`,
+# `NAME.part-00001.parquet`, ... in row order; a smaller one stays `NAME.parquet`.
+DEFAULT_PARTITION_ROWS = 1_000_000
+PART = re.compile(r"^(?P<split>.+)\.part-(?P<n>\d{5})\.parquet$")
 
-def splits_of(path: Path, manifest: dict[str, Any]) -> dict[str, Path]:
-    """Split name -> Parquet file of a dataset (or features) artifact, in manifest order."""
+
+def part_name(split: str, n: int) -> str:
+    return f"{split}.part-{n:05d}.parquet"
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split's Parquet files, in row order (one, unless it is partitioned)."""
+
+    name: str
+    parts: list[Path]
+
+    def __str__(self) -> str:  # for messages: the file, or the pattern of its parts
+        if len(self.parts) == 1:
+            return str(self.parts[0])
+        return str(self.parts[0].parent / f"{self.name}.part-*.parquet")
+
+
+def splits_of(path: Path, manifest: dict[str, Any]) -> dict[str, Split]:
+    """Split name -> its files, of a dataset (or features) artifact, in manifest order."""
     names = manifest["summary"].get("splits") or {}
-    files = {
-        f["path"][: -len(".parquet")]: path / f["path"]
-        for f in manifest["files"]
-        if f["path"].endswith(".parquet")
-    }
+    parts: dict[str, list[tuple[int, Path]]] = {}
+    for f in manifest["files"]:
+        name = f["path"]
+        if not name.endswith(".parquet"):
+            continue
+        m = PART.match(name)
+        key, n = (m["split"], int(m["n"])) if m else (name[: -len(".parquet")], 0)
+        parts.setdefault(key, []).append((n, path / name))
+    files = {k: Split(k, [p for _, p in sorted(v)]) for k, v in parts.items()}
     ordered = [n for n in names if n in files] + [n for n in files if n not in names]
     return {n: files[n] for n in ordered}
 
 
-def choose_splits(available: dict[str, Path], wanted: str | None, ref: str) -> dict[str, Path]:
+def choose_splits(available: dict[str, Split], wanted: str | None, ref: str) -> dict[str, Split]:
     if wanted is None:
         return available
     if wanted not in available:
@@ -35,7 +63,7 @@ def choose_splits(available: dict[str, Path], wanted: str | None, ref: str) -> d
     return {wanted: available[wanted]}
 
 
-def training_split(available: dict[str, Path], ref: str, name: str = "train") -> str:
+def training_split(available: dict[str, Split], ref: str, name: str = "train") -> str:
     """The `train` split, else the only split, else bad input."""
     if name in available:
         return name
@@ -47,7 +75,7 @@ def training_split(available: dict[str, Path], ref: str, name: str = "train") ->
     )
 
 
-def eval_split(splits: dict[str, Path], wanted: str | None, ref: str) -> str:
+def eval_split(splits: dict[str, Split], wanted: str | None, ref: str) -> str:
     if wanted is not None:
         if wanted not in splits:
             raise BadInput(f"no split {wanted!r}; the dataset has: {', '.join(splits)}", file=ref)

@@ -83,7 +83,8 @@ class FittedTransform:
     # -- fitting ----------------------------------------------------------------------
     @classmethod
     def fit(cls, spec: dict[str, Any], train_path, types: dict[str, str]) -> FittedTransform:
-        """Fit every entry on the training split (a Parquet file) of columns typed `types`."""
+        """Fit every entry on the training split (Parquet files: its partitions) of
+        columns typed `types`."""
         import polars as pl
 
         check_spec(spec, types)
@@ -93,14 +94,21 @@ class FittedTransform:
 
         def column(name: str):
             if name not in cache:
-                cache[name] = pl.read_parquet(train_path, columns=[name]).to_series()
+                # one chunk: a sum over chunks (a mean, a std) is added in chunk order, so
+                # the fitted state would differ in its last bit with the partitions
+                cache[name] = pl.read_parquet(train_path, columns=[name]).to_series().rechunk()
                 if types[name] == "float":
                     cache[name] = cache[name].fill_nan(None)
             return cache[name]
 
         if pl.scan_parquet(train_path).select(pl.len()).collect().item() == 0:
             raise BadInput("the training split is empty; there is nothing to fit")
-        for entry in spec["features"]:
+        # a column leaves memory after the last entry that fits on it: memory holds one
+        # column of the training split at a time, not the table
+        last_use = {c: i for i, e in enumerate(spec["features"]) for c in _input_columns(e)}
+        for i, entry in enumerate(spec["features"]):
+            for done in [c for c in cache if last_use.get(c, -1) < i]:
+                del cache[done]
             t = TRANSFORMS[entry["transform"]]
             cols = _input_columns(entry)
             if t.multi:

@@ -122,7 +122,7 @@ def _drifted_cards(drifted: list[tuple[str, str]], manifest: dict[str, Any], st)
     cards = []
     for split, column in dict.fromkeys(drifted):
         if split in splits and column in base["columns"]:
-            values = pl.read_parquet(splits[split], columns=[column]).to_series()
+            values = pl.read_parquet(splits[split].parts, columns=[column]).to_series()
             cards.append(_overlay(column, values, base["columns"][column], split))
     return grid([c for c in cards if c])
 

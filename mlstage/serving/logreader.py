@@ -60,7 +60,7 @@ def requests_source(st: Store, ref: str) -> tuple[list[Path], Input, bool]:
     and whether they are a server's logs."""
     if is_artifact_ref(ref):
         path, manifest, inp = load_input(st, ref, "requests", ("dataset",))
-        return list(splits_of(path, manifest).values()), inp, False
+        return [p for s in splits_of(path, manifest).values() for p in s.parts], inp, False
     p = Path(ref)
     if not p.is_dir():
         raise BadInput("not a request-log folder or a dataset artifact", file=ref)

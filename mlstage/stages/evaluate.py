@@ -15,7 +15,7 @@ from typing import Any
 
 from ..core.documents import validate
 from ..core.jsonio import jsonable
-from ..data.splits import eval_split, splits_of
+from ..data.splits import Split, eval_split, splits_of
 from ..errors import BadInput
 from ..model.artifact import read_signature
 from ..model.evaluation_files import write_evaluation
@@ -188,7 +188,7 @@ def evaluate(
 
 
 def run_evaluation(
-    model, parquet: Path, cfg: dict[str, Any], positive: str | None, base
+    model, split: Split, cfg: dict[str, Any], positive: str | None, base
 ) -> dict[str, Any]:
     import polars as pl
 
@@ -199,7 +199,7 @@ def run_evaluation(
     from ..validation.compute import slice_key_expr
 
     label = model.label
-    frame, unlabelled = drop_unlabelled(pl.read_parquet(parquet), label, str(parquet))
+    frame, unlabelled = drop_unlabelled(pl.read_parquet(split.parts), label, str(split))
     y_true = frame[label].to_list()
     pred, proba = model.predict_frame(frame)
     outcome = ev.Outcomes(model.task, y_true, pred, proba, model.class_names, positive)
@@ -207,7 +207,7 @@ def run_evaluation(
         unknown = sorted({str(v) for v, i in zip(y_true, outcome.y, strict=True) if i < 0})[:5]
         raise BadInput(
             f"label values the model has no class for: {', '.join(unknown)}",
-            file=str(parquet),
+            file=str(split),
             column=label,
         )
     overall = ev.overall(outcome)
@@ -236,7 +236,7 @@ def run_evaluation(
                     "intervals": per_slice.get(name),
                 }
             )
-    _check_slice_names(cfg, slices, model.signature, str(parquet))
+    _check_slice_names(cfg, slices, model.signature, str(split))
     fairness = {}
     for col in cfg.get("sensitive", []):
         groups = (

@@ -26,14 +26,14 @@ from ..data.sources import (
     infer_types,
     scan_typed,
 )
+from ..data.splits import DEFAULT_PARTITION_ROWS
 from ..data.typeinfer import ColumnType, widen
 from ..errors import BadInput, DiskFull, is_disk_full, opt
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
-ALGORITHM = (
-    2  # 2: JSON values typed as CSV; small floats hashed in exponent notation (as documented)
-)
+ALGORITHM = 3  # 2: JSON values typed as CSV; small floats hashed in exponent notation (as
+# documented); 3: splits of more than `partition_rows` rows written as partitions
 
 
 def ingest(
@@ -48,6 +48,7 @@ def ingest(
     split_order: str | None = None,
     seed: int = 0,
     infer_rows: int = 10_000,
+    partition_rows: int = DEFAULT_PARTITION_ROWS,
     store: str | Path | Store | None = None,
     force: bool = False,
     dry_run: bool = False,
@@ -66,6 +67,8 @@ def ingest(
         )
     if infer_rows < 1:
         raise BadInput(f"{opt('infer_rows')} must be at least 1")
+    if partition_rows < 1:
+        raise BadInput(f"{opt('partition_rows')} must be at least 1")
     nulls = list(dict.fromkeys([*DEFAULT_NULLS, *null]))
     out_path = Path(out) if out is not None else None
     st = store_for(store, out_path)
@@ -80,6 +83,7 @@ def ingest(
         "split_order": split_order,
         "seed": seed,
         "infer_rows": infer_rows,
+        "partition_rows": partition_rows,
     }
     existing = out_path is not None and (out_path / "manifest.json").exists()
     inputs, hashing = _source_inputs(srcs, st, in_background=not existing and not dry_run)
@@ -94,8 +98,9 @@ def ingest(
 
     def produce(tmp: Path) -> dict[str, Any]:
         summary = _write_dataset(
-            srcs, tmp, nulls, type_overrides, splits, keys, split_order, seed, infer_rows
-        )
+            srcs, tmp, nulls, type_overrides, splits, keys, split_order, seed, infer_rows,
+            partition_rows,
+        )  # fmt: skip
         summary["sources"] = [
             {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id}
             for s, i in zip(srcs, plan.resolved_inputs(), strict=True)
@@ -110,6 +115,37 @@ def ingest(
         for s in srcs:
             if s.name == "-":
                 s.path.unlink(missing_ok=True)
+
+
+def place_partitions(folder: Path, tmp: Path, name: str, partition_rows: int, schema) -> int:
+    """Move a split's files, written by polars into `folder`, into the payload as
+    `NAME.parquet` (one file) or `NAME.part-NNNNN.parquet`; returns the split's rows.
+
+    Every part but the last holds exactly `partition_rows` rows, so the layout (and the
+    artifact id) depends on the rows alone, not on the threads that wrote them; should
+    polars ever cut elsewhere, the split is cut again here by row number."""
+    import polars as pl
+
+    from ..data.splits import part_name
+
+    written = sorted(folder.glob("*.parquet")) if folder.exists() else []
+    sizes = [pl.scan_parquet(f).select(pl.len()).collect().item() for f in written]
+    if not written:  # an empty split: one empty file with the columns' types
+        pl.DataFrame(schema=schema).write_parquet(tmp / f"{name}.parquet")
+    elif len(written) == 1:
+        written[0].rename(tmp / f"{name}.parquet")
+    elif any(n != partition_rows for n in sizes[:-1]):
+        whole = pl.scan_parquet(written)
+        for i in range(-(-sum(sizes) // partition_rows)):
+            whole.slice(i * partition_rows, partition_rows).sink_parquet(tmp / part_name(name, i))
+        for f in written:
+            f.unlink()
+    else:
+        for i, f in enumerate(written):
+            f.rename(tmp / part_name(name, i))
+    if folder.exists():
+        folder.rmdir()
+    return sum(sizes)
 
 
 def _source_inputs(srcs: list[Source], st: Store, *, in_background: bool):
@@ -170,8 +206,9 @@ def _unify(
 
 
 def _write_dataset(
-    srcs, tmp: Path, nulls, type_overrides, splits, keys, split_order, seed, infer_rows
-) -> dict[str, Any]:
+    srcs, tmp: Path, nulls, type_overrides, splits, keys, split_order, seed, infer_rows,
+    partition_rows,
+) -> dict[str, Any]:  # fmt: skip
     import polars as pl
 
     from ..core.coltypes import polars_type
@@ -216,9 +253,16 @@ def _write_dataset(
             for i, (name, _) in enumerate(splits)
         }
 
-    files = {name: tmp / f"{name}.parquet" for name in targets}
+    scratch = tmp / ".partitions"
+    folders = {name: scratch / name for name in targets}
     try:
-        pl.collect_all([lf.sink_parquet(files[name], lazy=True) for name, lf in targets.items()])
+        # one pass over the sources, each split streamed into files of partition_rows rows
+        pl.collect_all([
+            lf.sink_parquet(pl.PartitionBy(folders[name], max_rows_per_file=partition_rows,
+                                           approximate_bytes_per_file=None),
+                            mkdir=True, lazy=True)
+            for name, lf in targets.items()
+        ])  # fmt: skip
     except (pl.exceptions.PolarsError, OSError) as e:
         if is_disk_full(e):  # the machine's fault, not the sources'
             raise DiskFull(tmp) from None
@@ -235,8 +279,10 @@ def _write_dataset(
         raise BadInput(f"cannot read the sources: {str(e).strip().splitlines()[0]}") from None
 
     counts = {
-        name: pl.scan_parquet(p).select(pl.len()).collect().item() for name, p in files.items()
-    }
+        name: place_partitions(folders[name], tmp, name, partition_rows, targets[name].collect_schema())
+        for name in targets
+    }  # fmt: skip
+    scratch.rmdir()
     rows = sum(counts.values())
     if rows == 0:
         raise BadInput(

@@ -62,7 +62,8 @@ def _read_table(st: Store, ref: str, role: str):
 
     if is_artifact_ref(ref):
         path, manifest, inp = load_input(st, ref, role, ("dataset",))
-        return pl.concat([pl.read_parquet(f) for f in splits_of(path, manifest).values()]), inp
+        parts = [p for s in splits_of(path, manifest).values() for p in s.parts]
+        return pl.read_parquet(parts), inp
     p = Path(ref)
     if not p.is_file():
         raise BadInput("no such file or dataset artifact", file=ref)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..data.splits import choose_splits, splits_of
+from ..data.splits import Split, choose_splits, splits_of
 from ..errors import BadInput, opt
 from ..model.artifact import read_signature
 from ..store.refs import load_input
@@ -67,8 +67,31 @@ def predict(
     )
 
 
+def _batches(split: Split, columns: list[str]):
+    """The split's rows in frames of exactly BATCH_ROWS (the last fewer), across its
+    partitions: a model's arithmetic can depend on the batch's shape (BLAS blocks a
+    matrix product by rows), so the batches must not depend on where partitions end."""
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for part in split.parts:
+        for batch in pq.ParquetFile(part).iter_batches(batch_size=BATCH_ROWS, columns=columns):
+            pending.append(batch)
+            held += batch.num_rows
+            while held >= BATCH_ROWS:
+                table = pa.Table.from_batches(pending)
+                yield pl.from_arrow(table.slice(0, BATCH_ROWS))
+                rest = table.slice(BATCH_ROWS)
+                pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pl.from_arrow(pa.Table.from_batches(pending))
+
+
 def write_predictions(
-    model, splits: dict[str, Path], target: Path, keep: list[str], *, with_split: bool
+    model, splits: dict[str, Split], target: Path, keep: list[str], *, with_split: bool
 ) -> dict[str, int]:
     """Stream every split through the model in batches into one Parquet file."""
     import polars as pl
@@ -78,10 +101,9 @@ def write_predictions(
     writer = None
     counts = {}
     try:
-        for name, path in splits.items():
+        for name, split in splits.items():
             counts[name] = 0
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=needed):
-                frame = pl.from_arrow(batch)
+            for frame in _batches(split, needed):
                 pred, proba = model.predict_frame(frame)
                 cols = {}
                 if with_split:

@@ -47,12 +47,12 @@ def stats(
     plan = StagePlan("stats", "stats", ALGORITHM, {"split": split, "slices": specs}, [inp])
 
     def produce(tmp: Path) -> dict[str, Any]:
-        from ..validation.compute import split_stats
+        from ..validation.merge import split_stats_of
 
         doc: dict[str, Any] = {"format": "mlstage-stats/1", "splits": {}}
         sketches: dict[str, Any] = {"format": "mlstage-sketches/1", "splits": {}}
         for name, file in chosen.items():
-            doc["splits"][name], sketches["splits"][name] = split_stats(file, schema, specs)
+            doc["splits"][name], sketches["splits"][name] = split_stats_of(file, schema, specs)
         return write_stats(tmp, doc, sketches)
 
     return run_stage(

@@ -69,7 +69,7 @@ def check_estimator(config: Any, where: str) -> None:
         raise BadInput(e.reason, file=where) from None
 
 
-def _matrix(path: Path, columns: list[str]):
+def _matrix(path: list[Path], columns: list[str]):
     """Features as one float32 C-ordered array, filled a column at a time (one copy of the data)."""
     import numpy as np
     import polars as pl
@@ -81,13 +81,13 @@ def _matrix(path: Path, columns: list[str]):
     return X
 
 
-def _column(path: Path, col: str):
+def _column(path: list[Path], col: str):
     import polars as pl
 
     return pl.read_parquet(path, columns=[col]).to_series()
 
 
-def _labelled(path: Path, columns: list[str], label: str):
+def _labelled(path: list[Path], columns: list[str], label: str):
     """(X, y, rows left out) for the rows of a split that have a label (missing: null, or
     NaN in a float label). y keeps the label's type (numpy would make an int label with
     nulls float, and its classes 0.0 and 1.0)."""
@@ -150,7 +150,7 @@ def train(
         from ..model.artifact import ESTIMATOR_FILE, dump_estimator
 
         feature_cols = list(transform_doc["outputs"])
-        X, y, unlabelled, keep = _labelled(splits[fit_name], feature_cols, label["column"])
+        X, y, unlabelled, keep = _labelled(splits[fit_name].parts, feature_cols, label["column"])
         if unlabelled:
             sys.stderr.write(
                 f"warning: {fit_name} split: {unlabelled} rows without a label"
@@ -167,7 +167,7 @@ def train(
                 f'the label "{label["column"]}" has one class in the training split; a classifier needs two or more',
                 file=str(features),
             )
-        w = _column(splits[fit_name], weight).to_numpy()[keep] if weight else None
+        w = _column(splits[fit_name].parts, weight).to_numpy()[keep] if weight else None
         estimator, cv, caught = _fit_quietly(cfg, X, y, w, feature_cols)
         metrics = {
             "format": "mlstage-model-metrics/1",
@@ -184,7 +184,7 @@ def train(
         for name, file in splits.items():
             if name != fit_name:
                 Xs, ys, metrics["unlabelled_rows"][name], _ = _labelled(
-                    file, feature_cols, label["column"]
+                    file.parts, feature_cols, label["column"]
                 )
                 if ys.size:
                     metrics["splits"][name] = _metrics(cfg["task"], estimator, Xs, ys)
@@ -408,9 +408,11 @@ def _signature(st: Store, features_manifest, transform_doc, task: str, estimator
     dataset = st.manifest(data["id"]) if data else None
     if dataset is not None:
         fit_split = features_manifest["summary"].get("fit_split") or "train"
-        path = st.object_dir(dataset["id"]) / f"{fit_split}.parquet"
-        if path.exists():
-            frame = pl.read_parquet(path, columns=list(inputs))
+        from ..data.splits import splits_of
+
+        fit = splits_of(st.object_dir(dataset["id"]), dataset).get(fit_split)
+        if fit is not None and all(p.exists() for p in fit.parts):
+            frame = pl.read_parquet(fit.parts, columns=list(inputs))
             for col, t in inputs.items():
                 s = frame[col]
                 info = profile[col]

@@ -64,7 +64,7 @@ def validate(
             base = {**table, "sketches": sketches}
         checker = Checker(schema_doc, environment, base)
         for name, file in chosen.items():
-            checker.check_split(name, file, types)
+            checker.check_split(name, file.parts, types)
         errors = sum(a["severity"] == "error" for a in checker.anomalies)
         doc = {
             "format": "mlstage-anomalies/1",

@@ -76,7 +76,8 @@ class Checker:
     def check_split(
         self, split: str, source, types: dict[str, str], *, row_counts: bool = True
     ) -> None:
-        """Check one split: a Parquet file (read a column at a time) or a polars DataFrame.
+        """Check one split: Parquet files (a split's partitions, read a column at a time)
+        or a polars DataFrame.
 
         `row_counts=False` skips too_few_rows and row_count_change: `monitor` checks
         serving traffic, whose volume says nothing about the data's health.

@@ -10,7 +10,10 @@ from exact value counts. Each column also gets a small mergeable summary
 - quantiles and histograms: from each partition's quantile summary, the values at
   SUMMARY_POINTS evenly spaced ranks. The merged CDF is the count-weighted mix of
   the partitions' piecewise-linear CDFs, so a merged quantile is off by at most
-  1/(SUMMARY_POINTS-1) = 0.2% in rank. (DataSketches' KLL sketch would do this too,
+  1/(SUMMARY_POINTS-1) = 0.2% in rank (plus, for a partition of fewer rows than
+  SUMMARY_POINTS, the step between two of its values: at most 1/rows of the whole
+  per such partition), and a histogram bucket's count (the difference of two CDF
+  values) by at most twice that. (DataSketches' KLL sketch would do this too,
   but its compaction is random: the same data would give a different artifact id
   each run, and mlstage's artifacts are reproducible.)
 - unique counts: HyperLogLog (Apache DataSketches, lg_k=12: about 1.6% standard

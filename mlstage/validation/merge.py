@@ -1,6 +1,6 @@
 """Combining statistics of partitions computed apart (`stats --merge`).
 
-What is exact and what is approximate is said in `profile`'s docstring.
+What is exact and what is approximate is said in `compute`'s module docstring.
 """
 
 from __future__ import annotations
@@ -226,3 +226,19 @@ def merge_stats(docs: list[tuple[dict, dict]]) -> tuple[dict, dict]:
                 block["slices"][sl], sk["slices"][sl] = merge_table(sp, f"split {name}, slice {sl}")
         stats["splits"][name], sketches["splits"][name] = block, sk
     return stats, sketches
+
+
+def split_stats_of(split, types: dict[str, str], slices: list[list[str]]) -> tuple[dict, dict]:
+    """Statistics of one split (a `data.splits.Split`): of its file, or of each of its
+    partitions in turn, merged as `stats --merge` does (memory holds one partition's
+    column at a time; what the merge keeps exact and what approximately is said above)."""
+    from .compute import split_stats
+
+    if len(split.parts) == 1:
+        return split_stats(split.parts[0], types, slices)
+    docs = []
+    for part in split.parts:
+        block, sketch = split_stats(part, types, slices)
+        docs.append(({"splits": {"s": block}}, {"splits": {"s": sketch}}))
+    stats, sketches = merge_stats(docs)
+    return stats["splits"]["s"], sketches["splits"]["s"]

@@ -56,13 +56,13 @@ def training_stats(st: Store, ref: str, role: str) -> tuple[dict[str, Any], dict
     if manifest["kind"] == "stats":
         doc = read_stats(path)
         sketches = json.loads((path / "sketches.json").read_text())
-        name = training_split({k: path for k in doc["splits"]}, ref)
+        name = training_split(doc["splits"], ref)
         return doc["splits"][name], sketches["splits"][name]
-    from .compute import split_stats
+    from .merge import split_stats_of
 
     splits = splits_of(path, manifest)
     name = training_split(splits, ref)
-    return split_stats(splits[name], manifest["summary"]["schema"], [])
+    return split_stats_of(splits[name], manifest["summary"]["schema"], [])
 
 
 def read_stats(path: Path) -> dict[str, Any]:
