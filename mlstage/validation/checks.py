@@ -84,15 +84,20 @@ class Checker:
         """
         import polars as pl
 
+        parts = [source] if isinstance(source, pl.DataFrame) else list(source)
+
         def column(name: str):
-            if isinstance(source, pl.DataFrame):
-                return source.get_column(name)
-            return pl.read_parquet(source, columns=[name]).to_series()
+            """The column, one partition at a time."""
+            for part in parts:
+                if isinstance(part, pl.DataFrame):
+                    yield part.get_column(name)
+                else:
+                    yield pl.read_parquet(part, columns=[name]).to_series()
 
         if isinstance(source, pl.DataFrame):
             rows = source.height
         else:
-            rows = pl.scan_parquet(source).select(pl.len()).collect().item()
+            rows = pl.scan_parquet(list(source)).select(pl.len()).collect().item()
         min_rows = self.schema.get("min_rows", 1)
         if row_counts and rows < min_rows:
             self.add(
@@ -157,12 +162,30 @@ class Checker:
 
     # -- per column ----------------------------------------------------------------------
     def check_column(
-        self, split: str, name: str, spec: dict[str, Any], dtype: str, series, rows: int
+        self, split: str, name: str, spec: dict[str, Any], dtype: str, chunks, rows: int
     ) -> None:
-        import numpy as np
-        import polars as pl
+        """The checks of one column, read a partition at a time (`chunks`) into a
+        ColumnScan: memory holds one partition's column."""
+        from .column_scan import ColumnScan
 
-        present = series.len() - series.null_count()
+        base = (self.baseline or {}).get("columns", {}).get(name)
+        drift_base, summary = None, []
+        if base is not None and dtype in ("int", "float") and base["type"] in ("int", "float"):
+            drift_base, summary = base, self.baseline_sketch(name).get("summary", [])
+        elif base is not None and dtype in ("date", "datetime") and "epoch" in base:
+            drift_base = base["epoch"]
+            summary = self.baseline_sketch(name).get("epoch", {}).get("summary", [])
+        scan = ColumnScan(dtype, drift_base, summary,
+                          track_ints=dtype == "int" and base is not None and "values" in base)  # fmt: skip
+        ranged = "min" in spec or "max" in spec
+        outside, examples = 0, list[Any]()
+        for series in chunks:
+            scan.add(series)
+            if ranged:
+                n, found = self.out_of_range(spec, dtype, series)
+                outside += n
+                examples += [x for x in found if x not in examples][: EXAMPLES - len(examples)]
+        present = scan.present
         if rows and "min_presence" in spec and present / rows < spec["min_presence"]:
             self.add(
                 split,
@@ -173,22 +196,15 @@ class Checker:
                 threshold=spec["min_presence"],
                 metric="presence",
             )
-        counts: dict[str, int] = {}
-        if dtype in ("string", "bool"):
-            vc = (
-                series.drop_nulls()
-                .cast(pl.String)
-                .value_counts(name="__n")
-                .sort(["__n", series.name], descending=[True, False])
-            )
-            counts = dict(zip(vc[series.name].to_list(), vc["__n"].to_list(), strict=True))
+        # most frequent first, ties by value (the order of examples in messages)
+        counts = dict(sorted(scan.counts.items(), key=lambda kv: (-kv[1], kv[0])))
         if "domain" in spec and dtype == "string" and present:
             domain = set(spec["domain"])
-            outside = [(v, c) for v, c in counts.items() if v not in domain]
-            if outside:
-                frac = sum(c for _, c in outside) / present
+            out_values = [(v, c) for v, c in counts.items() if v not in domain]
+            if out_values:
+                frac = sum(c for _, c in out_values) / present
                 limit = spec.get("max_out_of_domain", self.schema.get("max_out_of_domain", 0.01))
-                shown = ", ".join(repr(v) for v, _ in outside[:3])
+                shown = ", ".join(repr(v) for v, _ in out_values[:3])
                 self.add(
                     split,
                     name,
@@ -198,44 +214,36 @@ class Checker:
                     value=frac,
                     threshold=limit,
                     metric="fraction",
-                    examples=[v for v, _ in outside[:EXAMPLES]],
+                    examples=[v for v, _ in out_values[:EXAMPLES]],
                 )
-        values = None
-        if dtype in ("int", "float"):
-            v = series.drop_nulls().cast(pl.Float64).to_numpy()
-            nan = int(np.isnan(v).sum())
-            values = np.sort(v[np.isfinite(v)])
-            inf = int(v.size - values.size - nan)
-        if "min" in spec or "max" in spec:
-            self.check_range(split, name, spec, dtype, series, present)
-        if self.baseline is None or name not in self.baseline["columns"]:
-            return
-        base = self.baseline["columns"][name]
-        is_label = name == self.schema.get("label")
-        if dtype == "int" and "values" in base and values is not None:
-            # a 0/1 label or a rating: compared by its mix of values, as a category is
-            few = np.unique(values)
-            if is_label or few.size <= LOW_CARDINALITY:
-                counts = {
-                    str(int(v)): int(c)
-                    for v, c in zip(*np.unique(values, return_counts=True), strict=True)
-                }
-                self.categorical_drift(split, name, base, counts, is_label)
-                return
-        if dtype in ("string", "bool") and base["type"] in ("string", "bool"):
-            self.categorical_drift(split, name, base, counts, is_label)
-        elif values is not None and base["type"] in ("int", "float"):
-            missing = series.null_count() + nan + inf
-            self.numeric_drift(
-                split, name, base, self.baseline_sketch(name), values, missing, is_label
+        if outside:
+            lo, hi = spec.get("min"), spec.get("max")
+            frac = outside / present if present else 1.0
+            self.add(
+                split,
+                name,
+                "out_of_range",
+                f"{name}: {_pct(frac)} of values are outside [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}], e.g. {', '.join(str(x) for x in examples[:3])}",
+                value=frac,
+                threshold=[lo, hi],
+                metric="fraction",
+                examples=[x.isoformat() if hasattr(x, "isoformat") else x for x in examples],
             )
-        elif dtype in ("date", "datetime") and "epoch" in base:
-            from .compute import epoch_seconds
-
-            epoch = epoch_seconds(series).drop_nulls().to_numpy()
-            sketch = self.baseline_sketch(name).get("epoch", {})
-            self.numeric_drift(split, name, base["epoch"], sketch, np.sort(epoch), series.null_count(),
-                               is_label, unit="date")  # fmt: skip
+        if base is None:
+            return
+        is_label = name == self.schema.get("label")
+        if scan.int_counts is not None and (is_label or len(scan.int_counts) <= LOW_CARDINALITY):
+            # a 0/1 label or a rating: compared by its mix of values, as a category is
+            ints = {str(v): c for v, c in sorted(scan.int_counts.items())}
+            self.categorical_drift(split, name, base, ints, is_label)
+        elif dtype in ("string", "bool") and base["type"] in ("string", "bool"):
+            self.categorical_drift(split, name, base, counts, is_label)
+        elif drift_base is not None:
+            sketch = self.baseline_sketch(name)
+            if dtype in ("date", "datetime"):
+                sketch = sketch.get("epoch", {})
+            unit = "date" if dtype in ("date", "datetime") else None
+            self.numeric_drift(split, name, drift_base, sketch, scan, is_label, unit=unit)
 
     def _alpha(self, name: str) -> float:
         """The level one column's test must reach: the schema's family-wise level over
@@ -280,48 +288,42 @@ class Checker:
                 test="chi2", p_value=p, n=n, n_baseline=base["count"], significance=alpha,
             )  # fmt: skip
 
-    def numeric_drift(
-        self, split, name, base, sketch, values, missing, is_label, unit=None
-    ) -> None:
+    def numeric_drift(self, split, name, base, sketch, scan, is_label, unit=None) -> None:
         """Two rules, either of which reports drift: the shape (JSD, and PSI/KS when the
         schema sets them, on the baseline's quantile buckets) past its threshold with a
         Kolmogorov-Smirnov test rejecting, or the mean (SMD) past its threshold with
         Welch's t-test rejecting. The column's level is shared by its two tests."""
-        import numpy as np
-
-        from .drift import bucket_counts, jensen_shannon, ks_p_value, ks_statistic, mean_shift, psi
+        from .drift import jensen_shannon, ks_p_value, mean_shift, psi
 
         per_col = self.drift_cfg.get("columns", {}).get(name, {})
-        p_counts, q_counts = bucket_counts(base, values, missing)
-        ks = ks_statistic(sketch.get("summary", []), values)
+        p_counts, q_counts = scan.bucket_counts()
+        ks = scan.ks()
         n_base = int(sketch.get("n") or base.get("count") or 0)
-        p = ks_p_value(ks, int(values.size), n_base)
-        smd, p_mean = mean_shift(base, n_base, values)
+        p = ks_p_value(ks, scan.n, n_base)
+        smd, p_mean = mean_shift(base, n_base, scan.n, scan.mean, scan.variance)
         smd_limit = per_col.get("smd", self.drift_cfg.get("numeric_smd"))
         # Bonferroni within the column: a schema without a mean threshold (written before
         # it existed) keeps its whole level for the KS test
         alpha = self._alpha(name) / (1 if smd_limit is None else 2)
         measures = {"jsd": jensen_shannon(p_counts, q_counts), "psi": psi(p_counts, q_counts), "ks": ks,
                     "test": "ks", "p_value": p, "smd": smd, "mean_test": "welch", "mean_p_value": p_mean,
-                    "n": int(values.size), "n_baseline": n_base, "significance": alpha,
+                    "n": scan.n, "n_baseline": n_base, "significance": alpha,
                     "drifted": False}  # fmt: skip
         self.drift[split][name] = measures
         kind = "label_drift" if is_label else "drift"
 
         def moved() -> str:
-            """What moved, for the message: the median of dates, else the mean."""
-            if unit == "date":
-                import datetime as dt
+            """What moved, for the message: the mean (a date for dates)."""
+            import datetime as dt
 
-                def show(x):
+            def show(x) -> str:
+                if x is None:
+                    return "all missing"
+                if unit == "date":
                     return dt.datetime.fromtimestamp(x, dt.UTC).strftime("%Y-%m-%d")
+                return f"{x:.4g}"
 
-                mid = base["quantiles"].get("0.5")
-                median = show(float(np.median(values))) if values.size else "all missing"
-                return f"median {show(mid) if mid is not None else 'n/a'} -> {median}"
-            now = f"{float(values.mean()):.4g}" if values.size else "all missing"
-            was = f"{base['mean']:.4g}" if base.get("mean") is not None else "all missing"
-            return f"mean {was} -> {now}"
+            return f"mean {show(base.get('mean'))} -> {show(scan.mean if scan.n else None)}"
 
         rules = [(m, per_col.get(m, self.drift_cfg.get(key)), "ks", p)
                  for m, key in (("jsd", "numeric_jsd"), ("psi", "psi"), ("ks", "ks"))]  # fmt: skip
@@ -348,12 +350,12 @@ class Checker:
                 value=value,
                 threshold=limit,
                 metric=metric,
-                test=test, p_value=p_value, n=int(values.size), n_baseline=n_base, significance=alpha,
+                test=test, p_value=p_value, n=scan.n, n_baseline=n_base, significance=alpha,
             )  # fmt: skip
 
-    def check_range(
-        self, split: str, name: str, spec: dict[str, Any], dtype: str, series, present: int
-    ) -> None:
+    def out_of_range(self, spec: dict[str, Any], dtype: str, series) -> tuple[int, list]:
+        """(values outside the schema's [min, max], the first of them, distinct, in order)
+        in one partition's values of a column."""
         import polars as pl
 
         col = pl.col(series.name)
@@ -366,20 +368,7 @@ class Checker:
         if hi is not None:
             cond = cond | (col > hi)
         frame = series.to_frame().filter(cond.fill_null(False))
-        if frame.height:
-            frac = frame.height / present if present else 1.0
-            examples = frame.to_series().unique(maintain_order=True).head(EXAMPLES).to_list()
-            shown = ", ".join(str(x) for x in examples[:3])
-            self.add(
-                split,
-                name,
-                "out_of_range",
-                f"{name}: {_pct(frac)} of values are outside [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}], e.g. {shown}",
-                value=frac,
-                threshold=[lo, hi],
-                metric="fraction",
-                examples=[x.isoformat() if hasattr(x, "isoformat") else x for x in examples],
-            )
+        return frame.height, frame.to_series().unique(maintain_order=True).head(EXAMPLES).to_list()
 
     def baseline_sketch(self, name: str) -> dict[str, Any]:
         if self.baseline is None:

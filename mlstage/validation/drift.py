@@ -6,8 +6,9 @@ values (null or NaN):
 - Jensen-Shannon divergence, base 2 (0 = same, 1 = disjoint): the gating measure;
 - PSI (population stability index) on the same buckets, with empty buckets
   counted as 1e-4 so it stays finite;
-- the Kolmogorov-Smirnov statistic over finite values, the baseline's CDF read
-  from its quantile summary (within 0.2% of rank);
+- the Kolmogorov-Smirnov statistic over finite values against the baseline's CDF read
+  from its quantile summary (within 0.2% of rank): exact for that CDF, from the current
+  values' counts at the summary's points (validation.column_scan);
 - the standardised mean difference |mean - baseline mean| / baseline sd over finite
   values (SMD, Cohen's d with the baseline's sd): the second gating measure, for the
   mean shifts that move too little mass across 10 buckets for the JSD to see.
@@ -33,20 +34,6 @@ def baseline_buckets(base: dict[str, Any]) -> list[int]:
     ]
 
 
-def bucket_counts(base: dict[str, Any], values, missing: int) -> tuple[list[int], list[int]]:
-    """(baseline counts, current counts) over the 10 quantile buckets + a missing bucket."""
-    import numpy as np
-
-    edges = base["quantile_histogram"]["edges"]
-    inner = np.asarray(edges[1:-1])
-    if len(edges) < 2:
-        # no finite value in the baseline: one bucket for values, one for missing
-        return [0, base["missing"] + base.get("nan", 0)], [int(values.size), missing]
-    idx = np.searchsorted(inner, values, side="right")
-    cur = np.bincount(idx, minlength=len(inner) + 1).tolist() + [missing]
-    return baseline_buckets(base), [int(c) for c in cur]
-
-
 def _normalise(counts: list[int]) -> list[float]:
     total = sum(counts)
     return [c / total for c in counts] if total else [0.0] * len(counts)
@@ -68,20 +55,6 @@ def psi(p_counts: list[int], q_counts: list[int]) -> float:
     p = [max(x, PSI_FLOOR) for x in _normalise(p_counts)]
     q = [max(x, PSI_FLOOR) for x in _normalise(q_counts)]
     return sum((b - a) * math.log(b / a) for a, b in zip(p, q, strict=True))
-
-
-def ks_statistic(summary: list[float], sorted_values) -> float | None:
-    """max |F_current - F_baseline| over finite values; None when either side is empty."""
-    import numpy as np
-
-    from .compute import summary_cdf
-
-    if not summary or sorted_values.size == 0:
-        return None
-    picks = sorted_values[np.linspace(0, sorted_values.size - 1, 2001).astype(int)]
-    grid = np.unique(np.concatenate([np.asarray(summary), picks]))
-    f_cur = np.searchsorted(sorted_values, grid, side="right") / sorted_values.size
-    return float(np.abs(f_cur - summary_cdf(summary, grid)).max())
 
 
 def linf(base: dict[str, Any], current: dict[str, int]) -> tuple[float, str | None]:
@@ -116,25 +89,24 @@ def ks_p_value(d: float | None, n: int, n_baseline: int) -> float | None:
     return float(kstwo.sf(d, size))
 
 
-def mean_shift(base: dict[str, Any], n_base: int, values) -> tuple[float | None, float | None]:
-    """(standardised mean difference, Welch's t-test p-value) of the current finite
-    `values` against the baseline's mean, sd and count of finite values, which its
-    statistics hold exactly (Chan's merge), so the test needs no sketch. None for both
-    when either side has fewer than 2 values or the baseline's sd is not positive (a
-    constant baseline: the JSD speaks for it)."""
+def mean_shift(
+    base: dict[str, Any], n_base: int, n: int, mean: float, var: float | None
+) -> tuple[float | None, float | None]:
+    """(standardised mean difference, Welch's t-test p-value) of the current finite values
+    (n, mean, sample variance) against the baseline's mean, sd and count of finite
+    values, which its statistics hold exactly (Chan's merge), so the test needs no
+    sketch. None for both when either side has fewer than 2 values or the baseline's sd
+    is not positive (a constant baseline: the JSD speaks for it)."""
     from scipy.stats import t as student_t
 
-    mean, sd = base.get("mean"), base.get("std")
-    n = int(values.size)
-    if mean is None or not sd or n < 2 or n_base < 2 or not math.isfinite(sd):
+    base_mean, sd = base.get("mean"), base.get("std")
+    if base_mean is None or not sd or var is None or n < 2 or n_base < 2 or not math.isfinite(sd):
         return None, None
-    cur_mean = float(values.mean())
-    cur_var = float(values.var(ddof=1))
-    smd = abs(cur_mean - mean) / sd
-    a, b = sd * sd / n_base, cur_var / n
+    smd = abs(mean - base_mean) / sd
+    a, b = sd * sd / n_base, var / n
     if a + b == 0:
         return smd, (1.0 if smd == 0 else 0.0)
-    t = abs(cur_mean - mean) / math.sqrt(a + b)
+    t = abs(mean - base_mean) / math.sqrt(a + b)
     # Welch-Satterthwaite degrees of freedom
     df = (a + b) ** 2 / (a * a / (n_base - 1) + b * b / (n - 1))
     return smd, float(2 * student_t.sf(t, df))

@@ -22,6 +22,17 @@ from ..conftest import ROOT
 EXAMPLES = ROOT / "examples"
 
 
+def close(a, b) -> bool:
+    """Equal, numbers within 1e-9 relative (1e-12 absolute)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(close, a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-9, abs=1e-12)
+    return a == b
+
+
 def part_files(path, split):
     return sorted(p.name for p in path.glob(f"{split}*.parquet"))
 
@@ -129,7 +140,9 @@ def test_every_stage_gives_the_same_answers_on_partitions(adult_small):
     v_whole = validate("whole", "v_w", schema="sc", baseline="st_w")
     doc_p = json.loads((v_parts.path / "anomalies.json").read_text())
     doc_w = json.loads((v_whole.path / "anomalies.json").read_text())
-    assert doc_p["anomalies"] == doc_w["anomalies"] and doc_p["drift"] == doc_w["drift"]
+    # the same anomalies and measures; the mean and sd, merged over partitions by Chan's
+    # formula, may differ in their last bits
+    assert close(doc_p["anomalies"], doc_w["anomalies"]) and close(doc_p["drift"], doc_w["drift"])
 
     spec = EXAMPLES / "adult_features.json"
     f_parts, f_whole = featurize("parts", "f_p", spec=spec), featurize("whole", "f_w", spec=spec)

@@ -15,7 +15,7 @@ from mlstage.errors import BadInput
 from mlstage.stages.schema import schema
 from mlstage.stages.stats import stats
 from mlstage.stages.validate import validate
-from mlstage.validation.drift import bucket_counts, jensen_shannon, ks_statistic
+from mlstage.validation.drift import baseline_buckets, jensen_shannon
 
 from ..conftest import SAMPLE, cli, write
 
@@ -151,15 +151,28 @@ def test_drift_numbers_match_scipy(base, tmp_path):
     got = doc["drift"]["data"]["x"]
     base_stats = json.loads(open("base_stats/stats.json").read())["splits"]["data"]["columns"]["x"]
     values = np.sort(shifted["x"].to_numpy())
-    p, q = bucket_counts(base_stats, values, 0)
+    # the current values in the baseline's quantile buckets, counted directly
+    inner = base_stats["quantile_histogram"]["edges"][1:-1]
+    q = np.bincount(np.searchsorted(inner, values, side="right"), minlength=len(inner) + 1)
+    p = baseline_buckets(base_stats)
+    q = [*q.tolist(), 0]
     assert got["jsd"] == pytest.approx(jensenshannon(p, q, base=2) ** 2, abs=1e-9)
     assert jensen_shannon(p, q) == pytest.approx(jensenshannon(p, q, base=2) ** 2, abs=1e-9)
     reference = ks_2samp(table(2000, 0)["x"].to_numpy(), values).statistic
     assert got["ks"] == pytest.approx(reference, abs=0.005)
+    # exact against the baseline's summary CDF: the sup over a fine grid of every value
+    from mlstage.validation.compute import summary_cdf
+
     summary = json.loads(open("base_stats/sketches.json").read())["splits"]["data"]["columns"]["x"][
         "summary"
     ]
-    assert ks_statistic(summary, values) == got["ks"]
+    grid = np.unique(np.concatenate([summary, values]))
+    f_cur = np.searchsorted(values, grid, side="right") / values.size
+    f_cur_left = np.searchsorted(values, grid, side="left") / values.size
+    f_base = summary_cdf(summary, grid)
+    f_base_left = np.concatenate([[0.0], f_base[:-1]])
+    exact = max(np.abs(f_cur - f_base).max(), np.abs(f_cur_left - f_base_left).max())
+    assert got["ks"] == pytest.approx(exact, abs=1e-12)
 
 
 @pytest.mark.parametrize(
