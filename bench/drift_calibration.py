@@ -327,11 +327,12 @@ def flags(block: dict, label: str, rule: Rule) -> set[str]:
             if m["linf"] > rule.linf and (p is None or p < alpha):
                 out.add(col)
             continue
-        a = alpha if rule.smd is None or rule.jsd == 0 else alpha / 2
         p, pm = m.get("p_value"), m.get("mean_p_value")
+        # both tests share the column's level when both run (pm None: too few rows)
+        a = alpha / 2 if rule.smd is not None and rule.jsd != 0 and pm is not None else alpha
         shape = m.get("jsd") is not None and m["jsd"] > rule.jsd and (p is None or p < a)
         mean = (rule.smd is not None and m.get("smd") is not None and m["smd"] > rule.smd
-                and (pm is None or pm < a))  # fmt: skip
+                and pm is not None and pm < a)  # fmt: skip
         if shape or mean:
             out.add(col)
     return out
@@ -451,7 +452,12 @@ def start_evidently(jobs: list[Job], work: Path) -> tuple[subprocess.Popen | Non
 def candidates() -> list[Rule]:
     return (
         [Rule(j, c) for j in JSD_CANDIDATES for c in LINF_CANDIDATES]
-        + [Rule(0.01, 0.03, m, a) for a in SIGNIFICANCES for m in SMD_CANDIDATES]
+        + [
+            Rule(0.01, 0.03, m, a)
+            for a in SIGNIFICANCES
+            for m in [None, *SMD_CANDIDATES]
+            if (m, a) != (None, SIGNIFICANCE)
+        ]
         + [Rule(0.0, 0.0)]
     )
 
@@ -551,8 +557,9 @@ def markdown(fa: dict, det: dict, ev_fa: dict, ev_version: str | None, meta: dic
         lines.append("| Evidently DataDriftPreset | "
                      + " | ".join(pct(ev_fa[g]["column_rate"]) + f" (n={ev_fa[g]['splits']})"
                                   if g in ev_fa else "-" for g in groups) + " |")  # fmt: skip
-    shown = ["jsd 0.05 / linf 0.05", "jsd 0.01 / linf 0.03", "jsd 0.01 / linf 0.03 / smd 0.1",
-             "jsd 0.01 / linf 0.03 / smd 0.05", "jsd 0.01 / linf 0.03 / smd 0.05, significance 0.05"]  # fmt: skip
+    shown = ["jsd 0.01 / linf 0.03", "jsd 0.01 / linf 0.03, significance 0.05",
+             "jsd 0.01 / linf 0.03 / smd 0.05", "jsd 0.01 / linf 0.03 / smd 0.1, significance 0.05",
+             "jsd 0.01 / linf 0.03 / smd 0.05, significance 0.05"]  # fmt: skip
     lines += ["", "## Detection: % of repetitions flagging the shifted column (synth)", "",
               "| size | shift | reps | " + " | ".join(shown) + " | Evidently |",
               "|---|---|---|" + "---|" * (len(shown) + 1)]  # fmt: skip
@@ -591,6 +598,13 @@ def main() -> None:
         help="seconds to wait for Evidently after mlstage is done (default 600)",
     )
     ap.add_argument(
+        "--evidently-from",
+        type=Path,
+        metavar="RESULT_JSON",
+        help="reuse a finished run's evidently-result.json (same --seed and mode: the same data)"
+        " instead of running Evidently again",
+    )
+    ap.add_argument(
         "--rebuild",
         type=Path,
         metavar="RAW_JSON",
@@ -604,6 +618,9 @@ def main() -> None:
     cfg = QUICK if args.quick else FULL
     tag = "-quick" if args.quick else ""
     work = WORK / f"drift-cal{tag}"
+    saved = WORK / "evidently-result-reused.json"
+    if args.evidently_from:
+        shutil.copy(args.evidently_from, saved)  # before the work dir is wiped
     shutil.rmtree(work, ignore_errors=True)
     data_dir, runs = work / "data", work / "runs"
     for d in (data_dir, runs, work / "store"):
@@ -613,14 +630,16 @@ def main() -> None:
 
     jobs, _ = plan(cfg, data_dir, args.seed)
     print(f"planned {len(jobs)} runs, data written in {time.time() - t0:.0f} s", flush=True)
-    proc, ev_path = (None, None) if args.no_evidently else start_evidently(jobs, work)
+    proc, ev_path = (
+        (None, None) if args.no_evidently or args.evidently_from else start_evidently(jobs, work)
+    )
 
     for i, job in enumerate(jobs):
         run_mlstage(job, runs)
         if i % 20 == 0 or job.size >= 100_000:
             print(f"[{time.time() - t0:5.0f} s] {i + 1}/{len(jobs)} {job.key}", flush=True)
 
-    ev = None
+    ev = read_evidently(saved, work) if args.evidently_from else None
     if proc is not None:
         print(f"[{time.time() - t0:5.0f} s] waiting for Evidently", flush=True)
         try:

@@ -302,9 +302,10 @@ class Checker:
         p = ks_p_value(ks, scan.n, n_base)
         smd, p_mean = mean_shift(base, n_base, scan.n, scan.mean, scan.variance)
         smd_limit = per_col.get("smd", self.drift_cfg.get("numeric_smd"))
-        # Bonferroni within the column: a schema without a mean threshold (written before
-        # it existed) keeps its whole level for the KS test
-        alpha = self._alpha(name) / (1 if smd_limit is None else 2)
+        # Bonferroni within the column when both tests run; without a mean threshold (a
+        # schema written before it existed) or a mean test (too few rows), KS has it all
+        mean_rule = smd_limit is not None and p_mean is not None
+        alpha = self._alpha(name) / (2 if mean_rule else 1)
         measures = {"jsd": jensen_shannon(p_counts, q_counts), "psi": psi(p_counts, q_counts), "ks": ks,
                     "test": "ks", "p_value": p, "smd": smd, "mean_test": "welch", "mean_p_value": p_mean,
                     "n": scan.n, "n_baseline": n_base, "significance": alpha,
@@ -327,7 +328,8 @@ class Checker:
 
         rules = [(m, per_col.get(m, self.drift_cfg.get(key)), "ks", p)
                  for m, key in (("jsd", "numeric_jsd"), ("psi", "psi"), ("ks", "ks"))]  # fmt: skip
-        rules.append(("smd", smd_limit, "welch", p_mean))
+        if mean_rule:
+            rules.append(("smd", smd_limit, "welch", p_mean))
         for metric, limit, test, p_value in rules:
             value = measures[metric]
             if limit is None or value is None or value <= limit:

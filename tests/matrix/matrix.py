@@ -268,8 +268,10 @@ def run_chain(case: Case, root: Path) -> dict[str, Any]:
     v = validate(root / "data", root / "anomalies", schema=root / "schema", baseline=root / "stats")
     found = json.loads((root / "anomalies" / "anomalies.json").read_text())["anomalies"]
     assert not [a for a in found if a["split"] == "train" and a["severity"] == "error"], found
-    # the eval split is a random (hashed) split of the same data: no drift (issue 16)
-    assert not [a for a in found if a["type"] in ("drift", "label_drift")], found
+    # the eval split is a random (hashed) split of the same data: drift is counted, and
+    # test_matrix checks the rate over the cases against the documented level (issue 16)
+    random_split_drift = [(a["column"], a["p_value"], a["significance"]) for a in found
+                          if a["type"] in ("drift", "label_drift")]  # fmt: skip
     assert v.manifest["kind"] == "anomalies"
     # featurize and train
     spec = feature_spec(train_df, types)
@@ -349,7 +351,8 @@ def run_chain(case: Case, root: Path) -> dict[str, Any]:
     report = json.loads((root / "monitor" / "report.json").read_text())
     assert report["requests"]["rows"] > 0
     assert mon.manifest["kind"] == "monitor"
-    return {"types": types, "classes": model.class_names, "metrics": metrics}
+    return {"types": types, "classes": model.class_names, "metrics": metrics,
+            "random_split_drift": random_split_drift}  # fmt: skip
 
 
 def _jsonable(v):

@@ -28,17 +28,25 @@ def anomalies(path):
     return json.loads((path / "anomalies.json").read_text())["anomalies"]
 
 
-@pytest.mark.parametrize("seed", range(10))
-def test_random_splits_of_small_data_raise_no_error_drift(tmp_path, seed):
-    """344 rows (the size of the public dataset the issue tried), split 70/30 at random:
-    before, 4 seeds in 10 raised error-level drift."""
-    frame = pl.read_csv(SAMPLE / "adult.csv", infer_schema_length=None).sample(344, seed=seed)
-    frame = frame.with_columns(split=pl.Series(np.random.default_rng(seed).random(344) < 0.7))
-    frame.filter(pl.col("split")).drop("split").write_parquet(tmp_path / "ref.parquet")
-    frame.filter(~pl.col("split")).drop("split").write_parquet(tmp_path / "new.parquet")
-    r = checked(tmp_path, "income")
-    drift = [a for a in anomalies(r.path) if a["type"] in ("drift", "label_drift")]
-    assert drift == [], [(a["column"], a["description"], a.get("p_value")) for a in drift]
+def test_random_splits_of_small_data_raise_error_drift_at_most_at_the_level(tmp_path):
+    """344 rows (the size of the public dataset the issue tried), split 70/30 at random, 10
+    seeds: before, 4 seeds in 10 raised error-level drift. At the family-wise level 0.05 a
+    split of unchanged data raises drift at most 1 time in 20 (here: seed 6, education)."""
+    flagged = {}
+    for seed in range(10):
+        folder = tmp_path / f"s{seed}"
+        folder.mkdir()
+        frame = pl.read_csv(SAMPLE / "adult.csv", infer_schema_length=None).sample(344, seed=seed)
+        frame = frame.with_columns(split=pl.Series(np.random.default_rng(seed).random(344) < 0.7))
+        frame.filter(pl.col("split")).drop("split").write_parquet(folder / "ref.parquet")
+        frame.filter(~pl.col("split")).drop("split").write_parquet(folder / "new.parquet")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(folder)
+            found = anomalies(checked(folder, "income").path)
+        drift = [a for a in found if a["type"] in ("drift", "label_drift")]
+        if drift:
+            flagged[seed] = [(a["column"], a["p_value"], a["significance"]) for a in drift]
+    assert len(flagged) <= 1, flagged
 
 
 def shifted(n, seed, shift: bool):
@@ -144,7 +152,7 @@ def test_a_schema_written_before_the_mean_rule_keeps_its_behaviour(tmp_path):
     out = json.loads((r.path / "anomalies.json").read_text())
     assert not [a for a in out["anomalies"] if a["column"] == "x"]
     m = next(iter(out["drift"].values()))["x"]
-    assert m["significance"] == pytest.approx(0.01 / 2)  # 2 columns, one test each
+    assert m["significance"] == pytest.approx(0.05 / 2)  # 2 columns, one test each
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -158,7 +166,7 @@ def test_the_mean_test_agrees_with_scipy_on_the_raw_rows(seed):
 
     rng = np.random.default_rng(seed)
     ref = rng.lognormal(0, 1, 3_000 + seed * 500)
-    cur = rng.lognormal(0.05 * seed, 1.3, 400)
+    cur = rng.lognormal(0.05 * seed, 1.3, 1_500)
     base, sketch = numeric_stats(pl.Series(ref), "float")
     smd, p = mean_shift(base, sketch["n"], cur.size, float(cur.mean()), float(cur.var(ddof=1)))
     assert smd == pytest.approx(abs(cur.mean() - ref.mean()) / ref.std(ddof=1), rel=1e-9)
@@ -178,3 +186,23 @@ def test_a_number_column_all_missing_in_the_baseline_is_no_crash(tmp_path):
     found = [a for a in anomalies(r.path) if a["type"] == "drift"]
     assert [a["metric"] for a in found] == ["jsd"], found
     assert "all missing ->" in found[0]["description"]
+
+
+def test_the_mean_test_needs_a_thousand_rows(tmp_path):
+    """Welch's test on 100 rows of a skewed column (mostly zeros, a long tail) is not to be
+    trusted: no mean p-value, no mean rule, and the KS test keeps the column's level."""
+    rng = np.random.default_rng(5)
+
+    def gains(n):
+        return np.where(rng.random(n) < 0.92, 0, rng.lognormal(8, 1.5, n)).astype(np.int64)
+
+    pl.DataFrame({"gain": gains(20_000), "label": rng.integers(0, 2, 20_000)}).write_parquet(
+        tmp_path / "ref.parquet"
+    )
+    pl.DataFrame({"gain": gains(100), "label": rng.integers(0, 2, 100)}).write_parquet(
+        tmp_path / "new.parquet"
+    )
+    r = checked(tmp_path, "label")
+    m = next(iter(json.loads((r.path / "anomalies.json").read_text())["drift"].values()))["gain"]
+    assert m["smd"] is not None and m["mean_p_value"] is None
+    assert m["significance"] == pytest.approx(0.05 / 2)  # the whole column's level for KS
