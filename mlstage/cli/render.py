@@ -225,9 +225,12 @@ def table_to_stdout(parquet_paths) -> None:
     import pyarrow.ipc as ipc
     import pyarrow.parquet as pq
 
-    files = [pq.ParquetFile(p) for p in parquet_paths]
-    with ipc.new_stream(sys.stdout.buffer, files[0].schema_arrow) as writer:
-        for pf in files:
-            for batch in pf.iter_batches():
-                writer.write_batch(batch)
+    paths = list(parquet_paths)
+    with pq.ParquetFile(paths[0]) as first:
+        schema = first.schema_arrow
+    with ipc.new_stream(sys.stdout.buffer, schema) as writer:
+        for path in paths:  # one file open at a time: a split may have thousands
+            with pq.ParquetFile(path) as pf:
+                for batch in pf.iter_batches():
+                    writer.write_batch(batch)
     sys.stdout.buffer.flush()

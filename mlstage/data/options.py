@@ -8,7 +8,7 @@ from ..core.coltypes import TYPE_NAMES
 from ..errors import BadInput, opt
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_PART_SUFFIX = re.compile(r"\.part-\d{5}$")
+_PART_SUFFIX = re.compile(r"\.part-\d{5,}$")
 
 
 def parse_pairs(items, option: str) -> list[tuple[str, str]]:

@@ -12,12 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput, opt
+from ..errors import BadInput, CorruptArtifact, opt
 
 # A split of more rows than a partition holds is several files, `NAME.part-00000.parquet`,
-# `NAME.part-00001.parquet`, ... in row order; a smaller one stays `NAME.parquet`.
+# `NAME.part-00001.parquet`, ... in row order (5 digits or more); a smaller one stays
+# `NAME.parquet`. Partitions hold at least MIN_PARTITION_ROWS rows (but the last): the
+# statistics of a partition are a summary of 501 points, which fewer rows would make
+# coarser than the merge's documented error.
+MIN_PARTITION_ROWS = 1_000
+MAX_PARTITION_ROWS = 2**32 - 1  # polars counts a file's rows in 32 bits
 DEFAULT_PARTITION_ROWS = 1_000_000
-PART = re.compile(r"^(?P<split>.+)\.part-(?P<n>\d{5})\.parquet$")
+PART = re.compile(r"^(?P<split>.+)\.part-(?P<n>\d{5,})\.parquet$")
 
 
 def part_name(split: str, n: int) -> str:
@@ -41,13 +46,22 @@ def splits_of(path: Path, manifest: dict[str, Any]) -> dict[str, Split]:
     """Split name -> its files, of a dataset (or features) artifact, in manifest order."""
     names = manifest["summary"].get("splits") or {}
     parts: dict[str, list[tuple[int, Path]]] = {}
+    whole: set[str] = set()
     for f in manifest["files"]:
         name = f["path"]
         if not name.endswith(".parquet"):
             continue
         m = PART.match(name)
-        key, n = (m["split"], int(m["n"])) if m else (name[: -len(".parquet")], 0)
+        key, n = (m["split"], int(m["n"])) if m else (name[: -len(".parquet")], -1)
+        if m is None:
+            whole.add(key)
         parts.setdefault(key, []).append((n, path / name))
+    mixed = [k for k in whole if len(parts[k]) > 1]
+    if mixed:
+        raise CorruptArtifact(
+            f"{path}: split {mixed[0]!r} is both {mixed[0]}.parquet and partitions; mlstage"
+            " never writes both"
+        )
     files = {k: Split(k, [p for _, p in sorted(v)]) for k, v in parts.items()}
     ordered = [n for n in names if n in files] + [n for n in files if n not in names]
     return {n: files[n] for n in ordered}

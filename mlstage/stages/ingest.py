@@ -26,7 +26,7 @@ from ..data.sources import (
     infer_types,
     scan_typed,
 )
-from ..data.splits import DEFAULT_PARTITION_ROWS
+from ..data.splits import DEFAULT_PARTITION_ROWS, MAX_PARTITION_ROWS, MIN_PARTITION_ROWS
 from ..data.typeinfer import ColumnType, widen
 from ..errors import BadInput, DiskFull, is_disk_full, opt
 from ..store.store import Store, store_for
@@ -67,8 +67,11 @@ def ingest(
         )
     if infer_rows < 1:
         raise BadInput(f"{opt('infer_rows')} must be at least 1")
-    if partition_rows < 1:
-        raise BadInput(f"{opt('partition_rows')} must be at least 1")
+    if not MIN_PARTITION_ROWS <= partition_rows <= MAX_PARTITION_ROWS:
+        raise BadInput(
+            f"{opt('partition_rows')} {partition_rows}: a partition holds from"
+            f" {MIN_PARTITION_ROWS:,} to {MAX_PARTITION_ROWS:,} rows"
+        )
     nulls = list(dict.fromkeys([*DEFAULT_NULLS, *null]))
     out_path = Path(out) if out is not None else None
     st = store_for(store, out_path)

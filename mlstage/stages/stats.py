@@ -16,8 +16,9 @@ from ..store.store import Store, store_for
 from ..validation.statsfile import parse_slices, read_stats, write_stats
 from .base import StagePlan, StageResult, run_stage
 
-ALGORITHM = 3  # 2: NaN in a sliced float column is the <missing> slice; 3: epoch quantiles of
-# date/datetime columns and the value counts of low-cardinality integers (for drift)
+ALGORITHM = 4  # 2: NaN in a sliced float column is the <missing> slice; 3: epoch quantiles of
+# date/datetime columns and the value counts of low-cardinality integers (for drift);
+# 4: slices in name order (merged partitions give them so)
 MERGE_ALGORITHM = 2  # 2: merges the epoch quantiles and low-cardinality counts
 
 

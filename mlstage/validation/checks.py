@@ -319,7 +319,7 @@ class Checker:
 
             def show(x) -> str:
                 if x is None:
-                    return "all missing"
+                    return "no finite value"
                 if unit == "date":
                     return dt.datetime.fromtimestamp(x, dt.UTC).strftime("%Y-%m-%d")
                 return f"{x:.4g}"
@@ -338,10 +338,10 @@ class Checker:
                 continue
             what = (
                 f"the mean moved by {value:.3f} baseline standard deviations (> {limit:g}; {moved()};"
-                f" Welch's t-test p {_p(p_value)} < {alpha:.2g})"
+                f" Welch's t-test p {_p(p_value)} < {alpha:g})"
                 if metric == "smd"
                 else f"the distribution moved from the baseline ({metric.upper()} {value:.3f} > {limit:g};"
-                f" {moved()}; Kolmogorov-Smirnov p {_p(p_value)} < {alpha:.2g})"
+                f" {moved()}; {_ks(p_value, alpha)})"
             )
             measures["drifted"] = True
             self.add(
@@ -376,6 +376,12 @@ class Checker:
         if self.baseline is None:
             return {}
         return (self.baseline.get("sketches") or {}).get("columns", {}).get(name, {})
+
+
+def _ks(p: float | None, alpha: float) -> str:
+    if p is None:
+        return "no Kolmogorov-Smirnov test: no finite value on one side"
+    return f"Kolmogorov-Smirnov p {_p(p)} < {alpha:g}"
 
 
 def _p(p: float | None) -> str:

@@ -263,6 +263,8 @@ def split_stats(
         frame = pl.read_parquet(path, columns=slice_cols)
         for spec in slices:
             groups.update(slice_groups(frame, spec))
+        # in name order, as merged partitions give them
+        groups = dict(sorted(groups.items()))
 
     def one(col: str):
         series = pl.read_parquet(path, columns=[col]).to_series()

@@ -110,15 +110,19 @@ def mean_shift(
     if base_mean is None or not sd or var is None or n < 2 or n_base < 2 or not math.isfinite(sd):
         return None, None
     smd = abs(mean - base_mean) / sd
+    if not math.isfinite(smd):
+        return None, None
     if min(n, n_base) < MIN_MEAN_TEST_ROWS:
         return smd, None  # too few rows for the test: no mean rule
     a, b = sd * sd / n_base, var / n
-    if a + b == 0:
-        return smd, (1.0 if smd == 0 else 0.0)
+    denominator = a * a / (n_base - 1) + b * b / (n - 1)
+    if not (math.isfinite(a + b) and a + b > 0 and denominator > 0):
+        # the variances underflow to 0 or overflow: floating point cannot run the test
+        return smd, None
     t = abs(mean - base_mean) / math.sqrt(a + b)
-    # Welch-Satterthwaite degrees of freedom
-    df = (a + b) ** 2 / (a * a / (n_base - 1) + b * b / (n - 1))
-    return smd, float(2 * student_t.sf(t, df))
+    df = (a + b) ** 2 / denominator  # Welch-Satterthwaite
+    p = float(2 * student_t.sf(t, df))
+    return smd, (p if math.isfinite(p) else None)
 
 
 def chi2_p_value(base: dict[str, Any], current: dict[str, int]) -> float | None:

@@ -185,7 +185,7 @@ def test_a_number_column_all_missing_in_the_baseline_is_no_crash(tmp_path):
     r = checked(tmp_path, "label")
     found = [a for a in anomalies(r.path) if a["type"] == "drift"]
     assert [a["metric"] for a in found] == ["jsd"], found
-    assert "all missing ->" in found[0]["description"]
+    assert "no finite value ->" in found[0]["description"]
 
 
 def test_the_mean_test_needs_a_thousand_rows(tmp_path):
@@ -206,3 +206,18 @@ def test_the_mean_test_needs_a_thousand_rows(tmp_path):
     m = next(iter(json.loads((r.path / "anomalies.json").read_text())["drift"].values()))["gain"]
     assert m["smd"] is not None and m["mean_p_value"] is None
     assert m["significance"] == pytest.approx(0.05 / 2)  # the whole column's level for KS
+
+
+@pytest.mark.parametrize(
+    "sd, var",
+    [(1e-158, 1e-316), (1.0, float("inf")), (1e200, 1e300)],
+    ids=["variances underflow", "variance overflows", "huge"],
+)
+def test_the_mean_test_refuses_numbers_floating_point_cannot_handle(sd, var):
+    """No crash (a 0/0 in the degrees of freedom was exit 3) and no NaN p-value (NaN
+    compared as significant): no test."""
+    from mlstage.validation.drift import mean_shift
+
+    smd, p = mean_shift({"mean": 0.0, "std": sd}, 5_000, 5_000, sd * 0.1, var)
+    assert p is None or 0 <= p <= 1
+    assert smd is None or smd >= 0
