@@ -19,7 +19,13 @@ EXAMPLES = 10
 
 
 def _pct(x: float) -> str:
-    return f"{x:.0%}" if x >= 0.01 or x == 0 else f"{x:.2%}"
+    """A share for messages: whole percents, finer when that would round to 0% or 100%."""
+    return f"{x:.0%}" if 0.01 <= x <= 0.99 or x in (0, 1) else f"{x:.2%}"
+
+
+def _same(a, b) -> bool:
+    """Equal, NaN to NaN included (examples are listed once)."""
+    return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
 
 
 def _fits(schema_type: str, data_type: str) -> bool:
@@ -166,7 +172,7 @@ class Checker:
     ) -> None:
         """The checks of one column, read a partition at a time (`chunks`) into a
         ColumnScan: memory holds one partition's column."""
-        from .column_scan import ColumnScan
+        from .column_scan import MAX_INT_VALUES, ColumnScan
 
         base = (self.baseline or {}).get("columns", {}).get(name)
         drift_base, summary = None, []
@@ -175,16 +181,23 @@ class Checker:
         elif base is not None and dtype in ("date", "datetime") and "epoch" in base:
             drift_base = base["epoch"]
             summary = self.baseline_sketch(name).get("epoch", {}).get("summary", [])
-        scan = ColumnScan(dtype, drift_base, summary,
-                          track_ints=dtype == "int" and base is not None and "values" in base)  # fmt: skip
+        is_label = name == self.schema.get("label")
+        categorical = base is not None and base["type"] in ("string", "bool")
+        scan = ColumnScan(
+            dtype, drift_base, summary,
+            track_ints=dtype == "int" and base is not None and "values" in base,
+            int_cap=None if is_label else MAX_INT_VALUES,  # a label is compared by its classes
+            count_values=("domain" in spec and dtype == "string") or categorical,
+        )  # fmt: skip
         ranged = "min" in spec or "max" in spec
         outside, examples = 0, list[Any]()
         for series in chunks:
             scan.add(series)
             if ranged:
-                n, found = self.out_of_range(spec, dtype, series)
+                n, found = self.out_of_range(spec, dtype, series, name)
                 outside += n
-                examples += [x for x in found if x not in examples][: EXAMPLES - len(examples)]
+                new = [x for x in found if not any(_same(x, e) for e in examples)]
+                examples += new[: EXAMPLES - len(examples)]
         present = scan.present
         if rows and "min_presence" in spec and present / rows < spec["min_presence"]:
             self.add(
@@ -196,8 +209,7 @@ class Checker:
                 threshold=spec["min_presence"],
                 metric="presence",
             )
-        # most frequent first, ties by value (the order of examples in messages)
-        counts = dict(sorted(scan.counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        counts = scan.value_counts()
         if "domain" in spec and dtype == "string" and present:
             domain = set(spec["domain"])
             out_values = [(v, c) for v, c in counts.items() if v not in domain]
@@ -229,9 +241,8 @@ class Checker:
                 metric="fraction",
                 examples=[x.isoformat() if hasattr(x, "isoformat") else x for x in examples],
             )
-        if base is None:
+        if base is None or scan.rows == 0:  # nothing to compare: too_few_rows says so
             return
-        is_label = name == self.schema.get("label")
         if scan.int_counts is not None and (is_label or len(scan.int_counts) <= LOW_CARDINALITY):
             # a 0/1 label or a rating: compared by its mix of values, as a category is
             ints = {str(v): c for v, c in sorted(scan.int_counts.items())}
@@ -321,7 +332,10 @@ class Checker:
                 if x is None:
                     return "no finite value"
                 if unit == "date":
-                    return dt.datetime.fromtimestamp(x, dt.UTC).strftime("%Y-%m-%d")
+                    try:
+                        return dt.datetime.fromtimestamp(x, dt.UTC).strftime("%Y-%m-%d")
+                    except (ValueError, OverflowError, OSError):  # past year 9999
+                        return f"{x:.4g} s since 1970"
                 return f"{x:.4g}"
 
             return f"mean {show(base.get('mean'))} -> {show(scan.mean if scan.n else None)}"
@@ -355,10 +369,12 @@ class Checker:
                 test=test, p_value=p_value, n=scan.n, n_baseline=n_base, significance=alpha,
             )  # fmt: skip
 
-    def out_of_range(self, spec: dict[str, Any], dtype: str, series) -> tuple[int, list]:
+    def out_of_range(self, spec: dict[str, Any], dtype: str, series, name: str) -> tuple[int, list]:
         """(values outside the schema's [min, max], the first of them, distinct, in order)
         in one partition's values of a column."""
         import polars as pl
+
+        from ..errors import BadInput
 
         col = pl.col(series.name)
         lo, hi = spec.get("min"), spec.get("max")
@@ -369,7 +385,13 @@ class Checker:
             cond = cond | (col < lo)
         if hi is not None:
             cond = cond | (col > hi)
-        frame = series.to_frame().filter(cond.fill_null(False))
+        try:
+            frame = series.to_frame().filter(cond.fill_null(False))
+        except pl.exceptions.PolarsError:
+            raise BadInput(
+                f"the schema's min/max ({lo!r}, {hi!r}) cannot be compared with {dtype} values",
+                column=name,
+            ) from None
         return frame.height, frame.to_series().unique(maintain_order=True).head(EXAMPLES).to_list()
 
     def baseline_sketch(self, name: str) -> dict[str, Any]:

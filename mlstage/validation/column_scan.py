@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-MAX_INT_VALUES = 1_000  # an int column with more values is compared as a number
+MAX_INT_VALUES = 1_000  # an int column (not the label) with more values is a number
+COMPACT_EVERY = 8  # partitions' value counts held before they are summed
 
 
 @dataclass
@@ -18,9 +19,10 @@ class ColumnScan:
     base: dict[str, Any] | None = None  # the baseline's stats of the column (epoch for dates)
     summary: list[float] = field(default_factory=list)  # the baseline's quantile summary
     track_ints: bool = False  # count an int column's values (the baseline has its mix)
+    int_cap: int | None = MAX_INT_VALUES  # None: count every value (a label's)
+    count_values: bool = False  # count a string/bool column's values (domain, drift)
     rows: int = 0
     present: int = 0
-    counts: dict[str, int] = field(default_factory=dict)  # strings and bools
     int_counts: dict[int, int] | None = None  # None: past MAX_INT_VALUES
     nan: int = 0
     inf: int = 0
@@ -35,6 +37,7 @@ class ColumnScan:
         import numpy as np
 
         self.grid = np.asarray([], dtype=float)
+        self._value_counts: list = []  # polars frames (value, n), summed now and then
         if self.track_ints:
             self.int_counts = {}
         if self.base is not None and self.dtype in ("int", "float", "date", "datetime"):
@@ -52,9 +55,13 @@ class ColumnScan:
         self.rows += series.len()
         self.present += series.len() - series.null_count()
         if self.dtype in ("string", "bool"):
-            vc = series.drop_nulls().cast(pl.String).value_counts(name="__n")
-            for v, c in zip(vc[series.name].to_list(), vc["__n"].to_list(), strict=True):
-                self.counts[v] = self.counts.get(v, 0) + c
+            if self.count_values:
+                # kept as polars frames, summed every few partitions: a column of millions
+                # of distinct values must not become a Python dict per partition
+                vc = series.drop_nulls().cast(pl.String).value_counts(name="__n")
+                self._value_counts.append(vc.rename({series.name: "value"}))
+                if len(self._value_counts) >= COMPACT_EVERY:
+                    self._value_counts = [self._summed()]
         elif self.dtype in ("int", "float"):
             self._numbers(series.drop_nulls().cast(pl.Float64).to_numpy())
         elif self.dtype in ("date", "datetime") and self.base is not None:
@@ -70,10 +77,14 @@ class ColumnScan:
         self.nan += nan
         self.inf += int(v.size - finite.size - nan)
         if self.int_counts is not None:
-            for value, c in zip(*np.unique(finite, return_counts=True), strict=True):
-                self.int_counts[int(value)] = self.int_counts.get(int(value), 0) + int(c)
-            if len(self.int_counts) > MAX_INT_VALUES:
+            values, counts = np.unique(finite, return_counts=True)
+            if self.int_cap is not None and values.size > self.int_cap:
                 self.int_counts = None
+            else:
+                for value, c in zip(values.tolist(), counts.tolist(), strict=True):
+                    self.int_counts[int(value)] = self.int_counts.get(int(value), 0) + c
+                if self.int_cap is not None and len(self.int_counts) > self.int_cap:
+                    self.int_counts = None
         if finite.size:
             m, k = float(finite.mean()), int(finite.size)
             m2 = float(((finite - m) ** 2).sum())
@@ -92,7 +103,20 @@ class ColumnScan:
             self.le += np.searchsorted(finite, self.grid, side="right")
             self.lt += np.searchsorted(finite, self.grid, side="left")
 
+    def _summed(self):
+        import polars as pl
+
+        return pl.concat(self._value_counts).group_by("value").agg(pl.col("__n").sum())
+
     # -- figures -------------------------------------------------------------------------
+    def value_counts(self) -> dict[str, int]:
+        """A string/bool column's values with their counts, most frequent first, ties by
+        value (the order examples are shown in); empty unless `count_values`."""
+        if not self._value_counts:
+            return {}
+        vc = self._summed().sort(["__n", "value"], descending=[True, False])
+        return dict(zip(vc["value"].to_list(), vc["__n"].to_list(), strict=True))
+
     @property
     def missing(self) -> int:
         """Null, NaN and infinite values: the drift buckets' missing bucket."""
@@ -109,7 +133,8 @@ class ColumnScan:
 
         base = self.base or {}
         if len(base.get("quantile_histogram", {}).get("edges") or []) < 2:
-            return [0, base.get("missing", 0) + base.get("nan", 0)], [self.n, self.missing]
+            base_missing = base.get("missing", 0) + base.get("nan", 0) + base.get("inf", 0)
+            return [0, base_missing], [self.n, self.missing]
         return baseline_buckets(base), [int(c) for c in self.buckets] + [self.missing]
 
     def ks(self) -> float | None:

@@ -28,9 +28,10 @@ THRESHOLD_KEYS = {"jsd": "numeric_jsd", "linf": "categorical_linf", "smd": "nume
 
 def baseline_buckets(base: dict[str, Any]) -> list[int]:
     """The baseline's counts in its 10 quantile buckets, open-ended (all its finite values
-    fall inside its closed edges), then its missing values (null or NaN)."""
+    fall inside its closed edges), then its values that are not finite numbers (null,
+    NaN, infinite), as the current data's are counted."""
     return [int(c) for c in base["quantile_histogram"]["counts"]] + [
-        int(base["missing"] + base.get("nan", 0))
+        int(base["missing"] + base.get("nan", 0) + base.get("inf", 0))
     ]
 
 
