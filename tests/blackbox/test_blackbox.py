@@ -200,3 +200,39 @@ def test_six_concurrent_writers_of_one_path_and_store(tmp_path):
     store.reindex()
     assert store.index_dump() == before
     assert _leftovers(tmp_path) == []
+
+
+def test_a_partitioned_dataset_through_the_chain_as_make_runs_it(tmp_path):
+    """The real command on 6,000 rows in partitions of 1,000: every stage exits 0, the
+    partitions are on disk, a rerun is up to date, and the predictions equal the ones
+    made from the same rows in one file."""
+    pl.read_csv(SAMPLE / "adult.csv", infer_schema_length=None).head(6_000).write_csv(
+        tmp_path / "a.csv"
+    )
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    chain = [
+        ("ingest", "a.csv", "--split", "train=8", "--split", "eval=2", "--partition-rows", "1000",
+         "-o", "ds"),
+        ("ingest", "a.csv", "--split", "train=8", "--split", "eval=2", "-o", "one"),
+        ("stats", "ds", "-o", "st"),
+        ("schema", "st", "--label", "income", "-o", "sc"),
+        ("validate", "ds", "--schema", "sc", "--baseline", "st", "-o", "v"),
+        ("featurize", "ds", "--spec", str(examples / "adult_features.json"), "-o", "f"),
+        ("train", "f", "--config", str(examples / "adult_train.json"), "-o", "m"),
+        ("predict", "m", "ds", "-o", "p"),
+        ("predict", "m", "one", "-o", "p1"),
+    ]  # fmt: skip
+    for args in chain:
+        run_mlstage(*args, "--quiet", cwd=tmp_path, check=0)
+    assert sorted(p.name for p in (tmp_path / "ds").glob("train.part-*.parquet")) == [
+        f"train.part-{i:05d}.parquet" for i in range(5)
+    ]
+    assert sorted(p.name for p in (tmp_path / "f").glob("train.part-*.parquet"))[-1].endswith(
+        "00004.parquet"
+    )
+    again = run_mlstage(*chain[2], cwd=tmp_path, check=0)
+    assert b"up to date" in again.stderr
+    a = pl.read_parquet(tmp_path / "p" / "predictions.parquet")
+    assert a.height == 6_000 and a.equals(pl.read_parquet(tmp_path / "p1" / "predictions.parquet"))
+    doc = json.loads((tmp_path / "v" / "anomalies.json").read_text())
+    assert not [x for x in doc["anomalies"] if x["severity"] == "error"], doc["anomalies"]
