@@ -16,12 +16,14 @@ up-to-date check and the hashing of large sources skip re-reading files.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import sqlite3
 import stat
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,18 +118,38 @@ class Store:
         if held is not None and held[0] != "the store":
             raise BadInput(f"the store cannot be inside {held[0]} {held[1]}", file=str(store.root))
         try:
-            store.root.mkdir(parents=True, exist_ok=True)
+            if not is_store(store.root):
+                store._create()
             store.objects.mkdir(exist_ok=True)
             if not os.access(store.root, os.W_OK | os.X_OK):
                 raise PermissionError(13, "permission denied")
-            marker = store.root / STORE_MARKER
-            if not marker.exists():
-                marker.write_text("mlstage-store/1: a store of mlstage artifacts (do not edit)\n")
         except OSError as e:
             raise BadInput(
                 f"cannot use this folder as the store: {e.strerror or e}", file=str(store.root)
             ) from None
         return store
+
+    def _create(self) -> None:
+        """A new store appears whole: its marker and objects/ are made in a folder beside
+        it, renamed into place (over an empty folder too). Several processes may race to
+        make it; one rename wins, the others find a store. (Made in place, another process
+        could see objects/ before the marker and take the folder for a user's.)"""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.root.parent / f".{self.root.name}.creating-{os.getpid()}-{threading.get_ident()}"
+        remove_tree(tmp)
+        tmp.mkdir()
+        try:
+            (tmp / STORE_MARKER).write_text(
+                "mlstage-store/1: a store of mlstage artifacts (do not edit)\n"
+            )
+            (tmp / "objects").mkdir()
+            try:
+                os.rename(tmp, self.root)
+            except OSError as e:
+                if not (e.errno in (errno.ENOTEMPTY, errno.EEXIST) and is_store(self.root)):
+                    raise
+        finally:
+            remove_tree(tmp)
 
     @property
     def db(self) -> sqlite3.Connection:
