@@ -33,6 +33,34 @@ def is_store(folder: Path) -> bool:
     )
 
 
+def create_store(root: Path) -> None:
+    """Make a store's folder so that it appears whole: its marker and objects/ are made in
+    a folder beside it and renamed into place (over an empty folder too). Processes may
+    race to make it; one rename wins, the others find a store. (Made in place, another
+    process could see objects/ before the marker and take the folder for a user's.)"""
+    import errno
+    import threading
+
+    from .fsutil import remove_tree
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".{root.name}.creating-{os.getpid()}-{threading.get_ident()}"
+    remove_tree(tmp)
+    tmp.mkdir()
+    try:
+        (tmp / STORE_MARKER).write_text(
+            "mlstage-store/1: a store of mlstage artifacts (do not edit)\n"
+        )
+        (tmp / "objects").mkdir()
+        try:
+            os.rename(tmp, root)
+        except OSError as e:
+            if not (e.errno in (errno.ENOTEMPTY, errno.EEXIST) and is_store(root)):
+                raise
+    finally:
+        remove_tree(tmp)
+
+
 def read_small_json(path: Path):
     """A JSON file that is a regular file of a manifest's size, or None: never follows a
     link or reads a fifo (a `manifest.json` that is one would hang or fill memory)."""

@@ -16,14 +16,12 @@ up-to-date check and the hashing of large sources skip re-reading files.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
 import sqlite3
 import stat
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +42,7 @@ from ..core.fsutil import (
     sha256_file,
     write_bytes_durably,
 )
-from ..core.outputs import STORE_MARKER, is_store, owner
+from ..core.outputs import STORE_MARKER, create_store, is_store, owner
 from ..errors import BadInput, CorruptArtifact, NotFound, opt
 from .index import connect, index_artifact
 from .maintenance import GC_GRACE_SECONDS
@@ -119,7 +117,7 @@ class Store:
             raise BadInput(f"the store cannot be inside {held[0]} {held[1]}", file=str(store.root))
         try:
             if not is_store(store.root):
-                store._create()
+                create_store(store.root)
             store.objects.mkdir(exist_ok=True)
             if not os.access(store.root, os.W_OK | os.X_OK):
                 raise PermissionError(13, "permission denied")
@@ -128,28 +126,6 @@ class Store:
                 f"cannot use this folder as the store: {e.strerror or e}", file=str(store.root)
             ) from None
         return store
-
-    def _create(self) -> None:
-        """A new store appears whole: its marker and objects/ are made in a folder beside
-        it, renamed into place (over an empty folder too). Several processes may race to
-        make it; one rename wins, the others find a store. (Made in place, another process
-        could see objects/ before the marker and take the folder for a user's.)"""
-        self.root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.root.parent / f".{self.root.name}.creating-{os.getpid()}-{threading.get_ident()}"
-        remove_tree(tmp)
-        tmp.mkdir()
-        try:
-            (tmp / STORE_MARKER).write_text(
-                "mlstage-store/1: a store of mlstage artifacts (do not edit)\n"
-            )
-            (tmp / "objects").mkdir()
-            try:
-                os.rename(tmp, self.root)
-            except OSError as e:
-                if not (e.errno in (errno.ENOTEMPTY, errno.EEXIST) and is_store(self.root)):
-                    raise
-        finally:
-            remove_tree(tmp)
 
     @property
     def db(self) -> sqlite3.Connection:
