@@ -234,3 +234,22 @@ def test_predict_cuts_the_same_batches_whatever_the_partitions(adult_small, monk
     a, b = predict("m", "parts", "p_p"), predict("m", "whole", "p_w")
     pa_, pb = (pl.read_parquet(r.path / "predictions.parquet") for r in (a, b))
     assert pa_.height == 2000 and pa_.equals(pb)
+
+
+def test_files_polars_cut_elsewhere_are_cut_again_by_row_number(tmp_path):
+    """The guard behind the layout's determinism: should polars' sink ever write parts of
+    other sizes, the split is re-cut to exactly N rows per part but the last."""
+    from mlstage.stages.ingest import place_partitions
+
+    written, payload = tmp_path / "w", tmp_path / "pay"
+    written.mkdir()
+    payload.mkdir()
+    rows = [list(range(0, 3)), list(range(3, 8)), list(range(8, 10))]  # 3, 5 and 2 rows
+    for k, r in enumerate(rows):
+        pl.DataFrame({"i": r}).write_parquet(written / f"{k:08d}.parquet")
+    n = place_partitions(written, payload, "train", 4, pl.Schema({"i": pl.Int64}))
+    assert n == 10 and not written.exists()
+    names = sorted(p.name for p in payload.iterdir())
+    assert names == [f"train.part-{i:05d}.parquet" for i in range(3)]
+    parts = [pl.read_parquet(payload / name)["i"].to_list() for name in names]
+    assert parts == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
