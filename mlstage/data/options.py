@@ -6,9 +6,9 @@ import re
 
 from ..core.coltypes import TYPE_NAMES
 from ..errors import BadInput, opt
+from .splits import is_part_name
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_PART_SUFFIX = re.compile(r"\.part-\d{5,}$")
 
 
 def parse_pairs(items, option: str) -> list[tuple[str, str]]:
@@ -43,10 +43,10 @@ def parse_types(items) -> dict[str, str]:
 def parse_splits(items) -> list[tuple[str, float]]:
     splits: list[tuple[str, float]] = []
     for name, weight in parse_pairs(items, opt("split")):
-        if not _NAME.match(name) or name == "data" or _PART_SUFFIX.search(name):
+        if not _NAME.match(name) or name == "data" or is_part_name(name):
             raise BadInput(
                 f"{opt('split')} {name}={weight}: a split name is letters, digits, '_', '-' or '.',"
-                " not 'data', and does not end in '.part-' and 5 digits (a partition's name)"
+                " not 'data', and does not end in '.part-' and 5 or more digits (a partition's name)"
             )
         try:
             w = float(weight)

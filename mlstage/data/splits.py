@@ -29,6 +29,16 @@ def part_name(split: str, n: int) -> str:
     return f"{split}.part-{n:05d}.parquet"
 
 
+def file_names(split: str, parts: int) -> list[str]:
+    """The payload files of a split of `parts` partitions: `NAME.parquet` for one."""
+    return [f"{split}.parquet"] if parts == 1 else [part_name(split, i) for i in range(parts)]
+
+
+def is_part_name(name: str) -> bool:
+    """Whether `name` (a split name) would read as a partition of another split."""
+    return PART.match(f"{name}.parquet") is not None
+
+
 @dataclass(frozen=True)
 class Split:
     """One split's Parquet files, in row order (one, unless it is partitioned)."""

@@ -3,9 +3,9 @@
 `featurize DATASET --spec SPEC -o OUT` fits (on `--fit-split`, default `train`, else
 the only split) and applies; `featurize DATASET --transform FEATURES|MODEL -o OUT`
 applies a transform fitted before to new data. The payload is `<split>.parquet`, or
-for a partitioned split one `<split>.part-NNNNN.parquet` per data partition (Float32 features named as DESIGN §5, passthrough columns, the label encoded as
-class indices for a string/bool label) and `transform.json`, the fitted state as
-plain JSON.
+for a partitioned split one `<split>.part-NNNNN.parquet` per data partition (Float32
+features named as DESIGN §5, passthrough columns, the label encoded as class indices
+for a string/bool label) and `transform.json`, the fitted state as plain JSON.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..data.splits import part_name, splits_of, training_split
+from ..data.splits import file_names, splits_of, training_split
 from ..errors import BadInput, opt
 from ..features.fitted import TRANSFORM_FILE, read_transform_doc, write_transform_doc
 from ..store.refs import load_document, load_input
@@ -85,13 +85,9 @@ def featurize(
         rows = {}
         for name, split in splits.items():
             # the features keep the data's partitions: part i of the data -> part i
-            targets = (
-                [tmp / f"{name}.parquet"]
-                if len(split.parts) == 1
-                else [tmp / part_name(name, i) for i in range(len(split.parts))]
-            )
+            targets = file_names(name, len(split.parts))
             rows[name] = sum(
-                _apply_split(ft, part, types, target, f"{dataset} (split {name})")
+                _apply_split(ft, part, types, tmp / target, f"{dataset} (split {name})")
                 for part, target in zip(split.parts, targets, strict=True)
             )
         write_transform_doc(tmp, ft.doc)

@@ -129,23 +129,22 @@ def place_partitions(folder: Path, tmp: Path, name: str, partition_rows: int, sc
     polars ever cut elsewhere, the split is cut again here by row number."""
     import polars as pl
 
-    from ..data.splits import part_name
+    from ..data.splits import file_names
 
     written = sorted(folder.glob("*.parquet")) if folder.exists() else []
     sizes = [pl.scan_parquet(f).select(pl.len()).collect().item() for f in written]
     if not written:  # an empty split: one empty file with the columns' types
         pl.DataFrame(schema=schema).write_parquet(tmp / f"{name}.parquet")
-    elif len(written) == 1:
-        written[0].rename(tmp / f"{name}.parquet")
     elif any(n != partition_rows for n in sizes[:-1]):
         whole = pl.scan_parquet(written)
-        for i in range(-(-sum(sizes) // partition_rows)):
-            whole.slice(i * partition_rows, partition_rows).sink_parquet(tmp / part_name(name, i))
+        names = file_names(name, -(-sum(sizes) // partition_rows))
+        for i, target in enumerate(names):
+            whole.slice(i * partition_rows, partition_rows).sink_parquet(tmp / target)
         for f in written:
             f.unlink()
     else:
-        for i, f in enumerate(written):
-            f.rename(tmp / part_name(name, i))
+        for f, target in zip(written, file_names(name, len(written)), strict=True):
+            f.rename(tmp / target)
     if folder.exists():
         folder.rmdir()
     return sum(sizes)
