@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Annotated
 
@@ -41,9 +40,3 @@ def _root(
     ] = False,
 ) -> None:
     pass
-
-
-def main() -> None:
-    # A closed pipe (`mlstage log | head`) ends the process quietly, as in any Unix tool.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    app()

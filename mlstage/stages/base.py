@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core import replay
 from ..core.artifact import Input, build_manifest, fingerprint, gate_exit_code, read_manifest
 from ..core.fsutil import (
     file_lock,
@@ -147,6 +148,8 @@ def run_stage(
                 with file_lock(store.output_lock(out)):
                     recover(out)
                     _heal_journal(out, store)
+            if not dry_run:
+                replay.note_up_to_date(out, current)
             return StageResult(current, out, up_to_date=True, dry_run=dry_run)
     if plan.check:
         plan.check()

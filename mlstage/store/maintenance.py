@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ..core.artifact import MANIFEST, check_files, read_manifest
 from ..core.fsutil import fsync_path, remove_tree
 from ..core.outputs import read_small_json
+from ..core.replay import RECORDS as REPLAY_RECORDS
 from ..errors import MlstageError
 from .index import connect, index_artifact
 from .registry import read_serving
@@ -98,7 +99,8 @@ def gc(store: Store, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS) 
     """Drop objects that no path holds and no held artifact descends from.
 
     Objects younger than `grace` seconds are kept: a stage that has just added its
-    object is about to log it, and a reader may be using an object by id.
+    object is about to log it, and a reader may be using an object by id. The records
+    of the up-to-date shortcut (`core.replay`) are all dropped.
     """
 
     on_disk = set(_manifests_on_disk(store))  # the slow walk, before the lock
@@ -115,6 +117,10 @@ def gc(store: Store, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS) 
                 remove_tree(store.objects / i)
                 store.db.execute("DELETE FROM artifacts WHERE id=?", (i,))
                 store.db.execute("DELETE FROM edges WHERE child=?", (i,))
+            # The up-to-date shortcut's records are a cache: dropped here, not counted.
+            records = store.root / REPLAY_RECORDS
+            for p in records.iterdir() if records.is_dir() else []:
+                p.unlink(missing_ok=True)
     return dead
 
 

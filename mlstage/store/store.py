@@ -43,11 +43,11 @@ from ..core.fsutil import (
     write_bytes_durably,
 )
 from ..core.outputs import STORE_MARKER, create_store, is_store, owner
+from ..core.storeloc import find_store_root
 from ..errors import BadInput, CorruptArtifact, NotFound, opt
 from .index import connect, index_artifact
 from .maintenance import GC_GRACE_SECONDS
 
-STORE_DIRNAME = ".mlstage"
 # Files up to this size are re-hashed on every read (JSON documents, small models): cheaper
 # than trusting anything. Larger ones are trusted while size, mtime, ctime and inode are
 # those recorded with their hash (ctime cannot be set back by hand, unlike mtime).
@@ -62,17 +62,7 @@ def _stat_key(path: Path) -> tuple[str, int, int, int, int]:
 def find_store(explicit: str | os.PathLike | None = None, near: Path | None = None) -> Path:
     """--store, else MLSTAGE_STORE, else the first .mlstage/ up from `near`, then from
     the current directory, else a new .mlstage/ in the current directory."""
-    if explicit:
-        return Path(explicit).absolute()
-    env = os.environ.get("MLSTAGE_STORE")
-    if env:
-        return Path(env).absolute()
-    starts = [p for p in (near, Path.cwd()) if p is not None]
-    for start in starts:
-        for d in [start.absolute(), *start.absolute().parents]:
-            if (d / STORE_DIRNAME).is_dir():
-                return d / STORE_DIRNAME
-    return Path.cwd().absolute() / STORE_DIRNAME
+    return Path(find_store_root(explicit, str(near) if near is not None else None))
 
 
 def normalise_path(path: Path) -> str:
