@@ -28,7 +28,6 @@ from ..core.missing import missing_as_null, none_if_missing
 from ..errors import BadInput
 from . import names
 from .base import NUMERIC
-from .categorical import value_counts
 from .spec import check_spec
 from .transforms import TRANSFORMS
 
@@ -61,7 +60,28 @@ def _impute_value(entry: dict, series, ctype: str, how=None):
                 column=entry.get("column"),
             )
         return float(present.mean() if how == "mean" else present.median())
-    return min(value_counts(present), key=lambda vc: (-vc[1], canonical_text(vc[0])))[0]
+    return _mode(present)
+
+
+def _mode(present):
+    """The most frequent value; among ties, the one of least canonical text. Counted and
+    tie-broken in polars where its order is the text's (strings, booleans, dates, naive
+    datetimes; integers by their text): a column of 800,000 distinct timestamps, all
+    tied, took 3 s as Python objects."""
+    import polars as pl
+
+    counts = present.value_counts(name="__n")
+    ties = counts.filter(pl.col("__n") == pl.col("__n").max()).get_column(present.name)
+    dtype = ties.dtype
+    if ties.len() == 1:
+        return ties[0]
+    if dtype in (pl.String, pl.Boolean, pl.Date) or (
+        isinstance(dtype, pl.Datetime) and dtype.time_zone is None
+    ):
+        return ties.min()
+    if dtype.is_integer():
+        return ties[int(ties.cast(pl.String).arg_sort()[0])]
+    return min(ties.to_list(), key=canonical_text)
 
 
 def _jsonable(value):

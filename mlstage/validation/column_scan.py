@@ -151,3 +151,15 @@ class ColumnScan:
         before = np.concatenate([[0.0], f_base[:-1]])
         return float(max(np.abs(self.le / self.n - f_base).max(),
                          np.abs(self.lt / self.n - before).max()))  # fmt: skip
+
+
+@dataclass
+class Scanned:
+    """What reading one column found (`Checker.scan_column`), for `Checker.judge_column`."""
+
+    scan: ColumnScan
+    outside: int  # values outside the schema's [min, max]
+    examples: list[Any]  # the first of them, distinct
+    base: dict[str, Any] | None  # the baseline's stats of the column
+    drift_base: dict[str, Any] | None  # what its drift is measured against
+    is_label: bool

@@ -87,9 +87,11 @@ def numeric_stats(series, type_name: str) -> tuple[dict[str, Any], dict[str, Any
 
     missing = series.null_count()
     v = series.drop_nulls().cast(pl.Float64).to_numpy()
-    finite_mask = np.isfinite(v)
-    nan = int(np.isnan(v).sum())
-    inf = int(v.size - finite_mask.sum() - nan)
+    nan = inf = 0
+    if series.dtype.is_float():  # an integer is never NaN or infinite: two passes saved
+        finite_mask = np.isfinite(v)
+        nan = int(np.isnan(v).sum())
+        inf = int(v.size - finite_mask.sum() - nan)
     f = np.sort(v[finite_mask] if nan or inf else v)
     stats: dict[str, Any] = {
         "type": type_name,
@@ -132,11 +134,15 @@ def numeric_stats(series, type_name: str) -> tuple[dict[str, Any], dict[str, Any
         quantile_histogram={"edges": _floats(qedges), "counts": _bucket_counts(f, qedges)},
     )
     if type_name == "int":
-        # an integer column of few values (a 0/1 label, a rating) is compared by its mix
-        distinct, counts = np.unique(f, return_counts=True)
-        if distinct.size <= LOW_CARDINALITY:
+        # an integer column of few values (a 0/1 label, a rating) is compared by its mix;
+        # counted on the sorted copy (np.unique would sort it again)
+        new_value = f[1:] != f[:-1]
+        if np.count_nonzero(new_value) < LOW_CARDINALITY:
+            starts = np.concatenate([[0], np.flatnonzero(new_value) + 1])
+            counts = np.diff(np.concatenate([starts, [f.size]]))
             order = sorted(
-                zip(distinct.tolist(), counts.tolist(), strict=True), key=lambda vc: (-vc[1], vc[0])
+                zip(f[starts].tolist(), counts.tolist(), strict=True),
+                key=lambda vc: (-vc[1], vc[0]),
             )
             stats["values"] = [[str(int(v)), int(c)] for v, c in order]
     summary = _floats(_quantiles_of_sorted(f, np.linspace(0, 1, SUMMARY_POINTS)))

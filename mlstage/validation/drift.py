@@ -78,6 +78,28 @@ DEFAULT_SIGNIFICANCE = 0.01  # of a schema without the key (written before it ex
 MIN_EXPECTED = 5  # chi-squared cells expected to hold fewer rows are pooled
 
 
+def warm_up_tests() -> None:
+    """Start importing scipy.stats in a thread, while the data is read: the tests'
+    p-values need it at the end, and its import takes ~0.7 s of one core (an import
+    the main thread then asks for waits for this one to finish, as Python's per-module
+    import locks guarantee). numpy is imported first, here: a first import of numpy
+    racing in two threads fails."""
+    import sys
+    import threading
+
+    import numpy  # noqa: F401
+
+    if "scipy.stats" not in sys.modules:
+        threading.Thread(target=_import_stats, name="import scipy.stats", daemon=True).start()
+
+
+def _import_stats() -> None:
+    try:
+        import scipy.stats  # noqa: F401
+    except Exception:  # the main thread's own import will raise it where it is handled
+        pass
+
+
 def ks_p_value(d: float | None, n: int, n_baseline: int) -> float | None:
     """Two-sample Kolmogorov-Smirnov p-value of statistic `d` (the baseline's CDF read
     from its quantile summary, so `d` is within 0.2% of the exact one): the Kolmogorov

@@ -164,3 +164,41 @@ def test_hash_split_of_a_row_does_not_depend_on_other_rows_or_order(tmp_path, ro
 
     first, second = assignment(f"sa{k}"), assignment(f"sb{k}")
     assert all(second[key] == split for key, split in first.items())
+
+
+def _mode_by_python(series):
+    """The definition: most frequent, ties broken by least canonical text."""
+    from collections import Counter
+
+    counts = Counter(series.drop_nulls().to_list())
+    return min(counts.items(), key=lambda vc: (-vc[1], canonical_text(vc[0])))[0]
+
+
+_MODE_CASES = {
+    pl.Int64: st.integers(-20, 20),
+    pl.String: st.text(max_size=3),
+    pl.Boolean: st.booleans(),
+    pl.Date: st.dates(dt.date(1, 1, 1), dt.date(9999, 12, 31)),
+    pl.Datetime("us"): st.datetimes(dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31)),
+    pl.Float64: st.floats(allow_nan=False, allow_infinity=True, width=32),
+}
+
+
+@FAST
+@given(data=st.data(), dtype=st.sampled_from(list(_MODE_CASES)))
+def test_mode_imputation_counts_and_breaks_ties_as_its_definition(data, dtype):
+    # featurize's mode is found in polars (a column of distinct timestamps made every
+    # value a tie); it must stay the value of the definition, tie-break included.
+    from mlstage.features.fitted import _mode
+
+    values = data.draw(st.lists(_MODE_CASES[dtype], min_size=1, max_size=30))
+    values += data.draw(st.lists(st.sampled_from(values), max_size=10))
+    series = pl.Series("x", values, dtype=dtype)
+    assert _mode(series) == _mode_by_python(series)
+
+
+def test_mode_ties_of_integers_are_broken_by_their_text():
+    from mlstage.features.fitted import _mode
+
+    assert _mode(pl.Series("x", [9, 10])) == 10  # "10" < "9"
+    assert _mode(pl.Series("x", [-2, -1, 5, 5, -1, -2])) == -1  # "-1" < "-2" < "5"
