@@ -144,7 +144,7 @@ def _entry(path: str) -> list[Any] | None:
     return [path, stat.S_IFMT(st.st_mode), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def _snapshot(walk: list[str], only: list[str] = ()) -> list[list[Any]] | None:
+def _snapshot(walk: list[str], only: list[str] | tuple[str, ...] = ()) -> list[list[Any]] | None:
     """The stat of each path that exists: those in `walk` with everything below them
     (never into a store), those in `only` alone; None past the cap."""
     seen: dict[str, list[Any]] = {}
