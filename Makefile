@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO := demo-run
 DEMO_PORT ?= 8765
 
-.PHONY: install browser test test-fast test-matrix typecheck demo bench bench-quick lint clean
+.PHONY: install browser test test-fast test-matrix typecheck demo bench bench-quick bench-peers lint clean
 
 install: $(STAMP)
 
@@ -67,6 +67,11 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/run.py $(if $(ROWS),--rows $(ROWS),)
+
+# The peers (TFDV, Evidently) side by side with stats and validate, each in its own venv
+# made on first use (skipped with the reason when it cannot be installed): bench/peers.py.
+bench-peers: $(STAMP)
+	$(BIN)/python bench/peers.py $(if $(ROWS),--rows $(ROWS),)
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache
