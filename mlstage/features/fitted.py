@@ -19,7 +19,9 @@ the most frequent value), so a model trained without NaN never meets one at pred
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,28 @@ def _jsonable(value):
     return value
 
 
+def _fit_entry(entry: dict[str, Any], series, types: dict[str, str]) -> dict[str, Any]:
+    """One spec entry fitted on its column's training values (None for a transform of
+    several columns, which fits without data)."""
+    t = TRANSFORMS[entry["transform"]]
+    cols = _input_columns(entry)
+    if t.multi:
+        fitted = {"entry": entry, "impute_value": None, "state": t.fit(entry, None)}
+    else:
+        value = _impute_value(entry, series, types[cols[0]])
+        filled = series if value is None else series.fill_null(value)
+        fitted = {"entry": entry, "impute_value": _jsonable(value), "state": t.fit(entry, filled)}
+        if value is None and series.null_count() == 0 and series.len() and t.nan_on_missing(entry):
+            unseen = "median" if types[cols[0]] in NUMERIC else "mode"
+            fitted["impute_value"] = _jsonable(_impute_value(entry, series, types[cols[0]], unseen))
+            fitted["imputed"] = "unseen"
+    out = t.outputs(entry, fitted["state"])
+    if entry.get("indicator"):
+        out = out + [names.indicator(cols[0])]
+    fitted["outputs"] = out
+    return fitted
+
+
 class FittedTransform:
     def __init__(self, doc: dict[str, Any]):
         self.doc = doc
@@ -108,58 +132,46 @@ class FittedTransform:
         import polars as pl
 
         check_spec(spec, types)
-        entries, outputs = [], []
-        columns = {c for e in spec["features"] for c in _input_columns(e)}
-        cache: dict[str, Any] = {}
-
-        def column(name: str):
-            if name not in cache:
-                # one chunk: a sum over chunks (a mean, a std) is added in chunk order, so
-                # the fitted state would differ in its last bit with the partitions
-                cache[name] = pl.read_parquet(train_path, columns=[name]).to_series().rechunk()
-                if types[name] == "float":
-                    cache[name] = cache[name].fill_nan(None)
-            return cache[name]
-
         if pl.scan_parquet(train_path).select(pl.len()).collect().item() == 0:
             raise BadInput("the training split is empty; there is nothing to fit")
-        # a column leaves memory after the last entry that fits on it: memory holds one
-        # column of the training split at a time, not the table
-        last_use = {c: i for i, e in enumerate(spec["features"]) for c in _input_columns(e)}
-        for i, entry in enumerate(spec["features"]):
-            for done in [c for c in cache if last_use.get(c, -1) < i]:
-                del cache[done]
-            t = TRANSFORMS[entry["transform"]]
-            cols = _input_columns(entry)
-            if t.multi:
-                state = t.fit(entry, None)
-                fitted = {"entry": entry, "impute_value": None, "state": state}
-            else:
-                series = column(cols[0])
-                value = _impute_value(entry, series, types[cols[0]])
-                filled = series if value is None else series.fill_null(value)
-                fitted = {
-                    "entry": entry,
-                    "impute_value": _jsonable(value),
-                    "state": t.fit(entry, filled),
-                }
-                if (
-                    value is None
-                    and series.null_count() == 0
-                    and series.len()
-                    and t.nan_on_missing(entry)
-                ):
-                    unseen = "median" if types[cols[0]] in NUMERIC else "mode"
-                    fitted["impute_value"] = _jsonable(
-                        _impute_value(entry, series, types[cols[0]], unseen)
-                    )
-                    fitted["imputed"] = "unseen"
-            out = t.outputs(entry, fitted["state"])
-            if entry.get("indicator"):
-                out = out + [names.indicator(cols[0])]
-            fitted["outputs"] = out
-            entries.append(fitted)
-            outputs += out
+        features = spec["features"]
+        columns = {c for e in features for c in _input_columns(e)}
+
+        def fit_column(name: str | None, indices: list[int]) -> list[tuple[int, Any]]:
+            """Fit the entries on one column (None: entries fitted without data), each
+            result or the error it raised."""
+            series = None
+            if name is not None:
+                # one chunk: a sum over chunks (a mean, a std) is added in chunk order, so
+                # the fitted state would differ in its last bit with the partitions
+                series = pl.read_parquet(train_path, columns=[name]).to_series().rechunk()
+                if types[name] == "float":
+                    series = series.fill_nan(None)
+            done: list[tuple[int, Any]] = []
+            for i in indices:
+                try:
+                    done.append((i, _fit_entry(features[i], series, types)))
+                except Exception as e:  # raised below in the spec's order
+                    done.append((i, e))
+            return done
+
+        # The entries on one column are fitted together, the columns in parallel threads
+        # (polars and numpy release the GIL): memory holds a column per thread, not the
+        # table. Results and errors are taken in the spec's order, whoever ran first.
+        groups: dict[str | None, list[int]] = {}
+        for i, entry in enumerate(features):
+            key = None if TRANSFORMS[entry["transform"]].multi else _input_columns(entry)[0]
+            groups.setdefault(key, []).append(i)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            found = dict(
+                item for done in pool.map(lambda g: fit_column(*g), groups.items()) for item in done
+            )
+        entries, outputs = [], []
+        for i in range(len(features)):
+            if isinstance(found[i], Exception):
+                raise found[i]
+            entries.append(found[i])
+            outputs += found[i]["outputs"]
         clash = [c for c in spec.get("passthrough", []) if c in outputs]
         if clash:
             raise BadInput(
@@ -173,7 +185,8 @@ class FittedTransform:
         if spec.get("label"):
             label = {"column": spec["label"], "type": types[spec["label"]], "classes": None}
             if types[spec["label"]] in ("string", "bool"):
-                values = column(spec["label"]).drop_nulls().unique().to_list()
+                labels = pl.read_parquet(train_path, columns=[spec["label"]]).to_series()
+                values = labels.drop_nulls().unique().to_list()
                 label["classes"] = sorted(canonical_text(v) for v in values)
         doc = {
             "format": FORMAT,
