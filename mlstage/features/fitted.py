@@ -97,6 +97,7 @@ def _fit_entry(entry: dict[str, Any], series, types: dict[str, str]) -> dict[str
     several columns, which fits without data)."""
     t = TRANSFORMS[entry["transform"]]
     cols = _input_columns(entry)
+    fitted: dict[str, Any]
     if t.multi:
         fitted = {"entry": entry, "impute_value": None, "state": t.fit(entry, None)}
     else:
