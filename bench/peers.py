@@ -44,6 +44,7 @@ from run import (
 )
 
 WORK = BENCH / "work" / "peers"
+INSTALL_TIMEOUT = 1200
 PEERS = {
     "tfdv": ["tensorflow-data-validation==1.16.1"],
     "evidently": ["evidently==0.7.23", "pyarrow"],
@@ -80,7 +81,10 @@ def peer_python(name: str) -> tuple[Path | None, str]:
         [str(venv / "bin" / "pip"), "install", "-q", *PEERS[name]],
     ]
     for step in steps:
-        proc = subprocess.run(step, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(step, capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return None, f"`{shlex.join(step)}` took over {INSTALL_TIMEOUT} s (pip still resolving)"
         if proc.returncode:
             lines = (proc.stderr or proc.stdout).strip().splitlines()
             return None, f"`{shlex.join(step)}` failed: {lines[-1] if lines else proc.returncode}"
