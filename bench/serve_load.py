@@ -9,7 +9,9 @@ Adult sample, deploys it, starts `mlstage serve` and measures:
 - throughput: 8 concurrent connections for --seconds, with Debian's `wrk` when it is
   installed (else 8 Python client processes), reported as requests/s;
 - hot swap: 8 Python client processes for ~6 s while a second model is deployed;
-  every non-200 answer or connection error is a failure.
+  every non-200 answer or connection error is a failure;
+- swap visibility: 5 deploys in turn of the two models, each timed from `deploy`'s exit
+  to the first answer from the version it pointed at (issue 20: within 1 s).
 MLflow is not installed here (its serving stack is heavy); the issue's own figures for
 `mlflow models serve` on this machine (53 req/s with 1 worker, 140 with 2; single rows
 at p50 13 ms / p99 22 ms) are quoted beside ours in results.md, not re-measured.
@@ -183,6 +185,29 @@ def wrk_load(port: int, seconds: float) -> dict | None:
     return {"requests_per_s": rps, "client": "wrk -t2 -c8", "errors": errors}
 
 
+def served_version(port: int) -> int:
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    c.request("POST", PATH, BODY, {"content-type": "application/json"})
+    return int(json.loads(c.getresponse().read())["model_version"])
+
+
+def swap_delays(port: int, work: Path, rounds: int = 5) -> list[float]:
+    """Seconds from `deploy` exiting to the first answer from the version it pointed at:
+    the two models are pointed at in turn (a redeploy of one already in the registry)."""
+    delays = []
+    for k in range(rounds):
+        before = served_version(port)
+        model, evaluation = ("m_a", "e_a") if k % 2 == 0 else ("m_b", "e_b")
+        sh("deploy", model, "--evaluation", evaluation, "--registry", "reg", cwd=work)
+        start = time.perf_counter()
+        while served_version(port) == before:
+            if time.perf_counter() - start > 30:
+                raise SystemExit("the new version was not served within 30 s")
+            time.sleep(0.005)
+        delays.append(time.perf_counter() - start)
+    return delays
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
@@ -228,9 +253,8 @@ def main() -> None:
                 "ok": sum(r[0] for r in results),
                 "failed": sum(r[1] for r in results),
             }
-            c = http.client.HTTPConnection("127.0.0.1", args.port)
-            c.request("POST", PATH, BODY, {"content-type": "application/json"})
-            res["hot_swap"]["version_after"] = json.loads(c.getresponse().read())["model_version"]
+            res["hot_swap"]["version_after"] = served_version(args.port)
+            res["swap_visible_s"] = swap_delays(args.port, work)
         finally:
             server.terminate()
             server.wait(timeout=30)

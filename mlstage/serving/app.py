@@ -28,7 +28,8 @@ from .metrics import Metrics
 from .models import ServedModels
 from .service import Service
 
-WATCH_SECONDS = 1.0
+WATCH_SECONDS = 0.5  # how often serving.json is looked at: a deploy is served within ~0.5 s
+TRIM_SECONDS = 1.0  # how often freed heap memory is handed back (memory.give_back)
 FIRST_LOAD_SECONDS = 10.0  # startup waits this long for the first loads (then they go on)
 CONFIG_ENV = "MLSTAGE_SERVE_CONFIG"
 
@@ -58,7 +59,7 @@ def create_app(
         reqlog = RequestLog(Path(log_dir), exclude=list(log_exclude), sample=log_sample)
 
     def every(seconds: float, work, stop, wake=None) -> None:
-        """A plain thread per chore (watching the registry, flushing the logs), off the
+        """A plain thread per chore (watching the registry, trimming the heap, flushing the logs), off the
         event loop: a slow load or a slow Parquet write never holds up a request, and
         neither chore waits on the other. `wake` (an Event) runs the chore early. A
         failure is logged when it first happens, then at most once a minute with how
@@ -83,7 +84,6 @@ def create_app(
 
     def watch_registry() -> None:
         served.refresh(wait=WATCH_SECONDS / 2)
-        give_back()
 
     def flush_logs() -> None:
         assert reqlog is not None
@@ -106,6 +106,7 @@ def create_app(
             )
         stop = threading.Event()
         chores = [(WATCH_SECONDS, watch_registry, None)] if watch else []
+        chores.append((TRIM_SECONDS, give_back, None))
         if reqlog is not None:
             chores.append((FLUSH_SECONDS, flush_logs, reqlog.full))
         threads = [
