@@ -98,6 +98,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=BENCH / "results.md")
+    ap.add_argument("--skip", choices=sorted(PEERS), action="append", default=[],
+                    help="leave out this peer (repeatable)")  # fmt: skip
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     data = WORK / f"synth_{args.rows}.parquet"
@@ -133,7 +135,7 @@ def main() -> None:
     ]  # fmt: skip
     skipped = {}
     for name, script, ref in (("tfdv", TFDV, "stats"), ("evidently", EVIDENTLY, "validate")):
-        python, why = peer_python(name)
+        python, why = (None, "--skip") if name in args.skip else peer_python(name)
         if python is None:
             skipped[name] = why
             print(f"skipping {name}: {why}", file=sys.stderr)
