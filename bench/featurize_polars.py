@@ -124,13 +124,17 @@ def features(spec: dict, state: dict) -> list[pl.Expr]:
 
 def main(spec_path: str, dataset: str, out: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
-    state = fit(spec, Path(dataset) / "train.parquet")
+    # the training split: one file, or its partitions (NAME.part-00000.parquet, ...)
+    train = sorted(Path(dataset).glob("train.parquet")) + sorted(
+        Path(dataset).glob("train.part-*.parquet")
+    )
+    state = fit(spec, [str(p) for p in train])
     label = {c: i for i, c in enumerate(state["classes"])}
     exprs = features(spec, state) + [
         pl.col(spec["label"]).replace_strict(label, return_dtype=pl.Int32)
     ]
     Path(out).mkdir(parents=True, exist_ok=True)
-    for split in sorted(Path(dataset).glob("*.parquet")):
+    for split in sorted(Path(dataset).glob("*.parquet")):  # each file (partition) on its own
         pl.scan_parquet(split).select(exprs).sink_parquet(Path(out) / split.name)
 
 

@@ -89,8 +89,10 @@ def mlstage_exe() -> str:
 def run_mlstage(
     *args: str, cwd: Path, env: dict | None = None, input: bytes | None = None, check=None
 ):
-    """Run the installed `mlstage` command as Make would."""
-    full_env = {**os.environ, **(env or {})}
+    """Run the installed `mlstage` command as Make would; the up-to-date shortcut off
+    (tests/blackbox/test_replay.py turns it on), so a test's later steps never depend on
+    how long after a write its up-to-date run came."""
+    full_env = {**os.environ, "MLSTAGE_NO_SHORTCUT": "1", **(env or {})}
     proc = subprocess.run(
         [mlstage_exe(), *args], cwd=cwd, env=full_env, input=input, capture_output=True
     )

@@ -145,11 +145,12 @@ def run_stage(
         if current is not None:
             if not dry_run and (has_leftovers(out) or store.last_write(out) != current["id"]):
                 # A writer was killed after its swap, or left temporary files behind.
+                replay.veto()
                 with file_lock(store.output_lock(out)):
                     recover(out)
                     _heal_journal(out, store)
             if not dry_run:
-                replay.note_up_to_date(out, current)
+                replay.note_up_to_date()
             return StageResult(current, out, up_to_date=True, dry_run=dry_run)
     if plan.check:
         plan.check()

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..core import replay
 from ..core.artifact import (
     MANIFEST,
     check_files,
@@ -129,6 +130,7 @@ class Store:
                 os.replace(self.index_path, aside)
                 for suffix in ("-wal", "-shm"):
                     Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
+                replay.veto()  # a repair said once: not a record to repeat
                 sys.stderr.write(
                     f"warning: {self.index_path}: the index is damaged ({e}); moved to"
                     f" {aside.name} and rebuilt from the manifests and the journal\n"

@@ -10,9 +10,15 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..conftest import mlstage_exe, run_mlstage, write
+from ..conftest import mlstage_exe, write
+from ..conftest import run_mlstage as run_without_shortcut
 
 RACY_WAIT = 1.1  # files younger than a second are never recorded (core.replay.RACY_NS)
+ON = {"MLSTAGE_NO_SHORTCUT": ""}  # run_mlstage turns the shortcut off; these tests test it
+
+
+def run_mlstage(*args: str, cwd: Path, env: dict | None = None, check=None):
+    return run_without_shortcut(*args, cwd=cwd, env={**ON, **(env or {})}, check=check)
 
 
 def _answered(*args: str, cwd: Path, env: dict | None = None) -> tuple[bool, int]:
@@ -30,7 +36,7 @@ def _answered(*args: str, cwd: Path, env: dict | None = None) -> tuple[bool, int
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **ON, **(env or {})},
     )
     how, exit_code = proc.stderr.strip().splitlines()[-1].split()
     return how == "ANSWERED", int(exit_code)
@@ -149,3 +155,76 @@ def test_gc_clears_the_records(tmp_path):
     assert _records(tmp_path)
     run_mlstage("gc", cwd=tmp_path, check=0)
     assert _records(tmp_path) == []
+
+
+def test_the_two_streams_are_replayed_in_their_order(tmp_path):
+    # `make > log 2>&1`: the table (stderr), the JSON line (stdout), then the status line
+    _dataset(tmp_path)
+    time.sleep(RACY_WAIT)
+    args = [mlstage_exe(), "stats", "ds", "-o", "st", "--json"]
+    env = {**os.environ, **ON}
+
+    def merged() -> bytes:
+        return subprocess.run(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, check=True).stdout  # fmt: skip
+
+    full = merged()
+    assert _answered("stats", "ds", "-o", "st", "--json", cwd=tmp_path)[0]
+    assert merged() == full
+
+
+def test_a_link_pointed_elsewhere_is_seen(tmp_path):
+    # in.csv -> current/a.csv, current -> release-1: repointing `current` leaves the link
+    # and release-1's files as they were; what ingest reads is another file
+    for release, rows in (("release-1", 2), ("release-2", 3)):
+        (tmp_path / release).mkdir()
+        write(tmp_path / release / "a.csv", "x\n" + "".join(f"{i}\n" for i in range(rows)))
+    (tmp_path / "current").symlink_to("release-1")
+    (tmp_path / "in.csv").symlink_to("current/a.csv")
+    run_mlstage("ingest", "in.csv", "-o", "ds", cwd=tmp_path, check=0)
+    time.sleep(RACY_WAIT)
+    run_mlstage("ingest", "in.csv", "-o", "ds", cwd=tmp_path, check=0)
+    assert _answered("ingest", "in.csv", "-o", "ds", cwd=tmp_path)[0]
+    (tmp_path / "current").unlink()
+    (tmp_path / "current").symlink_to("release-2")
+    assert _answered("ingest", "in.csv", "-o", "ds", cwd=tmp_path)[0] is False
+    proc = run_mlstage("ingest", "in.csv", "-o", "ds", "--json", cwd=tmp_path, check=0)
+    assert json.loads(proc.stdout)["rows"] == 3
+
+
+def test_stdin_and_devices_are_never_recorded(tmp_path):
+    # `ingest /dev/stdin < a.csv`: the link's target is whatever stdin is next time
+    write(tmp_path / "a.csv", "x\n1\n2\n")
+    args = [mlstage_exe(), "ingest", "--format", "csv", "/dev/stdin", "-o", "ds"]
+    for _ in range(2):
+        with open(tmp_path / "a.csv", "rb") as stdin:
+            proc = subprocess.run(args, cwd=tmp_path, env={**os.environ, **ON}, stdin=stdin,
+                                  capture_output=True)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        time.sleep(RACY_WAIT)
+    assert _records(tmp_path) == []
+
+
+def test_a_repair_is_not_replayed(tmp_path):
+    # an up-to-date run that rebuilt a damaged index says so once; the next run, with
+    # nothing to repair, must not say it again
+    _dataset(tmp_path)
+    time.sleep(RACY_WAIT)
+    (tmp_path / ".mlstage" / "index.sqlite").write_bytes(b"not a database")
+    first = run_mlstage("stats", "ds", "-o", "st", cwd=tmp_path, check=0)
+    assert b"damaged" in first.stderr
+    assert _records(tmp_path) == []
+    time.sleep(RACY_WAIT)
+    run_mlstage("stats", "ds", "-o", "st", cwd=tmp_path, check=0)
+    again = run_mlstage("stats", "ds", "-o", "st", cwd=tmp_path, check=0)
+    assert b"damaged" not in again.stderr
+
+
+def test_a_record_someone_else_could_write_is_not_used(tmp_path):
+    _dataset(tmp_path)
+    time.sleep(RACY_WAIT)
+    run_mlstage("stats", "ds", "-o", "st", cwd=tmp_path, check=0)
+    (record,) = _records(tmp_path)
+    assert record.stat().st_mode & 0o777 == 0o600
+    record.chmod(0o666)
+    assert _answered("stats", "ds", "-o", "st", cwd=tmp_path)[0] is False
