@@ -145,15 +145,19 @@ def test_soak(here, tmp_path):
         time.sleep(3)
         rollback(reg, to=1)
         time.sleep(2)
-        shutil.copytree(folder / "2", folder / "3")  # a version whose model was damaged
-        os.chmod(folder / "3" / "model.skops", 0o644)
-        (folder / "3" / "model.skops").write_bytes(b"damaged")
+        # Damaged versions are made beside the registry and moved in whole, as `deploy`
+        # makes a version: a folder seen half-copied would be a problem of its own.
+        shutil.copytree(folder / "2", tmp_path / "v3")  # a version whose model was damaged
+        os.chmod(tmp_path / "v3" / "model.skops", 0o644)
+        (tmp_path / "v3" / "model.skops").write_bytes(b"damaged")
+        os.rename(tmp_path / "v3", folder / "3")
         point(folder, read_serving(folder), 3, "x", "deploy", "soak: broken")
         time.sleep(3)
-        shutil.copytree(folder / "2", folder / "4")  # a model file that is a device
-        os.chmod(folder / "4" / "model.skops", 0o644)
-        os.remove(folder / "4" / "model.skops")
-        os.symlink("/dev/zero", folder / "4" / "model.skops")
+        shutil.copytree(folder / "2", tmp_path / "v4")  # a model file that is a device
+        os.chmod(tmp_path / "v4" / "model.skops", 0o644)
+        os.remove(tmp_path / "v4" / "model.skops")
+        os.symlink("/dev/zero", tmp_path / "v4" / "model.skops")
+        os.rename(tmp_path / "v4", folder / "4")
         point(folder, read_serving(folder), 4, "x", "deploy", "soak: device")
         time.sleep(3)
         shutil.rmtree(folder / "2")  # not served: gone
