@@ -17,6 +17,8 @@ What each does (whole processes, reading the same Parquet file):
   the table: the drift tests of every column, the work `validate --baseline` does.
 - `stats`: `mlstage stats DS`; `validate`: `mlstage validate DS --schema S --baseline B`
   (B: the table's own statistics, made in the setup, as Evidently's reference is a table).
+The table is bench/run.py's CSV ingested once (`DS/data.parquet`, timestamps typed): the
+peers read that file.
 """
 
 from __future__ import annotations
@@ -33,11 +35,10 @@ from run import (
     BENCH,
     MLSTAGE,
     PY,
-    REF_CODE,
     Bench,
     machine,
     markdown,
-    run_once,
+    run_rounds,
     setup_step,
     summarize,
     wipe,
@@ -47,7 +48,7 @@ WORK = BENCH / "work" / "peers"
 INSTALL_TIMEOUT = 1200
 PEERS = {
     "tfdv": ["tensorflow-data-validation==1.16.1"],
-    "evidently": ["evidently==0.7.23", "pyarrow"],
+    "evidently": ["evidently==0.7.23", "pandas<3", "pyarrow"],  # 0.7.23 predates pandas 3
 }
 TFDV = """
 import sys, pandas as pd, tensorflow_data_validation as tfdv
@@ -102,14 +103,12 @@ def main() -> None:
                     help="leave out this peer (repeatable)")  # fmt: skip
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
-    data = WORK / f"synth_{args.rows}.parquet"
-    if not data.exists():  # run.py's CSV, as Parquet (both peers read Parquet)
-        csv = BENCH / "data" / f"synth_{args.rows}.csv"
-        if not csv.exists():
-            gen = [PY, str(BENCH / "gen_data.py"), "--rows", str(args.rows), "-o", str(csv)]
-            subprocess.run(gen, check=True)
-        subprocess.run([PY, "-c", REF_CODE, str(csv), str(data)], check=True)
+    data = BENCH / "data" / f"synth_{args.rows}.csv"  # run.py's table
+    if not data.exists():
+        gen = [PY, str(BENCH / "gen_data.py"), "--rows", str(args.rows), "-o", str(data)]
+        subprocess.run(gen, check=True)
     ds, store = WORK / "ds", ["--store", str(WORK / "store")]
+    table = ds / "data.parquet"  # what everyone reads: the ingested, typed table
 
     def prepare() -> None:
         wipe([ds, WORK / "base", WORK / "schema"])
@@ -141,21 +140,8 @@ def main() -> None:
             print(f"skipping {name}: {why}", file=sys.stderr)
             continue
         label = "tfdv-stats" if name == "tfdv" else "evidently-drift"
-        benches.append(Bench(label, "peers", [str(python), "-c", script, str(data)], ref=ref))
-    for b in benches:
-        if b.setup:
-            b.setup()
-    walls: dict[str, list[float]] = {b.name: [] for b in benches}
-    rss: dict[str, list[int]] = {b.name: [] for b in benches}
-    for r in range(args.repeats):
-        for b in benches:
-            wall, kib = run_once(b)
-            walls[b.name].append(wall)
-            rss[b.name].append(kib)
-            print(
-                f"[{r + 1}/{args.repeats}] {b.name:18} {wall:8.3f} s {kib / 1024:7.0f} MB",
-                file=sys.stderr,
-            )
+        benches.append(Bench(label, "peers", [str(python), "-c", script, str(table)], ref=ref))
+    walls, rss = run_rounds(benches, args.repeats)
     info = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": shlex.join(sys.orig_argv),

@@ -401,6 +401,25 @@ def markdown(info: dict, res: dict, micro: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_rounds(benches: list[Bench], repeats: int) -> tuple[dict, dict]:
+    """Each benchmark's setup, then `repeats` rounds of one run of each, in order (so a
+    slow spell of the shared machine hits them all): wall seconds and peak RSS (KiB)."""
+    for b in benches:
+        if b.setup:
+            print(f"setting up {b.name} ...", file=sys.stderr)
+            b.setup()
+    walls: dict[str, list[float]] = {b.name: [] for b in benches}
+    rss: dict[str, list[int]] = {b.name: [] for b in benches}
+    for r in range(repeats):
+        for b in benches:
+            wall, kib = run_once(b)
+            walls[b.name].append(wall)
+            rss[b.name].append(kib)
+            print(f"[{r + 1}/{repeats}] {b.name:24} {wall:7.3f} s {kib / 1024:7.0f} MB",
+                  file=sys.stderr)  # fmt: skip
+    return walls, rss
+
+
 def figure(r: dict) -> tuple[str, float]:
     """What --check compares: the ratio to the reference run in the same rounds when
     there is one (the machine's load cancels out), else the median wall time."""
@@ -464,20 +483,7 @@ def main() -> None:
         for b in benchmarks(data, work)
         if (not args.only or b.group in args.only) and b.name not in args.skip
     ]
-    for b in benches:
-        if b.setup:
-            print(f"setting up {b.name} ...", file=sys.stderr)
-            b.setup()
-
-    walls: dict[str, list[float]] = {b.name: [] for b in benches}
-    rss: dict[str, list[int]] = {b.name: [] for b in benches}
-    for r in range(args.repeats):
-        for b in benches:
-            wall, kib = run_once(b)
-            walls[b.name].append(wall)
-            rss[b.name].append(kib)
-            print(f"[{r + 1}/{args.repeats}] {b.name:24} {wall:7.3f} s {kib / 1024:7.0f} MB",
-                  file=sys.stderr)  # fmt: skip
+    walls, rss = run_rounds(benches, args.repeats)
     micro = {}
     for m in micro_benchmarks(work):
         if not args.only or m.group in args.only:
