@@ -59,9 +59,9 @@ def create_app(
         reqlog = RequestLog(Path(log_dir), exclude=list(log_exclude), sample=log_sample)
 
     def every(seconds: float, work, stop, wake=None) -> None:
-        """A plain thread per chore (watching the registry, trimming the heap, flushing the logs), off the
-        event loop: a slow load or a slow Parquet write never holds up a request, and
-        neither chore waits on the other. `wake` (an Event) runs the chore early. A
+        """A plain thread per chore (watching the registry, trimming the heap, flushing
+        the logs), off the event loop: a slow load or a slow Parquet write never holds up
+        a request, and no chore waits on another. `wake` (an Event) runs the chore early. A
         failure is logged when it first happens, then at most once a minute with how
         often it recurred (a flush failing every 2 s is data being held back)."""
         said, since, times = None, 0.0, 0
