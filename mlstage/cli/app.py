@@ -16,7 +16,7 @@ app = typer.Typer(
     "Each stage reads artifacts and writes one new versioned artifact (-o DIR); "
     "exit codes: 0 ok, 1 gate failed, 2 bad input or usage, 3 internal error.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,

@@ -236,3 +236,24 @@ def test_a_partitioned_dataset_through_the_chain_as_make_runs_it(tmp_path):
     assert a.height == 6_000 and a.equals(pl.read_parquet(tmp_path / "p1" / "predictions.parquet"))
     doc = json.loads((tmp_path / "v" / "anomalies.json").read_text())
     assert not [x for x in doc["anomalies"] if x["severity"] == "error"], doc["anomalies"]
+
+
+@pytest.mark.parametrize(
+    ("shell", "marker"),
+    [("bash", "_mlstage_completion()"), ("zsh", "#compdef mlstage"),
+     ("fish", "complete --command mlstage")],
+)  # fmt: skip
+def test_shell_completion_scripts_and_answers(tmp_path, shell, marker):
+    # the script a shell sources (what --show-completion prints for the current shell)
+    script = run_mlstage(cwd=tmp_path, env={"_MLSTAGE_COMPLETE": f"source_{shell}"}, check=0)
+    assert marker in script.stdout.decode()
+    # and what the script asks mlstage for: commands, then a command's options
+    env = {"_MLSTAGE_COMPLETE": "complete_bash", "COMP_WORDS": "mlstage st", "COMP_CWORD": "1"}
+    assert run_mlstage(cwd=tmp_path, env=env, check=0).stdout.decode().split() == ["stats"]
+    env |= {"COMP_WORDS": "mlstage stats --sp", "COMP_CWORD": "2"}
+    assert run_mlstage(cwd=tmp_path, env=env, check=0).stdout.decode().split() == ["--split"]
+
+
+def test_show_completion_prints_the_current_shells_script(tmp_path):
+    out = run_mlstage("--show-completion", cwd=tmp_path, check=0).stdout.decode()
+    assert "mlstage" in out and "_MLSTAGE_COMPLETE" in out
