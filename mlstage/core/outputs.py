@@ -20,11 +20,7 @@ from pathlib import Path
 from ..errors import BadInput, opt
 from .artifact import MANIFEST, MAX_MANIFEST_BYTES
 from .fsutil import is_empty_dir, is_regular_file
-
-# A store's folder holds this file (written when the store is made): no command treats a
-# folder without it (or, for stores made before it, without objects/ and index.sqlite)
-# as a store, so a typo in --store never lets gc or reindex delete a user's files.
-STORE_MARKER = "mlstage-store"
+from .storeloc import STORE_MARKER
 
 
 def is_store(folder: Path) -> bool:

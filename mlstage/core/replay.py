@@ -45,7 +45,7 @@ import stat
 import sys
 from typing import Any
 
-from .storeloc import find_store_root
+from .storeloc import STORE_MARKER, find_store_root
 
 FORMAT = "mlstage-replay/2"
 RECORDS = os.path.join("cache", "replay")
@@ -63,7 +63,6 @@ _ENV = ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "TERM", "COLORTERM", "TTY
 _LIBS = ("rich", "typer", "jsonschema", "polars", "pyarrow", "numpy", "sklearn", "skops")
 _NEVER = frozenset({"--force", "--dry-run", "-", "--", "-o-", "--out=-", "--help", "-h",
                     "--debug"})  # fmt: skip
-_STORE_MARKER = "mlstage-store"  # core.outputs.STORE_MARKER, not imported: it loads pathlib
 _KINDS = (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK)
 
 
@@ -206,7 +205,7 @@ def _snapshot(roots: list[str]) -> dict[str, Any]:
             continue
         if entry[1] not in _KINDS:
             raise _Unfit(p)
-        if entry[1] == stat.S_IFDIR and os.path.isfile(os.path.join(p, _STORE_MARKER)):
+        if entry[1] == stat.S_IFDIR and os.path.isfile(os.path.join(p, STORE_MARKER)):
             continue  # its index and journal change with every run; nothing here reads them
         seen[p] = entry
         if len(seen) > MAX_WATCHED:
@@ -251,9 +250,9 @@ def _leftovers(out_dir: str) -> list[str]:
         return ["?"]
 
 
-def _state(argv: list[str]) -> dict[str, Any]:
+def _state(argv: list[str], root: str) -> dict[str, Any]:
+    """What an up-to-date answer rests on; `root`: the store's folder."""
     out_dir = os.path.abspath(_option(argv, "-o", "--out") or ".")
-    root = _store_root(argv)
     try:
         index = os.stat(os.path.join(root, "index.sqlite")).st_ino
     except OSError:
@@ -282,10 +281,10 @@ def answer(argv: list[str]) -> int | None:
         if record.get("format") != FORMAT or record.get("key") != key:
             return None
         if not (
-            os.path.isfile(os.path.join(root, _STORE_MARKER)) and os.access(root, os.W_OK | os.X_OK)
+            os.path.isfile(os.path.join(root, STORE_MARKER)) and os.access(root, os.W_OK | os.X_OK)
         ):
             return None  # the full path would refuse this store
-        if _state(argv) != record["state"]:
+        if _state(argv, root) != record["state"]:
             return None
         if any(
             e[1] == stat.S_IFREG and not os.access(e[0], os.R_OK) for e in record["state"]["files"]
@@ -330,8 +329,9 @@ class Recorder:
         self.out, self.err = _Tee(sys.stdout, 1, self.chunks), _Tee(sys.stderr, 2, self.chunks)
         self.up_to_date = 0
         self.vetoed = False
+        self.root = _store_root(argv)
         try:
-            self.before: dict[str, Any] | None = _state(argv)
+            self.before: dict[str, Any] | None = _state(argv, self.root)
         except _Unfit:
             self.before = None
 
@@ -343,10 +343,10 @@ class Recorder:
             return
         if self.out.bypassed or self.err.bypassed or self.before is None:
             return
-        if _state(self.argv) != self.before:
+        if _state(self.argv, self.root) != self.before:
             return  # something changed while it ran (or the run changed it: a repair)
-        root = _store_root(self.argv)
-        if not os.path.isfile(os.path.join(root, _STORE_MARKER)):
+        root = self.root
+        if not os.path.isfile(os.path.join(root, STORE_MARKER)):
             return  # no store (or one older than its marker file): nowhere of ours to write
         key = _key(self.argv)
         record = {"format": FORMAT, "key": key, "argv": self.argv, "state": self.before,

@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 
 STORE_DIRNAME = ".mlstage"
+# A store's folder holds this file (written when the store is made): no command treats a
+# folder without it (or, for stores made before it, without objects/ and index.sqlite)
+# as a store, so a typo in --store never lets gc or reindex delete a user's files.
+STORE_MARKER = "mlstage-store"
 
 
 def find_store_root(explicit: str | os.PathLike | None = None, near: str | None = None) -> str:
