@@ -120,7 +120,8 @@ def gc(store: Store, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS) 
             # The up-to-date shortcut's records are a cache: dropped here, not counted.
             records = store.root / REPLAY_RECORDS
             for p in records.iterdir() if records.is_dir() else []:
-                p.unlink(missing_ok=True)
+                if not p.is_dir() or p.is_symlink():  # records are files; nothing else is ours
+                    p.unlink(missing_ok=True)
     return dead
 
 

@@ -153,8 +153,10 @@ def test_gc_clears_the_records(tmp_path):
     time.sleep(RACY_WAIT)
     run_mlstage("stats", "ds", "-o", "st", cwd=tmp_path, check=0)
     assert _records(tmp_path)
+    stray = tmp_path / ".mlstage" / "cache" / "replay" / "not-a-record"
+    stray.mkdir()  # gc removes records, files; a folder there is left, and no crash
     run_mlstage("gc", cwd=tmp_path, check=0)
-    assert _records(tmp_path) == []
+    assert _records(tmp_path) == [] and stray.is_dir()
 
 
 def test_the_two_streams_are_replayed_in_their_order(tmp_path):
