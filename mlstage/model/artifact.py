@@ -10,6 +10,17 @@ Payload of a model artifact:
 `Model.load` checks every file's sha256 against the manifest and the scikit-learn
 version it was trained with before unpickling anything, and loads the estimator
 with skops trusting only the types in TRUSTED (never a list read from the file).
+
+XGBoost and LightGBM models go through skops too, as skops supports them: their
+scikit-learn wrappers are plain objects, and each wrapper's Booster is kept as the
+library's own model format inside `model.skops` (XGBoost's binary JSON, UBJSON, of
+model and config, stored as a bytearray; LightGBM's text model, stored as a string),
+which the library's own parser reads back when skops restores the Booster (its
+`__setstate__`); no pickle anywhere. The alternative, the model files beside
+`model.skops` rebuilt through the wrappers by hand, would copy the wrappers' private
+attributes into mlstage. XGBoost does not promise that this snapshot loads under another
+version, so such a model, like scikit-learn's, loads only under the minor version of
+its library it was trained with (`signature.json` records it).
 """
 
 from __future__ import annotations
@@ -40,6 +51,18 @@ TRUSTED = [
     "sklearn.metrics._dist_metrics.ChebyshevDistance64",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    # XGBoost (the boost extra): the wrappers, and the Booster, whose state is its model
+    # as the bytes of XGBoost's own format (restored by XGBoost's parser)
+    "xgboost.sklearn.XGBClassifier",
+    "xgboost.sklearn.XGBRegressor",
+    "xgboost.core.Booster",
+    "builtins.bytearray",
+    # LightGBM (the boost extra): the wrappers, the Booster, whose state is its text
+    # model (restored by LightGBM's parser), and the wrapper's record of best scores
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.sklearn.LGBMRegressor",
+    "lightgbm.basic.Booster",
+    "collections.OrderedDict",
 ]
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -48,22 +71,27 @@ def dump_estimator(estimator) -> bytes:
     """skops bytes made reproducible: the same estimator gives the same bytes.
 
     skops names objects by Python `id()` (in `__id__` and in the `.npy` file
-    names) and stamps zip entries with the time; ids are renumbered in order of
+    names), names a bytes or bytearray file (XGBoost's Booster) by a random uuid,
+    and stamps zip entries with the time; ids and files are renumbered in order of
     appearance and entries written sorted, with a fixed time.
     """
     import skops.io as sio
 
     raw = zipfile.ZipFile(io.BytesIO(sio.dumps(estimator)))
     schema = json.loads(raw.read("schema.json"))
-    renumber: dict[int, int] = {}
+    renumber: dict[int | str, int] = {}
+    files: dict[str, str] = {}  # skops' file name -> ours
 
     def walk(node):
         if isinstance(node, dict):
             if "__id__" in node:
                 node["__id__"] = renumber.setdefault(node["__id__"], len(renumber) + 1)
-            if isinstance(node.get("file"), str) and node["file"].endswith(".npy"):
-                old = int(node["file"][: -len(".npy")])
-                node["file"] = f"{renumber.setdefault(old, len(renumber) + 1)}.npy"
+            file = node.get("file")
+            if isinstance(file, str) and file.endswith(".npy"):
+                old = int(file[: -len(".npy")])
+                node["file"] = files[file] = f"{renumber.setdefault(old, len(renumber) + 1)}.npy"
+            elif isinstance(file, str) and file.endswith(".bin"):
+                node["file"] = files[file] = f"{renumber.setdefault(file, len(renumber) + 1)}.bin"
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -73,8 +101,10 @@ def dump_estimator(estimator) -> bytes:
     walk(schema)
     entries = {"schema.json": json.dumps(schema, indent=2).encode()}
     for name in raw.namelist():
-        if name.endswith(".npy"):
-            entries[f"{renumber[int(name[: -len('.npy')])]}.npy"] = raw.read(name)
+        if name != "schema.json":
+            if name not in files:  # a kind of file skops did not write before: not dropped
+                raise RuntimeError(f"skops wrote {name}, which its schema does not name")
+            entries[files[name]] = raw.read(name)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for name in sorted(entries):
@@ -121,8 +151,11 @@ class Model:
         self.label = label["column"]
         # Class names as text (booleans true/false), in the estimator's order.
         self.classes: list[str] | None = label.get("classes")
-        # A string/bool label was encoded as class indices by featurize: decode them.
-        encoded = transform.label is not None and transform.label.get("classes") is not None
+        # A string/bool label was encoded as class indices by featurize (or another label
+        # by train, for an estimator that needs classes 0..k-1): decode them.
+        encoded = (
+            transform.label is not None and transform.label.get("classes") is not None
+        ) or bool(label.get("encoded"))
         self._values = [_label_value(c, label["type"]) for c in self.classes] if encoded else None
 
     @classmethod
@@ -152,6 +185,8 @@ class Model:
             )
         from ..features.fitted import FittedTransform, read_transform_doc
 
+        signature = read_signature(path)
+        _check_library(path, manifest, signature)
         try:
             estimator = sio.loads((path / ESTIMATOR_FILE).read_bytes(), trusted=TRUSTED)
         except Exception as e:  # skops raises UntrustedTypesFoundException and friends
@@ -159,7 +194,6 @@ class Model:
                 f"{path / ESTIMATOR_FILE}: cannot load the estimator safely: {e}"
             ) from None
         transform = FittedTransform(read_transform_doc(path))
-        signature = read_signature(path)
         return cls(path, manifest, estimator, transform, signature)
 
     # -- prediction ---------------------------------------------------------------------
@@ -252,11 +286,35 @@ class Model:
         return self.classes or [str(c) for c in self.estimator.classes_]
 
 
+def _check_library(path: Path, manifest: dict[str, Any], signature: dict[str, Any]) -> None:
+    """An optional library the model needs (XGBoost, LightGBM) is installed, at the minor
+    version it was trained with; otherwise bad input naming the extra or both versions."""
+    import importlib
+
+    from .estimators import OPTIONAL, library, require_library
+
+    name = manifest.get("summary", {}).get("estimator")
+    if isinstance(name, str) and library(name) is not None:
+        require_library(name)  # absent: "XGBClassifier needs the xgboost library: pip ..."
+    lib = signature.get("library")
+    if lib and lib.get("name") in OPTIONAL:
+        here = importlib.import_module(lib["name"]).__version__
+        if _minor(lib["version"]) != _minor(here):
+            raise BadInput(
+                f"the model was trained with {lib['name']} {lib['version']}, this is"
+                f" {lib['name']} {here}; a model loads only under the same minor version"
+                " (retrain it, or install that version)",
+                file=str(path),
+            )
+
+
 def _label_value(text: str, type_name: str):
     if type_name == "bool":
         return text == "true"
     if type_name == "int":
         return int(text)
+    if type_name == "float":
+        return float(text)
     return text
 
 

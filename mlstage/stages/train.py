@@ -41,7 +41,7 @@ SEARCHES = {
 def check_estimator(config: Any, where: str) -> None:
     """The estimator, params and search space of a format-valid config, checked by
     scikit-learn (which takes seconds to import: run only when the stage will run)."""
-    from ..model.estimators import build, distributions
+    from ..model.estimators import build, distributions, known_params
 
     try:
         estimator = build(
@@ -59,7 +59,7 @@ def check_estimator(config: Any, where: str) -> None:
             space = distributions(
                 tune["space"], tune.get("search", "random"), config.get("seed", 0)
             )
-            known = estimator.get_params()
+            known = known_params(config["estimator"], type(estimator)) | set(estimator.get_params())
             for key in space:
                 if key not in known:
                     raise BadInput(
@@ -147,7 +147,10 @@ def train(
     )
 
     def produce(tmp: Path) -> dict[str, Any]:
+        import numpy as np
+
         from ..model.artifact import ESTIMATOR_FILE, dump_estimator
+        from ..model.estimators import index_classes
 
         feature_cols = list(transform_doc["outputs"])
         X, y, unlabelled, keep = _labelled(splits[fit_name].parts, feature_cols, label["column"])
@@ -168,7 +171,9 @@ def train(
                 file=str(features),
             )
         w = _column(splits[fit_name].parts, weight).to_numpy()[keep] if weight else None
-        estimator, cv, caught = _fit_quietly(cfg, X, y, w, feature_cols)
+        classes = index_classes(cfg["estimator"], cfg["task"], y)
+        y_fit = y if classes is None else np.searchsorted(classes, y)
+        estimator, cv, caught = _fit_quietly(cfg, X, y_fit, w, feature_cols)
         metrics = {
             "format": "mlstage-model-metrics/1",
             "task": cfg["task"],
@@ -178,7 +183,7 @@ def train(
             "unlabelled_rows": {fit_name: unlabelled},
         }
         metrics["splits"][fit_name] = _metrics(
-            cfg["task"], estimator, X, y, sample=True, seed=cfg.get("seed", 0)
+            cfg["task"], estimator, X, y, sample=True, seed=cfg.get("seed", 0), classes=classes
         )
         del X
         for name, file in splits.items():
@@ -187,9 +192,11 @@ def train(
                     file.parts, feature_cols, label["column"]
                 )
                 if ys.size:
-                    metrics["splits"][name] = _metrics(cfg["task"], estimator, Xs, ys)
+                    metrics["splits"][name] = _metrics(
+                        cfg["task"], estimator, Xs, ys, classes=classes
+                    )
         (tmp / ESTIMATOR_FILE).write_bytes(dump_estimator(estimator))
-        signature = _signature(st, manifest, transform_doc, cfg["task"], estimator)
+        signature = _signature(st, manifest, transform_doc, cfg["task"], estimator, classes)
         write_model_files(tmp, transform_doc, signature, jsonable(metrics))
         used = {
             k: v
@@ -252,7 +259,7 @@ def _fit_quietly(cfg: dict[str, Any], X, y, w, feature_cols: list[str]):
 def _fit(cfg: dict[str, Any], X, y, w, feature_cols: list[str]):
     import numpy as np
 
-    from ..model.estimators import build
+    from ..model.estimators import build, first_line, fit_errors
 
     seed = cfg.get("seed", 0)
     estimator = build(cfg["estimator"], cfg["task"], cfg.get("params", {}), seed)
@@ -261,7 +268,7 @@ def _fit(cfg: dict[str, Any], X, y, w, feature_cols: list[str]):
         fitted = _search(cfg, estimator, X, y, fit_params, seed)
         fitted[0].predict(X[:1])  # some refusals come only at prediction (KNN's n_neighbors)
         return fitted
-    except ValueError as e:  # the estimator refuses this data or these params
+    except fit_errors(cfg["estimator"]) as e:  # the estimator refuses this data or these params
         if np.isnan(X).any():
             nan_cols = [
                 c for c, bad in zip(feature_cols, np.isnan(X).any(axis=0), strict=True) if bad
@@ -277,12 +284,6 @@ def _fit(cfg: dict[str, Any], X, y, w, feature_cols: list[str]):
         raise BadInput(
             f"{cfg['estimator']} cannot be fitted on these features: {first_line(e)}"
         ) from None
-
-
-def first_line(e: BaseException) -> str:
-    """The first non-empty line of an exception's text (some have none: then its type)."""
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return lines[0] if lines else type(e).__name__
 
 
 def _search(cfg: dict[str, Any], estimator, X, y, fit_params: dict[str, Any], seed: int):
@@ -355,12 +356,13 @@ METRIC_ROWS = 200_000  # training-split metrics on at most this many rows (a see
 
 
 def _metrics(
-    task: str, estimator, X, y, *, sample: bool = False, seed: int = 0
+    task: str, estimator, X, y, *, sample: bool = False, seed: int = 0, classes=None
 ) -> dict[str, float]:
     """Quick metrics for the record (scikit-learn's functions); `evaluate` goes deeper.
 
     One prediction pass: class predictions are the argmax of the probabilities. On the
     training split, a sample bounds the cost (training metrics only flag over-fitting).
+    `classes`: the label's values for the estimator's classes 0..k-1 (`index_classes`).
     """
     import numpy as np
     from sklearn import metrics as m
@@ -381,25 +383,32 @@ def _metrics(
             proba = estimator.predict_proba(X)
         except (AttributeError, NotImplementedError):
             proba = None
-    pred = (
-        estimator.classes_[np.argmax(proba, axis=1)] if proba is not None else estimator.predict(X)
-    )
+    labels = estimator.classes_ if classes is None else classes
+    if proba is not None:
+        pred = labels[np.argmax(proba, axis=1)]
+    else:
+        pred = estimator.predict(X)
+        pred = pred if classes is None else classes[np.asarray(pred, dtype=np.int64)]
     out = {
         "accuracy": float(m.accuracy_score(y, pred)),
         "balanced_accuracy": float(m.balanced_accuracy_score(y, pred)),
         "f1_macro": float(m.f1_score(y, pred, average="macro")),
     }
-    if proba is not None and len(estimator.classes_) == 2 and len(np.unique(y)) == 2:
+    if proba is not None and len(labels) == 2 and len(np.unique(y)) == 2:
         out["roc_auc"] = float(m.roc_auc_score(y, proba[:, 1]))
-        out["log_loss"] = float(m.log_loss(y, proba, labels=estimator.classes_))
+        out["log_loss"] = float(m.log_loss(y, proba, labels=labels))
     return out
 
 
-def _signature(st: Store, features_manifest, transform_doc, task: str, estimator) -> dict[str, Any]:
-    """Raw inputs with type, nullability, range and domain as seen in training."""
+def _signature(
+    st: Store, features_manifest, transform_doc, task: str, estimator, index_classes=None
+) -> dict[str, Any]:
+    """Raw inputs with type, nullability, range and domain as seen in training; the
+    label; the optional library (name, version) the estimator needs, if any."""
     import polars as pl
 
     from ..core.hashing import canonical_text
+    from ..model.estimators import OPTIONAL
 
     label = transform_doc["label"]
     inputs = dict(transform_doc["inputs"])
@@ -429,13 +438,18 @@ def _signature(st: Store, features_manifest, transform_doc, task: str, estimator
                         info["domain"] = values
     classes = None
     if task == "classification":
-        classes = label["classes"] or [canonical_text(_plain(c)) for c in estimator.classes_]
-    return jsonable(
-        {
-            "format": "mlstage-signature/1",
-            "task": task,
-            "inputs": profile,
-            "label": {"column": label["column"], "type": label["type"], "classes": classes},
-            "features": len(transform_doc["outputs"]),
-        }
-    )
+        values = estimator.classes_ if index_classes is None else index_classes
+        classes = label["classes"] or [canonical_text(_plain(c)) for c in values]
+    signature: dict[str, Any] = {
+        "format": "mlstage-signature/1",
+        "task": task,
+        "inputs": profile,
+        "label": {"column": label["column"], "type": label["type"], "classes": classes},
+        "features": len(transform_doc["outputs"]),
+    }
+    if index_classes is not None:
+        signature["label"]["encoded"] = True
+    lib = type(estimator).__module__.split(".")[0]
+    if lib in OPTIONAL:
+        signature["library"] = {"name": lib, "version": sys.modules[lib].__version__}
+    return jsonable(signature)

@@ -208,7 +208,7 @@ def test_a_different_scikit_learn_minor_version_is_refused(tmp_path, features):
 @pytest.mark.parametrize(
     "changes, pattern",
     [
-        ({"estimator": "XGBClassifier"}, r"'XGBClassifier' is not an allowed estimator"),
+        ({"estimator": "CatBoostClassifier"}, r"'CatBoostClassifier' is not an allowed estimator"),
         ({"estimator": "os.system"}, r"not an allowed estimator"),
         (
             {"estimator": "Ridge"},
