@@ -36,6 +36,9 @@ FAMILIES = {
     "naive_bayes": ("GaussianNB", "ElasticNet"),
     "mlp": ("MLPClassifier", "MLPRegressor"),
     "dummy": ("DummyClassifier", "DummyRegressor"),
+    # optional (the boost extra, which `make test` installs)
+    "xgboost": ("XGBClassifier", "XGBRegressor"),
+    "lightgbm": ("LGBMClassifier", "LGBMRegressor"),
 }
 PARAMS = {"MLPClassifier": {"max_iter": 300}, "MLPRegressor": {"max_iter": 300},
           "LogisticRegression": {"max_iter": 500}, "SVC": {"probability": True}}  # fmt: skip
@@ -51,6 +54,7 @@ class Case:
     family: str
     rows: int = 400
     seed: int = 0
+    always: bool = False  # run by `make test` too, beside its seeded sample
 
     @property
     def task(self) -> str:
@@ -72,8 +76,24 @@ def cases() -> list[Case]:
                 k += 1
     for i, name in enumerate(SKLEARN_DATASETS):
         family = ("hist_boosting", "forest", "linear", "linear")[i]
-        out.append(Case(f"sklearn-{name}-{family}", f"sklearn:{name}", "csv", "none", family))
+        out.append(Case(f"sklearn-{name}-{family}", f"sklearn:{name}", "csv", "none", family,
+                        always=True))  # fmt: skip
+    # XGBoost and LightGBM on every label kind, with missing values (NaN beside null in
+    # Parquet), whichever generated cases the seeded sample picks
+    for i, (label, fmt, family) in enumerate(BOOST_CASES):
+        out.append(Case(f"{label}-{fmt}-some-{family}-always", label, fmt, "some", family,
+                        rows=500, seed=1000 + i, always=True))  # fmt: skip
     return out
+
+
+BOOST_CASES = (
+    ("multiclass", "parquet", "xgboost"),
+    ("binary_01", "csv", "xgboost"),
+    ("regression", "jsonl", "xgboost"),
+    ("multiclass", "csv", "lightgbm"),
+    ("binary_string", "parquet", "lightgbm"),
+    ("regression", "json", "lightgbm"),
+)
 
 
 # -- generating ---------------------------------------------------------------------------

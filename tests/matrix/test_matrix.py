@@ -1,7 +1,8 @@
 """The dataset matrix through the whole chain (see tests/matrix/matrix.py).
 
-`make test` runs the scikit-learn datasets and a seeded sample of the generated cases
-(MLSTAGE_MATRIX_SAMPLE, default 6); `make test-matrix` runs them all (MLSTAGE_MATRIX=all).
+`make test` runs the scikit-learn datasets, the XGBoost and LightGBM cases and a seeded
+sample of the other generated cases (MLSTAGE_MATRIX_SAMPLE, default 6); `make
+test-matrix` runs them all (MLSTAGE_MATRIX=all).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ def _selected():
     every = cases()
     if os.environ.get("MLSTAGE_MATRIX") == "all":
         return every
-    generated = [c for c in every if not c.label.startswith("sklearn:")]
+    generated = [c for c in every if not c.always]
     rng = random.Random(int(os.environ.get("MLSTAGE_MATRIX_SEED", "13")))
     sample = rng.sample(generated, int(os.environ.get("MLSTAGE_MATRIX_SAMPLE", "6")))
-    return sample + [c for c in every if c.label.startswith("sklearn:")]
+    return sample + [c for c in every if c.always]
 
 
 # case name -> the drift its random eval split raised (read by the last test)
