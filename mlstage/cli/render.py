@@ -217,7 +217,8 @@ def monitor_table(path) -> None:
             side = cmp[key]
             live = ((side.get("live") or {}).get("metrics")) or {}
             est = ((side.get("estimated") or {}).get("metrics")) or {}
-            shown = ", ".join(f"{m} {_num(v)}" for m, v in sorted(live.items())[:4])
+            headline = ("accuracy", "roc_auc", "f1", "r2", "mae", "rmse")
+            shown = ", ".join(f"{m} {_num(live[m])}" for m in headline if live.get(m) is not None)
             shown += (" " if shown else "") + ", ".join(
                 f"estimated {m} {_num(v)}" for m, v in sorted(est.items())
             )
