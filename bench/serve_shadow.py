@@ -42,6 +42,8 @@ def shadow_of(port: int) -> int | None:
 
 
 def set_shadow(work: Path, port: int, on: bool) -> None:
+    if (shadow_of(port) is not None) == on:
+        return
     if on:
         args = ["deploy", "m_b", "--evaluation", "e_b", "--shadow", "--skip-check"]
     else:
@@ -83,6 +85,11 @@ def main() -> None:
                 results[state].append({**lat, "requests_per_s": load["requests_per_s"],
                                        "failed": load["failed"]})  # fmt: skip
                 print(state, json.dumps(results[state][-1]), flush=True)
+        c = http.client.HTTPConnection("127.0.0.1", port)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        counts = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+                  if line.startswith("mlstage_shadow_")}  # fmt: skip
     finally:
         server.terminate()
         server.wait(30)
@@ -91,7 +98,9 @@ def main() -> None:
     logged = pl.concat(
         [pl.read_parquet(f) for f in sorted(logs.glob("requests-*.parquet"))], how="diagonal"
     )
-    shadow_rows = logged.filter(pl.col("shadow").fill_null(False)).height if "shadow" in logged.columns else 0
+    shadow_rows = (
+        logged.filter(pl.col("shadow").fill_null(False)).height if "shadow" in logged.columns else 0
+    )
     med = {s: {m: statistics.median(r[m] for r in rs) for m in ("p50_ms", "p99_ms", "requests_per_s")}
            for s, rs in results.items()}  # fmt: skip
     summary = {
@@ -103,6 +112,8 @@ def main() -> None:
         "answered_rows": logged.height - shadow_rows,
         "shadow_rows": shadow_rows,
         "failed": sum(r["failed"] for rs in results.values() for r in rs),
+        "shadow_copies": counts.get("mlstage_shadow_copies"),
+        "shadow_dropped": counts.get("mlstage_shadow_dropped"),
     }
     print(json.dumps(summary, indent=1))
     if args.out:

@@ -8,6 +8,8 @@ import json
 import math
 import signal
 import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import polars as pl
@@ -277,6 +279,15 @@ def test_shadow_predicts_copies_that_no_client_sees(more, monkeypatch, tmp_path)
     try:
         wait_ready(port, proc)
         answered, failures = send(port, rows, ids, threads=4)
+        counts = {}
+        for _ in range(50):  # the copies leave ten times a second
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+            counts = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+                      if line.startswith("mlstage_shadow_")}  # fmt: skip
+            if counts.get("mlstage_shadow_copies") == n:
+                break
+            time.sleep(0.1)
+        assert counts == {"mlstage_shadow_copies": n, "mlstage_shadow_dropped": 0}
     finally:
         stop(proc)
     assert failures == [] and set(answered.values()) == {1}  # the shadow answers nobody
