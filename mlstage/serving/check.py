@@ -92,8 +92,11 @@ def rows_from_signature(signature: dict[str, Any], n: int, seed: int = 0):
             lo, hi = (0, 100) if lo is None else (int(lo), int(hi))
             values = rng.integers(lo, hi + 1, n).tolist()
         elif kind == "float":
-            lo, hi = (0.0, 1.0) if lo is None else (float(lo), float(hi))
-            values = rng.uniform(lo, hi, n).tolist()
+            bounds = [v for v in (lo, hi) if isinstance(v, int | float) and math.isfinite(v)]
+            lo, hi = (min(bounds), max(bounds)) if bounds else (0.0, 1.0)
+            # within float32's reach, where a model's features live (1e308 would overflow)
+            lo, hi = max(lo, -1e30), min(hi, 1e30)
+            values = rng.uniform(min(lo, hi), max(lo, hi), n).tolist()
         elif kind in ("bool", "string"):
             domain = info.get("domain") or (["true", "false"] if kind == "bool" else ["a", "b"])
             picked = [domain[i] for i in rng.integers(0, len(domain), n)]
