@@ -4,7 +4,8 @@
 # chain -> rerun (nothing runs) -> serve + queries -> clean traffic (monitor: no
 # retraining) -> drifted traffic (monitor: retrain, exit 1) -> new labelled data
 # arrives, `make retrain` trains, evaluates against the served model and deploys ->
-# rollback -> history (log, runs, lineage, verify, gc).
+# rollback -> a canary judged by monitor --compare, promoted or ended; a model card ->
+# history (log, runs, lineage, verify, gc).
 set -euo pipefail
 port=${1:-8765}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -74,7 +75,21 @@ step "7. rollback: the previous version is served again"
 loop rollback
 cat registry/income/serving.json
 
-step "8. history: versions written, models trained, lineage, integrity, gc"
+step "8. a canary: the retrained model takes 30% of traffic; monitor --compare judges it against the stable one"
+mlstage deploy models/adult --evaluation evaluations/adult --registry registry --name income --canary 30
+serve requests/canary
+python3 "$here/replay_requests.py" "$adult" "$url" --rows 3000 --skip 25000 --batch 5 --tag canary \
+  --feedback canary-feedback.csv
+stop_serving
+rc=0
+mlstage monitor --requests requests/canary --baseline stats/adult --evaluation registry/income \
+  --feedback canary-feedback.csv --join request_id --join row --compare registry/income \
+  -o monitor/canary || rc=$?
+if [ $rc -eq 0 ]; then mlstage deploy --promote --registry registry --message "monitor --compare: promote"
+else mlstage deploy --rollback --label canary --registry registry --message "monitor --compare: exit $rc"; fi
+mlstage report registry/income --card -o reports/card.html
+
+step "9. history: versions written, models trained, lineage, integrity, gc"
 mlstage log models/adult
 mlstage runs
 mlstage lineage registry/income/1

@@ -99,3 +99,51 @@ def run_mlstage(
     if check is not None:
         assert proc.returncode == check, proc.stderr.decode()
     return proc
+
+
+def build_model_chain(root: Path, rows: int = 1500) -> dict[str, str]:
+    """In `root` (the current directory): the first `rows` of UCI Adult ingested (`ds`),
+    described (`st`, `sc`) and validated (`an`), featurized (`feat`), a tuned model `m`
+    and a dummy `m2`, `ev` (m's evaluation, blessed) and `ev2` (m2's), and the registry
+    `reg/income`: m2 deployed without an evaluation (version 1), then m (version 2, served).
+    Returns each name's artifact id. For the model card's tests."""
+    import json
+
+    from mlstage import featurize, ingest, stats, train, validate
+    from mlstage.stages.deploy import deploy
+    from mlstage.stages.evaluate import evaluate
+    from mlstage.stages.schema import schema
+    from mlstage.store.store import Store
+
+    with open(SAMPLE / "adult.csv") as src, open(root / "adult_small.csv", "w") as dst:
+        for i, line in enumerate(src):
+            if i > rows:
+                break
+            dst.write(line)
+    ingest(["adult_small.csv"], "ds", null=["?"], split={"train": 8, "eval": 2})
+    stats("ds", "st", slices=["sex"])
+    schema("st", "sc", label="income")
+    validate("ds", "an", schema="sc", baseline="st")
+    spec = {"format": "mlstage-features/1", "label": "income", "features": [
+        {"column": "age", "transform": "standardize"},
+        {"column": "hours-per-week", "transform": "standardize"},
+        {"column": "sex", "transform": "one_hot"},
+        {"column": "race", "transform": "one_hot"}]}  # fmt: skip
+    featurize("ds", "feat", spec=write_json(root / "spec.json", spec))
+    base = {"format": "mlstage-train/1", "task": "classification", "seed": 0}
+    tune = {"search": "random", "n_iter": 3, "cv": 3, "n_jobs": 1,
+            "space": {"C": {"loguniform": [0.01, 100]}}}  # fmt: skip
+    train("feat", "m", config=write_json(root / "lr.json",
+                                         {**base, "estimator": "LogisticRegression", "tune": tune}))  # fmt: skip
+    train("feat", "m2", config=write_json(root / "dummy.json",
+                                          {**base, "estimator": "DummyClassifier"}))  # fmt: skip
+    ev = {"format": "mlstage-evaluate/1", "slices": [["sex"], ["race"]], "sensitive": ["sex"],
+          "thresholds": {"accuracy": {"min": 0.5, "on": "lower"},
+                         "demographic_parity_difference": {"max": 0.9}}}  # fmt: skip
+    evaluate("m", "ds", "ev", config=write_json(root / "ev.json", ev))
+    evaluate("m2", "ds", "ev2", config=root / "ev.json")
+    store = Store.open()
+    deploy(store, "m2", None, root / "reg", name="income", allow_unblessed=True)
+    deploy(store, "m", "ev", root / "reg", name="income")
+    names = ("ds", "st", "sc", "an", "feat", "m", "m2", "ev", "ev2")
+    return {n: json.loads((root / n / "manifest.json").read_text())["id"] for n in names}

@@ -162,9 +162,13 @@ def _with_options(
     def wrapper(**kwargs):
         import warnings
 
+        from ..core import progress
+
         common = build({p.name: kwargs.pop(p.name) for p in extra})
         debug = getattr(common, "debug", False)
-        with handle_errors(debug), warnings.catch_warnings():
+        # progress bars on a terminal only: never in a pipe, a cron log, or under --quiet
+        shown = getattr(common, "quiet", True) is False and sys.stderr.isatty()
+        with handle_errors(debug), warnings.catch_warnings(), progress.shown_on_stderr(shown):
             if not debug:  # libraries' warnings are noise in a cron log; --debug shows them
                 warnings.simplefilter("ignore")
             return fn(common=common, **kwargs)

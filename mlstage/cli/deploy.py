@@ -1,4 +1,5 @@
-"""`mlstage deploy`: a blessed model into the registry; `--rollback`."""
+"""`mlstage deploy`: a blessed model into the registry under a label (a canary, a
+shadow); `--promote`; `--rollback`."""
 
 from __future__ import annotations
 
@@ -48,15 +49,52 @@ def deploy_cmd(
     message: Annotated[
         str, typer.Option("--message", metavar="TEXT", help="A note for the history.")
     ] = "",
+    label: Annotated[
+        str,
+        typer.Option("--label", metavar="LABEL", help="The label to point (or roll back)."),
+    ] = "stable",
+    canary: Annotated[
+        float | None,
+        typer.Option(
+            "--canary",
+            metavar="PERCENT",
+            help="Send this share of unlabelled traffic to the model (label canary).",
+        ),
+    ] = None,
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow", help="Send a copy of every request to the model, answered by nobody."
+        ),
+    ] = False,
+    promote: Annotated[
+        bool,
+        typer.Option("--promote", help="Point stable at the canary's (or shadow's) version."),
+    ] = False,
     rollback: Annotated[
         bool,
         typer.Option(
-            "--rollback", help="Point back at the previous version in the history (or --to N)."
+            "--rollback",
+            help="Point the label back at its previous version (or --to N); a canary or shadow ends.",
         ),
     ] = False,
     to: Annotated[
         int | None, typer.Option("--to", metavar="N", help="With --rollback: the version to serve.")
     ] = None,
+    skip_check: Annotated[
+        bool,
+        typer.Option(
+            "--skip-check", help="Point without the pre-push check in a real server (recorded)."
+        ),
+    ] = False,
+    check_latency_ms: Annotated[
+        float,
+        typer.Option(
+            "--check-latency-ms",
+            metavar="MS",
+            help="The pre-push check's bound on single-row requests' p95.",
+        ),
+    ] = 500.0,
     json_: Annotated[
         bool, typer.Option("--json", help="Print one JSON line with the result.")
     ] = False,
@@ -79,13 +117,25 @@ def deploy_cmd(
         from ..store.store import Store
         from .render import print_json_line, stderr_console
 
-        if rollback:
+        if rollback and promote:
+            raise BadInput("--rollback and --promote: give one")
+        if rollback or promote:
+            what = "--rollback" if rollback else "--promote"
             if model is not None or evaluation is not None:
-                raise BadInput("--rollback takes no MODEL or --evaluation")
-            result = reg.rollback(registry, name=name, to=to, message=message)
+                raise BadInput(f"{what} takes no MODEL or --evaluation")
+            if canary is not None or shadow:
+                raise BadInput(f"{what} takes no --canary or --shadow")
+        if rollback:
+            result = reg.rollback(registry, name=name, to=to, message=message, label=label)
+        elif promote:
+            result = reg.promote(
+                registry, name=name, label=None if label == "stable" else label, message=message
+            )
         else:
             if model is None:
-                raise BadInput("give MODEL to deploy (or --rollback)")
+                raise BadInput("give MODEL to deploy (or --rollback, --promote)")
+            if not check_latency_ms > 0:
+                raise BadInput(f"--check-latency-ms {check_latency_ms}: a positive bound")
             st = Store.open(store, near=registry.absolute().parent)
             result = reg.deploy(
                 st,
@@ -95,14 +145,30 @@ def deploy_cmd(
                 name=name,
                 allow_unblessed=allow_unblessed,
                 message=message,
+                label=label,
+                canary=canary,
+                shadow=shadow,
+                check=reg.CheckOptions(skip=skip_check, latency_ms=check_latency_ms),
             )
         if json_:
             print_json_line(result.as_json())
         if not quiet:
             where = f"{result.registry}/{result.name}"
+            checked = result.check
+            if isinstance(checked, dict):
+                checked = (
+                    f"; checked in a server: {checked['rows']} {checked['source']} rows,"
+                    f" p95 {checked['p95_ms']:g} ms"
+                )
+            else:
+                checked = "; pre-push check skipped" if checked == "skipped" else ""
             text = (
-                f"deploy: {where} up to date (serving version {result.version})"
+                f"deploy: {where} up to date ({result.label} is version {result.version})"
                 if result.up_to_date
-                else f"deploy: {where} now serves version {result.version} (model {result.model[:12]}, {result.action})"
+                else f"deploy: {where} now serves version {result.version}"
+                + ("" if result.label == "stable" else f" as {result.label}")
+                + f" (model {result.model[:12]}, {result.action}{checked})"
             )
+            if result.action.startswith("end-"):
+                text = f"deploy: {where}: the {result.label} of version {result.version} ended"
             stderr_console().print(text, markup=False)

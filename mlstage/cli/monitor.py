@@ -83,11 +83,20 @@ def monitor_cmd(
         bool,
         typer.Option("--allow-empty", help="Exit 0, not 4, when the window holds no request."),
     ] = False,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            metavar="REGISTRY/NAME",
+            help="Compare the stable version with the running canary or shadow: exit 0 promote, 1 roll back.",
+        ),
+    ] = None,
     *,
     common: Common,
 ) -> None:
     """Compare production requests with training; exit 1 when retraining is called for,
-    4 when no request was seen (silence is not health)."""
+    4 when no request was seen (silence is not health). With --compare: exit 0 to
+    promote the canary or shadow, 1 to roll it back."""
     from ..stages.monitor import monitor
 
     out = common.out_path(allow_stdout=True)
@@ -103,6 +112,7 @@ def monitor_cmd(
         until=until,
         model=model,
         allow_empty=allow_empty,
+        compare=compare,
         **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run:

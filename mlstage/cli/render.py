@@ -211,6 +211,32 @@ def monitor_table(path) -> None:
                 f" threshold {c['threshold']}) {result}",
                 markup=False,
             )
+    cmp = doc.get("comparison")
+    if cmp:
+        for key in ("stable", "candidate"):
+            side = cmp[key]
+            live = ((side.get("live") or {}).get("metrics")) or {}
+            est = ((side.get("estimated") or {}).get("metrics")) or {}
+            headline = ("accuracy", "roc_auc", "f1", "r2", "mae", "rmse")
+            shown = ", ".join(f"{m} {_num(live[m])}" for m in headline if live.get(m) is not None)
+            shown += (" " if shown else "") + ", ".join(
+                f"estimated {m} {_num(v)}" for m, v in sorted(est.items())
+            )
+            console.print(
+                f"{key} version {side['version']}: {side['rows']} rows; {shown or 'no metrics'}",
+                markup=False,
+            )
+        diff = cmp["difference"]
+        if diff.get("p_value") is not None:
+            console.print(
+                f"predictions differ: {diff['test']} p {_num(diff['p_value'])}"
+                + (f", agreement {diff['agreement']:.2%}" if "agreement" in diff else ""),
+                markup=False,
+            )
+        style = "bold red" if cmp["verdict"] == "rollback" else "bold green"
+        console.print(f"verdict: {cmp['verdict']} the {cmp['role']}", style=style, markup=False)
+        for r in cmp["reasons"]:
+            console.print(f"  - {r}", markup=False)
     if doc["retrain"]:
         console.print("retrain: yes", style="bold red", markup=False)
         for r in doc["reasons"]:

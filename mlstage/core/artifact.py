@@ -200,8 +200,11 @@ def check_files(
 def gate_exit_code(summary: dict[str, Any]) -> int:
     """A stage's recorded result: 1 when its gate failed (`ok` or `blessed` false) or
     `monitor` calls for retraining (`retrain` true); 4 when `monitor` saw no traffic
-    (`no_traffic` true), which is neither health nor a call to retrain."""
+    (`no_traffic` true), which is neither health nor a call to retrain; with a
+    `verdict` (`monitor --compare`), 1 for `rollback` and 0 for `promote`."""
     if summary.get("no_traffic") is True:
         return ExitCode.NO_TRAFFIC
+    if "verdict" in summary:  # monitor --compare: the verdict alone (1: roll back)
+        return ExitCode.GATE if summary["verdict"] == "rollback" else ExitCode.OK
     failed = summary.get("ok") is False or summary.get("blessed") is False
     return ExitCode.GATE if failed or summary.get("retrain") is True else ExitCode.OK

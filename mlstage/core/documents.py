@@ -22,6 +22,7 @@ SCHEMA_FILES = {
     "mlstage-train/1": "train.schema.json",
     "mlstage-evaluate/1": "evaluate.schema.json",
     "mlstage-monitor/1": "monitor.schema.json",
+    "mlstage-card-info/1": "card_info.schema.json",
 }
 
 

@@ -1,5 +1,6 @@
 """`report`: one self-contained HTML page for a stats, anomalies, evaluation or monitor
-artifact (DESIGN §4). Summaries only, never rows; charts inline SVG (see `charts`).
+artifact (DESIGN §4), or a model card (`card`: a page or its JSON form, collected from
+the store by `card_data`). Summaries only, never rows; charts inline SVG (see `charts`).
 
 The page is a view, not an artifact: it is written to FILE.html atomically (a temp
 file renamed in) and not recorded in the store.
@@ -66,10 +67,53 @@ def report(
                 + (f" · baseline {base[1]['id'][:12]}" if base else ""))  # fmt: skip
     html = page.render(title, subtitle, sections)
     data = html.encode()
+    return ReportResult(_write(out, data), kind, manifest["id"], len(data))
+
+
+def card(
+    model: str | Path,
+    out: str | Path | None,
+    *,
+    as_json: bool | None = None,
+    info: str | Path | None = None,
+    evaluation: str | Path | None = None,
+    registry: str | Path | None = None,
+    store: str | Path | Store | None = None,
+) -> ReportResult:
+    """Write the model card of MODEL or REGISTRY/NAME to `out` (None: stdout): a page, or
+    its JSON form when `as_json` (by default: when `out` ends in `.json`)."""
+    from . import page
+    from .card_data import FORMAT, collect
+    from .card_info import read_card_info
+
+    if as_json is None:
+        as_json = out is not None and Path(out).suffix.lower() == ".json"
+    st = store_for(store, out)
+    if out is not None:
+        marker = f'"format": "{FORMAT}"' if as_json else page.GENERATOR
+        check_file_output(Path(out), marker=marker.encode(), what="card" if as_json else "report")
+    facts = read_card_info(info) if info is not None else None
+    doc = collect(st, str(model), evaluation=None if evaluation is None else str(evaluation),
+                  registry=registry, info=facts)  # fmt: skip
+    if as_json:
+        from ..core.jsonio import dumps_pretty, jsonable
+
+        data = dumps_pretty(jsonable(doc)).encode()
+    else:
+        from .card_page import sections
+
+        m = doc["model"]
+        subtitle = f"model card · model {m['id'][:12]} · {m['ref']} · created {m['created']}"
+        data = page.render(f"Model card: {doc['title']}", subtitle, sections(doc)).encode()
+    return ReportResult(_write(out, data), "card", doc["model"]["id"], len(data))
+
+
+def _write(out: str | Path | None, data: bytes) -> Path | None:
+    """`data` to stdout (None), or to `out` atomically (a temp file renamed in)."""
     if out is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
-        return ReportResult(None, kind, manifest["id"], len(data))
+        return None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -78,7 +122,7 @@ def report(
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return ReportResult(out, kind, manifest["id"], len(data))
+    return out
 
 
 def _json(path: Path, name: str) -> Any:

@@ -128,9 +128,11 @@ def hbars(
     notes: Sequence[str] | None = None,
     threshold: float | None = None,
     colours: Sequence[str] | None = None,
+    intervals: Sequence[Sequence[float] | None] | None = None,
 ) -> str:
     """One horizontal bar per label (e.g. a metric per slice), with an optional note
-    after each bar (row counts) and a threshold line."""
+    after each bar (row counts), a threshold line, and optional confidence intervals
+    drawn as whiskers across the bars' ends."""
     vals = [
         v if v is not None and not (isinstance(v, float) and math.isnan(v)) else 0.0 for v in values
     ]
@@ -139,11 +141,18 @@ def hbars(
     ax.barh(ys, vals, height=0.7, color=list(colours) if colours else CURRENT)
     ax.set_yticks(ys, [_short(x, 34) for x in labels])
     ax.invert_yaxis()
+    ends = list(vals)
+    for i, span_ in enumerate(intervals or []):
+        if span_ is not None and None not in span_:
+            lo, hi = float(span_[0]), float(span_[1])
+            ax.plot([lo, hi], [ys[i], ys[i]], color="#1d2330", linewidth=1.2,
+                    marker="|", markersize=7)  # fmt: skip
+            ends[i] = max(ends[i], hi)
     if notes:
-        span = max([abs(v) for v in vals] + [1e-12])
-        for y, v, note in zip(ys, vals, notes, strict=True):
+        span = max([abs(v) for v in ends] + [1e-12])
+        for y, v, note in zip(ys, ends, notes, strict=True):
             ax.text(v + span * 0.01, y, note, va="center", fontsize=7, color="#555")
-        ax.set_xlim(right=max(vals + [0]) + span * 0.25)
+        ax.set_xlim(right=max(ends + [0]) + span * 0.25)
     if threshold is not None:
         ax.axvline(threshold, color=BAD, linestyle="--", linewidth=1)
     ax.set_xlabel(xlabel)

@@ -14,7 +14,8 @@ from .page import Section, grid, num, result, table, verdict
 HEADLINE = {"classification": "accuracy", "regression": "mae"}
 
 
-def _checks(blessing: dict[str, Any]) -> str:
+def checks_table(blessing: dict[str, Any]) -> str:
+    """Every check of a blessing: value (with its interval), threshold, result."""
     rows, classes = [], []
     for c in blessing["checks"]:
         bound = ", ".join(f"{k} {num(v)}" for k, v in c["threshold"].items())
@@ -154,7 +155,7 @@ def sections(
                f"model {escape(blessing['model'][:12])} on {num(metrics['rows'])} rows of split "
                f"<b>{escape(str(metrics.get('split', '')))}</b>.</p>")  # fmt: skip
     out = [
-        Section("blessing", "Blessing", summary + _checks(blessing)),
+        Section("blessing", "Blessing", summary + checks_table(blessing)),
         Section("metrics", "Metrics", _headline(metrics, (base_metrics, label) if base_metrics else None)
                 + _confusion(metrics)),
     ]  # fmt: skip

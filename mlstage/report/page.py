@@ -49,6 +49,13 @@ tr.warning td { background: #fff6dc; }
 .muted { color: var(--muted); }
 .kv td:first-child { color: var(--muted); padding-right: 16px; }
 table.matrix td { text-align: center; min-width: 64px; border: 1px solid #fff; }
+code { font: 12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; word-break: break-all; }
+ul.tree, ul.tree ul { list-style: none; margin: 0; padding-left: 18px; }
+ul.tree { padding-left: 0; }
+ul.tree li { margin: 3px 0; }
+ul.tree ul { border-left: 1px solid var(--line); margin-left: 6px; }
+.facts p { margin: 4px 0; white-space: pre-wrap; }
+.facts ul { margin: 4px 0; padding-left: 20px; }
 @media print {
   nav { display: none; }
   body { font-size: 11px; }

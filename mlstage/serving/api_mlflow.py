@@ -1,5 +1,5 @@
 """MLflow's scoring protocol and the health contract of MLflow's server and SageMaker's
-containers: POST /invocations[?model=NAME] (dataframe_split, dataframe_records,
+containers: POST /invocations[?model=NAME[&label=LABEL]] (dataframe_split, dataframe_records,
 instances, inputs, or text/csv), GET /ping and /health (200 when a model is servable,
 503 otherwise), GET /version. Errors are `{"error_code", "message"}`.
 
@@ -40,10 +40,12 @@ def routes(service: Service) -> list[Route]:
                         f"say which model: /invocations?model=NAME (models: {names})",
                     )
                 name = next(iter(snap.models))
-            model, v = served.get(name)
+            model, v = served.get(name, label=request.query_params.get("label"), request_id=rid)
             kind = request.headers.get("content-type", "")
             rows = await service.rows_of(await read_body(request), lambda t: mlflow(t, kind))
-            preds, proba = await service.predict(model, v, name, rows, rid)
+            preds, proba = await service.predict(
+                model, v, name, rows, rid, unrouted=request.query_params.get("label") is None
+            )
             metrics.requests.labels(name, str(v), "invocations", "200").inc()
             doc = {"predictions": preds, "probabilities": proba, "model_version": v}
             return json_response(doc, 200, rid)

@@ -32,7 +32,7 @@ def routes(service: Service) -> list[Route]:
     async def prometheus(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        metrics.show(served)  # what is served now, not at the last refresh
+        metrics.show(served, service.shadow)  # what is served now, not at the last refresh
         return Response(
             generate_latest(metrics.registry),
             media_type=CONTENT_TYPE_LATEST,

@@ -1,6 +1,7 @@
-"""TF Serving's REST API: POST /v1/models/NAME[/versions/N]:predict (row format
-`{"instances": [...]}` or column format `{"inputs": {...}}`), GET /v1/models/NAME (status)
-and GET /v1/models/NAME[/versions/N]/metadata. Errors are `{"error": ...}`."""
+"""TF Serving's REST API: POST /v1/models/NAME[/versions/N | /labels/LABEL]:predict (row
+format `{"instances": [...]}` or column format `{"inputs": {...}}`), GET /v1/models/NAME
+(status, with the labels) and GET /v1/models/NAME[/versions/N | /labels/LABEL]/metadata.
+Errors are `{"error": ...}`."""
 
 from __future__ import annotations
 
@@ -29,21 +30,24 @@ def error(status: int, message: str) -> dict:
     return {"error": message}
 
 
-def parse_model_path(rest: str) -> tuple[str, int | None, str]:
-    """'NAME:predict', 'NAME/versions/N:predict', 'NAME', 'NAME/metadata'."""
+def parse_model_path(rest: str) -> tuple[str, int | None, str | None, str]:
+    """'NAME:predict', 'NAME/versions/N:predict', 'NAME/labels/LABEL:predict', 'NAME',
+    'NAME/metadata' -> (name, version, label, verb)."""
     verb = ""
     if ":" in rest:
         rest, verb = rest.rsplit(":", 1)
     parts = rest.split("/")
-    name, version = parts[0], None
+    name, version, label = parts[0], None, None
     tail = parts[1:]
     if len(tail) >= 2 and tail[0] == "versions":
         version, tail = version_number(tail[1]), tail[2:]
+    elif len(tail) >= 2 and tail[0] == "labels" and tail[1]:
+        label, tail = tail[1], tail[2:]
     if tail == ["metadata"]:
         verb = verb or "metadata"
     elif tail:
         raise RequestError(404, f"no such endpoint: /v1/models/{rest}")
-    return name, version, verb
+    return name, version, label, verb
 
 
 def routes(service: Service) -> list[Route]:
@@ -51,19 +55,21 @@ def routes(service: Service) -> list[Route]:
 
     async def v1_models(request: Request) -> Response:
         async def work(rid: str) -> Response:
-            name, version, verb = parse_model_path(request.path_params["rest"])
+            name, version, label, verb = parse_model_path(request.path_params["rest"])
             if request.method in ("GET", "HEAD"):
                 if verb == "metadata":
-                    model, v = served.get(name, version)
-                    return json_response(served.metadata(model, v), 200, rid)
+                    model, v = served.get(name, version, label=label)
+                    return json_response(served.metadata(name, model, v), 200, rid)
                 if verb:
                     raise RequestError(404, f"no such endpoint: GET :{verb}")
                 return json_response(served.status(name), 200, rid)
             if verb != "predict":
                 raise RequestError(404, f"no such endpoint: POST :{verb or '(none)'}; use :predict")
-            model, v = served.get(name, version)
+            model, v = served.get(name, version, label=label, request_id=rid)
             rows, style = await service.rows_of(await read_body(request), tf_serving)
-            preds, proba = await service.predict(model, v, name, rows, rid)
+            preds, proba = await service.predict(
+                model, v, name, rows, rid, unrouted=version is None and label is None
+            )
             metrics.requests.labels(name, str(v), "v1", "200").inc()
             if style == "column":
                 outputs = {"predictions": preds, "probabilities": proba}

@@ -156,10 +156,12 @@ def routes(service: Service) -> list[Route]:
                 raise RequestError(400, "binary tensors are not supported: send JSON tensors"
                                         " (tritonclient: binary_data=False)")  # fmt: skip
             name, version = model_and_version(request)
-            model, v = served.get(name, version)
+            model, v = served.get(name, version, request_id=rid)
             rows, doc = await service.rows_of(await read_body(request), infer_rows)
             asked = _asked_outputs(doc, model)
-            preds, proba = await service.predict(model, v, name, rows, rid)
+            preds, proba = await service.predict(
+                model, v, name, rows, rid, unrouted=version is None
+            )
             metrics.requests.labels(name, str(v), "v2", "200").inc()
             outputs = []
             for out_name, datatype in output_names(model):

@@ -52,11 +52,13 @@ def create_app(
         )
     served = ServedModels(Path(registry))
     metrics = Metrics()
-    reqlog = None
+    reqlog = shadow = None
     if log_dir:
         from .requestlog import RequestLog
+        from .shadow import Shadow
 
         reqlog = RequestLog(Path(log_dir), exclude=list(log_exclude), sample=log_sample)
+        shadow = Shadow(Path(registry), Path(log_dir), list(log_exclude), served._log)
 
     def every(seconds: float, work, stop, wake=None) -> None:
         """A plain thread per chore (watching the registry, trimming the heap, flushing
@@ -129,8 +131,10 @@ def create_app(
                 # said, so a cron log shows whether the last requests reached the logs
                 written = reqlog.flush()
                 served._log(f"shutdown: {written} logged rows written to {reqlog.folder}")
+            if shadow is not None:
+                shadow.close()
 
-    service = Service(served, metrics, reqlog)
+    service = Service(served, metrics, reqlog, shadow)
     routes = api_tf.routes(service) + api_mlflow.routes(service) + api_v2.routes(service)
     routes += api_ops.routes(service)
     missing = api_ops.no_route(service)

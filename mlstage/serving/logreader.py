@@ -19,7 +19,7 @@ LOG_PATTERN = "requests-*.parquet"
 
 
 # Columns the server adds to each logged request; everything else is a model input.
-META_COLUMNS = ("request_id", "ts", "model", "version", "row", "prediction")
+META_COLUMNS = ("request_id", "ts", "model", "version", "row", "prediction", "shadow")
 
 
 WINDOW = re.compile(r"^(\d+)([smhdw])$")
@@ -91,6 +91,15 @@ def read_requests(files: list[Path], ref: str):
         return pl.concat(frames, how="diagonal_relaxed")
     except pl.exceptions.PolarsError as e:
         raise BadInput(f"the request-log files do not fit together: {e}", file=ref) from None
+
+
+def answered(frame):
+    """The rows a client was answered with: a shadow's predictions (`shadow` true) left out."""
+    import polars as pl
+
+    if "shadow" not in frame.columns:
+        return frame
+    return frame.filter(~pl.col("shadow").fill_null(False)).drop("shadow")
 
 
 def only_model(frame, model: str | None, ref: str):

@@ -44,14 +44,28 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
+        self.shadow_copies = Gauge(
+            "mlstage_shadow_copies",
+            "Requests copied to a shadow's process since the start",
+            registry=self.registry,
+        )
+        self.shadow_dropped = Gauge(
+            "mlstage_shadow_dropped",
+            "Copies for a shadow dropped (it could not keep up, or its process is gone)",
+            registry=self.registry,
+        )
         self.stuck_loads = Gauge(
             "mlstage_stuck_loads",
             "Model loads abandoned after the load time limit",
             registry=self.registry,
         )
 
-    def show(self, served) -> None:
-        """Set the gauges from the served models' current snapshot."""
+    def show(self, served, shadow=None) -> None:
+        """Set the gauges from the served models' current snapshot (and the shadow's
+        counts)."""
+        if shadow is not None:
+            self.shadow_copies.set(shadow.sent)
+            self.shadow_dropped.set(shadow.dropped)
         snap = served.snapshot
         for name in snap.models:
             if name in snap.served:

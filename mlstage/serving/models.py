@@ -15,12 +15,19 @@ What a registry can do to a running server, and what the server does:
   until a replacement has loaded;
 - on a cold start whose pointed-to version does not load: the newest version that
   loads is served.
+Labels (`serving.json`'s `labels`) are loaded as the stable version is and answer
+`/labels/LABEL` requests. While a canary runs, an unlabelled, unversioned request goes
+to the canary when a stable hash of its request id falls in the canary's share (so a
+retried request lands on the same version); while its version is not loaded, every
+request goes to the stable one. A shadow's version is named in the snapshot for the
+service to copy requests to.
 Each such problem is logged once when it appears (not on every refresh), and shown
 in the model's status, in /healthz and in /metrics until it is gone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import threading
@@ -29,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..store.registry import model_names, read_serving, versions
+from ..store.registry import CANARY, SHADOW, STABLE, labels_of, model_names, read_serving, versions
 
 KEEP_LOADED = 5  # versions kept in memory per model besides the served one
 RETRY_SECONDS = 30.0  # a version that failed to load is tried again after this
@@ -60,6 +67,18 @@ class Snapshot:
     states: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     # name -> what is wrong with the registry's choice (absent when nothing is)
     problems: dict[str, str] = field(default_factory=dict)
+    # name -> label -> version, as serving.json says (stable included)
+    labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    # name -> (version, percent) of a running canary whose version is loaded
+    canary: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # name -> version of a running shadow whose version is loaded
+    shadow: dict[str, int] = field(default_factory=dict)
+
+
+def canary_share(name: str, request_id: str) -> float:
+    """Where a request id falls in [0, 100): the same id always falls in the same place."""
+    digest = hashlib.sha256(f"{name}\0{request_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * 100
 
 
 class _Load:
@@ -100,6 +119,7 @@ class ServedModels:
         # such as too many open files, must not bar a version for good)
         self._failed: dict[tuple[str, int, str], tuple[str, float]] = {}
         self._targets: dict[str, int] = {}  # the last readable serving.json's version
+        self._routes: dict[str, dict[str, Any]] = {}  # ... and its labels, canary, shadow
         self._said: dict[str, str] = {}  # the problem last logged per model
         self._lock = threading.Lock()
         self._log = log or (lambda msg: sys.stderr.write(f"serve: {msg}\n"))
@@ -125,6 +145,11 @@ class ServedModels:
                     serving = read_serving(folder)
                     if serving is not None:
                         self._targets[name] = serving["version"]
+                        self._routes[name] = {
+                            "labels": labels_of(serving),
+                            CANARY: serving.get(CANARY),
+                            SHADOW: serving.get(SHADOW),
+                        }
                 except Exception as e:  # a broken serving.json: the last one read stands
                     problem = f"cannot read serving.json ({self._public(str(e))})"
                 have = versions(folder)
@@ -134,8 +159,9 @@ class ServedModels:
                     target not in have or self._failed_before(name, target, have)
                 ):
                     want = sorted(have)  # a cold start without a loadable target: try them all
-                if target in have and target not in want:
-                    want.append(target)
+                for v in [target, *self._routes.get(name, {}).get("labels", {}).values()]:
+                    if v in have and v not in want:
+                        want.append(v)
                 found.append((name, have, target, want, problem))
                 for v in want:
                     key = (name, v, have[v])
@@ -152,6 +178,7 @@ class ServedModels:
                 until = min(deadline, load.started + LOAD_SECONDS)
                 load.done.wait(max(0.0, until - time.monotonic()))
             models, served, states, problems = {}, {}, {}, {}
+            labels, canary, shadow = {}, {}, {}
             for name, have, target, want, problem in found:
                 loaded, states[name], why = self._collect(name, have, want, target, old)
                 choice, note = self._choose(name, have, target, loaded, why, old)
@@ -163,9 +190,18 @@ class ServedModels:
                 for v in loaded:  # a served version kept in memory after its folder went
                     states[name].setdefault(v, AVAILABLE)
                 models[name] = loaded
+                routes = self._routes.get(name, {})
+                labels[name] = dict(routes.get("labels", {}))
+                run = routes.get(CANARY)
+                if run and run["version"] in loaded and choice is not None:
+                    canary[name] = (run["version"], float(run["percent"]))
+                run = routes.get(SHADOW)
+                if run and run["version"] in loaded and choice is not None:
+                    shadow[name] = run["version"]
                 self._say(name, note, choice, old.served.get(name))
             for name in gone:
                 models[name], states[name] = old.models[name], old.states[name]
+                labels[name] = old.labels.get(name, {})
                 if name in old.served:
                     served[name] = old.served[name]
                 problems[name] = (
@@ -173,10 +209,13 @@ class ServedModels:
                     " gone, or the registry is unreadable); serving it from memory"
                 )
                 self._say(name, problems[name], served.get(name), old.served.get(name))
-            self.snapshot = Snapshot(models, served, states, problems)
-            return served != old.served or {n: set(m) for n, m in models.items()} != {
-                n: set(m) for n, m in old.models.items()
-            }
+            self.snapshot = Snapshot(models, served, states, problems, labels, canary, shadow)
+            return (
+                served != old.served
+                or (labels, canary, shadow) != (old.labels, old.canary, old.shadow)
+                or {n: set(m) for n, m in models.items()}
+                != {n: set(m) for n, m in old.models.items()}
+            )
 
     def _recently_failed(self, key) -> bool:
         return key in self._failed and time.time() - self._failed[key][1] < RETRY_SECONDS
@@ -289,17 +328,39 @@ class ServedModels:
         loads = list(self._loads.values())
         return sum(1 for ld in loads if not ld.done.is_set() and now - ld.started >= LOAD_SECONDS)
 
-    def get(self, name: str, version: int | None = None):
-        """(model, version) or raise ModelLookupError(status, message)."""
+    def get(
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        label: str | None = None,
+        request_id: str | None = None,
+    ):
+        """(model, version) or raise ModelLookupError(status, message). An unversioned,
+        unlabelled request with its `request_id` may go to a running canary."""
         snap = self.snapshot
         if name not in snap.models:
             raise ModelLookupError(
                 404, f"no model named {name!r}; models: {', '.join(sorted(snap.models)) or 'none'}"
             )
+        if label is not None and label != STABLE:
+            labels = snap.labels.get(name, {})
+            if label not in labels:
+                raise ModelLookupError(
+                    404, f"model {name!r} has no label {label!r}; labels: {', '.join(labels)}"
+                )
+            version = labels[label]
+            if version not in snap.models[name]:
+                raise ModelLookupError(
+                    503, f"label {label!r} of {name!r} points to version {version}, not loaded yet"
+                )
         if version is None:
             version = snap.served.get(name)
             if version is None:
                 raise ModelLookupError(503, f"model {name!r} has no servable version yet")
+            run = snap.canary.get(name)
+            if label is None and run and request_id and canary_share(name, request_id) < run[1]:
+                version = run[0]
         model = snap.models[name].get(version)
         if model is None:
             raise ModelLookupError(404, f"model {name!r} has no servable version {version}")
@@ -315,13 +376,23 @@ class ServedModels:
                 {"version": str(v), **s} for v, s in sorted(snap.states[name].items(), reverse=True)
             ],
             "served_version": snap.served.get(name),
+            "labels": snap.labels.get(name, {}),
+            "canary": (
+                {"version": snap.canary[name][0], "percent": snap.canary[name][1]}
+                if name in snap.canary
+                else None
+            ),
+            "shadow": {"version": snap.shadow[name]} if name in snap.shadow else None,
             "problem": snap.problems.get(name),
         }
 
-    @staticmethod
-    def metadata(model, version: int) -> dict[str, Any]:
+    def metadata(self, name: str, model, version: int) -> dict[str, Any]:
+        labels = self.snapshot.labels.get(name, {})
         return {
-            "model_spec": {"version": str(version)},
+            "model_spec": {
+                "version": str(version),
+                "version_labels": sorted(k for k, v in labels.items() if v == version),
+            },
             "model_id": model.id,
             "metadata": {"signature": json.loads(json.dumps(model.signature))},
         }

@@ -5,7 +5,8 @@ file `requests-<host>-<pid>-<time>-<seq>.parquet`, written beside its name and r
 in, so `monitor` never reads half a file: one file per worker per rotation. Columns:
 request_id, ts, model, version, row (the instance's position in its request, so that
 feedback for a many-instance request joins on request_id and row), the input columns
-(less --log-exclude), prediction, proba_<class>. --log-sample keeps that fraction of
+(less --log-exclude), prediction, proba_<class>; and `shadow` (true) in the files of a
+shadow's predictions, which no client saw. --log-sample keeps that fraction of
 requests (decided per request).
 """
 
@@ -42,7 +43,16 @@ class RequestLog:
         return self.sample >= 1.0 or random.random() < self.sample
 
     def add(
-        self, request_id: str, model_name: str, version: int, rows, predictions, proba, classes
+        self,
+        request_id: str,
+        model_name: str,
+        version: int,
+        rows,
+        predictions,
+        proba,
+        classes,
+        *,
+        shadow: bool = False,
     ) -> None:
         ts = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         out = []
@@ -54,6 +64,8 @@ class RequestLog:
                 "version": version,
                 "row": i,
             }
+            if shadow:
+                rec["shadow"] = True
             rec.update({k: v for k, v in row.items() if k not in self.exclude})
             rec["prediction"] = predictions[i]
             if proba is not None:

@@ -58,8 +58,9 @@ def _closing(request: Request, status: int) -> dict[str, str]:
 
 
 class Service:
-    def __init__(self, served: ServedModels, metrics: Metrics, reqlog=None):
-        self.served, self.metrics, self.reqlog = served, metrics, reqlog
+    def __init__(self, served: ServedModels, metrics: Metrics, reqlog=None, shadow=None):
+        self.served, self.metrics, self.reqlog, self.shadow = served, metrics, reqlog, shadow
+        self._no_shadow_said = False
 
     async def answer(
         self,
@@ -119,8 +120,19 @@ class Service:
 
         return await self.off_loop(work, len(body), IN_LOOP_BYTES)
 
-    async def predict(self, model, version: int, name: str, rows: list[dict[str, Any]], rid: str):
-        """(predictions, probabilities as lists or None) for raw rows, logged and counted."""
+    async def predict(
+        self,
+        model,
+        version: int,
+        name: str,
+        rows: list[dict[str, Any]],
+        rid: str,
+        *,
+        unrouted: bool = False,
+    ):
+        """(predictions, probabilities as lists or None) for raw rows, logged and counted;
+        an `unrouted` request (no version, no label) answered by the stable version is
+        copied to a running shadow."""
         if not rows:
             raise RequestError(400, "no rows to predict")
 
@@ -135,6 +147,25 @@ class Service:
             raise RequestError(400, e.reason) from None
         self.metrics.latency.labels(name, str(version)).observe(time.perf_counter() - start)
         self.metrics.rows.labels(name, str(version)).inc(len(typed))
-        if self.reqlog is not None and self.reqlog.wanted():
+        logged = self.reqlog is not None and self.reqlog.wanted()
+        if logged:
             self.reqlog.add(rid, name, version, typed, preds, proba, model.class_names)
+        if unrouted:
+            self._copy_to_shadow(name, version, rows, rid, logged)
         return preds, (None if proba is None else proba.tolist())
+
+    def _copy_to_shadow(self, name: str, version: int, rows, rid: str, logged: bool) -> None:
+        snap = self.served.snapshot
+        target = snap.shadow.get(name)
+        if target is None or version != snap.served.get(name) or target == version:
+            return
+        if self.shadow is None:
+            if not self._no_shadow_said:
+                self._no_shadow_said = True
+                self.served._log(
+                    f"{name}: a shadow of version {target} runs, but this server has no"
+                    " --log-dir to log its predictions in: no copies are made"
+                )
+            return
+        if logged:  # sampled as the log is, so each shadow row has its answered twin
+            self.shadow.offer(name, target, snap.models[name][target].id, rid, rows)

@@ -100,10 +100,15 @@ def ingest(
     )
 
     def produce(tmp: Path) -> dict[str, Any]:
-        summary = _write_dataset(
-            srcs, tmp, nulls, type_overrides, splits, keys, split_order, seed, infer_rows,
-            partition_rows,
-        )  # fmt: skip
+        from ..core.progress import task
+
+        size = sum(s.path.stat().st_size for s in srcs)
+        # polars streams the conversion in one call: a spinner with the time, not a bar
+        with task(f"ingest: {len(srcs)} source(s), {size / 1e6:,.1f} MB → Parquet"):
+            summary = _write_dataset(
+                srcs, tmp, nulls, type_overrides, splits, keys, split_order, seed, infer_rows,
+                partition_rows,
+            )  # fmt: skip
         summary["sources"] = [
             {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id}
             for s, i in zip(srcs, plan.resolved_inputs(), strict=True)

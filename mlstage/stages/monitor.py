@@ -16,6 +16,12 @@ For classification models with logged probabilities, accuracy, ROC AUC and F1 ar
 estimated before any label arrives (CBPE, `model.estimate`), and gated by the
 evaluation's thresholds as live metrics are.
 
+With `compare` (REGISTRY/NAME while a canary or a shadow runs), the stable version's
+requests and the candidate's are also measured side by side, each against its own
+evaluation (`model.version_compare`), and the verdict, `promote` or `rollback`, is
+the exit code: 0 or 1. A shadow's predictions (`shadow` true in the logs) are otherwise
+left out: no client saw them.
+
 `retrain` is true, with one reason per finding, when an input anomaly is an error,
 the predictions drifted, an estimated or a live metric fails its threshold: the CLI
 exits 1.
@@ -41,6 +47,7 @@ from ..model.monitor_report import write_report
 from ..model.prediction_drift import prediction_drift
 from ..serving.logreader import (
     META_COLUMNS,
+    answered,
     in_window,
     only_model,
     parse_until,
@@ -210,6 +217,7 @@ def monitor(
     until: str | None = None,
     model: str | None = None,
     allow_empty: bool = False,
+    compare: str | Path | None = None,
     store: str | Path | Store | None = None,
     force: bool = False,
     dry_run: bool = False,
@@ -255,14 +263,22 @@ def monitor(
     params = {"window": window, **bounds, "model": model, "join": join or None}
     if allow_empty:  # only when set: the runs before it existed keep their ids
         params["allow_empty"] = True
+    versions = None
+    if compare is not None:
+        versions = _versions_to_compare(st, Path(compare), inputs)
+        params["compare"] = {k: v[0] for k, v in versions.items() if k != "role"}
+        params["compare"]["role"] = versions["role"]
+        model = model or Path(compare).name
+        params["model"] = model
     plan = StagePlan("monitor", "monitor", ALGORITHM, params, inputs)
 
     def produce(tmp: Path) -> dict[str, Any]:
         from ..validation.checks import Checker
 
-        frame = read_requests(files, str(requests))
-        frame, model_name = only_model(frame, model, str(requests))
-        frame = in_window(frame, since, end, str(requests))
+        every = read_requests(files, str(requests))
+        every, model_name = only_model(every, model, str(requests))
+        every = in_window(every, since, end, str(requests))
+        frame = answered(every)
         table, sketches = training_stats(st, str(baseline), "baseline")
         if schema is None:
             rules = _drift_only_schema(table, frame.columns)
@@ -310,9 +326,12 @@ def monitor(
                         reasons.append(
                             f"live_metric: {c['metric']} {c['value']:.4g} fails its threshold ({bound})"
                         )
-        versions = {}
+        comparison = None
+        if versions is not None:
+            comparison = _compare(every, frame, versions, rules, fb_frame, join, st, feedback)
+        served = {}
         if "version" in frame.columns and frame.height:
-            versions = {
+            served = {
                 str(v): n for v, n in frame["version"].value_counts().sort("version").iter_rows()
             }
         ts = frame["ts"] if "ts" in frame.columns and frame.height else None
@@ -323,7 +342,7 @@ def monitor(
             "reasons": reasons,
             "environment": "serving",
             "requests": {
-                "rows": frame.height, "files": len(files), "model": model_name, "versions": versions,
+                "rows": frame.height, "files": len(files), "model": model_name, "versions": served,
                 "window": {"length": window, **bounds} if window else None,
                 "first": first, "last": last,
             },
@@ -332,8 +351,13 @@ def monitor(
             "predictions": predictions,
             "estimated": estimated,
             "live": live,
+            **({"comparison": comparison} if comparison is not None else {}),
         })  # fmt: skip
         write_report(tmp, doc)
+        verdict = {}
+        if comparison is not None:
+            short = not comparison["enough_traffic"] and not allow_empty
+            verdict = {"verdict": comparison["verdict"], "no_traffic": short or frame.height == 0}
         return {
             "retrain": bool(reasons),
             "no_traffic": frame.height == 0 and not allow_empty,
@@ -343,6 +367,7 @@ def monitor(
             "errors": len(errors),
             "warnings": len(checker.anomalies) - len(errors),
             "live_rows": live["joined"] if live else None,
+            **verdict,
         }
 
     return run_stage(
@@ -380,3 +405,74 @@ def _label_of(st: Store, eval_manifest: dict[str, Any], feedback, join: list[str
         f"the evaluated model {model['id'][:12]} is not in this store, so its label column is"
         f" unknown: give feedback with only the join columns and the label"
     )
+
+
+def _versions_to_compare(st: Store, folder: Path, inputs: list) -> dict[str, Any]:
+    """The stable version and the running canary's (or shadow's), each with its evaluation
+    (metrics, curves, config) when it was deployed with one; the evaluations join the
+    inputs."""
+    from ..store.registry import CANARY, SHADOW, read_serving, served_evaluation
+
+    doc = read_serving(folder) if folder.is_dir() else None
+    if doc is None:
+        raise BadInput("not a registry model folder (no serving.json)", file=str(folder))
+    role = next((r for r in (CANARY, SHADOW) if doc.get(r)), None)
+    if role is None:
+        raise BadInput(
+            f"{opt('compare')}: no canary or shadow runs (deploy one with --canary or --shadow)",
+            file=str(folder),
+        )
+    out: dict[str, Any] = {"role": role}
+    for key, version in (("stable", doc["version"]), ("candidate", doc[role]["version"])):
+        evaluation = None
+        eid = served_evaluation(doc, version)
+        if eid is not None:
+            path, manifest, inp = load_input(st, f"@{eid}", "evaluation", ("evaluation",))
+            inputs.append(inp)
+            evaluation = (
+                read_metrics(path),
+                read_curves(path),
+                manifest["params"].get("config", {}),
+                manifest,
+            )
+        out[key] = (version, evaluation)
+    return out
+
+
+def _compare(every, frame, versions, rules, fb_frame, join, st, feedback) -> dict[str, Any]:
+    import polars as pl
+
+    from ..model.version_compare import compare
+
+    role = versions["role"]
+    (v_stable, e_stable), (v_cand, e_cand) = versions["stable"], versions["candidate"]
+    stable_rows = frame.filter(pl.col("version") == v_stable) if frame.height else frame
+    if role == "shadow":
+        shadows = (
+            every.filter(pl.col("shadow").fill_null(False))
+            if "shadow" in every.columns
+            else every.clear()
+        )
+        cand_rows = (
+            shadows.filter(pl.col("version") == v_cand).drop("shadow")
+            if shadows.height
+            else frame.clear()
+        )
+    else:
+        cand_rows = frame.filter(pl.col("version") == v_cand) if frame.height else frame
+    label = None
+    if fb_frame is not None:
+        manifest = (e_stable or e_cand or (None,) * 4)[3]
+        label = _label_of(st, manifest, fb_frame, join) if manifest is not None else None
+
+    def live_of(rows, metrics, cfg):
+        if fb_frame is None or label is None:
+            return None
+        return _live_metrics(rows, fb_frame, join, label, metrics, cfg, str(feedback))
+
+    def side(version, e):
+        return version, (None if e is None else (e[0], e[1])), {} if e is None else e[2]
+
+    return compare(stable_rows, cand_rows, stable=side(v_stable, e_stable),
+                   candidate=side(v_cand, e_cand), role=role, rules=rules,
+                   live_of=live_of)  # fmt: skip

@@ -97,28 +97,35 @@ def write_predictions(
     import polars as pl
     import pyarrow.parquet as pq
 
+    from ..core.progress import task
+
     needed = list(dict.fromkeys([*model.signature["inputs"], *keep]))
     writer = None
     counts = {}
+    total = sum(pq.ParquetFile(f).metadata.num_rows for s in splits.values() for f in s.parts)
     try:
-        for name, split in splits.items():
-            counts[name] = 0
-            for frame in _batches(split, needed):
-                pred, proba = model.predict_frame(frame)
-                cols = {}
-                if with_split:
-                    cols["split"] = pl.Series("split", [name] * frame.height, dtype=pl.String)
-                for k in keep:
-                    cols[k] = frame[k]
-                cols["prediction"] = pl.Series("prediction", pred)
-                if model.task == "classification" and proba is not None:
-                    for j, c in enumerate(model.class_names):
-                        cols[f"proba_{c}"] = pl.Series(f"proba_{c}", proba[:, j], dtype=pl.Float64)
-                table = pl.DataFrame(cols).to_arrow()
-                if writer is None:
-                    writer = pq.ParquetWriter(target, table.schema, compression="zstd")
-                writer.write_table(table)
-                counts[name] += frame.height
+        with task("predict: rows", total=total) as step:
+            for name, split in splits.items():
+                counts[name] = 0
+                for frame in _batches(split, needed):
+                    pred, proba = model.predict_frame(frame)
+                    cols = {}
+                    if with_split:
+                        cols["split"] = pl.Series("split", [name] * frame.height, dtype=pl.String)
+                    for k in keep:
+                        cols[k] = frame[k]
+                    cols["prediction"] = pl.Series("prediction", pred)
+                    if model.task == "classification" and proba is not None:
+                        for j, c in enumerate(model.class_names):
+                            cols[f"proba_{c}"] = pl.Series(
+                                f"proba_{c}", proba[:, j], dtype=pl.Float64
+                            )
+                    table = pl.DataFrame(cols).to_arrow()
+                    if writer is None:
+                        writer = pq.ParquetWriter(target, table.schema, compression="zstd")
+                    writer.write_table(table)
+                    counts[name] += frame.height
+                    step.advance(frame.height)
     finally:
         if writer is not None:
             writer.close()

@@ -315,7 +315,11 @@ def _search(cfg: dict[str, Any], estimator, X, y, fit_params: dict[str, Any], se
     else:
         common.pop("refit")
         searcher = cls(estimator, space, random_state=seed, refit=True, **common)
-    searcher.fit(X, y, **fit_params)
+    from ..core.progress import task
+
+    # trials run in joblib's worker processes, which cannot report back: a spinner
+    with task(f"train: {search} search, {folds}-fold"):
+        searcher.fit(X, y, **fit_params)
     res = searcher.cv_results_
     trials = [
         {

@@ -44,3 +44,15 @@ def lineage(store: Store, manifest: dict[str, Any]) -> dict[str, Any]:
         }
 
     return node(manifest, None, None, frozenset({manifest["id"]}))
+
+
+def children(store: Store, parent: str, *, role: str, kind: str) -> list[dict[str, Any]]:
+    """The artifacts of `kind` in the index that take `parent` as their input of `role`
+    (the statistics of a dataset, the evaluations of a model), oldest first: ordered by
+    creation time, then id, so the last is the newest and ties resolve the same way."""
+    rows = store.db.execute(
+        "SELECT DISTINCT a.id, a.created FROM edges e JOIN artifacts a ON a.id = e.child"
+        " WHERE e.parent=? AND e.role=? AND a.kind=? ORDER BY a.created, a.id",
+        (parent, role, kind),
+    ).fetchall()
+    return [{"id": r[0], "created": r[1]} for r in rows]

@@ -1,8 +1,18 @@
 """The model registry: `REGISTRY/NAME/<N>/` model copies (TF Serving's layout) and
-`REGISTRY/NAME/serving.json`, which says which version is served and keeps the history.
+`REGISTRY/NAME/serving.json`, which says which versions are served and keeps the history.
 
     {"format": "mlstage-serving/1", "version": 2,
-     "history": [{"version": 1, "model": ID, "at": TIME, "action": "deploy", "message": ""}, ...]}
+     "labels": {"stable": 2, "exp": 3, "canary": 4},
+     "canary": {"version": 4, "percent": 20},
+     "shadow": {"version": 5},
+     "history": [{"version": 1, "model": ID, "at": TIME, "action": "deploy", "message": "",
+                  "label": "stable", "check": {...}}, ...]}
+
+`version` is always the `stable` label's version, so readers written before labels (and
+`REGISTRY/NAME` wherever a model is expected) keep meaning the stable version; a file
+without `labels` has only `stable`. `canary` (a share of unlabelled traffic) and
+`shadow` (a copy of it, answered by nobody) are present only while they run; each is
+also a label. A history entry without `label` is of `stable`.
 
 This module owns that layout and format: reading and writing `serving.json`, listing
 versions and names, and resolving `REGISTRY/NAME` where a model or an evaluation is
@@ -13,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +33,50 @@ from ..core.jsonio import dumps_pretty
 from ..errors import BadInput, opt
 
 FORMAT = "mlstage-serving/1"
+STABLE, CANARY, SHADOW = "stable", "canary", "shadow"
+LABEL = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+
+
+def check_label(label: str) -> str:
+    if not LABEL.fullmatch(label):
+        raise BadInput(
+            f"{opt('label')} {label!r}: a label is a lowercase letter then letters, digits, - or _"
+        )
+    return label
+
+
+def _well_formed(doc: Any) -> bool:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        return False
+    if not isinstance(doc.get("version"), int) or not isinstance(doc.get("history", []), list):
+        return False
+    labels = doc.get("labels", {})
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and type(v) is int for k, v in labels.items()
+    ):
+        return False
+    canary, shadow = doc.get("canary"), doc.get("shadow")
+    if canary is not None and not (
+        isinstance(canary, dict)
+        and type(canary.get("version")) is int
+        and type(canary.get("percent")) in (int, float)
+        and 0 < canary["percent"] <= 100
+    ):
+        return False
+    return shadow is None or (isinstance(shadow, dict) and type(shadow.get("version")) is int)
+
+
+def labels_of(doc: dict[str, Any] | None) -> dict[str, int]:
+    """Label -> version; `stable` is always the file's `version`."""
+    if not doc:
+        return {}
+    out = dict(doc.get("labels") or {})
+    out[STABLE] = doc["version"]
+    return dict(sorted(out.items()))
+
+
+def entry_label(entry: dict[str, Any]) -> str:
+    return entry.get("label", STABLE)
 
 
 def read_serving(folder: Path) -> dict[str, Any] | None:
@@ -34,12 +89,9 @@ def read_serving(folder: Path) -> dict[str, Any] | None:
         doc = json.loads(path.read_text())
     except ValueError as e:
         raise BadInput(f"serving.json is not valid JSON: {e}", file=str(path)) from None
-    if (
-        not isinstance(doc, dict)
-        or doc.get("format") != FORMAT
-        or not isinstance(doc.get("version"), int)
-    ):
+    if not _well_formed(doc):
         raise BadInput(f"not a {FORMAT} file", file=str(path))
+    doc.setdefault("history", [])
     return doc
 
 
@@ -97,15 +149,27 @@ def point(
     action: str,
     message: str,
     evaluation: str | None = None,
+    *,
+    label: str | None = STABLE,
+    extra: dict[str, Any] | None = None,
 ) -> dict:
+    """Point `label` at `version` (STABLE also sets `version`) and add the history entry
+    (with `extra` keys, e.g. the pre-push check's outcome); `label=None` only records."""
     doc = serving or {"format": FORMAT, "version": version, "history": []}
-    doc["version"] = version
+    labels = labels_of(doc)
+    if label is not None:
+        labels[label] = version
+        if label == STABLE:
+            doc["version"] = version
+    doc["labels"] = dict(sorted(labels.items()))
     entry = {
         "version": version,
         "model": model,
         "at": utc_now(),
         "action": action,
         "message": message,
+        "label": label or STABLE,
+        **(extra or {}),
     }
     # The evaluation that let the model in: `monitor --evaluation REGISTRY/NAME` compares
     # live traffic with the evaluation of the version actually served.
@@ -113,6 +177,20 @@ def point(
     if evaluation:
         entry["evaluation"] = evaluation
     doc["history"].append(entry)
+    write_serving(folder, doc)
+    return doc
+
+
+def unlabel(
+    folder: Path, doc: dict[str, Any], label: str, model: str, action: str, message: str
+) -> dict:
+    """Take `label` off its version (ending a canary or a shadow with it), on record."""
+    version = labels_of(doc)[label]
+    doc["labels"] = {k: v for k, v in labels_of(doc).items() if k != label}
+    if label in (CANARY, SHADOW):
+        doc.pop(label, None)
+    doc["history"].append({"version": version, "model": model, "at": utc_now(),
+                           "action": action, "message": message, "label": label})  # fmt: skip
     write_serving(folder, doc)
     return doc
 
@@ -129,11 +207,11 @@ def served_evaluation(serving: dict[str, Any] | None, version: int | None = None
 
 
 def resolve_model(ref: str) -> str:
-    """A model reference: an artifact directory, @id, or REGISTRY/NAME (the version it serves)."""
+    """A model reference: an artifact directory, @id, or REGISTRY/NAME (its stable version)."""
     path = Path(str(ref))
-    serving = path / "serving.json"
-    if serving.exists():
-        doc = json.loads(serving.read_text())
+    if (path / "serving.json").exists():
+        doc = read_serving(path)
+        assert doc is not None
         return str(path / str(doc["version"]))
     return str(ref)
 

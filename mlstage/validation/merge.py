@@ -232,13 +232,16 @@ def split_stats_of(split, types: dict[str, str], slices: list[list[str]]) -> tup
     """Statistics of one split (a `data.splits.Split`): of its file, or of each of its
     partitions in turn, merged as `stats --merge` does (memory holds one partition's
     column at a time; what the merge keeps exact and what approximately is said above)."""
+    from ..core.progress import task
     from .compute import split_stats
 
-    if len(split.parts) == 1:
-        return split_stats(split.parts[0], types, slices)
-    docs = []
-    for part in split.parts:
-        block, sketch = split_stats(part, types, slices)
-        docs.append(({"splits": {"s": block}}, {"splits": {"s": sketch}}))
+    with task(f"stats: split {split.name}", total=len(split.parts)) as step:
+        if len(split.parts) == 1:
+            return split_stats(split.parts[0], types, slices)
+        docs = []
+        for part in split.parts:
+            block, sketch = split_stats(part, types, slices)
+            docs.append(({"splits": {"s": block}}, {"splits": {"s": sketch}}))
+            step.advance()
     stats, sketches = merge_stats(docs)
     return stats["splits"]["s"], sketches["splits"]["s"]

@@ -12,9 +12,11 @@ import polars as pl
 import pytest
 
 from mlstage import featurize, ingest, monitor, stats, train, validate
-from mlstage.report import report
+from mlstage.report import card, report
+from mlstage.stages.deploy import deploy
 from mlstage.stages.evaluate import evaluate
 from mlstage.stages.schema import schema
+from mlstage.store.store import Store
 
 from ..conftest import SAMPLE, cli, working_in, write_json
 
@@ -35,7 +37,28 @@ EXPECTED = {
         10,
     ),
     "monitor": (["verdict", "anomalies", "drift", "predictions", "live"], 3),
+    "card": (
+        [
+            "overview",
+            "use",
+            "lineage",
+            "data",
+            "features",
+            "training",
+            "evaluation",
+            "gates",
+            "deployment",
+        ],
+        1,
+    ),  # fmt: skip
 }
+CARD_INFO = """owner: Census modelling team
+contact: models@example.org
+intended_use: Research on income prediction from census attributes.
+out_of_scope:
+  - decisions about individuals
+limitations: Trained on the 1994 US census; the labels are a coarse income threshold.
+"""
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +91,10 @@ def built(tmp_path_factory):
         ).write_parquet(logs / "requests-1.parquet")
         monitor(logs, "mon", baseline="st", schema="sc", evaluation="ev", feedback=root / "fb.csv",
                 join=["request_id"])  # fmt: skip
+        deploy(Store.open(), "m", "ev", root / "reg", name="income")
         pages = {kind: root / f"{kind}.html" for kind in EXPECTED}
+        (root / "info.yaml").write_text(CARD_INFO)
+        card("reg/income", pages["card"], info=root / "info.yaml")
         for kind, ref in (
             ("stats", "st"),
             ("anomalies", "an"),
@@ -202,4 +228,42 @@ def test_renders_in_chromium_without_errors(built, browser, kind, tmp_path):
             "occupation",
         )
         assert problems == []
+    page.close()
+
+
+def test_the_model_card_shows_its_record_in_chromium(built, browser):
+    """The card read as people read it: the facts they wrote, the raw source's hash, the
+    evaluation's intervals, the gates, the deployment history; its nav reaches each part."""
+    import hashlib
+
+    _, pages = built
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.goto(pages["card"].as_uri())
+    assert page.title() == "Model card: income"
+    use = page.locator("section#use")
+    assert "Census modelling team" in page.locator("section#overview").inner_text()
+    assert (
+        "decisions about individuals" in use.inner_text() and "1994 US census" in use.inner_text()
+    )
+    sha = hashlib.sha256((SAMPLE / "adult.csv").read_bytes()).hexdigest()
+    source = page.locator("section#lineage code", has_text=sha)
+    assert source.count() == 1 and source.is_visible()
+    tree = page.locator("section#lineage ul.tree").inner_text()
+    assert tree.index("model (train)") < tree.index("features (featurize)") < tree.index(
+        "dataset (ingest)") < tree.index("source")  # fmt: skip
+    evaluation = page.locator("section#evaluation").inner_text()
+    assert re.search(r"accuracy\s+0\.\d+\s+\[0\.\d+, 0\.\d+\]", evaluation), evaluation[:400]
+    assert "Fairness by sex" in evaluation
+    gates = page.locator("section#gates")
+    assert gates.locator(".badge").inner_text() == "blessed"
+    assert gates.locator("td", has_text="pass").count() >= 1
+    history = page.locator("section#deployment table").last
+    assert history.locator("tbody tr").count() == 1 and "deploy" in history.inner_text()
+    page.locator("nav a[href='#deployment']").click()
+    assert page.locator("section#deployment h2").is_visible()
+    assert page.evaluate("window.scrollY") > 0
+    assert problems == []
     page.close()

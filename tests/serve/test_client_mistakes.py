@@ -13,7 +13,7 @@ from mlstage.stages.deploy import deploy
 from mlstage.store.store import Store
 
 from ..conftest import write_json
-from .conftest import row
+from .conftest import NO_CHECK, row
 
 PREDICT = "/v1/models/income:predict"
 
@@ -97,7 +97,15 @@ def test_null_in_a_column_trained_without_nulls_is_imputed(here, tmp_path):
            "estimator": "LogisticRegression"}  # fmt: skip
     train(tmp_path / "f", tmp_path / "m", config=write_json(tmp_path / "t.json", cfg))
     reg = tmp_path / "reg"
-    deploy(Store.open(), str(tmp_path / "m"), None, reg, name="plain", allow_unblessed=True)
+    deploy(
+        Store.open(),
+        str(tmp_path / "m"),
+        None,
+        reg,
+        name="plain",
+        allow_unblessed=True,
+        check=NO_CHECK,
+    )
     from starlette.testclient import TestClient
 
     with TestClient(create_app(reg, watch=False)) as c:

@@ -12,13 +12,13 @@ from mlstage.model.artifact import Model
 from mlstage.stages.deploy import deploy
 from mlstage.store.store import Store
 
-from .conftest import INPUTS, start_server, wait_ready
+from .conftest import INPUTS, NO_CHECK, start_server, wait_ready
 
 
 @pytest.fixture
 def server(here, tmp_path):
     reg = tmp_path / "reg"
-    deploy(Store.open(), "m1", "e1", reg, name="income")
+    deploy(Store.open(), "m1", "e1", reg, name="income", check=NO_CHECK)
     proc, port = start_server(reg, tmp_path / "serve.log")
     try:
         wait_ready(port, proc)

@@ -18,7 +18,7 @@ from mlstage.serving.connections import GuardedProtocol
 from mlstage.stages.deploy import deploy
 from mlstage.store.store import Store
 
-from .conftest import free_port, row
+from .conftest import NO_CHECK, free_port, row
 
 PREDICT = (
     b"POST /v1/models/income:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -34,7 +34,7 @@ def port(here, tmp_path, monkeypatch):
     monkeypatch.setattr(GuardedProtocol, "limit", 4)
     monkeypatch.setattr(connections, "WRITE_SECONDS", 1.0)
     reg = tmp_path / "reg"
-    deploy(Store.open(), "m1", "e1", reg, name="income")
+    deploy(Store.open(), "m1", "e1", reg, name="income", check=NO_CHECK)
     port = free_port()
     config = uvicorn.Config(
         create_app(reg, watch=False), host="127.0.0.1", port=port, http=GuardedProtocol,

@@ -19,7 +19,7 @@ from mlstage.stages.deploy import deploy, rollback
 from mlstage.store.registry import point, read_serving, versions
 from mlstage.store.store import Store
 
-from .conftest import row
+from .conftest import NO_CHECK, row
 
 PREDICT = "/v1/models/income:predict"
 
@@ -28,8 +28,8 @@ PREDICT = "/v1/models/income:predict"
 def reg(here, tmp_path):
     reg = tmp_path / "reg"
     store = Store.open()
-    deploy(store, "m1", "e1", reg, name="income")
-    deploy(store, "m2", "e2", reg)
+    deploy(store, "m1", "e1", reg, name="income", check=NO_CHECK)
+    deploy(store, "m2", "e2", reg, check=NO_CHECK)
     return reg
 
 
@@ -91,7 +91,9 @@ def test_a_pointed_version_that_fails_keeps_the_loaded_one_and_says_why(reg):
 
 def test_a_cold_start_falls_back_to_the_newest_version_that_loads(here, tmp_path, reg):
     store = Store.open()
-    deploy(store, "m1", "e1", reg, message="v3 is m1 again")  # -> version 1 is pointed again
+    deploy(
+        store, "m1", "e1", reg, message="v3 is m1 again", check=NO_CHECK
+    )  # -> version 1 is pointed again
     shutil.copytree(reg / "income" / "2", reg / "income" / "3")
     corrupt(reg / "income" / "3" / "model.skops")
     point(reg / "income", read_serving(reg / "income"), 3, "x", "deploy", "")
@@ -218,6 +220,6 @@ def test_a_cold_start_with_an_unreadable_serving_json_serves_the_newest(reg):
 def test_deploy_never_points_again_at_a_damaged_copy(reg):
     rollback(reg, to=1)
     corrupt(reg / "income" / "2" / "model.skops")
-    result = deploy(Store.open(), "m2", "e2", reg)
+    result = deploy(Store.open(), "m2", "e2", reg, check=NO_CHECK)
     assert result.version == 3 and read_serving(reg / "income")["version"] == 3
-    assert deploy(Store.open(), "m2", "e2", reg).up_to_date
+    assert deploy(Store.open(), "m2", "e2", reg, check=NO_CHECK).up_to_date

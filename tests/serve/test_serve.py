@@ -22,7 +22,7 @@ from mlstage.store.registry import read_serving
 from mlstage.store.store import Store
 
 from ..conftest import cli, mlstage_exe, run_mlstage
-from .conftest import INPUTS, free_port, post, row, stderr_of, wait_ready
+from .conftest import INPUTS, NO_CHECK, free_port, post, row, stderr_of, wait_ready
 
 
 def test_deploy_versions_gates_and_rollback(here, tmp_path):
@@ -32,21 +32,23 @@ def test_deploy_versions_gates_and_rollback(here, tmp_path):
     assert (r.version, r.action) == (1, "deploy") and (
         reg / "income" / "1" / "model.skops"
     ).exists()
-    assert deploy(store, "m1", "e1", reg).up_to_date  # --name defaults to the only model
+    assert deploy(
+        store, "m1", "e1", reg, check=NO_CHECK
+    ).up_to_date  # --name defaults to the only model
     with pytest.raises(DeployRefused, match="not blessed \\(accuracy failed\\)"):
-        deploy(store, "m1", "e1_fail", reg)
+        deploy(store, "m1", "e1_fail", reg, check=NO_CHECK)
     with pytest.raises(DeployRefused, match="the evaluation is of model .*, not of"):
-        deploy(store, "m2", "e1", reg)
-    r2 = deploy(store, "m2", "e2", reg, message="better")
+        deploy(store, "m2", "e1", reg, check=NO_CHECK)
+    r2 = deploy(store, "m2", "e2", reg, message="better", check=NO_CHECK)
     assert r2.version == 2
-    back = deploy(store, "m1", "e1", reg)
+    back = deploy(store, "m1", "e1", reg, check=NO_CHECK)
     assert (back.version, back.action) == (1, "redeploy") and not (reg / "income" / "3").exists()
     rb = rollback(reg)
     assert rb.version == 2 and read_serving(reg / "income")["version"] == 2
     assert rollback(reg, to=1).version == 1
     with pytest.raises(BadInput, match="no version 9"):
         rollback(reg, to=9)
-    forced = deploy(store, "m2", "e1_fail", reg, allow_unblessed=True)
+    forced = deploy(store, "m2", "e1_fail", reg, allow_unblessed=True, check=NO_CHECK)
     assert forced.action == "deploy-unblessed"
     history = read_serving(reg / "income")["history"]
     assert [h["action"] for h in history] == [
@@ -167,9 +169,13 @@ def test_status_metadata_health_metrics(client):
             }
         ],
         "served_version": 1,
+        "labels": {"stable": 1},
+        "canary": None,
+        "shadow": None,
         "problem": None,
     }
     meta = client.get("/v1/models/income/metadata").json()
+    assert meta["model_spec"] == {"version": "1", "version_labels": ["stable"]}
     assert meta["metadata"]["signature"]["inputs"]["age"]["type"] == "int"
     assert client.get("/healthz").status_code == 200
     client.post("/v1/models/income:predict", json={"instances": [row()]})
@@ -205,7 +211,7 @@ def test_empty_registry_answers_503_until_a_deploy(here, tmp_path):
     with TestClient(app) as c:
         assert c.get("/healthz").status_code == 503
         assert c.post("/invocations", json={"instances": [row()]}).status_code == 503
-        deploy(Store.open(), "m1", "e1", reg, name="income")
+        deploy(Store.open(), "m1", "e1", reg, name="income", check=NO_CHECK)
         app.state.served.refresh()
         assert c.post("/v1/models/income:predict", json={"instances": [row()]}).status_code == 200
 
@@ -213,10 +219,10 @@ def test_empty_registry_answers_503_until_a_deploy(here, tmp_path):
 def test_a_corrupt_version_is_reported_and_the_old_one_keeps_serving(here, tmp_path):
     reg = tmp_path / "reg"
     store = Store.open()
-    deploy(store, "m1", "e1", reg, name="income")
+    deploy(store, "m1", "e1", reg, name="income", check=NO_CHECK)
     app = create_app(reg, watch=False)
     with TestClient(app) as c:
-        deploy(store, "m2", "e2", reg)
+        deploy(store, "m2", "e2", reg, check=NO_CHECK)
         target = reg / "income" / "2" / "model.skops"
         os.chmod(target, 0o644)
         target.write_bytes(target.read_bytes()[:-10] + b"0123456789")
@@ -238,7 +244,7 @@ def test_a_corrupt_version_is_reported_and_the_old_one_keeps_serving(here, tmp_p
 def test_hot_swap_under_load_drops_no_request_and_sigterm_flushes_logs(here, tmp_path):
     reg = tmp_path / "reg"
     store = Store.open()
-    deploy(store, "m1", "e1", reg, name="income")
+    deploy(store, "m1", "e1", reg, name="income", check=NO_CHECK)
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -272,7 +278,7 @@ def test_hot_swap_under_load_drops_no_request_and_sigterm_flushes_logs(here, tmp
         for t in threads:
             t.start()
         time.sleep(1)
-        deploy(store, "m2", "e2", reg)
+        deploy(store, "m2", "e2", reg, check=NO_CHECK)
         deadline = time.time() + 20
         while 2 not in versions and time.time() < deadline:
             time.sleep(0.1)

@@ -21,7 +21,7 @@ from mlstage.stages.deploy import deploy, rollback
 from mlstage.store.registry import point, read_serving
 from mlstage.store.store import Store
 
-from .conftest import row, start_server, wait_ready
+from .conftest import NO_CHECK, row, start_server, wait_ready
 
 PATH = "/v1/models/income:predict"
 GOOD = json.dumps({"instances": [row()]}).encode()
@@ -67,7 +67,7 @@ def send_chunked(port: int, mib: int) -> bytes:
 
 def test_soak(here, tmp_path):
     reg, store = tmp_path / "reg", Store.open()
-    deploy(store, "m1", "e1", reg, name="income")
+    deploy(store, "m1", "e1", reg, name="income", check=NO_CHECK)
     proc, port = start_server(reg, tmp_path / "serve.log", "--log-dir", str(tmp_path / "logs"))
     stop, quiet = threading.Event(), threading.Event()
     good, good_failed, bad_codes, bad_errors = Counter(), [], Counter(), []
@@ -141,7 +141,7 @@ def test_soak(here, tmp_path):
         quiet.clear()
         # the operator's day
         folder = reg / "income"
-        deploy(store, "m2", "e2", reg)  # version 2
+        deploy(store, "m2", "e2", reg, check=NO_CHECK)  # version 2
         time.sleep(3)
         rollback(reg, to=1)
         time.sleep(2)
@@ -165,7 +165,7 @@ def test_soak(here, tmp_path):
         time.sleep(2)
         shutil.rmtree(folder / "1")  # the served version's directory: kept in memory
         time.sleep(3)
-        deploy(store, "m2", "e2", reg)  # a fresh version 5 replaces it
+        deploy(store, "m2", "e2", reg, check=NO_CHECK)  # a fresh version 5 replaces it
         time.sleep(3)
         # the slow clients: all answered 408 and dropped by now
         wait = max(0.0, 42 - (time.monotonic() - started))
@@ -223,7 +223,7 @@ def test_sigterm_stops_in_seconds_with_clients_mid_request(here, tmp_path):
     """A client mid-body and an idle kept-alive one do not hold a shutdown; a request
     sent just before SIGTERM is still answered."""
     reg = tmp_path / "reg"
-    deploy(Store.open(), "m1", "e1", reg, name="income")
+    deploy(Store.open(), "m1", "e1", reg, name="income", check=NO_CHECK)
     proc, port = start_server(reg, tmp_path / "serve.log")
     try:
         wait_ready(port, proc)

@@ -6,6 +6,8 @@ from starlette.testclient import TestClient
 
 from mlstage.serving.app import create_app
 
+from .conftest import NO_CHECK
+
 INFER = "/v2/models/income/infer"
 
 
@@ -89,7 +91,15 @@ def test_a_model_without_probabilities_has_no_proba_outputs(here, tmp_path):
     }
     train("feat", tmp_path / "svc", config=write_json(tmp_path / "svc.json", cfg))
     reg = tmp_path / "reg"
-    deploy(Store.open(), str(tmp_path / "svc"), None, reg, name="income", allow_unblessed=True)
+    deploy(
+        Store.open(),
+        str(tmp_path / "svc"),
+        None,
+        reg,
+        name="income",
+        allow_unblessed=True,
+        check=NO_CHECK,
+    )
     with TestClient(create_app(reg, watch=False)) as c:
         meta = c.get("/v2/models/income").json()
         assert [o["name"] for o in meta["outputs"]] == ["prediction"]

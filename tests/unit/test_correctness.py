@@ -16,10 +16,12 @@ from mlstage import evaluate, featurize, ingest, predict, train
 from mlstage.errors import BadInput
 from mlstage.model.artifact import Model
 from mlstage.serving.app import create_app
-from mlstage.stages.deploy import deploy
+from mlstage.stages.deploy import CheckOptions, deploy
 from mlstage.store.store import Store
 
 from ..conftest import cli, write, write_json
+
+NO_CHECK = CheckOptions(skip=True)  # the pre-push check is tested in tests/serve/test_release.py
 
 TRAIN_LR = {"format": "mlstage-train/1", "task": "classification",
             "estimator": "LogisticRegression", "params": {"max_iter": 1000}, "seed": 0}  # fmt: skip
@@ -102,7 +104,15 @@ def test_3_a_null_where_training_had_none(tmp_path):
     assert cli("evaluate", "model", "new", "--config", str(cfg), "-o", "ev").exit_code == 0
     r = cli("whatif", "model", "--row", json.dumps(row), "--vary", "x=0,1", "--json")
     assert r.exit_code == 0, r.stderr
-    deploy(Store.open(), "model", None, tmp_path / "reg", name="m", allow_unblessed=True)
+    deploy(
+        Store.open(),
+        "model",
+        None,
+        tmp_path / "reg",
+        name="m",
+        allow_unblessed=True,
+        check=NO_CHECK,
+    )
     with TestClient(create_app(tmp_path / "reg", watch=False)) as client:
         ok = client.post("/v1/models/m:predict", json={"instances": [row, same]})
         assert ok.status_code == 200 and ok.json()["predictions"][0] == ok.json()["predictions"][1]
@@ -314,7 +324,15 @@ def test_request_bodies_read_missing_markers_as_ingest_does(tmp_path):
         g=pl.when(pl.int_range(pl.len()) % 9 == 0).then(None).otherwise(pl.col("g"))
     )
     _chain(frame, [*NUMERIC[:2], {"column": "g", "transform": "one_hot"}])
-    deploy(Store.open(), "model", None, tmp_path / "reg", name="m", allow_unblessed=True)
+    deploy(
+        Store.open(),
+        "model",
+        None,
+        tmp_path / "reg",
+        name="m",
+        allow_unblessed=True,
+        check=NO_CHECK,
+    )
     with TestClient(create_app(tmp_path / "reg", watch=False)) as client:
 
         def csv(body):

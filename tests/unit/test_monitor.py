@@ -15,12 +15,14 @@ from mlstage import featurize, ingest, monitor, stats, train, validate
 from mlstage.errors import BadInput
 from mlstage.model.artifact import Model
 from mlstage.serving.requestlog import RequestLog
-from mlstage.stages.deploy import deploy
+from mlstage.stages.deploy import CheckOptions, deploy
 from mlstage.stages.evaluate import evaluate
 from mlstage.stages.schema import schema
 from mlstage.store.store import Store
 
 from ..conftest import SAMPLE, cli, working_in, write_json
+
+NO_CHECK = CheckOptions(skip=True)  # the pre-push check is tested in tests/serve/test_release.py
 
 SPEC = {"format": "mlstage-features/1", "label": "income", "features": [
     {"column": "age", "transform": "standardize"},
@@ -204,7 +206,7 @@ def test_all_null_column_in_a_flush_takes_the_schema_type(here, tmp_path):
 
 def test_evaluation_of_the_served_version_from_the_registry(here, tmp_path):
     reg = tmp_path / "reg"
-    deploy(Store.open(), "m", "ev", reg, name="income")
+    deploy(Store.open(), "m", "ev", reg, name="income", check=NO_CHECK)
     serving = json.loads((reg / "income" / "serving.json").read_text())
     ev_id = json.loads((here / "ev" / "manifest.json").read_text())["id"]
     assert serving["history"][-1]["evaluation"] == ev_id
