@@ -125,6 +125,13 @@ def deploy_cmd(
                 raise BadInput(f"{what} takes no MODEL or --evaluation")
             if canary is not None or shadow:
                 raise BadInput(f"{what} takes no --canary or --shadow")
+            if skip_check or allow_unblessed:
+                raise BadInput(f"{what} points at a version already checked: no --skip-check"
+                               " or --allow-unblessed")  # fmt: skip
+            if promote and to is not None:
+                raise BadInput("--promote takes the canary's version: no --to")
+        elif to is not None:
+            raise BadInput("--to is for --rollback")
         if rollback:
             result = reg.rollback(registry, name=name, to=to, message=message, label=label)
         elif promote:

@@ -138,6 +138,14 @@ def _say_no_traffic(requests: str, manifest: dict) -> None:
 
     p = manifest["params"]
     files = manifest["summary"].get("files")
+    if manifest["summary"].get("verdict") == "undecided":
+        from ..model.version_compare import MIN_ROWS
+
+        sys.stderr.write(
+            f"monitor: the candidate answered {manifest['summary']['candidate_rows']} rows in the"
+            f" window, too few to judge (at least {MIN_ROWS}); exit {int(ExitCode.NO_TRAFFIC)}\n"
+        )
+        return
     if p.get("since"):
         where = f"between {p['since']} and {p['until']} (UTC)"
     else:

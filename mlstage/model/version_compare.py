@@ -1,19 +1,23 @@
 """Two served versions over the same window, for `monitor --compare`: the stable version
-against the candidate (a canary, or a shadow), and a verdict, `promote` or `rollback`.
+against the candidate (a canary, or a shadow), and a verdict: `promote`, `rollback`, or
+`undecided`.
 
 Each version is measured as `monitor` measures one: its predictions against its own
 evaluation's, CBPE's estimates before labels, and live metrics with feedback, each
-gated by that evaluation's thresholds. Between the two, the prediction mixes are
-compared (chi-squared for classes, Kolmogorov–Smirnov for numbers; a shadow answers the
-same requests, so their agreement is also reported). With feedback on both, the
-candidate's live accuracy is tested against the stable's (one-sided two-proportion test
-at `SIGNIFICANCE`).
+gated by that evaluation's thresholds (a version deployed without one is measured, not
+gated). Between the two, the prediction mixes are compared (chi-squared for classes,
+Kolmogorov–Smirnov for numbers; a shadow answers the same requests, so their agreement
+is also reported). With feedback, the candidate's outcomes are tested against the
+stable version's, one-sided at `SIGNIFICANCE`: for a canary (different requests) the
+two-proportion z-test of accuracy or Welch's t-test of absolute errors; for a shadow
+(the same requests, paired) McNemar's exact test or the paired t-test.
 
 The verdict is `rollback` when the candidate fails a gate of its own (prediction drift
-from its evaluation, an estimated or live metric past its threshold), or is
-significantly less accurate than the stable version; otherwise `promote`. The two
+from its evaluation, an estimated or live metric past its threshold) or does
+significantly worse than the stable version, whatever the number of rows: evidence of
+harm is enough. Without such a reason, fewer than MIN_ROWS candidate rows is too little
+to judge (`undecided`, exit 4), and otherwise the verdict is `promote`. The two
 versions predicting differently is reported, not a reason: a new model is expected to.
-Fewer than MIN_ROWS candidate rows is too little to judge (`no_traffic`).
 """
 
 from __future__ import annotations
@@ -25,38 +29,40 @@ MIN_ROWS = 100
 SIGNIFICANCE = 0.05
 
 
-def describe(frame, evaluation: tuple | None, cfg: dict, rules, live_of) -> dict[str, Any]:
-    """One version's rows measured against its own evaluation (metrics, curves)."""
+def describe(frame, side: tuple, rules, live_of) -> dict[str, Any]:
+    """One version's rows measured against its own evaluation; `side` is (version,
+    (metrics, curves, config) or None, signature)."""
     from .estimate import gated_estimate
     from .prediction_drift import prediction_drift
 
+    _, evaluation, signature = side
     out: dict[str, Any] = {"rows": frame.height, "reasons": []}
     if "prediction" in frame.columns and frame.height:
-        counts = frame["prediction"].cast(str).value_counts(sort=True)
-        if frame["prediction"].dtype.is_numeric() and frame["prediction"].n_unique() > 20:
+        if signature["task"] == "regression":
             s = frame["prediction"].cast(float)
             out["predictions"] = {"mean": s.mean(), "std": s.std(), "min": s.min(), "max": s.max()}
         else:
+            counts = frame["prediction"].cast(str).value_counts(sort=True)
             out["predictions"] = {str(k): int(n) for k, n in counts.iter_rows()}
     if evaluation is None:
-        out["note"] = "deployed without an evaluation: nothing to gate it by"
-        return out
-    metrics, curves = evaluation
-    drift = prediction_drift(frame, metrics, curves, rules)
-    estimated = gated_estimate(frame, metrics, curves, cfg)
-    out.update(prediction_drift=drift, estimated=estimated)
-    for name in drift["drifted"]:
-        m = drift["measures"][name]
-        out["reasons"].append(
-            f"prediction_drift: {name} moved from its evaluation's ({m['metric'].upper()} {m['value']:.3f})"
-        )
-    for c in estimated.get("checks", []):
-        if c["passed"] is False:
+        out["note"] = "deployed without an evaluation: measured, not gated"
+    else:
+        metrics, curves, cfg = evaluation
+        drift = prediction_drift(frame, metrics, curves, rules)
+        estimated = gated_estimate(frame, metrics, curves, cfg)
+        out.update(prediction_drift=drift, estimated=estimated)
+        for name in drift["drifted"]:
+            m = drift["measures"][name]
             out["reasons"].append(
-                f"estimated_metric: {c['metric']} {c['value']:.4g} fails its threshold"
+                f"prediction_drift: {name} moved from its evaluation's ({m['metric'].upper()} {m['value']:.3f})"
             )
-    live = live_of(frame, metrics, cfg) if frame.height else None
-    if live is not None:
+        for c in estimated.get("checks", []):
+            if c["passed"] is False:
+                out["reasons"].append(
+                    f"estimated_metric: {c['metric']} {c['value']:.4g} fails its threshold"
+                )
+    if live_of is not None and frame.height:
+        live = live_of(frame, evaluation, signature)
         out["live"] = live
         for c in live["checks"]:
             if c["passed"] is False:
@@ -70,42 +76,55 @@ def compare(
     stable_frame,
     candidate_frame,
     *,
-    stable: tuple[int, tuple | None, dict],
-    candidate: tuple[int, tuple | None, dict],
+    stable: tuple,
+    candidate: tuple,
     role: str,
     rules,
-    live_of,
+    live_of=None,
+    scores_of=None,
+    keys: list[str] = (),
 ) -> dict[str, Any]:
     """The comparison section: each version, the difference, the verdict and its reasons.
-    `stable`/`candidate` are (version, (metrics, curves) or None, evaluate config)."""
+    `stable`/`candidate` are (version, (metrics, curves, config) or None, signature);
+    `live_of(rows, evaluation, signature)` gives live metrics and `scores_of(...)` the
+    per-row outcomes (None without feedback)."""
     sides = {}
-    for key, frame, (version, evaluation, cfg) in (
-        ("stable", stable_frame, stable),
-        ("candidate", candidate_frame, candidate),
-    ):
-        sides[key] = {"version": version, **describe(frame, evaluation, cfg, rules, live_of)}
+    for key, frame, side in (("stable", stable_frame, stable),
+                             ("candidate", candidate_frame, candidate)):  # fmt: skip
+        sides[key] = {"version": side[0], **describe(frame, side, rules, live_of)}
     out: dict[str, Any] = {
         "role": role,
         "stable": sides["stable"],
         "candidate": sides["candidate"],
-        "difference": _difference(stable_frame, candidate_frame, role),
+        "difference": _difference(stable_frame, candidate_frame, role, keys),
     }
     reasons = [f"candidate {r}" for r in sides["candidate"]["reasons"]]
-    worse = _accuracy_test(sides["stable"].get("live"), sides["candidate"].get("live"))
-    if worse is not None:
-        out["accuracy_test"] = worse
-        if worse["significant"]:
-            reasons.append(
-                f"candidate live accuracy {worse['candidate']:.4f} is significantly below the"
-                f" stable version's {worse['stable']:.4f} (p {worse['p_value']:.3g} < {SIGNIFICANCE:g})"
-            )
+    if scores_of is not None and stable_frame.height and candidate_frame.height:
+        task = candidate[2]["task"]
+        test = outcome_test(
+            scores_of(stable_frame, stable[1], stable[2]),
+            scores_of(candidate_frame, candidate[1], candidate[2]),
+            task, paired=role == "shadow",
+        )  # fmt: skip
+        if test is not None:
+            out["outcome_test"] = test
+            if test["significant"]:
+                what = "accuracy" if task == "classification" else "mean absolute error"
+                reasons.append(
+                    f"candidate {what} {test['candidate']:.4g} is significantly worse than the"
+                    f" stable version's {test['stable']:.4g} ({test['test']}, p {test['p_value']:.3g}"
+                    f" < {SIGNIFICANCE:g})"
+                )
     out["enough_traffic"] = candidate_frame.height >= MIN_ROWS
-    out["verdict"] = "rollback" if reasons else "promote"
+    if reasons:
+        out["verdict"] = "rollback"
+    else:
+        out["verdict"] = "promote" if out["enough_traffic"] else "undecided"
     out["reasons"] = reasons
     return out
 
 
-def _difference(a, b, role: str) -> dict[str, Any]:
+def _difference(a, b, role: str, keys) -> dict[str, Any]:
     """How the two versions' predictions differ: a test of their mixes, and for a shadow
     (the same requests) the share of rows they agree on."""
     import polars as pl
@@ -128,8 +147,7 @@ def _difference(a, b, role: str) -> dict[str, Any]:
         if len(classes) > 1:
             res = stats.chi2_contingency(table)
             out.update(statistic=float(res.statistic), p_value=float(res.pvalue))
-    if role == "shadow" and "request_id" in a.columns and "request_id" in b.columns:
-        keys = [c for c in ("request_id", "row") if c in a.columns and c in b.columns]
+    if role == "shadow" and keys and all(k in b.columns for k in keys):
         pairs = a.select(*keys, pl.col("prediction").cast(str).alias("a")).join(
             b.select(*keys, pl.col("prediction").cast(str).alias("b")), on=keys
         )
@@ -139,20 +157,50 @@ def _difference(a, b, role: str) -> dict[str, Any]:
     return out
 
 
-def _accuracy_test(stable_live, candidate_live) -> dict[str, Any] | None:
-    """One-sided two-proportion z-test: is the candidate less accurate than stable?"""
+def outcome_test(stable, candidate, task: str, *, paired: bool) -> dict[str, Any] | None:
+    """One-sided: does the candidate do worse? `stable`/`candidate` hold join keys and a
+    per-row `score` (1/0 right for classes, absolute error for numbers). Paired (a
+    shadow: the same rows) on the rows both have; otherwise as two samples."""
+    import numpy as np
     from scipy import stats
 
-    def acc(live):
-        m = (live or {}).get("metrics") or {}
-        return m.get("accuracy"), (live or {}).get("joined", 0)
-
-    (p1, n1), (p2, n2) = acc(stable_live), acc(candidate_live)
-    if p1 is None or p2 is None or not n1 or not n2:
+    if stable.height == 0 or candidate.height == 0:
         return None
-    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    p = 0.5 if se == 0 else float(stats.norm.cdf((p2 - p1) / se))
-    return {"test": "two-proportion z, one-sided", "stable": p1, "candidate": p2,
-            "n_stable": n1, "n_candidate": n2, "p_value": p,
-            "significant": p < SIGNIFICANCE}  # fmt: skip
+    out: dict[str, Any]
+    if paired:
+        keys = [c for c in stable.columns if c != "score"]
+        both = stable.join(candidate, on=keys, suffix="_c")
+        if both.height == 0:
+            return None
+        a, b = both["score"].to_numpy(), both["score_c"].to_numpy()
+        out = {"n": both.height}
+        if task == "classification":
+            lost = int(((a == 1) & (b == 0)).sum())  # right before, wrong in the candidate
+            won = int(((a == 0) & (b == 1)).sum())
+            p = 1.0 if lost + won == 0 else float(
+                stats.binomtest(lost, lost + won, 0.5, alternative="greater").pvalue)  # fmt: skip
+            out.update(test="McNemar exact, one-sided", lost=lost, won=won)
+        else:
+            d = b - a
+            p = 0.5 if np.all(d == d[0]) else float(
+                stats.ttest_1samp(d, 0.0, alternative="greater").pvalue)  # fmt: skip
+            out.update(test="paired t on absolute errors, one-sided")
+        out.update(stable=float(a.mean()), candidate=float(b.mean()))
+    else:
+        a, b = stable["score"].to_numpy(), candidate["score"].to_numpy()
+        out = {"n_stable": int(a.size), "n_candidate": int(b.size),
+               "stable": float(a.mean()), "candidate": float(b.mean())}  # fmt: skip
+        if task == "classification":
+            p1, p2, n1, n2 = a.mean(), b.mean(), a.size, b.size
+            pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+            se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+            p = 0.5 if se == 0 else float(stats.norm.cdf((p2 - p1) / se))
+            out["test"] = "two-proportion z, one-sided"
+        else:
+            same = a.size < 2 or b.size < 2 or (np.all(a == a[0]) and np.all(b == b[0]))
+            p = 0.5 if same else float(
+                stats.ttest_ind(b, a, equal_var=False, alternative="greater").pvalue)  # fmt: skip
+            out["test"] = "Welch t on absolute errors, one-sided"
+    p = 1.0 if math.isnan(p) else p
+    out.update(p_value=p, significant=p < SIGNIFICANCE)
+    return out

@@ -139,10 +139,42 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+NAME = "model"  # the private registry's name for the version: safe in any URL
+
+# The check server's entry point. It reads its stdin until EOF, which comes when the
+# deploy that started it ends however it ends (a SIGKILL included), and then exits: a
+# check server never outlives its deploy. `-P` keeps the current directory off
+# sys.path, so a checkout of other code there is not what the server runs.
+ENTRY = """
+import os, sys, threading
+def watch():
+    sys.stdin.buffer.read()
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+sys.argv[0] = "mlstage"
+from mlstage.cli import main
+main()
+"""
+SCRATCH = ".mlstage-check-"
+
+
+def remove_stale(registry: Path) -> None:
+    """Scratch folders of checks whose deploy is gone (killed before its cleanup)."""
+    for folder in registry.glob(SCRATCH + "*"):
+        try:
+            pid = int(folder.name[len(SCRATCH) :].split("-")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue
+
+
 class _Server:
     """`mlstage serve` on a registry holding only the version under check."""
 
-    def __init__(self, version_dir: Path, name: str, scratch: Path):
+    def __init__(self, version_dir: Path, scratch: Path):
+        name = NAME
         reg = scratch / "registry"
         folder = reg / name / "1"
         folder.mkdir(parents=True)
@@ -164,9 +196,9 @@ class _Server:
         self.port = _free_port()
         with open(self.errors, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mlstage", "serve", "--registry", str(self.registry),
+                [sys.executable, "-P", "-c", ENTRY, "serve", "--registry", str(self.registry),
                  "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
                 env={**os.environ, "MLSTAGE_NO_SHORTCUT": "1"}, start_new_session=True,
             )  # fmt: skip
 
@@ -183,6 +215,10 @@ class _Server:
                     status, doc, _ = self.request("GET", f"/v1/models/{self.name}")
                     if status == 200 and doc.get("served_version") == 1:
                         return
+                    ended = [v["status"]["error_message"] for v in
+                             doc.get("model_version_status", []) if v.get("state") == "END"]  # fmt: skip
+                    if ended:
+                        raise CheckFailed(f"the version does not load in the server: {ended[0]}")
                 except OSError:
                     pass
                 time.sleep(0.05)
@@ -218,6 +254,8 @@ class _Server:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()  # the watchdog's EOF, should the signal not do
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
@@ -227,8 +265,23 @@ class _Server:
 
 
 # -- the check ------------------------------------------------------------------------
+def _exit_on_sigterm():
+    """SIGTERM (`timeout`, a stopped make) ends the check as Ctrl-C does, through the
+    `finally`s that stop its server and remove the scratch folder and the new version's
+    copy. The handler before, to restore (None off the main thread: left alone)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
 def run_check(
-    version_dir: Path, name: str, frame, *, source: str, latency_ms: float = LATENCY_MS
+    version_dir: Path, frame, *, source: str, latency_ms: float = LATENCY_MS
 ) -> dict[str, Any]:
     """Serve `version_dir`, send it `frame`'s rows, compare with the batch path; a summary
     for the history, or CheckFailed."""
@@ -238,16 +291,19 @@ def run_check(
 
     started = time.monotonic()
     rows = _json_rows(frame)
-    scratch = Path(tempfile.mkdtemp(prefix=".mlstage-check-", dir=version_dir.parent.parent))
-    server = _Server(version_dir, name, scratch)
+    registry = version_dir.parent.parent
+    remove_stale(registry)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-", dir=registry))
+    server = _Server(version_dir, scratch)
     times: list[float] = []
+    before = _exit_on_sigterm()
     try:
         server.launch()
         model = Model.load(version_dir)  # the reference, while the server starts
         want, want_proba = model.predict_frame(frame)
         server.wait_ready()
-        v1 = f"/v1/models/{name}:predict"
-        mlflow = f"/invocations?model={name}"
+        v1 = f"/v1/models/{NAME}:predict"
+        mlflow = f"/invocations?model={NAME}"
         asks = [("TF Serving", v1, {"instances": rows}, slice(None)),
                 ("MLflow", mlflow, {"dataframe_records": rows}, slice(None))]  # fmt: skip
         singles = range(min(SINGLE_REQUESTS, len(rows)))
@@ -266,6 +322,8 @@ def run_check(
     finally:
         server.stop()
         shutil.rmtree(scratch, ignore_errors=True)
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
     p50, p95 = (float(np.percentile(times, q)) * 1000 for q in (50, 95))
     if p95 > latency_ms:
         raise CheckFailed(

@@ -184,7 +184,9 @@ class ServedModels:
                 choice, note = self._choose(name, have, target, loaded, why, old)
                 if choice is not None:
                     served[name] = choice
-                note = "; ".join(p for p in (problem, note) if p)
+                note = "; ".join(
+                    p for p in (problem, note, self._label_problems(name, have, why)) if p
+                )
                 if note:
                     problems[name] = note
                 for v in loaded:  # a served version kept in memory after its folder went
@@ -216,6 +218,18 @@ class ServedModels:
                 or {n: set(m) for n, m in models.items()}
                 != {n: set(m) for n, m in old.models.items()}
             )
+
+    def _label_problems(self, name: str, have, why) -> str | None:
+        """What is wrong with the versions labels other than stable point to."""
+        out = []
+        for label, v in self._routes.get(name, {}).get("labels", {}).items():
+            if label == STABLE or v == self._targets.get(name):
+                continue
+            if v not in have:
+                out.append(f"label {label} points to version {v}, which is not in the registry")
+            elif v in why and why[v] != "is still loading":
+                out.append(f"label {label}: version {v} {why[v]}")
+        return "; ".join(out) or None
 
     def _recently_failed(self, key) -> bool:
         return key in self._failed and time.time() - self._failed[key][1] < RETRY_SECONDS
@@ -351,8 +365,12 @@ class ServedModels:
                 )
             version = labels[label]
             if version not in snap.models[name]:
+                state = snap.states.get(name, {}).get(version)
+                why = state["status"]["error_message"] if state else ""
                 raise ModelLookupError(
-                    503, f"label {label!r} of {name!r} points to version {version}, not loaded yet"
+                    503,
+                    f"label {label!r} of {name!r} points to version {version}, "
+                    + (f"which does not load: {why}" if why else "not loaded yet"),
                 )
         if version is None:
             version = snap.served.get(name)

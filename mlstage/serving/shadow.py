@@ -19,7 +19,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-QUEUE_REQUESTS = 10_000  # copies waiting to be sent; past this they are dropped
+QUEUE_ROWS = 200_000  # rows of copies held for the shadow; past this copies are dropped
 SEND_SECONDS = 0.1  # copies are sent to the shadow process in one batch this often
 BATCH_REQUESTS = 2_000  # copies predicted together
 
@@ -32,6 +32,8 @@ class Shadow:
     def __init__(self, registry: Path, log_dir: Path, exclude: list[str], log):
         self.registry, self.log_dir, self.exclude, self._log = registry, log_dir, exclude, log
         self._pending: deque = deque()
+        self._held_rows = 0  # rows in _pending (a memory bound, whatever the request sizes)
+        self._held_lock = threading.Lock()
         self._conn: Any = None
         self._proc: Any = None
         self._lock = threading.Lock()
@@ -42,12 +44,15 @@ class Shadow:
         self.broken = False
 
     def offer(self, name: str, version: int, model_id: str, rid: str, rows: list) -> None:
-        if self._proc is None and not self._start():
+        if self.broken or (self._proc is None and not self._start()):
+            self.dropped += 1
             return
-        if len(self._pending) >= QUEUE_REQUESTS:
-            self.dropped += 1  # the shadow cannot keep up: never waited for
-            return
-        self._pending.append((name, version, model_id, rid, rows))
+        with self._held_lock:  # uncontended but for the sender's tenth-of-a-second take
+            if self._held_rows + len(rows) > QUEUE_ROWS:
+                self.dropped += 1  # the shadow cannot keep up: never waited for
+                return
+            self._held_rows += len(rows)
+            self._pending.append((name, version, model_id, rid, rows))
 
     def _start(self) -> bool:
         import multiprocessing as mp
@@ -82,8 +87,10 @@ class Shadow:
         while True:
             stopping = self._stop.wait(SEND_SECONDS)
             batch = []
-            while self._pending and len(batch) < BATCH_REQUESTS:
-                batch.append(self._pending.popleft())
+            with self._held_lock:
+                while self._pending and len(batch) < BATCH_REQUESTS:
+                    batch.append(self._pending.popleft())
+                    self._held_rows -= len(batch[-1][4])
             try:
                 if batch:
                     self._conn.send(batch)
@@ -91,11 +98,15 @@ class Shadow:
                 if stopping and not self._pending:
                     self._conn.send(None)
                     return
-            except OSError as e:
-                self.dropped += len(batch) + len(self._pending)
-                self._pending.clear()
+            except OSError as e:  # the shadow process died (killed, out of memory)
                 self.broken = True
-                self._log(f"shadow: the shadow process is gone ({e}); copies are dropped")
+                self.dropped += len(batch) + len(self._pending)
+                with self._held_lock:
+                    self._pending.clear()
+                    self._held_rows = 0
+                self._log(
+                    f"shadow: the shadow process is gone ({e}); copies are dropped from now on"
+                )
                 return
 
     def close(self, seconds: float = 10.0) -> None:
@@ -109,6 +120,11 @@ class Shadow:
         if self._proc.is_alive():
             self._proc.terminate()
             self._proc.join(5)
+            self._log(
+                f"shadow: stopped before it had predicted every copy sent to it; {len(self._pending)}"
+                " more were never sent"
+            )
+        self._log(f"shadow: {self.sent} copies sent, {self.dropped} dropped")
 
 
 def _main(registry: str, log_dir: str, exclude: list[str], conn) -> None:

@@ -186,7 +186,7 @@ def deploy(
             version = max([*have, *taken], default=0) + 1
             tmp = where = _copy_in(folder, version, model_path, model_manifest)
         try:
-            outcome = _pre_push(store, where, name, eval_manifest, check)
+            outcome = _pre_push(store, where, eval_manifest, check)
         except BaseException:
             if tmp is not None:
                 remove_tree(tmp)
@@ -247,7 +247,7 @@ def _copy_in(folder: Path, version: int, model_path: Path, model_manifest: dict)
     return tmp
 
 
-def _pre_push(store, where: Path, name: str, eval_manifest, check: CheckOptions):
+def _pre_push(store, where: Path, eval_manifest, check: CheckOptions):
     """The pre-push check's summary for the history ("skipped" when skipped); a failure
     is DeployRefused (exit 1) with its reason."""
     from ..model.artifact import read_signature
@@ -262,7 +262,7 @@ def _pre_push(store, where: Path, name: str, eval_manifest, check: CheckOptions)
     if frame is None:
         frame, source = rows_from_signature(signature, check.rows), "signature"
     try:
-        return run_check(where, name, frame, source=source, latency_ms=check.latency_ms)
+        return run_check(where, frame, source=source, latency_ms=check.latency_ms)
     except CheckFailed as e:
         raise DeployRefused(
             f"refused: the pre-push check failed: {e} ({opt('skip_check')} skips it, on record)"
@@ -304,11 +304,19 @@ def promote(
                 f"label {label} points to version {version}, which is gone", file=str(folder)
             )
         if version == serving["version"]:
+            _end_runs_of(folder, serving, version, have[version])
             return DeployResult(registry, name, version, have[version], "none", True)
+        damaged = check_files(folder / str(version), read_manifest(folder / str(version)))
+        if damaged:
+            raise CorruptArtifact(
+                f"version {version} is damaged ({damaged[0]}): not promoted; deploy its model again"
+            )
+        checked = next((h.get("check") for h in reversed(serving["history"])
+                        if h["version"] == version and "check" in h), "skipped")  # fmt: skip
         point(folder, serving, version, have[version], "promote", message,
-              extra={"from": label})  # fmt: skip
+              extra={"from": label, "check": checked})  # fmt: skip
         _end_runs_of(folder, serving, version, have[version])
-    return DeployResult(registry, name, version, have[version], "promote")
+    return DeployResult(registry, name, version, have[version], "promote", check=checked)
 
 
 def rollback(
@@ -357,4 +365,6 @@ def rollback(
         if to == labels[label]:
             return DeployResult(registry, name, to, have[to], "none", True, label)
         point(folder, serving, to, have[to], "rollback", message, label=label)
+        if label == STABLE:
+            _end_runs_of(folder, serving, to, have[to])
     return DeployResult(registry, name, to, have[to], "rollback", label=label)

@@ -59,6 +59,7 @@ from ..store.refs import is_artifact_ref, load_input
 from ..store.registry import resolve_evaluation
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
+from .monitor_compare import compare_section, versions_to_compare
 
 ALGORITHM = 4  # 2: unlabelled feedback rows counted; 3: no_traffic; 4: CBPE estimates
 
@@ -231,7 +232,7 @@ def monitor(
         raise BadInput(
             f"{opt('feedback')} needs {opt('join')} COLUMN (the request id the labels carry)"
         )
-    if feedback is not None and evaluation is None:
+    if feedback is not None and evaluation is None and compare is None:
         raise BadInput(
             f"{opt('feedback')} needs {opt('evaluation')}: live metrics are gated by its thresholds"
         )
@@ -246,7 +247,11 @@ def monitor(
     if schema is not None:
         schema_doc, schema_in = read_schema(st, str(schema))
         inputs.append(schema_in)
-    eval_path = eval_manifest = None
+    eval_path = eval_manifest = stable = None
+    if evaluation is not None and (Path(str(evaluation)) / "serving.json").is_file():
+        from ..store.registry import read_serving
+
+        stable = (read_serving(Path(str(evaluation))) or {}).get("version")
     if evaluation is not None:
         eval_path, eval_manifest, eval_in = load_input(
             st, resolve_evaluation(str(evaluation)), "evaluation", ("evaluation",)
@@ -265,7 +270,12 @@ def monitor(
         params["allow_empty"] = True
     versions = None
     if compare is not None:
-        versions = _versions_to_compare(st, Path(compare), inputs)
+        if not from_logs:
+            raise BadInput(
+                f"{opt('compare')} needs the server's request logs: a dataset has no version column",
+                file=str(requests),
+            )
+        versions = versions_to_compare(st, Path(compare), inputs)
         params["compare"] = {k: v[0] for k, v in versions.items() if k != "role"}
         params["compare"]["role"] = versions["role"]
         model = model or Path(compare).name
@@ -273,6 +283,8 @@ def monitor(
     plan = StagePlan("monitor", "monitor", ALGORITHM, params, inputs)
 
     def produce(tmp: Path) -> dict[str, Any]:
+        import polars as pl
+
         from ..validation.checks import Checker
 
         every = read_requests(files, str(requests))
@@ -299,11 +311,16 @@ def monitor(
         errors = [a for a in checker.anomalies if a["severity"] == "error"]
         reasons = [f"{a['type']}: {a['description']}" for a in errors]
         predictions = live = estimated = None
+        # REGISTRY/NAME's evaluation is the stable version's: a canary's answers are not
+        # held against it (`--compare` judges them against their own)
+        served_by = frame
+        if stable is not None and "version" in frame.columns and frame.height:
+            served_by = frame.filter(pl.col("version") == stable)
         if eval_path is not None:
             metrics, curves = read_metrics(eval_path), read_curves(eval_path)
-            predictions = prediction_drift(frame, metrics, curves, rules)
+            predictions = prediction_drift(served_by, metrics, curves, rules)
             cfg = eval_manifest["params"].get("config", {})
-            estimated = gated_estimate(frame, metrics, curves, cfg)
+            estimated = gated_estimate(served_by, metrics, curves, cfg)
             for c in estimated.get("checks", []):
                 if c["passed"] is False:
                     bound = ", ".join(f"{k} {v:g}" for k, v in c["threshold"].items())
@@ -317,9 +334,9 @@ def monitor(
                     f"prediction_drift: {name} moved from the evaluation's ({m['metric'].upper()}"
                     f" {m['value']:.3f} > {m['threshold']:g})"
                 )
-            if fb_frame is not None and frame.height:  # no traffic: nothing to join to
+            if fb_frame is not None and served_by.height:  # no traffic: nothing to join to
                 label = _label_of(st, eval_manifest, fb_frame, join)
-                live = _live_metrics(frame, fb_frame, join, label, metrics, cfg, str(feedback))
+                live = _live_metrics(served_by, fb_frame, join, label, metrics, cfg, str(feedback))
                 for c in live["checks"]:
                     if c["passed"] is False:
                         bound = ", ".join(f"{k} {v:g}" for k, v in c["threshold"].items())
@@ -328,7 +345,8 @@ def monitor(
                         )
         comparison = None
         if versions is not None:
-            comparison = _compare(every, frame, versions, rules, fb_frame, join, st, feedback)
+            fb = None if fb_frame is None else (fb_frame, join, str(feedback))
+            comparison = compare_section(every, frame, versions, rules, fb, st)
         served = {}
         if "version" in frame.columns and frame.height:
             served = {
@@ -355,9 +373,10 @@ def monitor(
         })  # fmt: skip
         write_report(tmp, doc)
         verdict = {}
-        if comparison is not None:
-            short = not comparison["enough_traffic"] and not allow_empty
-            verdict = {"verdict": comparison["verdict"], "no_traffic": short or frame.height == 0}
+        if comparison is not None:  # too few rows to judge is exit 4, unless harm is seen
+            verdict = {"verdict": comparison["verdict"],
+                       "no_traffic": comparison["verdict"] == "undecided",
+                       "candidate_rows": comparison["candidate"]["rows"]}  # fmt: skip
         return {
             "retrain": bool(reasons),
             "no_traffic": frame.height == 0 and not allow_empty,
@@ -405,74 +424,3 @@ def _label_of(st: Store, eval_manifest: dict[str, Any], feedback, join: list[str
         f"the evaluated model {model['id'][:12]} is not in this store, so its label column is"
         f" unknown: give feedback with only the join columns and the label"
     )
-
-
-def _versions_to_compare(st: Store, folder: Path, inputs: list) -> dict[str, Any]:
-    """The stable version and the running canary's (or shadow's), each with its evaluation
-    (metrics, curves, config) when it was deployed with one; the evaluations join the
-    inputs."""
-    from ..store.registry import CANARY, SHADOW, read_serving, served_evaluation
-
-    doc = read_serving(folder) if folder.is_dir() else None
-    if doc is None:
-        raise BadInput("not a registry model folder (no serving.json)", file=str(folder))
-    role = next((r for r in (CANARY, SHADOW) if doc.get(r)), None)
-    if role is None:
-        raise BadInput(
-            f"{opt('compare')}: no canary or shadow runs (deploy one with --canary or --shadow)",
-            file=str(folder),
-        )
-    out: dict[str, Any] = {"role": role}
-    for key, version in (("stable", doc["version"]), ("candidate", doc[role]["version"])):
-        evaluation = None
-        eid = served_evaluation(doc, version)
-        if eid is not None:
-            path, manifest, inp = load_input(st, f"@{eid}", "evaluation", ("evaluation",))
-            inputs.append(inp)
-            evaluation = (
-                read_metrics(path),
-                read_curves(path),
-                manifest["params"].get("config", {}),
-                manifest,
-            )
-        out[key] = (version, evaluation)
-    return out
-
-
-def _compare(every, frame, versions, rules, fb_frame, join, st, feedback) -> dict[str, Any]:
-    import polars as pl
-
-    from ..model.version_compare import compare
-
-    role = versions["role"]
-    (v_stable, e_stable), (v_cand, e_cand) = versions["stable"], versions["candidate"]
-    stable_rows = frame.filter(pl.col("version") == v_stable) if frame.height else frame
-    if role == "shadow":
-        shadows = (
-            every.filter(pl.col("shadow").fill_null(False))
-            if "shadow" in every.columns
-            else every.clear()
-        )
-        cand_rows = (
-            shadows.filter(pl.col("version") == v_cand).drop("shadow")
-            if shadows.height
-            else frame.clear()
-        )
-    else:
-        cand_rows = frame.filter(pl.col("version") == v_cand) if frame.height else frame
-    label = None
-    if fb_frame is not None:
-        manifest = (e_stable or e_cand or (None,) * 4)[3]
-        label = _label_of(st, manifest, fb_frame, join) if manifest is not None else None
-
-    def live_of(rows, metrics, cfg):
-        if fb_frame is None or label is None:
-            return None
-        return _live_metrics(rows, fb_frame, join, label, metrics, cfg, str(feedback))
-
-    def side(version, e):
-        return version, (None if e is None else (e[0], e[1])), {} if e is None else e[2]
-
-    return compare(stable_rows, cand_rows, stable=side(v_stable, e_stable),
-                   candidate=side(v_cand, e_cand), role=role, rules=rules,
-                   live_of=live_of)  # fmt: skip

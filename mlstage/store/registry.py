@@ -45,25 +45,35 @@ def check_label(label: str) -> str:
     return label
 
 
-def _well_formed(doc: Any) -> bool:
+def _problem(doc: Any) -> str | None:
+    """What makes a parsed serving.json unusable (None: nothing). A hand edit that leaves
+    `deploy` and the server reading it differently is refused, not guessed at."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        return False
-    if not isinstance(doc.get("version"), int) or not isinstance(doc.get("history", []), list):
-        return False
+        return f"not a {FORMAT} file"
+    if type(doc.get("version")) is not int or not isinstance(doc.get("history", []), list):
+        return f"not a {FORMAT} file (version, history)"
     labels = doc.get("labels", {})
-    if not isinstance(labels, dict) or not all(
-        isinstance(k, str) and type(v) is int for k, v in labels.items()
-    ):
-        return False
-    canary, shadow = doc.get("canary"), doc.get("shadow")
-    if canary is not None and not (
-        isinstance(canary, dict)
-        and type(canary.get("version")) is int
-        and type(canary.get("percent")) in (int, float)
-        and 0 < canary["percent"] <= 100
-    ):
-        return False
-    return shadow is None or (isinstance(shadow, dict) and type(shadow.get("version")) is int)
+    if not isinstance(labels, dict) or not all(type(v) is int for v in labels.values()):
+        return "labels: expected an object of label -> version number"
+    bad = [k for k in labels if not LABEL.fullmatch(k)]
+    if bad:
+        return f"labels: {bad[0]!r} is not a label name"
+    if labels.get(STABLE, doc["version"]) != doc["version"]:
+        return f"labels.stable ({labels[STABLE]}) differs from version ({doc['version']})"
+    for run in (CANARY, SHADOW):
+        spec = doc.get(run)
+        if spec is None:
+            continue
+        if not isinstance(spec, dict) or type(spec.get("version")) is not int:
+            return f'{run}: expected {{"version": N, ...}}'
+        if run in labels and labels[run] != spec["version"]:
+            return f"{run}.version ({spec['version']}) differs from labels.{run} ({labels[run]})"
+    canary = doc.get(CANARY)
+    if canary is not None:
+        percent = canary.get("percent")
+        if type(percent) not in (int, float) or not 0 < percent <= 100:
+            return "canary.percent: expected a percentage in (0, 100]"
+    return None
 
 
 def labels_of(doc: dict[str, Any] | None) -> dict[str, int]:
@@ -72,6 +82,9 @@ def labels_of(doc: dict[str, Any] | None) -> dict[str, int]:
         return {}
     out = dict(doc.get("labels") or {})
     out[STABLE] = doc["version"]
+    for run in (CANARY, SHADOW):  # a running canary or shadow is its label
+        if doc.get(run):
+            out[run] = doc[run]["version"]
     return dict(sorted(out.items()))
 
 
@@ -89,8 +102,9 @@ def read_serving(folder: Path) -> dict[str, Any] | None:
         doc = json.loads(path.read_text())
     except ValueError as e:
         raise BadInput(f"serving.json is not valid JSON: {e}", file=str(path)) from None
-    if not _well_formed(doc):
-        raise BadInput(f"not a {FORMAT} file", file=str(path))
+    problem = _problem(doc)
+    if problem is not None:
+        raise BadInput(problem, file=str(path))
     doc.setdefault("history", [])
     return doc
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import os
+import re
 import signal
 import threading
 import time
@@ -42,7 +44,11 @@ def more(built):
             cfg = {**base, "estimator": "LogisticRegression", "params": {"C": 0.5}}
             train("feat", "m3", config=write_json(built / "c.json", cfg))
             evaluate("m3", "ds", "e3", config=ok)
-            cfg = {**base, "estimator": "DummyClassifier", "params": {"strategy": "constant", "constant": 1}}
+            cfg = {
+                **base,
+                "estimator": "DummyClassifier",
+                "params": {"strategy": "constant", "constant": 1},
+            }
             train("feat", "dummy", config=write_json(built / "d.json", cfg))
             plain = write_json(built / "plain.json", {"format": "mlstage-evaluate/1"})
             evaluate("dummy", "ds", "ed", config=plain)
@@ -248,7 +254,7 @@ def test_a_worse_canary_is_rolled_back(more, monkeypatch, tmp_path):
             "-o", str(tmp_path / "mon"))  # fmt: skip
     cmp = json.loads((tmp_path / "mon" / "report.json").read_text())["comparison"]
     assert r.exit_code == 1 and cmp["verdict"] == "rollback"
-    test = cmp["accuracy_test"]
+    test = cmp["outcome_test"]
     assert test["significant"] and test["candidate"] < test["stable"]
     # the test's numbers, from the joined rows directly
     logged = read_requests(sorted(logs.glob("*.parquet")), "logs").join(
@@ -257,7 +263,7 @@ def test_a_worse_canary_is_rolled_back(more, monkeypatch, tmp_path):
     for version, key in ((1, "stable"), (2, "candidate")):
         part = logged.filter(pl.col("version") == version)
         assert math.isclose(test[key], (part["prediction"] == part["income"]).mean(), rel_tol=1e-12)
-    assert any("significantly below" in x for x in cmp["reasons"])
+    assert any("significantly worse" in x for x in cmp["reasons"])
     ended = rollback(reg, label="canary")
     assert ended.action == "end-canary"
     assert "canary" not in read_serving(reg / "income")
@@ -308,7 +314,7 @@ def test_shadow_predicts_copies_that_no_client_sees(more, monkeypatch, tmp_path)
     cmp = json.loads((tmp_path / "mon" / "report.json").read_text())["comparison"]
     assert cmp["role"] == "shadow" and cmp["candidate"]["rows"] == n
     assert cmp["difference"]["paired_rows"] == n and cmp["difference"]["agreement"] > 0.9
-    assert r.exit_code == {"promote": 0, "rollback": 1}[cmp["verdict"]]
+    assert cmp["verdict"] == "promote" and r.exit_code == 0, cmp["reasons"]
     p = promote(reg)
     assert p.version == 2 and "shadow" not in read_serving(reg / "income")
 
@@ -351,3 +357,159 @@ def test_the_pre_push_check_refuses_a_server_that_answers_differently(here, tmp_
     # without an evaluation, rows come from the signature's ranges and domains
     ok = deploy(store, "m2", None, reg, allow_unblessed=True)
     assert ok.check["source"] == "signature" and ok.check["rows"] == 200
+
+
+def test_compare_judges_a_version_without_an_evaluation_and_small_windows(
+    more, monkeypatch, tmp_path
+):
+    """A canary deployed without an evaluation is still measured by its outcomes; fewer
+    than 100 candidate rows is undecided (exit 4) unless harm is already significant;
+    `--compare` needs logs; a plain monitor holds only stable's answers against the
+    stable evaluation."""
+    monkeypatch.chdir(more)
+    store, reg, logs = Store.open(), tmp_path / "reg", tmp_path / "logs"
+    deploy(store, "m1", "e1", reg, name="income", check=NO_CHECK)
+    deploy(store, "dummy", None, reg, canary=50, allow_unblessed=True, check=NO_CHECK)
+    frame = eval_rows(more)
+    n = min(frame.height, 1_500)
+    ids = [f"u{i}" for i in range(n)]
+    with TestClient(create_app(reg, log_dir=str(logs), watch=False)) as c:
+        for i in range(n):
+            body = {"instances": [{k: frame[k][i] for k in INPUTS}]}
+            c.post("/v1/models/income:predict", json=body, headers={"X-Request-ID": ids[i]})
+    fb = feedback(tmp_path, frame.head(n), ids)
+    args = ["--requests", str(logs), "--baseline", "st", "--feedback", str(fb),
+            "--join", "request_id", "--compare", str(reg / "income")]  # fmt: skip
+    r = cli("monitor", *args, "-o", str(tmp_path / "a"))
+    cmp = json.loads((tmp_path / "a" / "report.json").read_text())["comparison"]
+    assert r.exit_code == 1 and cmp["verdict"] == "rollback", (r.stderr, cmp["reasons"])
+    assert cmp["candidate"]["note"].startswith("deployed without an evaluation")
+    assert (
+        cmp["candidate"]["live"]["metrics"]["accuracy"] < 0.5 and cmp["outcome_test"]["significant"]
+    )
+    # a small window: 40 requests, about 20 to the canary
+    small = tmp_path / "small"
+    small.mkdir()
+    logged = read_requests(sorted(logs.glob("*.parquet")), "logs")
+    logged.filter(pl.col("request_id").is_in(ids[:40])).write_parquet(small / "requests-x.parquet")
+    r = cli("monitor", *args[:1], str(small), *args[2:], "-o", str(tmp_path / "b"))
+    cmp = json.loads((tmp_path / "b" / "report.json").read_text())["comparison"]
+    if cmp["reasons"]:  # harm already significant on 20 rows: rolled back
+        assert r.exit_code == 1 and cmp["verdict"] == "rollback"
+    else:
+        assert r.exit_code == 4 and cmp["verdict"] == "undecided"
+        assert "too few to judge" in r.stderr
+    # an empty window: undecided, exit 4, even with --allow-empty
+    r = cli("monitor", *args, "--window", "1h", "--until", "2000-01-01T00:00:00",
+            "--allow-empty", "-o", str(tmp_path / "c"))  # fmt: skip
+    assert r.exit_code == 4 and "too few to judge" in r.stderr
+    # a dataset has no versions
+    r = cli("monitor", "--requests", "ds", "--baseline", "st", "--compare", str(reg / "income"),
+            "-o", str(tmp_path / "d"))  # fmt: skip
+    assert r.exit_code == 2 and "needs the server's request logs" in r.stderr
+    # a plain monitor judges only stable's answers by the stable evaluation
+    r = cli("monitor", "--requests", str(logs), "--baseline", "st", "--evaluation",
+            str(reg / "income"), "-o", str(tmp_path / "e"))  # fmt: skip
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    stable_rows = logged.filter(pl.col("version") == 1).height
+    assert report["predictions"]["rows"] == stable_rows < n
+    assert report["requests"]["rows"] == n
+
+
+def test_registry_edits_and_runs_end_consistently(here, tmp_path):
+    store, reg = Store.open(), tmp_path / "reg"
+    deploy(store, "m1", "e1", reg, name="income", check=NO_CHECK)
+    deploy(store, "m2", "e2", reg, canary=10, check=NO_CHECK)
+    # rolling stable back to the canary's version ends the canary
+    deploy(store, "m2", "e2", reg, label="exp", check=NO_CHECK)
+    rollback(reg, to=2)
+    doc = read_serving(reg / "income")
+    assert doc["version"] == 2 and "canary" not in doc and "canary" not in doc["labels"]
+    assert doc["labels"] == {"exp": 2, "stable": 2}
+    # promote refuses a damaged version
+    deploy(store, "m1", "e1", reg, canary=10, check=NO_CHECK)
+    os.chmod(reg / "income" / "1" / "model.skops", 0o644)
+    with open(reg / "income" / "1" / "model.skops", "ab") as f:
+        f.write(b"x")
+    r = cli("deploy", "--promote", "--registry", str(reg))
+    assert r.exit_code != 0 and "damaged" in r.stderr
+    assert read_serving(reg / "income")["version"] == 2
+    # hand edits that would leave deploy and the server reading the file differently
+    path = reg / "income" / "serving.json"
+    good = json.loads(path.read_text())
+    for edit, said in [
+        ({"labels": {"stable": 1}}, "labels.stable (1) differs from version (2)"),
+        ({"labels": {"Bad Label!": 1, "stable": 2}}, "is not a label name"),
+        ({"canary": {"version": 1, "percent": 0}}, "canary.percent"),
+        (
+            {"canary": {"version": 2, "percent": 5}, "labels": {"canary": 1, "stable": 2}},
+            "canary.version (2) differs from labels.canary (1)",
+        ),
+    ]:
+        path.write_text(json.dumps({**good, **edit}))
+        with pytest.raises(BadInput, match=re.escape(said)):
+            read_serving(reg / "income")
+    # a canary written without its label is still a canary to deploy and the server
+    path.write_text(json.dumps({**good, "labels": {"stable": 2}}))
+    assert labels_of(read_serving(reg / "income"))["canary"] == 1
+    assert rollback(reg, label="canary").action == "end-canary"
+    assert "canary" not in read_serving(reg / "income")
+    for extra, said in [(["--promote", "--to", "1"], "no --to"),
+                        (["--rollback", "--skip-check"], "no --skip-check"),
+                        (["--to", "1"], "--to is for --rollback")]:  # fmt: skip
+        r = cli("deploy", *extra, "--registry", str(reg))
+        assert r.exit_code == 2 and said in r.stderr, r.stderr
+
+
+def test_the_check_survives_odd_names_and_a_killed_deploy(here, tmp_path):
+    import os
+    import subprocess
+    import time as clock
+
+    from ..conftest import mlstage_exe
+
+    store, reg = Store.open(), tmp_path / "reg"
+    ok = deploy(store, "m1", "e1", reg, name="my model#1")  # the check's URLs never see it
+    assert isinstance(ok.check, dict) and ok.check["rows"] == 200
+    # a deploy stopped by SIGTERM mid-check leaves no server, scratch folder or copy
+    proc = subprocess.Popen([mlstage_exe(), "deploy", "m2", "--evaluation", "e2", "--registry",
+                             str(reg), "--name", "my model#1"], stderr=subprocess.PIPE)  # fmt: skip
+    deadline = clock.monotonic() + 60
+    while clock.monotonic() < deadline and not list(reg.glob(".mlstage-check-*/registry")):
+        clock.sleep(0.05)
+    assert list(reg.glob(".mlstage-check-*")), "the check did not start"
+    clock.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 143
+    clock.sleep(1.0)
+    left = subprocess.run(["pgrep", "-f", str(reg / ".mlstage-check-")], capture_output=True)
+    assert left.stdout == b"", left.stdout
+    assert not list(reg.glob(".mlstage-check-*")) and not list(reg.glob("*/.v*.tmp"))
+    assert read_serving(reg / "my model#1")["version"] == 1
+    # a killed deploy's scratch folder is removed by the next check
+    os.makedirs(reg / ".mlstage-check-999999999-x" / "registry")
+    deploy(store, "m2", "e2", reg, name="my model#1")
+    assert not list(reg.glob(".mlstage-check-*"))
+
+
+LOAD_FAILS = """
+import mlstage.model.artifact as a
+def _refuse(cls, path):
+    raise RuntimeError("this server cannot load models")
+a.Model.load = classmethod(_refuse)
+"""
+
+
+def test_a_version_the_server_cannot_load_fails_the_check_at_once(here, tmp_path, monkeypatch):
+    import time as clock
+
+    store, reg = Store.open(), tmp_path / "reg"
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(LOAD_FAILS)
+    monkeypatch.setenv("PYTHONPATH", str(inject))
+    started = clock.monotonic()
+    with pytest.raises(DeployRefused, match="does not load in the server: this server cannot load"):
+        deploy(store, "m1", "e1", reg, name="income")
+    assert clock.monotonic() - started < 60
+    assert not (reg / "income" / "serving.json").exists()

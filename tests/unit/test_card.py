@@ -174,19 +174,19 @@ def test_other_serving_keys_are_shown_as_they_are(here, tmp_path):
     shutil.copytree(root / "reg", tmp_path / "reg")
     path = tmp_path / "reg" / "income" / "serving.json"
     doc = json.loads(path.read_text())
-    doc |= {"labels": {"stable": 2, "old": 1}, "canary": {"version": 1, "weight": 0.1},
+    doc |= {"labels": {"stable": 2, "old": 1}, "canary": {"version": 1, "percent": 10},
             "shadow": None}  # fmt: skip
     doc["history"][-1] |= {"label": "stable", "check": {"passed": True}}
     path.write_text(json.dumps(doc))
     st = Store.open()
     (r,) = collect(st, str(tmp_path / "reg" / "income"))["deployments"]["registries"]
-    assert r["other"] == {"canary": {"version": 1, "weight": 0.1},
+    assert r["other"] == {"canary": {"version": 1, "percent": 10},
                           "labels": {"old": 1, "stable": 2}, "shadow": None}  # fmt: skip
     assert list(r["history"][-1]) == ["version", "model", "at", "action", "message", "check",
                                       "evaluation", "label"]  # fmt: skip
     card(str(tmp_path / "reg" / "income"), tmp_path / "c.html", store=st)
     html = (tmp_path / "c.html").read_text()
-    assert '{"version": 1, "weight": 0.1}' in html.replace("&quot;", '"')
+    assert '{"version": 1, "percent": 10}' in html.replace("&quot;", '"')
     assert "<th>label</th>" in html and "<td>stable</td>" in html
 
 

@@ -16,12 +16,10 @@ from mlstage import evaluate, featurize, ingest, predict, train
 from mlstage.errors import BadInput
 from mlstage.model.artifact import Model
 from mlstage.serving.app import create_app
-from mlstage.stages.deploy import CheckOptions, deploy
+from mlstage.stages.deploy import deploy
 from mlstage.store.store import Store
 
 from ..conftest import cli, write, write_json
-
-NO_CHECK = CheckOptions(skip=True)  # the pre-push check is tested in tests/serve/test_release.py
 
 TRAIN_LR = {"format": "mlstage-train/1", "task": "classification",
             "estimator": "LogisticRegression", "params": {"max_iter": 1000}, "seed": 0}  # fmt: skip
@@ -111,7 +109,6 @@ def test_3_a_null_where_training_had_none(tmp_path):
         tmp_path / "reg",
         name="m",
         allow_unblessed=True,
-        check=NO_CHECK,
     )
     with TestClient(create_app(tmp_path / "reg", watch=False)) as client:
         ok = client.post("/v1/models/m:predict", json={"instances": [row, same]})
@@ -331,7 +328,6 @@ def test_request_bodies_read_missing_markers_as_ingest_does(tmp_path):
         tmp_path / "reg",
         name="m",
         allow_unblessed=True,
-        check=NO_CHECK,
     )
     with TestClient(create_app(tmp_path / "reg", watch=False)) as client:
 

@@ -33,7 +33,9 @@ class Recorder:
 def test_stages_report_their_steps(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     n = 2_500
-    pl.DataFrame({"x": [float(i % 97) for i in range(n)], "y": [i % 3 == 0 for i in range(n)]}).write_csv("t.csv")
+    pl.DataFrame(
+        {"x": [float(i % 97) for i in range(n)], "y": [i % 3 == 0 for i in range(n)]}
+    ).write_csv("t.csv")
     rec = Recorder()
     monkeypatch.setattr(progress, "_progress", rec)
     ingest(["t.csv"], "ds", partition_rows=1_000)
