@@ -176,6 +176,8 @@ def _predict(batch: list, registry: Path, models: dict, reqlog) -> None:
                 continue
             if model.id != model_id:
                 continue  # the folder changed under the server: the next copies say which
+            for old in [k for k in models if k[0] == name]:
+                del models[old]  # one shadow per model: the version it replaced is done
             models[(name, version)] = model
         typed, owners = [], []
         for rid, rows in asks:
