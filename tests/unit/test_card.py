@@ -186,7 +186,8 @@ def test_other_serving_keys_are_shown_as_they_are(here, tmp_path):
                                       "evaluation", "label"]  # fmt: skip
     card(str(tmp_path / "reg" / "income"), tmp_path / "c.html", store=st)
     html = (tmp_path / "c.html").read_text()
-    assert '{"version": 1, "percent": 10}' in html.replace("&quot;", '"')
+    shown = html.replace("&quot;", '"')
+    assert '"percent": 10' in shown and '"version": 1' in shown
     assert "<th>label</th>" in html and "<td>stable</td>" in html
 
 
