@@ -37,16 +37,21 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def read_config(path: Path) -> Any:
-    """Read a user-written JSON or TOML file, naming line and column of a syntax error."""
+def read_text_file(path: Path) -> str:
+    """A user-written text file, or bad input saying why it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BadInput("no such file", file=str(path)) from None
     except UnicodeDecodeError as e:
         raise BadInput(f"not UTF-8 text (byte {e.start})", file=str(path)) from None
     except OSError as e:
         raise BadInput(e.strerror or str(e), file=str(path)) from None
+
+
+def read_config(path: Path) -> Any:
+    """Read a user-written JSON or TOML file, naming line and column of a syntax error."""
+    text = read_text_file(path)
     if path.suffix.lower() == ".toml":
         import tomllib
 

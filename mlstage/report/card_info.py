@@ -54,14 +54,9 @@ def _explain(doc: dict[str, Any], where: str) -> None:
 def _read_yaml(path: Path) -> Any:
     import yaml
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput("no such file", file=str(path)) from None
-    except UnicodeDecodeError as e:
-        raise BadInput(f"not UTF-8 text (byte {e.start})", file=str(path)) from None
-    except OSError as e:
-        raise BadInput(e.strerror or str(e), file=str(path)) from None
+    from ..core.jsonio import read_text_file
+
+    text = read_text_file(path)
     try:
         return yaml.load(text, Loader=_loader())  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as e:
