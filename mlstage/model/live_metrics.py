@@ -68,7 +68,7 @@ def live_metrics(
     if joined.height == 0:
         out["note"] = "no feedback label matches a logged request"
         return out
-    classes, positive = metrics.get("classes"), metrics.get("positive")
+    classes, positive = metrics.get("classes") or [], metrics.get("positive")
     proba = None
     if metrics["task"] == "classification" and all(f"proba_{c}" in joined.columns for c in classes):
         proba = joined.select([f"proba_{c}" for c in classes]).to_numpy()

@@ -94,7 +94,7 @@ def compare(
     rules,
     live_of=None,
     scores_of=None,
-    keys: list[str] = (),
+    keys: tuple[str, ...] | list[str] = (),
 ) -> dict[str, Any]:
     """The comparison section: each version, the difference, the verdict and its reasons.
     `stable`/`candidate` are (version, (metrics, curves, config) or None, signature);
