@@ -72,10 +72,20 @@ def test_an_up_to_date_run_is_answered_with_the_full_runs_output_and_exit(tmp_pa
 
 
 def test_a_run_right_after_a_write_is_not_recorded(tmp_path):
-    # A file changed within the clock tick of the record could change again unseen.
+    # A file changed within the clock tick of the record could change again unseen. The
+    # payload's time is set ahead of the record's, so a slow machine (a run taking more
+    # than the tick after the write) still sees a racy file.
     _dataset(tmp_path)
+    payload = next((tmp_path / "ds").glob("*.parquet"))
+    ahead = time.time_ns() + 60 * 10**9
+    os.utime(payload, ns=(ahead, ahead))
     run_mlstage("stats", "ds", "-o", "st", cwd=tmp_path, check=0)
     assert _records(tmp_path) == []
+    # the same run once the file is older than the tick is recorded
+    os.utime(payload, ns=(time.time_ns() - 5 * 10**9,) * 2)
+    time.sleep(RACY_WAIT)
+    run_mlstage("stats", "ds", "-o", "st", cwd=tmp_path, check=0)
+    assert len(_records(tmp_path)) == 1
 
 
 def test_a_payload_rewritten_with_its_size_and_mtime_kept_is_seen(tmp_path):
