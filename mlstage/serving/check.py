@@ -33,8 +33,12 @@ SAMPLE_ROWS = 200  # rows sent as one batch per protocol
 SINGLE_REQUESTS = 25  # single-row requests per protocol, timed
 START_SECONDS = 120.0  # the server must answer within this (a model load is seconds)
 LATENCY_MS = 500.0  # default bound on the single-row requests' p95
-PROBA_TOLERANCE = 1e-6  # the row path's float32 features may differ in the last bits
-REGRESSION_RTOL = 1e-5
+# Features are float32, and a model's arithmetic depends on the batch's shape (BLAS sums
+# a one-row request in another order than a 200-row batch): linear models and MLPs give
+# probabilities ~1e-5 apart and regression values ~1e-5 relative apart (the full dataset
+# matrix found both). A class may differ only where the two best classes are that close.
+PROBA_TOLERANCE = 1e-4
+REGRESSION_RTOL = 1e-4
 
 
 class CheckFailed(Exception):
@@ -342,9 +346,9 @@ def _compare(protocol: str, doc: dict[str, Any], want: list, want_proba, task: s
         raise CheckFailed(f"{protocol}: {len(want)} predictions expected, got {doc!r:.200}")
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
         same = (
-            isinstance(g, int | float) and math.isclose(g, w, rel_tol=REGRESSION_RTOL, abs_tol=1e-9)
+            isinstance(g, int | float) and math.isclose(g, w, rel_tol=REGRESSION_RTOL, abs_tol=1e-6)
             if task == "regression"
-            else json.dumps(g) == json.dumps(w)
+            else json.dumps(g) == json.dumps(w) or _near_tie(want_proba, i)
         )
         if not same:
             raise CheckFailed(
@@ -356,3 +360,11 @@ def _compare(protocol: str, doc: dict[str, Any], want: list, want_proba, task: s
             np.asarray(got_proba, dtype=float), want_proba, rtol=0, atol=PROBA_TOLERANCE
         ):
             raise CheckFailed(f"{protocol}: the server's probabilities differ from predict's")
+
+
+def _near_tie(proba, i: int) -> bool:
+    """Whether row i's two most likely classes are within the tolerance of each other."""
+    if proba is None or proba.shape[1] < 2:
+        return False
+    top = sorted(proba[i])[-2:]
+    return bool(top[1] - top[0] <= 2 * PROBA_TOLERANCE)

@@ -75,8 +75,9 @@ def test_progress_is_silent_off_a_terminal_and_under_quiet(tmp_path, monkeypatch
             return True
 
     monkeypatch.setattr(sys, "stderr", Terminal())
-    from mlstage.cli.commands import app  # noqa: F401  (registers the commands)
     from typer.main import get_command
+
+    from mlstage.cli.commands import app  # noqa: F401  (registers the commands)
 
     command = get_command(__import__("mlstage.cli", fromlist=["app"]).app)
     for args in (["ingest", "t.csv", "-o", "b"], ["ingest", "t.csv", "-o", "c", "--quiet"]):
