@@ -46,7 +46,8 @@ class Transform:
         an estimator that rejects NaN never meets one it was not trained with."""
         return True
 
-    def fit(self, entry: dict, series) -> dict[str, Any]:
+    def fit(self, entry: dict, col) -> dict[str, Any]:
+        """The fitted state, from a `training_column.Column` (None for `multi`)."""
         return {}
 
     def outputs(self, entry: dict, state: dict) -> list[str]:

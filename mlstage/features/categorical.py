@@ -4,7 +4,6 @@ and counts, tfidf (of text). See `transforms` for the conventions every transfor
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import Any
 
 from ..core.hashing import canonical_text, stable_hash, stable_hash_many
@@ -12,15 +11,9 @@ from . import names
 from .base import CATEGORICAL, NAN, TOKEN_PATTERN, Transform, tokens
 
 
-def value_counts(series) -> list[tuple[Any, int]]:
-    """(value, count) of the non-missing values, counted by polars (not row by row)."""
-    counts = series.drop_nulls().value_counts(name="__n")
-    return list(zip(counts[series.name].to_list(), counts["__n"].to_list(), strict=True))
-
-
-def _vocabulary(series, top_k: int | None, min_count: int) -> list[str]:
+def _vocabulary(col, top_k: int | None, min_count: int) -> list[str]:
     """Values seen at least min_count times, the top_k most frequent (ties by value), sorted."""
-    counts = [(str(canonical_text(v)), c) for v, c in value_counts(series)]
+    counts = [(str(canonical_text(v)), c) for v, c in col.value_counts()]
     ranked = sorted(((c, v) for v, c in counts if c >= min_count), key=lambda cv: (-cv[0], cv[1]))
     return sorted(v for _, v in ranked[:top_k])
 
@@ -39,9 +32,9 @@ class OneHot(Transform):
     def nan_on_missing(self, entry):
         return False
 
-    def fit(self, entry, series):
+    def fit(self, entry, col):
         return {
-            "vocabulary": _vocabulary(series, entry.get("top_k"), entry.get("min_count", 1)),
+            "vocabulary": _vocabulary(col, entry.get("top_k"), entry.get("min_count", 1)),
             "missing": "impute" not in entry,
         }
 
@@ -80,8 +73,8 @@ class Ordinal(Transform):
     name, accepts, options = "ordinal", CATEGORICAL, ("top_k", "min_count")
     text_input = True
 
-    def fit(self, entry, series):
-        return {"vocabulary": _vocabulary(series, entry.get("top_k"), entry.get("min_count", 1))}
+    def fit(self, entry, col):
+        return {"vocabulary": _vocabulary(col, entry.get("top_k"), entry.get("min_count", 1))}
 
     def exprs(self, entry, state, x):
         import polars as pl
@@ -104,7 +97,7 @@ class Hash(Transform):
     def nan_on_missing(self, entry):
         return False
 
-    def fit(self, entry, series):
+    def fit(self, entry, col):
         return {"buckets": entry.get("buckets", 32)}
 
     def outputs(self, entry, state):
@@ -135,7 +128,7 @@ class Cross(Transform):
     def nan_on_missing(self, entry):
         return False
 
-    def fit(self, entry, series):
+    def fit(self, entry, col):
         return {"buckets": entry.get("buckets", 32)}
 
     def outputs(self, entry, state):
@@ -172,15 +165,13 @@ class Counts(Transform):
     def nan_on_missing(self, entry):
         return False
 
-    def fit(self, entry, series):
-        docs = [tokens(t) for t in series.to_list()]
-        total = Counter(t for d in docs for t in d)
+    def fit(self, entry, col):
+        total, df = col.tokens
         ranked = sorted(total.items(), key=lambda tc: (-tc[1], tc[0]))[: entry.get("max_features")]
         vocab = sorted(t for t, _ in ranked)
         state: dict[str, Any] = {"vocabulary": vocab}
         if self.name == "tfidf":
-            df = Counter(t for d in docs for t in set(d))
-            n = len(docs)
+            n = col.rows
             # Smoothed idf, as scikit-learn's TfidfVectorizer: ln((1 + n) / (1 + df)) + 1.
             state["idf"] = [math.log((1 + n) / (1 + df[t])) + 1 for t in vocab]
         return state

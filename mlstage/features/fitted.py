@@ -31,6 +31,7 @@ from ..errors import BadInput
 from . import names
 from .base import NUMERIC
 from .spec import check_spec
+from .training_column import ORDERED, Column, Needs, blocks_of
 from .transforms import TRANSFORMS
 
 FORMAT = "mlstage-transform/1"
@@ -41,39 +42,40 @@ def _input_columns(entry: dict) -> list[str]:
     return list(entry["columns"]) if "columns" in entry else [entry["column"]]
 
 
-def _impute_value(entry: dict, series, ctype: str, how=None):
+def _impute_value(entry: dict, col: Column, how=None):
     how = how or entry.get("impute")
     if how is None:
         return None
     if isinstance(how, dict):
         value = how["constant"]
-        if ctype in NUMERIC and not isinstance(value, int | float):
+        if col.ctype in NUMERIC and not isinstance(value, int | float):
             raise BadInput(f"impute constant {value!r} is not a number", column=entry.get("column"))
         return value
-    present = series.drop_nulls()
-    if ctype == "float":
-        present = present.drop_nans()
-    if present.len() == 0:
+    if col.present == 0:
         raise BadInput(f"impute {how}: the training split has no value", column=entry.get("column"))
     if how in ("mean", "median"):
-        if ctype not in NUMERIC:
+        if col.ctype not in NUMERIC:
             raise BadInput(
-                f"impute {how} needs a numeric column; this one is {ctype} (use mode or a constant)",
+                f"impute {how} needs a numeric column; this one is {col.ctype} (use mode or a constant)",
                 column=entry.get("column"),
             )
-        return float(present.mean() if how == "mean" else present.median())
-    return _mode(present)
+        return float(col.moments.mean if how == "mean" else col.median())
+    return _mode_of_counts(col.counts, col.name)
 
 
 def _mode(present):
-    """The most frequent value; among ties, the one of least canonical text. Counted and
-    tie-broken in polars where its order is the text's (strings, booleans, dates, naive
-    datetimes; integers by their text): a column of 800,000 distinct timestamps, all
-    tied, took 3 s as Python objects."""
+    """The most frequent value of a series (see `_mode_of_counts`)."""
+    return _mode_of_counts(present.drop_nulls().value_counts(name="__n"), present.name)
+
+
+def _mode_of_counts(counts, name: str):
+    """The most frequent value of value counts (a frame: NAME, "__n"); among ties, the one
+    of least canonical text. Tie-broken in polars where its order is the text's (strings,
+    booleans, dates, naive datetimes; integers by their text): a column of 800,000
+    distinct timestamps, all tied, took 3 s as Python objects."""
     import polars as pl
 
-    counts = present.value_counts(name="__n")
-    ties = counts.filter(pl.col("__n") == pl.col("__n").max()).get_column(present.name)
+    ties = counts.filter(pl.col("__n") == pl.col("__n").max()).get_column(name)
     dtype = ties.dtype
     if ties.len() == 1:
         return ties[0]
@@ -92,25 +94,52 @@ def _jsonable(value):
     return value
 
 
-def _fit_entry(entry: dict[str, Any], series, types: dict[str, str]) -> dict[str, Any]:
-    """One spec entry fitted on its column's training values (None for a transform of
+def _needs(entries: list[dict[str, Any]], ctype: str) -> Needs:
+    """What the entries on one column need to know of it (see `training_column`)."""
+    numeric = ctype in ORDERED  # a date's or datetime's unseen fill is its median
+    counts = quantiles = text = False
+    distinct = 0
+    for entry in entries:
+        t = TRANSFORMS[entry["transform"]]
+        how = entry.get("impute")
+        counts |= how == "mode" or t.name in ("one_hot", "ordinal")
+        # a NaN-giving transform without impute may be given the median (or mode) as a fill
+        # for missing values training never saw: known only once the column is read
+        unseen = how is None and t.nan_on_missing(entry)
+        counts |= unseen and not numeric
+        quantiles |= numeric and (how == "median" or t.name == "bucketize" or unseen)
+        text |= t.name in ("counts", "tfidf")
+        if t.name == "bucketize":
+            distinct = max(distinct, entry.get("buckets", 10))
+    return Needs(counts=counts, quantiles=quantiles, tokens=text, distinct=distinct)
+
+
+def _fit_entry(entry: dict[str, Any], col: Column | None) -> dict[str, Any]:
+    """One spec entry fitted on its column's training summary (None for a transform of
     several columns, which fits without data)."""
     t = TRANSFORMS[entry["transform"]]
-    cols = _input_columns(entry)
     fitted: dict[str, Any]
-    if t.multi:
+    if t.multi or col is None:
         fitted = {"entry": entry, "impute_value": None, "state": t.fit(entry, None)}
     else:
-        value = _impute_value(entry, series, types[cols[0]])
-        filled = series if value is None else series.fill_null(value)
-        fitted = {"entry": entry, "impute_value": _jsonable(value), "state": t.fit(entry, filled)}
-        if value is None and series.null_count() == 0 and series.len() and t.nan_on_missing(entry):
-            unseen = "median" if types[cols[0]] in NUMERIC else "mode"
-            fitted["impute_value"] = _jsonable(_impute_value(entry, series, types[cols[0]], unseen))
+        value = _impute_value(entry, col)
+        fitted = {
+            "entry": entry,
+            "impute_value": _jsonable(value),
+            "state": t.fit(entry, col.filled(value)),
+        }
+        if value is None and col.missing == 0 and col.rows and t.nan_on_missing(entry):
+            if col.ctype in NUMERIC:
+                fill = _impute_value(entry, col, "median")
+            elif col.ctype in ORDERED:
+                fill = col.temporal_median()
+            else:
+                fill = _impute_value(entry, col, "mode")
+            fitted["impute_value"] = _jsonable(fill)
             fitted["imputed"] = "unseen"
     out = t.outputs(entry, fitted["state"])
     if entry.get("indicator"):
-        out = out + [names.indicator(cols[0])]
+        out = out + [names.indicator(_input_columns(entry)[0])]
     fitted["outputs"] = out
     return fitted
 
@@ -138,27 +167,30 @@ class FittedTransform:
         features = spec["features"]
         columns = {c for e in features for c in _input_columns(e)}
 
+        rows = pl.scan_parquet(train_path).select(pl.len()).collect().item()
+
         def fit_column(name: str | None, indices: list[int]) -> list[tuple[int, Any]]:
             """Fit the entries on one column (None: entries fitted without data), each
             result or the error it raised."""
-            series = None
-            if name is not None:
-                # one chunk: a sum over chunks (a mean, a std) is added in chunk order, so
-                # the fitted state would differ in its last bit with the partitions
-                series = pl.read_parquet(train_path, columns=[name]).to_series().rechunk()
-                if types[name] == "float":
-                    series = series.fill_nan(None)
+            col = None
             done: list[tuple[int, Any]] = []
+            try:
+                if name is not None:
+                    needs = _needs([features[i] for i in indices], types[name])
+                    col = Column.read(name, types[name], blocks_of(train_path, name, rows), needs)
+            except Exception as e:  # raised below, at the first of these entries
+                return [(i, e) for i in indices]
             for i in indices:
                 try:
-                    done.append((i, _fit_entry(features[i], series, types)))
+                    done.append((i, _fit_entry(features[i], col)))
                 except Exception as e:  # raised below in the spec's order
                     done.append((i, e))
             return done
 
         # The entries on one column are fitted together, the columns in parallel threads
-        # (polars and numpy release the GIL): memory holds a column per thread, not the
-        # table. Results and errors are taken in the spec's order, whoever ran first.
+        # (polars and numpy release the GIL): memory holds a block of a column per
+        # thread, not the table. Results and errors are taken in the spec's order,
+        # whoever ran first.
         groups: dict[str | None, list[int]] = {}
         for i, entry in enumerate(features):
             key = None if TRANSFORMS[entry["transform"]].multi else _input_columns(entry)[0]
@@ -186,9 +218,10 @@ class FittedTransform:
         if spec.get("label"):
             label = {"column": spec["label"], "type": types[spec["label"]], "classes": None}
             if types[spec["label"]] in ("string", "bool"):
-                labels = pl.read_parquet(train_path, columns=[spec["label"]]).to_series()
-                values = labels.drop_nulls().unique().to_list()
-                label["classes"] = sorted(canonical_text(v) for v in values)
+                seen: set[str] = set()
+                for block in blocks_of(train_path, spec["label"], rows)():
+                    seen.update(canonical_text(v) for v in block.drop_nulls().unique().to_list())
+                label["classes"] = sorted(seen)
         doc = {
             "format": FORMAT,
             "spec": spec,

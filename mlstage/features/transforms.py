@@ -29,10 +29,9 @@ CYCLE = {"month": (12, 1), "day": (31, 1), "dayofweek": (7, 0), "hour": (24, 0),
 class Standardize(Transform):
     name, accepts = "standardize", NUMERIC
 
-    def fit(self, entry, series):
-        x = series.cast(float).drop_nulls().drop_nans()
-        mean = float(x.mean()) if x.len() else 0.0
-        std = float(x.std(ddof=0)) if x.len() else 1.0
+    def fit(self, entry, col):
+        m = col.moments
+        mean, std = (m.mean, m.std) if m.n else (0.0, 1.0)
         return {"mean": mean, "std": std if std > 0 else 1.0}
 
     def exprs(self, entry, state, x):
@@ -46,9 +45,8 @@ class Standardize(Transform):
 class MinMax(Transform):
     name, accepts = "minmax", NUMERIC
 
-    def fit(self, entry, series):
-        x = series.cast(float).drop_nulls().drop_nans()
-        lo, hi = (float(x.min()), float(x.max())) if x.len() else (0.0, 1.0)
+    def fit(self, entry, col):
+        lo, hi = (col.low, col.high) if col.low is not None else (0.0, 1.0)
         return {"min": lo, "max": hi}
 
     def exprs(self, entry, state, x):
@@ -65,8 +63,8 @@ class MinMax(Transform):
 class Log(Transform):
     name, accepts = "log", NUMERIC
 
-    def fit(self, entry, series):
-        low = series.cast(float).drop_nulls().drop_nans().min()
+    def fit(self, entry, col):
+        low = col.low
         if low is not None and low < 0:
             raise negative(entry["column"], low, "training data")
         return {}
@@ -97,7 +95,7 @@ def negative(column: str, value, where: str) -> BadInput:
 class Clip(Transform):
     name, accepts, options = "clip", NUMERIC, ("min", "max")
 
-    def fit(self, entry, series):
+    def fit(self, entry, col):
         if "min" not in entry and "max" not in entry:
             raise BadInput("clip needs min, max or both", column=entry["column"])
         if "min" in entry and "max" in entry and entry["min"] > entry["max"]:
@@ -122,19 +120,19 @@ class Bucketize(Transform):
     def nan_on_missing(self, entry):
         return entry.get("output", "onehot") == "ordinal"
 
-    def fit(self, entry, series):
+    def fit(self, entry, col):
         import numpy as np
 
         n = entry.get("buckets", 10)
-        x = series.cast(float).drop_nulls().drop_nans().to_numpy()
-        x = x[np.isfinite(x)]  # an infinity would make the interpolated quantiles NaN
-        if x.size == 0:
+        # the finite values: an infinity would make the interpolated quantiles NaN
+        if col.finite_count() == 0:
             return {"boundaries": []}
-        # Quantile boundaries (numpy's linear method), duplicates dropped: equal to
-        # scikit-learn's KBinsDiscretizer(strategy="quantile", quantile_method="linear").
-        # More buckets than distinct values cannot be told apart: capped there.
-        n = min(n, int(np.unique(x).size))
-        inner = np.quantile(x, np.linspace(0, 1, n + 1))[1:-1]
+        # Quantile boundaries (numpy's linear method, exact: `training_column`), duplicates
+        # dropped: equal to scikit-learn's KBinsDiscretizer(strategy="quantile",
+        # quantile_method="linear"). More buckets than distinct values cannot be told
+        # apart: capped there.
+        n = min(n, col.n_distinct())
+        inner = col.quantiles(np.linspace(0, 1, n + 1).tolist())[1:-1]
         return {"boundaries": [float(b) for b in np.unique(inner)]}
 
     def outputs(self, entry, state):
@@ -177,12 +175,12 @@ class Bucketize(Transform):
 class DateTime(Transform):
     name, accepts, options = "datetime", TEMPORAL, ("parts", "cyclic")
 
-    def fit(self, entry, series):
+    def fit(self, entry, col):
         import polars as pl
 
         # The time of day is a default part of a datetime column, not of a date.
         default = ["year", "month", "day", "dayofweek"]
-        if series.dtype != pl.Date:
+        if col.dtype != pl.Date:
             default += ["hour", "minute"]
         return {
             "parts": entry.get("parts", default),

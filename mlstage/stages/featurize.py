@@ -20,7 +20,8 @@ from ..store.refs import load_document, load_input
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
-ALGORITHM = 2  # 2: a fill value for missing inputs training never saw
+ALGORITHM = 3  # 2: a fill value for missing inputs training never saw; 3: fitted from
+# summaries read in blocks (last bits of means and sds; a date's unseen fill is its median)
 
 
 def load_transform(st: Store, ref: str):
