@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ..data.splits import DEFAULT_PARTITION_ROWS
+from ..errors import BadInput
 from .app import app
 from .common import Common, emit_result, stage_command
 from .render import table_to_stdout
@@ -77,12 +78,38 @@ def ingest_cmd(
             help="Rows per file: a split of more rows is written as NAME.part-00000.parquet, ...",
         ),
     ] = DEFAULT_PARTITION_ROWS,
+    append: Annotated[
+        str | None,
+        typer.Option(
+            "--append",
+            metavar="DATASET",
+            help="Add SOURCES to DATASET as a new span: a new version sharing its partitions,"
+            " read with its types, splits and seed.",
+        ),
+    ] = None,
     *,
     common: Common,
 ) -> None:
     """Read raw files into a typed, versioned Parquet dataset, optionally split."""
+    from ..stages.ingest import append as append_span
     from ..stages.ingest import ingest
 
+    if append is not None:
+        # a span is read exactly as the dataset it extends: no reading option of its own
+        own = {"--format": format != "auto", "--null": bool(null), "--type": bool(type_),
+               "--split": bool(split), "--split-key": bool(split_key),
+               "--split-order": split_order is not None, "--seed": seed != 0,
+               "--infer-rows": infer_rows != 10_000,
+               "--partition-rows": partition_rows != DEFAULT_PARTITION_ROWS}  # fmt: skip
+        given = [name for name, set_ in own.items() if set_]
+        if given:
+            raise BadInput(
+                f"--append reads the new sources as DATASET was read; {given[0]} cannot be"
+                " given with it"
+            )
+        out = common.out_path(allow_stdout=False)
+        emit_result("ingest", append_span(sources, append, out, **common.run_options()), common)
+        return
     out = common.out_path(allow_stdout=not split)
     result = ingest(
         sources,

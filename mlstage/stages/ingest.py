@@ -301,3 +301,123 @@ def _write_dataset(
         "splits": counts,
         "schema": {c: t.name for c, t in types.items()},
     }
+
+
+def append(
+    sources: list[str | Path],
+    base: str | Path,
+    out: str | Path | None,
+    *,
+    store: str | Path | Store | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+) -> StageResult:
+    """A new version of dataset BASE with SOURCES' rows added as new partitions (a span).
+
+    The new rows are read as BASE's were (its formats, missing markers, column types,
+    splits and seed) and each split's new rows follow its old partitions, which the new
+    version shares byte for byte: `stats` merges the statistics it already has of them
+    and profiles only the new span. A split by rank (`--split-order`) cannot be extended:
+    the rank of every old row would change."""
+    from ..data.splits import splits_of
+
+    out_path = Path(out) if out is not None else None
+    st = store_for(store, out_path)
+    from ..store.refs import load_input
+
+    base_path, base_manifest, base_in = load_input(st, str(base), "data", ("dataset",))
+    p = base_manifest["params"]
+    if p.get("split_order"):
+        raise BadInput(
+            f"{opt('append')}: {base} is split by rank of {p['split_order']!r}; new rows would"
+            " change every old row's rank (ingest the whole data again)",
+            file=str(base),
+        )
+    schema = base_manifest["summary"]["schema"]
+    srcs = expand_sources([str(s) for s in sources], p["format"], st.root / "tmp")
+    params = {**p, "append": True}
+    inputs, hashing = _source_inputs(srcs, st, in_background=False)
+    plan = StagePlan(
+        "ingest", "dataset", ALGORITHM, params, [base_in, *inputs],
+        reads=[str(s.path) for s in srcs if s.name != "-"],
+    )  # fmt: skip
+    old = splits_of(base_path, base_manifest)
+    splits = [(n, w) for n, w in p["splits"]]
+
+    def produce(tmp: Path) -> dict[str, Any]:
+        from ..data.splits import PART, file_names
+
+        new = tmp / ".span"
+        new.mkdir()
+        summary = _write_dataset(
+            srcs, new, p["null_values"], dict(schema), splits, p["split_key"], None, p["seed"],
+            p["infer_rows"], p["partition_rows"],
+        )  # fmt: skip
+        extra = [c for c in summary["schema"] if c not in schema]
+        if extra:
+            raise BadInput(
+                f"the new sources have a column {base} does not have; a span has the"
+                " dataset's columns",
+                column=extra[0],
+            )
+        counts = {}
+        written = {f.name: f for f in new.iterdir()}
+        for name, split in old.items():
+            fresh = [written[n] for n in sorted(written) if n == f"{name}.parquet" or (
+                PART.match(n) and PART.match(n)["split"] == name)]  # fmt: skip
+            parts = [f for f in [*split.parts, *fresh] if _rows(f)]
+            if not parts:  # still empty: the old empty file (it has the columns' types)
+                _link(split.parts[0], tmp / f"{name}.parquet")
+            targets = file_names(name, len(parts)) if parts else []
+            for f, target in zip(parts, targets, strict=True):
+                if f.parent == new:
+                    f.rename(tmp / target)
+                else:
+                    _link(f, tmp / target)
+            counts[name] = sum(_rows(tmp / t) for t in targets)
+        for f in new.iterdir():
+            f.unlink()
+        new.rmdir()
+        return {
+            "rows": sum(counts.values()),
+            "columns": len(schema),
+            "splits": counts,
+            "schema": schema,
+            "sources": base_manifest["summary"].get("sources", [])
+            + [
+                {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id}
+                for s, i in zip(srcs, plan.resolved_inputs()[1:], strict=True)
+            ],
+            "spans": _spans(base_manifest["summary"])
+            + [{"sources": [s.name for s in srcs], "rows": summary["rows"]}],
+        }
+
+    try:
+        return run_stage(plan, produce, out_path, store=st, force=force, dry_run=dry_run)
+    finally:
+        if hashing is not None:
+            hashing.shutdown(wait=False, cancel_futures=True)
+
+
+def _spans(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The spans a dataset was made of, in order (a dataset not appended to is one)."""
+    if "spans" in summary:
+        return list(summary["spans"])
+    return [{"sources": [s["path"] for s in summary.get("sources", [])], "rows": summary["rows"]}]
+
+
+def _rows(path: Path) -> int:
+    import polars as pl
+
+    return pl.scan_parquet(path).select(pl.len()).collect().item()
+
+
+def _link(src: Path, dst: Path) -> None:
+    """The same bytes under a new name: a hard link where the file system allows it."""
+    import os
+    import shutil
+
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)

@@ -49,11 +49,19 @@ def stats(
 
     def produce(tmp: Path) -> dict[str, Any]:
         from ..validation.merge import split_stats_of
+        from ..validation.partition_cache import PartitionStatsCache
 
+        # partitions seen before (by content) are merged from the store's cache, so a
+        # dataset that gained a day's partition is profiled for that day only
+        digests = {path / f["path"]: f["sha256"] for f in manifest["files"]}
+        context = {"types": schema, "slices": specs, "algorithm": ALGORITHM}
+        cache = PartitionStatsCache(st.root, digests, context)
         doc: dict[str, Any] = {"format": "mlstage-stats/1", "splits": {}}
         sketches: dict[str, Any] = {"format": "mlstage-sketches/1", "splits": {}}
         for name, file in chosen.items():
-            doc["splits"][name], sketches["splits"][name] = split_stats_of(file, schema, specs)
+            doc["splits"][name], sketches["splits"][name] = split_stats_of(
+                file, schema, specs, cache
+            )
         return write_stats(tmp, doc, sketches)
 
     return run_stage(

@@ -228,19 +228,31 @@ def merge_stats(docs: list[tuple[dict, dict]]) -> tuple[dict, dict]:
     return stats, sketches
 
 
-def split_stats_of(split, types: dict[str, str], slices: list[list[str]]) -> tuple[dict, dict]:
+def split_stats_of(
+    split, types: dict[str, str], slices: list[list[str]], cache=None
+) -> tuple[dict, dict]:
     """Statistics of one split (a `data.splits.Split`): of its file, or of each of its
     partitions in turn, merged as `stats --merge` does (memory holds one partition's
-    column at a time; what the merge keeps exact and what approximately is said above)."""
+    column at a time; what the merge keeps exact and what approximately is said above).
+    With a `partition_cache.PartitionStatsCache`, partitions seen before are not read."""
     from ..core.progress import task
     from .compute import split_stats
 
+    def of(part) -> tuple[dict, dict]:
+        found = cache.get(part) if cache is not None else None
+        if found is None:
+            found = split_stats(part, types, slices)
+            if cache is not None:
+                cache.put(part, found)
+                found = cache.get(part) or found  # as a cache hit reads it: the same bytes
+        return found
+
     with task(f"stats: split {split.name}", total=len(split.parts)) as step:
         if len(split.parts) == 1:
-            return split_stats(split.parts[0], types, slices)
+            return of(split.parts[0])
         docs = []
         for part in split.parts:
-            block, sketch = split_stats(part, types, slices)
+            block, sketch = of(part)
             docs.append(({"splits": {"s": block}}, {"splits": {"s": sketch}}))
             step.advance()
     stats, sketches = merge_stats(docs)

@@ -1,0 +1,132 @@
+"""Spans (issue 17): `ingest --append` adds new files to a dataset as a new version that
+shares its partitions, and `stats` reuses the statistics of partitions it has seen."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from mlstage import ingest, stats
+from mlstage.errors import BadInput
+from mlstage.stages.ingest import append
+
+
+def _day(path, k: int, rows: int = 3_000):
+    rng = np.random.default_rng(k)
+    pl.DataFrame({
+        "id": np.arange(k * rows, (k + 1) * rows),
+        "x": rng.normal(k, 1, rows),
+        "c": rng.choice(["a", "b", "c"], rows),
+        "y": rng.integers(0, 2, rows),
+    }).write_csv(path)  # fmt: skip
+    return path
+
+
+@pytest.fixture
+def days(tmp_path):
+    return [_day(tmp_path / f"day{k}.csv", k) for k in range(3)]
+
+
+def _rows(result, split):
+    files = sorted(result.path.glob(f"{split}*.parquet"))
+    return pl.read_parquet(files).sort("id")
+
+
+def _files(result):
+    return {f["path"]: f["sha256"] for f in result.manifest["files"]}
+
+
+def test_an_appended_dataset_holds_the_rows_of_one_ingest_and_shares_the_old_partitions(
+    tmp_path, days
+):
+    st = tmp_path / "store"
+    opts = {"split": ["train=8", "eval=2"], "partition_rows": 1_000, "store": st}
+    first = ingest(days[:2], tmp_path / "d1", **opts)
+    second = append([days[2]], tmp_path / "d1", tmp_path / "d2", store=st)
+    whole = ingest(days, tmp_path / "all", **opts)
+    for split in ("train", "eval"):
+        assert _rows(second, split).equals(_rows(whole, split))
+    assert second.manifest["summary"]["splits"] == whole.manifest["summary"]["splits"]
+    # every old partition is in the new version, byte for byte, before the new ones
+    old, new = _files(first), _files(second)
+    assert all(new[name] == sha for name, sha in old.items() if name.endswith(".parquet"))
+    assert len(new) > len(old)
+    spans = second.manifest["summary"]["spans"]
+    assert [s["rows"] for s in spans] == [6_000, 3_000]
+    assert spans[1]["sources"] == [str(days[2])]
+    # lineage: the old version is an input of the new
+    assert first.manifest["id"] in {i["id"] for i in second.manifest["inputs"]}
+    # deterministic: the same append again is the same artifact
+    again = append([days[2]], tmp_path / "d1", tmp_path / "d3", store=st)
+    assert again.manifest["id"] == second.manifest["id"]
+
+
+def test_stats_reads_only_the_partitions_it_has_not_seen(tmp_path, days, monkeypatch):
+    import mlstage.validation.compute as compute
+
+    st = tmp_path / "store"
+    ingest(days[:2], tmp_path / "d1", partition_rows=1_000, store=st)
+    append([days[2]], tmp_path / "d1", tmp_path / "d2", store=st)
+    stats(tmp_path / "d1", tmp_path / "s1", store=st)
+    read = []
+    real = compute.split_stats
+    monkeypatch.setattr(compute, "split_stats", lambda p, *a: read.append(p.name) or real(p, *a))
+    cached = stats(tmp_path / "d2", tmp_path / "s2", store=st)
+    assert read == ["data.part-00006.parquet", "data.part-00007.parquet", "data.part-00008.parquet"]
+    # and the merged statistics are those of a run that reads everything, byte for byte
+    (st / "cache" / "stats").rename(tmp_path / "old-cache")
+    fresh = stats(tmp_path / "d2", tmp_path / "s3", store=st, force=True)
+    assert len(read) == 3 + 9
+    for name in ("stats.json", "sketches.json"):
+        assert (cached.path / name).read_bytes() == (fresh.path / name).read_bytes()
+
+
+def test_a_damaged_cache_entry_is_read_again(tmp_path, days):
+    st = tmp_path / "store"
+    ingest(days[:1], tmp_path / "d", store=st)
+    first = stats(tmp_path / "d", tmp_path / "s1", store=st)
+    entries = list((st / "cache" / "stats").rglob("*.json"))
+    assert len(entries) == 1
+    entries[0].write_text('{"stats": ')
+    second = stats(tmp_path / "d", tmp_path / "s2", store=st, force=True)
+    assert (second.path / "stats.json").read_bytes() == (first.path / "stats.json").read_bytes()
+    assert json.loads(entries[0].read_text())["stats"]["rows"] == 3_000
+
+
+def test_a_span_with_a_column_the_dataset_lacks_is_refused_and_nothing_is_written(
+    tmp_path, days
+):
+    st = tmp_path / "store"
+    ingest(days[:1], tmp_path / "d1", store=st)
+    odd = tmp_path / "odd.csv"
+    pl.read_csv(days[1]).with_columns(z=pl.lit(1)).write_csv(odd)
+    with pytest.raises(BadInput) as e:
+        append([odd], tmp_path / "d1", tmp_path / "d2", store=st)
+    assert e.value.column == "z"
+    assert not (tmp_path / "d2").exists()
+
+
+def test_a_dataset_split_by_rank_cannot_be_appended_to(tmp_path, days):
+    st = tmp_path / "store"
+    ingest(days[:1], tmp_path / "d1", split=["a=1", "b=1"], split_order="id", store=st)
+    with pytest.raises(BadInput, match="rank"):
+        append([days[1]], tmp_path / "d1", tmp_path / "d2", store=st)
+
+
+def test_the_cli_appends_and_refuses_reading_options_beside_append(tmp_path, days, monkeypatch):
+    from mlstage.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLSTAGE_STORE", str(tmp_path / "store"))
+    run = CliRunner().invoke
+    assert run(app, ["ingest", str(days[0]), "-o", "d1", "--quiet"]).exit_code == 0
+    r = run(app, ["ingest", str(days[1]), "--append", "d1", "--split", "a=1", "-o", "d2"])
+    assert r.exit_code == 2 and "--split" in r.output
+    assert not (tmp_path / "d2").exists()
+    r = run(app, ["ingest", str(days[1]), "--append", "d1", "-o", "d2", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "d2" / "manifest.json").read_text())["summary"]["rows"] == 6_000
