@@ -97,9 +97,7 @@ def test_a_damaged_cache_entry_is_read_again(tmp_path, days):
     assert json.loads(entries[0].read_text())["stats"]["rows"] == 3_000
 
 
-def test_a_span_with_a_column_the_dataset_lacks_is_refused_and_nothing_is_written(
-    tmp_path, days
-):
+def test_a_span_with_a_column_the_dataset_lacks_is_refused_and_nothing_is_written(tmp_path, days):
     st = tmp_path / "store"
     ingest(days[:1], tmp_path / "d1", store=st)
     odd = tmp_path / "odd.csv"
