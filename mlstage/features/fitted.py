@@ -85,7 +85,7 @@ def _mode_of_counts(counts, name: str):
         return ties.min()
     if dtype.is_integer():
         return ties[int(ties.cast(pl.String).arg_sort()[0])]
-    return min(ties.to_list(), key=canonical_text)
+    return min(ties.to_list(), key=lambda v: str(canonical_text(v)))
 
 
 def _jsonable(value):
@@ -220,7 +220,7 @@ class FittedTransform:
             if types[spec["label"]] in ("string", "bool"):
                 seen: set[str] = set()
                 for block in blocks_of(train_path, spec["label"], rows)():
-                    seen.update(canonical_text(v) for v in block.drop_nulls().unique().to_list())
+                    seen.update(str(canonical_text(v)) for v in block.drop_nulls().unique().to_list())
                 label["classes"] = sorted(seen)
         doc = {
             "format": FORMAT,

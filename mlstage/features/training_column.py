@@ -305,7 +305,7 @@ def _window(grids, extra, r: int) -> tuple[float, float]:
     import numpy as np
 
     lo, hi = -math.inf, math.inf
-    candidates = np.unique(np.concatenate([g for _, g, _ in grids])) if grids else []
+    candidates = np.concatenate([g for _, g, _ in grids]).tolist() if grids else []
 
     # at most this many values < t: in each block, the rank of its first grid value >= t
     def most_below(t: float) -> int:
@@ -327,8 +327,7 @@ def _window(grids, extra, r: int) -> tuple[float, float]:
             total += extra[1]
         return total
 
-    cands = list(candidates) + ([extra[0]] if extra is not None else [])
-    cands = sorted(set(cands))
+    cands = sorted(set(candidates + ([extra[0]] if extra is not None else [])))
     # binary searches: most_below and least_upto both grow with t
     a, b = 0, len(cands)
     while a < b:
@@ -353,8 +352,10 @@ def _window(grids, extra, r: int) -> tuple[float, float]:
 
 def _lerp(a: float, b: float, t: float) -> float:
     """numpy's `_lerp` (the linear quantile's interpolation), in the same order of operations."""
-    if a == b:  # also infinities: inf - inf would be NaN where numpy takes a (t = 0) or b
+    if a == b:
         return a
+    if math.isinf(a) or math.isinf(b):  # numpy's arithmetic would give NaN (inf - inf)
+        return b if t >= 0.5 else a
     diff = b - a
     return b - diff * (1 - t) if t >= 0.5 else a + diff * t
 
