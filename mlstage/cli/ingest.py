@@ -87,6 +87,14 @@ def ingest_cmd(
             " read with its types, splits and seed.",
         ),
     ] = None,
+    window: Annotated[
+        int | None,
+        typer.Option(
+            "--window",
+            metavar="N",
+            help="With --append: keep the newest N spans (the new one included).",
+        ),
+    ] = None,
     *,
     common: Common,
 ) -> None:
@@ -108,8 +116,11 @@ def ingest_cmd(
                 " given with it"
             )
         out = common.out_path(allow_stdout=False)
-        emit_result("ingest", append_span(sources, append, out, **common.run_options()), common)
+        result = append_span(sources, append, out, window=window, **common.run_options())
+        emit_result("ingest", result, common)
         return
+    if window is not None:
+        raise BadInput("--window N keeps the newest spans of an --append; give --append DATASET")
     out = common.out_path(allow_stdout=not split)
     result = ingest(
         sources,

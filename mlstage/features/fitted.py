@@ -220,7 +220,9 @@ class FittedTransform:
             if types[spec["label"]] in ("string", "bool"):
                 seen: set[str] = set()
                 for block in blocks_of(train_path, spec["label"], rows)():
-                    seen.update(str(canonical_text(v)) for v in block.drop_nulls().unique().to_list())
+                    seen.update(
+                        str(canonical_text(v)) for v in block.drop_nulls().unique().to_list()
+                    )
                 label["classes"] = sorted(seen)
         doc = {
             "format": FORMAT,

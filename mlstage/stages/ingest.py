@@ -308,6 +308,7 @@ def append(
     base: str | Path,
     out: str | Path | None,
     *,
+    window: int | None = None,
     store: str | Path | Store | None = None,
     force: bool = False,
     dry_run: bool = False,
@@ -317,14 +318,18 @@ def append(
     The new rows are read as BASE's were (its formats, missing markers, column types,
     splits and seed) and each split's new rows follow its old partitions, which the new
     version shares byte for byte: `stats` merges the statistics it already has of them
-    and profiles only the new span. A split by rank (`--split-order`) cannot be extended:
-    the rank of every old row would change."""
+    and profiles only the new span. Sources BASE holds already (by sha256) are left out,
+    so a loop may pass every file it has: with none new and OUT the folder of BASE, BASE
+    is up to date. `window` keeps the newest spans only (the new one
+    included), dropping the partitions of older ones. A split by rank (`--split-order`)
+    cannot be extended: the rank of every old row would change."""
     from ..data.splits import splits_of
-
-    out_path = Path(out) if out is not None else None
-    st = store_for(store, out_path)
     from ..store.refs import load_input
 
+    if window is not None and window < 1:
+        raise BadInput(f"{opt('window')} {window}: keep at least 1 span")
+    out_path = Path(out) if out is not None else None
+    st = store_for(store, out_path)
     base_path, base_manifest, base_in = load_input(st, str(base), "data", ("dataset",))
     p = base_manifest["params"]
     if p.get("split_order"):
@@ -335,8 +340,21 @@ def append(
         )
     schema = base_manifest["summary"]["schema"]
     srcs = expand_sources([str(s) for s in sources], p["format"], st.root / "tmp")
-    params = {**p, "append": True}
+    params = {**p, "append": True, "window": window}
     inputs, hashing = _source_inputs(srcs, st, in_background=False)
+    assert isinstance(inputs, list)  # hashed now: a source already in BASE is left out
+    summary0 = base_manifest["summary"]
+    have = {src["sha256"] for src in summary0.get("sources", []) + summary0.get("dropped", [])}
+    fresh_srcs = [(s, i) for s, i in zip(srcs, inputs, strict=True) if i.id not in have]
+    if not fresh_srcs:
+        if out_path is not None and out_path.resolve() == base_path.resolve():
+            # every file is in the dataset already: it is up to date (a rerun in a loop)
+            return StageResult(base_manifest, base_path, up_to_date=True, dry_run=dry_run)
+        raise BadInput(
+            f"{opt('append')}: every source is in {base} already; nothing to append",
+            file=str(base),
+        )
+    srcs, inputs = [s for s, _ in fresh_srcs], [i for _, i in fresh_srcs]
     plan = StagePlan(
         "ingest", "dataset", ALGORITHM, params, [base_in, *inputs],
         reads=[str(s.path) for s in srcs if s.name != "-"],
@@ -360,14 +378,33 @@ def append(
                 " dataset's columns",
                 column=extra[0],
             )
-        counts = {}
         written = {f.name: f for f in new.iterdir()}
+        olds = {name: [f for f in split.parts if _rows(f)] for name, split in old.items()}
+        fresh = {
+            name: [written[n] for n in sorted(written) if _rows(written[n]) and (
+                n == f"{name}.parquet" or (PART.match(n) and PART.match(n)["split"] == name))]
+            for name in old
+        }  # fmt: skip
+        spans = _spans(base_manifest["summary"], olds) + [
+            {
+                "sources": [
+                    {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id}
+                    for s, i in zip(srcs, plan.resolved_inputs()[1:], strict=True)
+                ],
+                "rows": summary["rows"],
+                "parts": {name: len(f) for name, f in fresh.items()},
+            }
+        ]
+        dropped, kept = (spans[:-window], spans[-window:]) if window else ([], spans)
+        counts = {}
         for name, split in old.items():
-            fresh = [written[n] for n in sorted(written) if n == f"{name}.parquet" or (
-                PART.match(n) and PART.match(n)["split"] == name)]  # fmt: skip
-            parts = [f for f in [*split.parts, *fresh] if _rows(f)]
-            if not parts:  # still empty: the old empty file (it has the columns' types)
-                _link(split.parts[0], tmp / f"{name}.parquet")
+            skip = sum(span["parts"].get(name, 0) for span in dropped)
+            parts = olds[name][skip:] + fresh[name]
+            if not parts:  # empty: an empty file with the columns' types, as ingest writes
+                import polars as pl
+
+                empty = pl.scan_parquet(split.parts[0]).head(0).collect()
+                empty.write_parquet(tmp / f"{name}.parquet")
             targets = file_names(name, len(parts)) if parts else []
             for f, target in zip(parts, targets, strict=True):
                 if f.parent == new:
@@ -383,13 +420,11 @@ def append(
             "columns": len(schema),
             "splits": counts,
             "schema": schema,
-            "sources": base_manifest["summary"].get("sources", [])
-            + [
-                {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id}
-                for s, i in zip(srcs, plan.resolved_inputs()[1:], strict=True)
-            ],
-            "spans": _spans(base_manifest["summary"])
-            + [{"sources": [s.name for s in srcs], "rows": summary["rows"]}],
+            "sources": [src for span in kept for src in span["sources"]],
+            "spans": kept,
+            # sources of spans the window dropped: never appended again
+            "dropped": summary0.get("dropped", [])
+            + [src for span in dropped for src in span["sources"]],
         }
 
     try:
@@ -399,11 +434,18 @@ def append(
             hashing.shutdown(wait=False, cancel_futures=True)
 
 
-def _spans(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The spans a dataset was made of, in order (a dataset not appended to is one)."""
+def _spans(summary: dict[str, Any], parts: dict[str, list[Path]]) -> list[dict[str, Any]]:
+    """The spans a dataset is made of, oldest first: a dataset never appended to is one,
+    holding all its (non-empty) partitions."""
     if "spans" in summary:
         return list(summary["spans"])
-    return [{"sources": [s["path"] for s in summary.get("sources", [])], "rows": summary["rows"]}]
+    return [
+        {
+            "sources": summary.get("sources", []),
+            "rows": summary["rows"],
+            "parts": {name: len(files) for name, files in parts.items()},
+        }
+    ]
 
 
 def _rows(path: Path) -> int:

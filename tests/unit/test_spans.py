@@ -57,7 +57,8 @@ def test_an_appended_dataset_holds_the_rows_of_one_ingest_and_shares_the_old_par
     assert len(new) > len(old)
     spans = second.manifest["summary"]["spans"]
     assert [s["rows"] for s in spans] == [6_000, 3_000]
-    assert spans[1]["sources"] == [str(days[2])]
+    assert [src["path"] for src in spans[1]["sources"]] == [str(days[2])]
+    assert spans[0]["parts"] == {"train": 5, "eval": 2} and spans[1]["parts"]["train"] == 3
     # lineage: the old version is an input of the new
     assert first.manifest["id"] in {i["id"] for i in second.manifest["inputs"]}
     # deterministic: the same append again is the same artifact
@@ -128,3 +129,43 @@ def test_the_cli_appends_and_refuses_reading_options_beside_append(tmp_path, day
     r = run(app, ["ingest", str(days[1]), "--append", "d1", "-o", "d2", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "d2" / "manifest.json").read_text())["summary"]["rows"] == 6_000
+
+
+def test_a_window_keeps_the_newest_spans_and_their_partitions_only(tmp_path, days):
+    st = tmp_path / "store"
+    opts = {"split": ["train=8", "eval=2"], "partition_rows": 1_000, "store": st}
+    ingest(days[:1], tmp_path / "d0", **opts)
+    append([days[1]], tmp_path / "d0", tmp_path / "d1", store=st)
+    two = append([days[2]], tmp_path / "d1", tmp_path / "d2", window=2, store=st)
+    expected = ingest(days[1:], tmp_path / "ref", **opts)
+    for split in ("train", "eval"):
+        assert _rows(two, split).equals(_rows(expected, split))
+    spans = two.manifest["summary"]["spans"]
+    assert [[s["path"] for s in span["sources"]] for span in spans] == [
+        [str(days[1])], [str(days[2])]]  # fmt: skip
+    assert [s["path"] for s in two.manifest["summary"]["sources"]] == [str(days[1]), str(days[2])]
+    # the kept partitions are the old version's bytes
+    old = {
+        f["sha256"] for f in append([days[2]], tmp_path / "d1", None, store=st).manifest["files"]
+    }
+    assert {f["sha256"] for f in two.manifest["files"] if f["path"].endswith(".parquet")} <= old
+    assert [s["path"] for s in two.manifest["summary"]["dropped"]] == [str(days[0])]
+    # a file of a dropped span is not taken in again (a loop passes every file it has)
+    same = append(days, tmp_path / "d2", tmp_path / "d2", window=2, store=st)
+    assert same.up_to_date
+    with pytest.raises(BadInput, match="at least 1"):
+        append([days[2]], tmp_path / "d1", tmp_path / "d3", window=0, store=st)
+
+
+def test_sources_already_in_the_dataset_are_left_out_and_nothing_new_is_up_to_date(tmp_path, days):
+    st = tmp_path / "store"
+    ingest(days[:1], tmp_path / "d", store=st)
+    grown = append(days[:2], tmp_path / "d", tmp_path / "d", store=st)
+    assert grown.manifest["summary"]["rows"] == 6_000 and not grown.up_to_date
+    assert [len(s["sources"]) for s in grown.manifest["summary"]["spans"]] == [1, 1]
+    mtime = (tmp_path / "d" / "manifest.json").stat().st_mtime_ns
+    again = append(days[:2], tmp_path / "d", tmp_path / "d", store=st)
+    assert again.up_to_date and again.manifest["id"] == grown.manifest["id"]
+    assert (tmp_path / "d" / "manifest.json").stat().st_mtime_ns == mtime
+    with pytest.raises(BadInput, match="nothing to append"):
+        append(days[:2], tmp_path / "d", tmp_path / "elsewhere", store=st)
