@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data.splits import choose_splits, splits_of
 from ..errors import BadInput, opt
@@ -15,6 +15,9 @@ from ..store.refs import load_input
 from ..store.store import Store, store_for
 from ..validation.statsfile import parse_slices, read_stats, write_stats
 from .base import StagePlan, StageResult, run_stage
+
+if TYPE_CHECKING:
+    from ..core.engine import Engine
 
 ALGORITHM = 4  # 2: NaN in a sliced float column is the <missing> slice; 3: epoch quantiles of
 # date/datetime columns and the value counts of low-cardinality integers (for drift);
@@ -31,8 +34,10 @@ def stats(
     store: str | Path | Store | None = None,
     force: bool = False,
     dry_run: bool = False,
+    engine: str | Engine | None = None,
 ) -> StageResult:
-    """Statistics of DATASET's splits (or one `split`), overall and per slice."""
+    """Statistics of DATASET's splits (or one `split`), overall and per slice; `engine` (a
+    Dask scheduler's address, `core.engine`) computes the partitions' on its workers."""
     st = store_for(store, out)
     path, manifest, inp = load_input(st, str(dataset), "data", ("dataset",))
     chosen = choose_splits(splits_of(path, manifest), split, str(dataset))
@@ -48,12 +53,14 @@ def stats(
     plan = StagePlan("stats", "stats", ALGORITHM, {"split": split, "slices": specs}, [inp])
 
     def produce(tmp: Path) -> dict[str, Any]:
+        from ..core.engine import engine_for
         from ..validation.merge import split_stats_of
 
+        eng = engine_for(engine)
         doc: dict[str, Any] = {"format": "mlstage-stats/1", "splits": {}}
         sketches: dict[str, Any] = {"format": "mlstage-sketches/1", "splits": {}}
         for name, file in chosen.items():
-            doc["splits"][name], sketches["splits"][name] = split_stats_of(file, schema, specs)
+            doc["splits"][name], sketches["splits"][name] = split_stats_of(file, schema, specs, eng)
         return write_stats(tmp, doc, sketches)
 
     return run_stage(
