@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..core.engine import Engine, engine_for
 from ..data.splits import choose_splits, splits_of
 from ..errors import BadInput, opt
 from ..store.refs import load_input
 from ..store.store import Store, store_for
 from ..validation.statsfile import parse_slices, read_stats, write_stats
 from .base import StagePlan, StageResult, run_stage
-
-if TYPE_CHECKING:
-    from ..core.engine import Engine
 
 ALGORITHM = 4  # 2: NaN in a sliced float column is the <missing> slice; 3: epoch quantiles of
 # date/datetime columns and the value counts of low-cardinality integers (for drift);
@@ -53,7 +51,6 @@ def stats(
     plan = StagePlan("stats", "stats", ALGORITHM, {"split": split, "slices": specs}, [inp])
 
     def produce(tmp: Path) -> dict[str, Any]:
-        from ..core.engine import engine_for
         from ..validation.merge import split_stats_of
 
         eng = engine_for(engine)

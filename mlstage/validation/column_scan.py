@@ -7,7 +7,10 @@ however the split is partitioned (the mean and sd up to floating-point rounding)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .checks import Checker
 
 MAX_INT_VALUES = 1_000  # an int column (not the label) with more values is a number
 COMPACT_EVERY = 8  # partitions' value counts held before they are summed
@@ -163,3 +166,24 @@ class Scanned:
     base: dict[str, Any] | None  # the baseline's stats of the column
     drift_base: dict[str, Any] | None  # what its drift is measured against
     is_label: bool
+
+
+def column_sources(parts: list, name: str) -> list:
+    """What a worker needs to read column `name` of a split: each partition's path, or
+    the column itself of a partition held as a DataFrame."""
+    import polars as pl
+
+    # a path made absolute: a worker's working folder is not ours
+    return [p.get_column(name) if isinstance(p, pl.DataFrame) else p.absolute() for p in parts]
+
+
+def scan_on_worker(checker: Checker, job: tuple) -> Scanned:
+    """`Checker.scan_column` of one column, run by an engine's worker (`check_split`)."""
+    import polars as pl
+
+    name, spec, dtype, sources = job
+    chunks = (
+        s if isinstance(s, pl.Series) else pl.read_parquet(s, columns=[name]).to_series()
+        for s in sources
+    )
+    return checker.scan_column(name, spec, dtype, chunks)

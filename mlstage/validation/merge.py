@@ -245,7 +245,8 @@ def split_stats_of(
     with task(f"stats: split {split.name}", total=len(split.parts)) as step:
         if engine is not None and not engine.local:
             blocks = engine.map(
-                functools.partial(split_stats, types=types, slices=slices), split.parts
+                functools.partial(split_stats, types=types, slices=slices),
+                [p.absolute() for p in split.parts],  # a worker's folder is not ours
             )
             step.advance(len(split.parts))
             if len(blocks) == 1:
