@@ -34,7 +34,8 @@ R = TypeVar("R")
 
 
 class Engine(Protocol):
-    address: str | None
+    @property
+    def address(self) -> str | None: ...  # None: this process
 
     @property
     def local(self) -> bool: ...
