@@ -8,7 +8,7 @@ import typer
 
 from ..data.splits import DEFAULT_PARTITION_ROWS
 from .app import app
-from .common import Common, emit_result, stage_command
+from .common import Common, EngineOption, emit_result, stage_command
 from .render import table_to_stdout
 
 
@@ -77,6 +77,7 @@ def ingest_cmd(
             help="Rows per file: a split of more rows is written as NAME.part-00000.parquet, ...",
         ),
     ] = DEFAULT_PARTITION_ROWS,
+    engine: EngineOption = None,
     *,
     common: Common,
 ) -> None:
@@ -96,6 +97,7 @@ def ingest_cmd(
         seed=seed,
         infer_rows=infer_rows,
         partition_rows=partition_rows,
+        engine=engine,
         **common.run_options(),
     )
     if out is None and result.manifest is not None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.artifact import Input
+from ..core.engine import Engine, engine_for
+from ..core.fsutil import remove_tree
 from ..core.missing import DEFAULT_NULLS
 from ..data.options import parse_splits, parse_types
 from ..data.sources import (
@@ -52,8 +54,10 @@ def ingest(
     store: str | Path | Store | None = None,
     force: bool = False,
     dry_run: bool = False,
+    engine: str | Engine | None = None,
 ) -> StageResult:
-    """Read SOURCES into a dataset artifact at OUT (None: only into the store)."""
+    """Read SOURCES into a dataset artifact at OUT (None: only into the store); `engine` (a
+    Dask scheduler's address, `core.engine`) converts each source on one of its workers."""
     if format != "auto" and format not in FORMATS:
         raise BadInput(f"{opt('format')} {format!r}: choose from auto, {', '.join(FORMATS)}")
     type_overrides = parse_types(types)
@@ -102,12 +106,13 @@ def ingest(
     def produce(tmp: Path) -> dict[str, Any]:
         from ..core.progress import task
 
+        eng = engine_for(engine)
         size = sum(s.path.stat().st_size for s in srcs)
         # polars streams the conversion in one call: a spinner with the time, not a bar
         with task(f"ingest: {len(srcs)} source(s), {size / 1e6:,.1f} MB → Parquet"):
             summary = _write_dataset(
                 srcs, tmp, nulls, type_overrides, splits, keys, split_order, seed, infer_rows,
-                partition_rows,
+                partition_rows, eng,
             )  # fmt: skip
         summary["sources"] = [
             {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id}
@@ -214,7 +219,7 @@ def _unify(
 
 def _write_dataset(
     srcs, tmp: Path, nulls, type_overrides, splits, keys, split_order, seed, infer_rows,
-    partition_rows,
+    partition_rows, engine: Engine,
 ) -> dict[str, Any]:  # fmt: skip
     import polars as pl
 
@@ -227,9 +232,13 @@ def _write_dataset(
         if col not in types:
             raise BadInput(f'no column "{col}" in the data; columns are: {", ".join(types)}')
 
+    converted = None if engine.local else _convert_on(engine, srcs, per_source, types, nulls, tmp)
     frames = []
-    for src, own in zip(srcs, per_source, strict=True):
-        lf = scan_typed(src, {c: types[c] for c in own}, nulls)
+    for i, (src, own) in enumerate(zip(srcs, per_source, strict=True)):
+        if converted is None:
+            lf = scan_typed(src, {c: types[c] for c in own}, nulls)
+        else:  # read and typed by a worker, exactly as scan_typed would here
+            lf = pl.scan_parquet(converted[i])
         frames.append(
             lf.select(
                 pl.col(c) if c in own else pl.lit(None, dtype=polars_type(t.name)).alias(c)
@@ -290,6 +299,8 @@ def _write_dataset(
         for name in targets
     }  # fmt: skip
     scratch.rmdir()
+    if converted is not None:
+        remove_tree(tmp / ".sources")
     rows = sum(counts.values())
     if rows == 0:
         raise BadInput(
@@ -301,3 +312,35 @@ def _write_dataset(
         "splits": counts,
         "schema": {c: t.name for c, t in types.items()},
     }
+
+
+def _convert_on(engine: Engine, srcs, per_source, types, nulls, tmp: Path) -> list[Path]:
+    """Each source read, parsed and typed by a worker of a cluster `engine` into a Parquet
+    file under `tmp` (by path: storage the workers share), for the split pass here."""
+    import dataclasses
+    import functools
+
+    folder = (tmp / ".sources").absolute()
+    folder.mkdir()
+    jobs = [
+        (dataclasses.replace(src, path=src.path.absolute()), {c: types[c] for c in own},
+         folder / f"{i:05d}.parquet")
+        for i, (src, own) in enumerate(zip(srcs, per_source, strict=True))
+    ]  # fmt: skip
+    return engine.map(functools.partial(convert_source, nulls=nulls), jobs)
+
+
+def convert_source(job: tuple[Source, dict[str, ColumnType], Path], nulls: list[str]) -> Path:
+    """On a worker: one source to a typed Parquet file; a value or a structure that does
+    not read is the same BadInput (file, line, column) as in a local run."""
+    import polars as pl
+
+    src, types, target = job
+    try:
+        scan_typed(src, types, nulls).sink_parquet(target)
+    except (pl.exceptions.PolarsError, OSError) as e:
+        if is_disk_full(e):
+            raise DiskFull(target.parent) from None
+        problem = diagnose_values(src, types, nulls)
+        raise (problem or diagnose_structure(src, nulls, e)) from None
+    return target

@@ -94,6 +94,34 @@ def task_names(stream) -> set[str]:
     }
 
 
+def test_ingest_on_the_cluster_is_the_local_run_byte_for_byte(cluster, chain):
+    """Two sources (CSV and JSON Lines), each converted by a worker; split, partitioned."""
+    from distributed import get_task_stream
+
+    address, client = cluster
+    root, store = chain["root"], chain["store"]
+    frame = pl.read_csv(chain["csv"], infer_schema_length=None)
+    frame.head(2_500).write_csv(root / "first.csv")
+    frame.tail(3_500).write_ndjson(root / "second.jsonl")
+    sources = [root / "first.csv", root / "second.jsonl"]
+    options = {"split": {"train": 8, "eval": 2}, "partition_rows": 1_000, "store": store}
+    local = ingest(sources, root / "two", **options)
+    with get_task_stream(client) as ts:
+        r = ingest(sources, root / "two-dask", engine=address, **options)
+    assert_same_artifact(local, r)
+    assert task_names(ts) == {"convert_source"} and len(ts.data) == 2
+    assert len(r.manifest["summary"]["splits"]) == 2 and len(list(r.path.glob("*.part-*"))) >= 5
+    assert not list(r.path.glob(".*"))  # the workers' converted files are gone
+    # a value that does not fit: the same message as the local run's, from the worker
+    (root / "bad.csv").write_text("a,b\n" + "1,x\n" * 20 + "oops,y\n")
+    errors = []
+    for where, engine in (("bad-local", None), ("bad-dask", address)):
+        with pytest.raises(BadInput) as e:
+            ingest([root / "bad.csv"], root / where, types=["a=int"], store=store, engine=engine)
+        errors.append(str(e.value))
+    assert errors[0] == errors[1] and "oops" in errors[0] and "line 22" in errors[0], errors
+
+
 def test_stats_on_the_cluster_is_the_local_run_byte_for_byte(cluster, chain):
     from distributed import get_task_stream
 
