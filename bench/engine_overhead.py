@@ -153,11 +153,12 @@ def main() -> None:
         f" rows), ingested with the default `--partition-rows` 1,000,000: {parts} partitions"
         " of one split.",
         f"- machine: {os.cpu_count()} cores, {platform.python_version()}, polars"
-        f" {pl.__version__}, dask {dask.__version__}; shared with other work (noisy).",
+        f" {pl.__version__}, dask {dask.__version__}; shared with other work (noisy): load"
+        f" average {os.getloadavg()[0]:.1f} at the end.",
         f"- cluster: `LocalCluster(n_workers=2, threads_per_worker=1)`, worker processes."
         f" Start-up (not in any run): {started:.2f} s to start, {connected:.2f} s for the"
-        f" first `engine_for` (connect, version check), {warm:.2f} s for the workers' first"
-        " import of mlstage.",
+        f" first `engine_for` (connect, the version check, which imports mlstage and polars on"
+        f" the workers), {warm:.2f} s more for the workers to import the statistics' module.",
         f"- {args.rounds} interleaved rounds; every run wrote the same artifact"
         f" ({next(iter(ids))[:12]}).",
         "",
