@@ -12,7 +12,7 @@ from typing import Any
 
 from ..core.documents import validate
 from ..core.jsonio import dumps_pretty, jsonable
-from .column_scan import Scanned, column_sources, scan_on_worker
+from .column_scan import Scanned, column_sources, merge_scanned, scan_on_worker
 from .compute import LOW_CARDINALITY
 from .drift import DEFAULT_SIGNIFICANCE, chi2_p_value, linf, warm_up_tests
 
@@ -162,16 +162,19 @@ class Checker:
             warm_up_tests()
         # Columns are read and scanned in parallel threads (polars and numpy release the
         # GIL), as `stats` does; anomalies are then added in column order, as before.
-        # On a cluster `engine`, a column per task: a worker reads it a partition at a time
-        # (by path; a DataFrame's column is sent) and folds them in order, as a thread does.
+        # On a cluster `engine`, a task per column and partition (read by path; a frame's
+        # column is sent), the partitions' scans merged in order: the same to the last bit.
         if engine is not None and not engine.local:
-            jobs = [(n, columns[n], types[n], column_sources(parts, n)) for n in fitting]
+            jobs = [(n, columns[n], types[n], s) for n in fitting for s in column_sources(parts, n)]
             found = engine.map(functools.partial(scan_on_worker, self), jobs)
+            per = len(parts)
+            scans = {
+                n: merge_scanned(found[i * per : (i + 1) * per]) for i, n in enumerate(fitting)
+            }
         else:
             with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
                 scan = lambda n: self.scan_column(n, columns[n], types[n], column(n))  # noqa: E731
-                found = list(pool.map(scan, fitting))
-        scans = dict(zip(fitting, found, strict=True))
+                scans = dict(zip(fitting, pool.map(scan, fitting), strict=True))
         for name in checked:
             spec = columns[name]
             if name not in scans:

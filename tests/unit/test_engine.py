@@ -137,17 +137,56 @@ def test_stats_on_the_cluster_is_the_local_run_byte_for_byte(cluster, chain):
 
 
 def test_validate_on_the_cluster_is_the_local_run_byte_for_byte(cluster, chain):
+    """A task per column and partition, merged in partition order: the moments (Chan's
+    formula), value and int counts, ranges' counts and first examples all the same."""
     from distributed import get_task_stream
 
     address, client = cluster
-    root = chain["root"]
+    root, store = chain["root"], chain["store"]
     with get_task_stream(client) as ts:
         r = validate(root / "ds", root / "v-dask", schema=root / "sc", baseline=root / "st",
-                     store=chain["store"], engine=address)  # fmt: skip
+                     store=store, engine=address)  # fmt: skip
     assert_same_artifact(chain["runs"]["validate"], r)
-    assert "scan_on_worker" in task_names(ts)
+    columns = chain["runs"]["ingest"].manifest["summary"]["columns"]
+    assert task_names(ts) == {"scan_on_worker"} and len(ts.data) == columns * 7
     doc = json.loads((r.path / "anomalies.json").read_text())
     assert doc["drift"]["eval"]  # drift was measured: there was something to get wrong
+    # ranges that most partitions break: counts and examples gathered across partitions
+    rules = json.loads((root / "sc" / "schema.json").read_text())
+    rules["columns"]["age"]["max"] = 30
+    rules["columns"]["hours-per-week"]["min"] = 45
+    (root / "narrow.json").write_text(json.dumps(rules))
+    local = validate(root / "ds", root / "vn", schema=root / "narrow.json", store=store)
+    remote = validate(root / "ds", root / "vn-dask", schema=root / "narrow.json", store=store,
+                      engine=address)  # fmt: skip
+    assert_same_artifact(local, remote)
+    found = json.loads((remote.path / "anomalies.json").read_text())["anomalies"]
+    ranges = [a for a in found if a["type"] == "out_of_range"]
+    assert len(ranges) == 4 and all(len(a["examples"]) == 10 for a in ranges)
+
+
+def test_validate_merges_the_partitions_examples_as_the_local_run_reads_them(cluster, chain):
+    """Out-of-range values met again in a later partition are listed once, the first ten
+    in row order, whichever worker scanned which partition."""
+    address, _ = cluster
+    root, store = chain["root"], chain["store"]
+    x = [0] * 3_000
+    x[0:5] = [100, 100, 100, 101, 102]  # partition 0
+    x[1_000:1_004] = [101, 102, 103, 104]  # partition 1: two seen before
+    x[2_000:2_016] = list(range(105, 121))  # partition 2
+    pl.DataFrame({"x": x, "s": ["a", "b", "c"] * 1_000}).write_csv(root / "ranges.csv")
+    ingest([root / "ranges.csv"], root / "ranges", partition_rows=1_000, store=store)
+    (root / "ranges.json").write_text(json.dumps({"format": "mlstage-schema/1", "columns": {
+        "x": {"type": "int", "max": 50}, "s": {"type": "string", "domain": ["a", "b"]}}}))  # fmt: skip
+    local = validate(root / "ranges", root / "vr", schema=root / "ranges.json", store=store)
+    remote = validate(root / "ranges", root / "vr-dask", schema=root / "ranges.json", store=store,
+                      engine=address)  # fmt: skip
+    assert_same_artifact(local, remote)
+    found = json.loads((remote.path / "anomalies.json").read_text())["anomalies"]
+    (x_range,) = [a for a in found if a["column"] == "x"]
+    assert x_range["examples"] == list(range(100, 110))
+    (s_domain,) = [a for a in found if a["column"] == "s"]
+    assert s_domain["examples"] == ["c"]
 
 
 def test_featurize_apply_on_the_cluster_is_the_local_run_byte_for_byte(cluster, chain):
