@@ -52,6 +52,18 @@ class MlstageError(Exception):
     def cli_message(self) -> str:
         return for_cli(self.raw)
 
+    def __reduce__(self):
+        # Raised on a Dask worker, an error travels back to the client pickled: its
+        # attributes (the raw text with the parameters' names, the file) come along.
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(cls: type[MlstageError], args: tuple, state: dict) -> MlstageError:
+    error = Exception.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class BadInput(MlstageError):
     """Bad input to a stage: unreadable or malformed file, bad option, bad config.

@@ -35,6 +35,7 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLSTAGE_STORE", raising=False)
     monkeypatch.delenv("MLSTAGE_FAULT", raising=False)
+    monkeypatch.delenv("MLSTAGE_ENGINE", raising=False)  # a cluster only where a test asks
     yield
 
 

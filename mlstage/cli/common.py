@@ -118,6 +118,19 @@ _STAGE_OPTIONS = [
 ]
 _STORE_OPTIONS = [p for p in _STAGE_OPTIONS if p.name in ("json", "store", "debug")]
 
+# The stages whose per-partition work can run on a Dask cluster (`core.engine`) take it.
+EngineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        metavar="ADDRESS",
+        envvar="MLSTAGE_ENGINE",
+        help="Run the per-partition work on this Dask scheduler (tcp://host:8786; 'local':"
+        " here); the output is the same, byte for byte.",
+        show_default=False,
+    ),
+]
+
 
 @contextmanager
 def handle_errors(debug: bool) -> Iterator[None]:
@@ -232,6 +245,7 @@ def emit_result(stage: str, result, common: Common, details: str = "") -> None:
 
 __all__ = [
     "Common",
+    "EngineOption",
     "StoreCommon",
     "stage_command",
     "store_command",

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .app import app
-from .common import Common, emit_result, stage_command
+from .common import Common, EngineOption, emit_result, stage_command
 
 
 @stage_command(app, "featurize")
@@ -39,6 +39,7 @@ def featurize_cmd(
             help="Split to fit on (default: train, else the only split).",
         ),
     ] = None,
+    engine: EngineOption = None,
     *,
     common: Common,
 ) -> None:
@@ -51,6 +52,7 @@ def featurize_cmd(
         spec=spec,
         transform=transform,
         fit_split=fit_split,
+        engine=engine,
         **common.run_options(),
     )
     emit_result("featurize", result, common)

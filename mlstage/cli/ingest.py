@@ -9,7 +9,7 @@ import typer
 from ..data.splits import DEFAULT_PARTITION_ROWS
 from ..errors import BadInput
 from .app import app
-from .common import Common, emit_result, stage_command
+from .common import Common, EngineOption, emit_result, stage_command
 from .render import table_to_stdout
 
 
@@ -95,12 +95,13 @@ def ingest_cmd(
             help="With --append: keep the newest N spans (the new one included).",
         ),
     ] = None,
+    engine: EngineOption = None,
     *,
     common: Common,
 ) -> None:
     """Read raw files into a typed, versioned Parquet dataset, optionally split."""
-    from ..stages.ingest import append as append_span
     from ..stages.ingest import ingest
+    from ..stages.spans import append as append_span
 
     if append is not None:
         # a span is read exactly as the dataset it extends: no reading option of its own
@@ -116,7 +117,9 @@ def ingest_cmd(
                 " given with it"
             )
         out = common.out_path(allow_stdout=False)
-        result = append_span(sources, append, out, window=window, **common.run_options())
+        result = append_span(
+            sources, append, out, window=window, engine=engine, **common.run_options()
+        )
         emit_result("ingest", result, common)
         return
     if window is not None:
@@ -134,6 +137,7 @@ def ingest_cmd(
         seed=seed,
         infer_rows=infer_rows,
         partition_rows=partition_rows,
+        engine=engine,
         **common.run_options(),
     )
     if out is None and result.manifest is not None:

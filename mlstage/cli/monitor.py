@@ -8,7 +8,7 @@ import typer
 
 from ..errors import ExitCode
 from .app import app
-from .common import Common, emit_result, stage_command
+from .common import Common, EngineOption, emit_result, stage_command
 
 
 @stage_command(app, "monitor")
@@ -91,6 +91,7 @@ def monitor_cmd(
             help="Compare the stable version with the running canary or shadow: exit 0 promote, 1 roll back.",
         ),
     ] = None,
+    engine: EngineOption = None,
     *,
     common: Common,
 ) -> None:
@@ -113,6 +114,7 @@ def monitor_cmd(
         model=model,
         allow_empty=allow_empty,
         compare=compare,
+        engine=engine,
         **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run:

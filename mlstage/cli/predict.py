@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .app import app
-from .common import Common, emit_result, stage_command
+from .common import Common, EngineOption, emit_result, stage_command
 from .render import table_to_stdout
 
 
@@ -38,6 +38,7 @@ def predict_cmd(
             "--keep", metavar="COLUMN", help="Copy this input column to the output (repeatable)."
         ),
     ] = None,
+    engine: EngineOption = None,
     *,
     common: Common,
 ) -> None:
@@ -51,6 +52,7 @@ def predict_cmd(
         out,
         split=split,
         keep=keep or [],
+        engine=engine,
         **common.run_options(),
     )
     if out is None and result.manifest is not None:

@@ -8,7 +8,7 @@ import typer
 
 from ..errors import BadInput
 from .app import app
-from .common import Common, emit_result, stage_command
+from .common import Common, EngineOption, emit_result, stage_command
 
 
 @stage_command(app, "stats")
@@ -36,6 +36,7 @@ def stats_cmd(
     merge: Annotated[
         bool, typer.Option("--merge", help="Combine statistics of partitions computed apart.")
     ] = False,
+    engine: EngineOption = None,
     *,
     common: Common,
 ) -> None:
@@ -57,6 +58,7 @@ def stats_cmd(
             out,
             split=split,
             slices=slice_ or [],
+            engine=engine,
             **common.run_options(),
         )
     if result.manifest and not common.quiet and not result.dry_run:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .app import app
-from .common import Common, emit_result, stage_command
+from .common import Common, EngineOption, emit_result, stage_command
 
 
 @stage_command(app, "train")
@@ -27,6 +27,7 @@ def train_cmd(
             show_default=False,
         ),
     ],
+    engine: EngineOption = None,
     *,
     common: Common,
 ) -> None:
@@ -37,6 +38,7 @@ def train_cmd(
         features,
         common.out_path(),
         config=config,
+        engine=engine,
         **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run:

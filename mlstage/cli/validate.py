@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .app import app
-from .common import Common, emit_result, stage_command
+from .common import Common, EngineOption, emit_result, stage_command
 
 
 @stage_command(app, "validate")
@@ -45,6 +45,7 @@ def validate_cmd(
             help="training|serving (serving: the label may be absent).",
         ),
     ] = "training",
+    engine: EngineOption = None,
     *,
     common: Common,
 ) -> None:
@@ -58,6 +59,7 @@ def validate_cmd(
         split=split,
         baseline=baseline,
         environment=environment,
+        engine=engine,
         **common.run_options(),
     )
     if result.manifest and not common.quiet and not result.dry_run:

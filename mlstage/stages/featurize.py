@@ -10,9 +10,11 @@ for a string/bool label) and `transform.json`, the fitted state as plain JSON.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
+from ..core.engine import Engine, engine_for
 from ..data.splits import file_names, splits_of, training_split
 from ..errors import BadInput, opt
 from ..features.fitted import TRANSFORM_FILE, read_transform_doc, write_transform_doc
@@ -45,8 +47,10 @@ def featurize(
     store: str | Path | Store | None = None,
     force: bool = False,
     dry_run: bool = False,
+    engine: str | Engine | None = None,
 ) -> StageResult:
-    """Fit SPEC on DATASET's training split and apply it everywhere (or apply TRANSFORM)."""
+    """Fit SPEC on DATASET's training split and apply it everywhere (or apply TRANSFORM);
+    `engine` (a Dask scheduler's address, `core.engine`) applies it on its workers."""
     if (spec is None) == (transform is None):
         raise BadInput(
             f"give {opt('spec')} (fit and apply) or {opt('transform')} (apply), not both"
@@ -82,15 +86,14 @@ def featurize(
     def produce(tmp: Path) -> dict[str, Any]:
         from ..features.fitted import FittedTransform
 
+        eng = engine_for(engine)  # reached (or refused) before the fit
         ft = fitted or FittedTransform.fit(spec_doc, splits[fit_name].parts, types)
         rows = {}
         for name, split in splits.items():
             # the features keep the data's partitions: part i of the data -> part i
-            targets = file_names(name, len(split.parts))
-            rows[name] = sum(
-                _apply_split(ft, part, types, tmp / target, f"{dataset} (split {name})")
-                for part, target in zip(split.parts, targets, strict=True)
-            )
+            targets = [tmp / t for t in file_names(name, len(split.parts))]
+            where = f"{dataset} (split {name})"
+            rows[name] = sum(apply_parts(ft, split.parts, targets, types, where, eng))
         write_transform_doc(tmp, ft.doc)
         return {
             "splits": rows,
@@ -103,6 +106,24 @@ def featurize(
     return run_stage(
         plan, produce, Path(out) if out else None, store=st, force=force, dry_run=dry_run
     )
+
+
+def apply_parts(
+    ft, parts: list[Path], targets: list[Path], types: dict[str, str], where: str, engine: Engine
+) -> list[int]:
+    """Apply `ft` to each partition into its target, in turn here, or on the workers of a
+    cluster `engine` (`core.engine`, which reads and writes by path) each rebuilding the
+    transform from its JSON: the same files either way. The rows written, per part."""
+    if engine.local:
+        return [_apply_split(ft, p, types, t, where) for p, t in zip(parts, targets, strict=True)]
+    jobs = [(p.absolute(), t.absolute()) for p, t in zip(parts, targets, strict=True)]
+    return engine.map(functools.partial(_apply_on_worker, ft.doc, types, where), jobs)
+
+
+def _apply_on_worker(doc: dict, types: dict[str, str], where: str, job: tuple[Path, Path]) -> int:
+    from ..features.fitted import FittedTransform
+
+    return _apply_split(FittedTransform(doc), job[0], types, job[1], where)
 
 
 def _apply_split(ft, file: Path, types: dict[str, str], target: Path, where: str) -> int:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.artifact import Input
+from ..core.engine import Engine, engine_for
 from ..core.jsonio import jsonable
 from ..data.splits import splits_of
 from ..errors import BadInput, opt
@@ -130,9 +131,11 @@ def monitor(
     store: str | Path | Store | None = None,
     force: bool = False,
     dry_run: bool = False,
+    engine: str | Engine | None = None,
 ) -> StageResult:
     """Check production requests against training; `retrain` true means exit 1, no
-    request in the window exit 4 (unless `allow_empty`)."""
+    request in the window exit 4 (unless `allow_empty`). `engine` (a Dask scheduler's
+    address, `core.engine`) scans the requests' columns on its workers."""
     from ..validation.schema_rules import read_schema
     from ..validation.statsfile import training_stats
 
@@ -215,7 +218,9 @@ def monitor(
             types = {c: t for c, t in types.items() if c in rules["columns"]}
             inputs_frame = inputs_frame.select(list(types))
         if frame.height:
-            checker.check_split("requests", inputs_frame, types, row_counts=False)
+            checker.check_split(
+                "requests", inputs_frame, types, row_counts=False, engine=engine_for(engine)
+            )
         errors = [a for a in checker.anomalies if a["severity"] == "error"]
         reasons = [f"{a['type']}: {a['description']}" for a in errors]
         predictions = live = estimated = None

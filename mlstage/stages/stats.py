@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..core.engine import Engine, engine_for
 from ..data.splits import choose_splits, splits_of
 from ..errors import BadInput, opt
 from ..store.refs import load_input
@@ -31,8 +32,10 @@ def stats(
     store: str | Path | Store | None = None,
     force: bool = False,
     dry_run: bool = False,
+    engine: str | Engine | None = None,
 ) -> StageResult:
-    """Statistics of DATASET's splits (or one `split`), overall and per slice."""
+    """Statistics of DATASET's splits (or one `split`), overall and per slice; `engine` (a
+    Dask scheduler's address, `core.engine`) computes the partitions' on its workers."""
     st = store_for(store, out)
     path, manifest, inp = load_input(st, str(dataset), "data", ("dataset",))
     chosen = choose_splits(splits_of(path, manifest), split, str(dataset))
@@ -56,11 +59,12 @@ def stats(
         digests = {path / f["path"]: f["sha256"] for f in manifest["files"]}
         context = {"types": schema, "slices": specs, "algorithm": ALGORITHM}
         cache = PartitionStatsCache(st.root, digests, context)
+        eng = engine_for(engine)
         doc: dict[str, Any] = {"format": "mlstage-stats/1", "splits": {}}
         sketches: dict[str, Any] = {"format": "mlstage-sketches/1", "splits": {}}
         for name, file in chosen.items():
             doc["splits"][name], sketches["splits"][name] = split_stats_of(
-                file, schema, specs, cache
+                file, schema, specs, eng, cache
             )
         return write_stats(tmp, doc, sketches)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.documents import validate
+from ..core.engine import Engine, engine_for
 from ..core.jsonio import jsonable
 from ..data.splits import splits_of, training_split
 from ..errors import BadInput
@@ -25,8 +26,7 @@ from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
 ALGORITHM = 2  # 2: rows without a label dropped and counted
-# Estimators whose max_iter bounds a solver that stops when it converges (for boosting,
-# max_iter is the number of trees, and reaching it is normal).
+# Estimators whose max_iter bounds a solver that stops on convergence (boosting's is its trees).
 ITERATIVE_SOLVERS = {
     "LogisticRegression", "LinearSVC", "LinearSVR", "Lasso", "ElasticNet",
     "MLPClassifier", "MLPRegressor", "SGDClassifier", "SGDRegressor",
@@ -112,8 +112,9 @@ def train(
     store: str | Path | Store | None = None,
     force: bool = False,
     dry_run: bool = False,
+    engine: str | Engine | None = None,
 ) -> StageResult:
-    """Train the estimator CONFIG names on FEATURES' training split."""
+    """Train the estimator CONFIG names on FEATURES' training split (search trials on `engine`)."""
     st = store_for(store, out)
     cfg, cfg_in = load_document(st, str(config), "config", "config.json", "model")
     validate(cfg, "mlstage-train/1", str(config))
@@ -173,7 +174,8 @@ def train(
         w = _column(splits[fit_name].parts, weight).to_numpy()[keep] if weight else None
         classes = index_classes(cfg["estimator"], cfg["task"], y)
         y_fit = y if classes is None else np.searchsorted(classes, y)
-        estimator, cv, caught = _fit_quietly(cfg, X, y_fit, w, feature_cols)
+        with engine_for(engine).joblib():  # the refit on the whole split runs here
+            estimator, cv, caught = _fit_quietly(cfg, X, y_fit, w, feature_cols)
         metrics = {
             "format": "mlstage-model-metrics/1",
             "task": cfg["task"],
@@ -229,7 +231,6 @@ def _fit_quietly(cfg: dict[str, Any], X, y, w, feature_cols: list[str]):
     once on stderr. Convergence warnings are silenced during the fit (scikit-learn hands
     the warning filters to its CV workers, which would print one per fold) and the
     chosen model's convergence is checked afterwards instead."""
-    import sys
     import warnings
 
     import numpy as np

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..core.engine import Engine, engine_for
 from ..core.jsonio import jsonable
 from ..data.splits import choose_splits, splits_of
 from ..errors import BadInput, opt
@@ -38,8 +39,10 @@ def validate(
     store: str | Path | Store | None = None,
     force: bool = False,
     dry_run: bool = False,
+    engine: str | Engine | None = None,
 ) -> StageResult:
-    """Check DATASET against `schema` (and `baseline` for drift); `ok` false means exit 1."""
+    """Check DATASET against `schema` (and `baseline` for drift); `ok` false means exit 1.
+    `engine` (a Dask scheduler's address, `core.engine`) scans the columns on its workers."""
     if environment not in ENVIRONMENTS:
         raise BadInput(
             f"{opt('environment')} {environment!r}: choose from {', '.join(ENVIRONMENTS)}"
@@ -58,13 +61,15 @@ def validate(
     types = manifest["summary"]["schema"]
 
     def produce(tmp: Path) -> dict[str, Any]:
+
+        eng = engine_for(engine)
         base = None
         if baseline is not None:
             table, sketches = training_stats(st, str(baseline), "baseline")
             base = {**table, "sketches": sketches}
         checker = Checker(schema_doc, environment, base)
         for name, file in chosen.items():
-            checker.check_split(name, file.parts, types)
+            checker.check_split(name, file.parts, types, engine=eng)
         errors = sum(a["severity"] == "error" for a in checker.anomalies)
         doc = {
             "format": "mlstage-anomalies/1",

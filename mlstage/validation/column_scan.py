@@ -7,7 +7,10 @@ however the split is partitioned (the mean and sd up to floating-point rounding)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .checks import Checker
 
 MAX_INT_VALUES = 1_000  # an int column (not the label) with more values is a number
 COMPACT_EVERY = 8  # partitions' value counts held before they are summed
@@ -32,6 +35,7 @@ class ColumnScan:
     buckets: Any = None  # counts in the baseline's quantile buckets
     le: Any = None  # finite values <= each grid point (the baseline summary's points)
     lt: Any = None  # ... < each grid point
+    moments: list[tuple[int, float, float]] = field(default_factory=list)  # per partition
 
     def __post_init__(self) -> None:
         import numpy as np
@@ -87,12 +91,7 @@ class ColumnScan:
                     self.int_counts = None
         if finite.size:
             m, k = float(finite.mean()), int(finite.size)
-            m2 = float(((finite - m) ** 2).sum())
-            total = self.n + k
-            delta = m - self.mean
-            self.m2 += m2 + delta * delta * self.n * k / total
-            self.mean += delta * k / total
-            self.n = total
+            self._fold(k, m, float(((finite - m) ** 2).sum()))
         if self.buckets is not None and self.base is not None:
             edges = self.base["quantile_histogram"]["edges"]
             if len(edges) >= 2:
@@ -102,6 +101,41 @@ class ColumnScan:
                 self.buckets[0] += finite.size
             self.le += np.searchsorted(finite, self.grid, side="right")
             self.lt += np.searchsorted(finite, self.grid, side="left")
+
+    def _fold(self, k: int, m: float, m2: float) -> None:
+        """Fold in the moments of k more finite values (Chan's formula), kept in order so
+        that `merge` folds another scan's partitions in with the same arithmetic."""
+        self.moments.append((k, m, m2))
+        total = self.n + k
+        delta = m - self.mean
+        self.m2 += m2 + delta * delta * self.n * k / total
+        self.mean += delta * k / total
+        self.n = total
+
+    def merge(self, later: ColumnScan) -> None:
+        """Fold in the scan of the partitions that follow this one's (an engine's worker
+        scanned them): every figure as if `add` had read them here, to the last bit."""
+        self.rows += later.rows
+        self.present += later.present
+        self.nan += later.nan
+        self.inf += later.inf
+        if self.int_counts is not None:
+            if later.int_counts is None:
+                self.int_counts = None
+            else:
+                for value, c in later.int_counts.items():
+                    self.int_counts[value] = self.int_counts.get(value, 0) + c
+                if self.int_cap is not None and len(self.int_counts) > self.int_cap:
+                    self.int_counts = None
+        for k, m, m2 in later.moments:
+            self._fold(k, m, m2)
+        if self.buckets is not None:
+            self.buckets += later.buckets
+            self.le += later.le
+            self.lt += later.lt
+        self._value_counts += later._value_counts
+        if len(self._value_counts) >= COMPACT_EVERY:
+            self._value_counts = [self._summed()]
 
     def _summed(self):
         import polars as pl
@@ -163,3 +197,36 @@ class Scanned:
     base: dict[str, Any] | None  # the baseline's stats of the column
     drift_base: dict[str, Any] | None  # what its drift is measured against
     is_label: bool
+
+
+def column_sources(parts: list, name: str) -> list:
+    """What a worker needs to read column `name` of a split: each partition's path, or
+    the column itself of a partition held as a DataFrame."""
+    import polars as pl
+
+    # a path made absolute: a worker's working folder is not ours
+    return [p.get_column(name) if isinstance(p, pl.DataFrame) else p.absolute() for p in parts]
+
+
+def scan_on_worker(checker: Checker, job: tuple) -> Scanned:
+    """`Checker.scan_column` of one column of one partition, run by an engine's worker."""
+    import polars as pl
+
+    name, spec, dtype, source = job
+    if not isinstance(source, pl.Series):
+        source = pl.read_parquet(source, columns=[name]).to_series()
+    return checker.scan_column(name, spec, dtype, iter([source]))
+
+
+def merge_scanned(parts: list[Scanned]) -> Scanned:
+    """The scans of a column's partitions, in order, as one scan of the column: what
+    `Checker.scan_column` gives reading them in turn (the examples the first distinct)."""
+    from .checks import EXAMPLES, _same
+
+    whole = parts[0]
+    for part in parts[1:]:
+        whole.scan.merge(part.scan)
+        whole.outside += part.outside
+        new = [x for x in part.examples if not any(_same(x, e) for e in whole.examples)]
+        whole.examples += new[: EXAMPLES - len(whole.examples)]
+    return whole

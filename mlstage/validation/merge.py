@@ -229,31 +229,42 @@ def merge_stats(docs: list[tuple[dict, dict]]) -> tuple[dict, dict]:
 
 
 def split_stats_of(
-    split, types: dict[str, str], slices: list[list[str]], cache=None
+    split, types: dict[str, str], slices: list[list[str]], engine=None, cache=None
 ) -> tuple[dict, dict]:
     """Statistics of one split (a `data.splits.Split`): of its file, or of each of its
     partitions in turn, merged as `stats --merge` does (memory holds one partition's
     column at a time; what the merge keeps exact and what approximately is said above).
-    With a `partition_cache.PartitionStatsCache`, partitions seen before are not read."""
+
+    With a `partition_cache.PartitionStatsCache`, partitions seen before are not read.
+    With a cluster `engine` (`core.engine`), the other partitions' statistics are
+    computed on its workers; all are merged here in partition order. Each partition's
+    statistics pass through JSON as a cached entry does, so the result is the same, byte
+    for byte, computed, cached or from a cluster."""
+    import functools
+    import json
+
     from ..core.progress import task
     from .compute import split_stats
 
-    def of(part) -> tuple[dict, dict]:
-        found = cache.get(part) if cache is not None else None
-        if found is None:
-            found = split_stats(part, types, slices)
-            if cache is not None:
-                cache.put(part, found)
-                found = cache.get(part) or found  # as a cache hit reads it: the same bytes
-        return found
-
+    found: dict[Any, Any] = {p: cache.get(p) if cache is not None else None for p in split.parts}
+    todo = [p for p in split.parts if found[p] is None]
     with task(f"stats: split {split.name}", total=len(split.parts)) as step:
-        if len(split.parts) == 1:
-            return of(split.parts[0])
-        docs = []
-        for part in split.parts:
-            block, sketch = of(part)
-            docs.append(({"splits": {"s": block}}, {"splits": {"s": sketch}}))
+        step.advance(len(split.parts) - len(todo))
+        if engine is not None and not engine.local and todo:
+            computed = engine.map(
+                functools.partial(split_stats, types=types, slices=slices),
+                [p.absolute() for p in todo],  # a worker's folder is not ours
+            )
+        else:  # one partition at a time: memory holds one partition's column
+            computed = (split_stats(p, types, slices) for p in todo)
+        for part, got in zip(todo, computed, strict=True):
+            if cache is not None:
+                cache.put(part, got)
+            found[part] = json.loads(json.dumps(got))
             step.advance()
+    blocks = [found[p] for p in split.parts]
+    if len(blocks) == 1:
+        return blocks[0]
+    docs = [({"splits": {"s": b}}, {"splits": {"s": k}}) for b, k in blocks]
     stats, sketches = merge_stats(docs)
     return stats["splits"]["s"], sketches["splits"]["s"]

@@ -89,7 +89,7 @@ def test_partitions_hold_every_row_in_order(tmp_path_factory, rows, per):
 
 
 def test_an_empty_split_is_one_empty_file_with_the_columns(tmp_path):
-    from mlstage.stages.ingest import place_partitions
+    from mlstage.data.conversion import place_partitions
 
     (tmp_path / "pay").mkdir()
     n = place_partitions(tmp_path / "none", tmp_path / "pay", "eval", 10,
@@ -239,7 +239,7 @@ def test_predict_cuts_the_same_batches_whatever_the_partitions(adult_small, monk
 def test_files_polars_cut_elsewhere_are_cut_again_by_row_number(tmp_path):
     """The guard behind the layout's determinism: should polars' sink ever write parts of
     other sizes, the split is re-cut to exactly N rows per part but the last."""
-    from mlstage.stages.ingest import place_partitions
+    from mlstage.data.conversion import place_partitions
 
     written, payload = tmp_path / "w", tmp_path / "pay"
     written.mkdir()

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from mlstage import ingest, stats
 from mlstage.errors import BadInput
-from mlstage.stages.ingest import append
+from mlstage.stages.spans import append
 
 
 def _day(path, k: int, rows: int = 3_000):
