@@ -29,6 +29,7 @@ from ..core.fsutil import (
 )
 from ..core.outputs import check_output
 from ..errors import MlstageError
+from ..s3.url import S3Url, as_s3
 from ..store.store import Store, write_payload_manifest
 
 
@@ -72,10 +73,22 @@ class StagePlan:
 @dataclass
 class StageResult:
     manifest: dict[str, Any] | None
-    path: Path | None
+    path: Path | S3Url | None  # S3Url: an output in object storage
     up_to_date: bool = False
     dry_run: bool = False
     would_run: bool = False
+    # an output in object storage: its payload as a local folder (the store's cached
+    # object, downloaded on first use)
+    fetch: Callable[[], Path] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def folder(self) -> Path:
+        """A local folder holding the output's payload files."""
+        if isinstance(self.path, S3Url):
+            assert self.fetch is not None
+            return self.fetch()
+        assert self.path is not None
+        return self.path
 
     @property
     def exit_code(self) -> int:
@@ -122,16 +135,29 @@ def _current(out: Path, plan: StagePlan, store: Store) -> dict[str, Any] | None:
     return m
 
 
+def as_output(out: str | os.PathLike | S3Url | None) -> Path | S3Url | None:
+    """A stage's `out` argument: a local folder, an `s3://` prefix (never a local folder
+    named `s3:`), or None (only into the store)."""
+    if out is None:
+        return None
+    return as_s3(out) or Path(out)
+
+
 def run_stage(
     plan: StagePlan,
     produce: Produce,
-    out: Path | None,
+    out: str | os.PathLike | S3Url | None,
     *,
     store: Store,
     force: bool = False,
     dry_run: bool = False,
 ) -> StageResult:
     """Run one stage into `out` (or only into the store when `out` is None)."""
+    out = as_output(out)
+    if isinstance(out, S3Url):
+        from ..s3.artifacts import run_stage_s3
+
+        return run_stage_s3(plan, produce, out, store=store, force=force, dry_run=dry_run)
     if out is None:
         if plan.check:
             plan.check()

@@ -46,6 +46,7 @@ from ..core.fsutil import (
 from ..core.outputs import STORE_MARKER, create_store, is_store, owner
 from ..core.storeloc import find_store_root
 from ..errors import BadInput, CorruptArtifact, NotFound, opt
+from ..s3.url import as_s3, is_s3
 from .index import connect, index_artifact
 from .maintenance import GC_GRACE_SECONDS
 
@@ -77,7 +78,8 @@ def store_for(store: str | os.PathLike | Store | None, out: str | os.PathLike | 
     """The store a stage writing `out` uses: the one given, or found near the output."""
     if isinstance(store, Store):
         return store
-    return Store.open(store, near=Path(out).absolute().parent if out is not None else None)
+    near = Path(out).absolute().parent if out is not None and not is_s3(out) else None
+    return Store.open(store, near=near)
 
 
 class Store:
@@ -90,6 +92,11 @@ class Store:
     # -- opening -------------------------------------------------------------
     @classmethod
     def open(cls, explicit: str | os.PathLike | None = None, near: Path | None = None) -> Store:
+        named = explicit or os.environ.get("MLSTAGE_STORE")
+        if is_s3(named):  # object storage: never a local folder named "s3:"
+            from .s3store import S3Store
+
+            return S3Store.open_url(str(as_s3(named)))
         store = cls(find_store(explicit, near))
         if store.root.exists() and not store.root.is_dir():
             raise BadInput(
@@ -138,6 +145,14 @@ class Store:
                 self.reindex()
         assert self._db is not None  # connected, or rebuilt by reindex
         return self._db
+
+    @property
+    def location(self) -> str:
+        """Where the store is, as users name it."""
+        return str(self.root)
+
+    def has_object(self, artifact_id: str) -> bool:
+        return (self.object_dir(artifact_id) / MANIFEST).exists()
 
     @property
     def index_path(self) -> Path:
@@ -312,7 +327,12 @@ class Store:
 
     # -- reading --------------------------------------------------------------------
     def resolve(self, ref: str) -> Path:
-        """An artifact directory from a path or an `@<id prefix>` (6+ hex digits)."""
+        """An artifact directory from a path, an `s3://` address (fetched into the store)
+        or an `@<id prefix>` (6+ hex digits)."""
+        if is_s3(ref):
+            from ..s3.artifacts import fetch_artifact
+
+            return fetch_artifact(self, str(as_s3(ref)))
         if ref.startswith("@"):
             prefix = ref[1:].lower()
             if len(prefix) < 6 or any(c not in "0123456789abcdef" for c in prefix):
@@ -351,7 +371,8 @@ class Store:
             {
                 "seq": r[0],
                 "created": r[1],
-                "path": str(self.path_of(r[2])),  # where the logged path is now
+                # where the logged path is now (an s3:// address as it is)
+                "path": r[2] if is_s3(r[2]) else str(self.path_of(r[2])),
                 "id": r[3],
                 "stage": r[4],
                 "kind": r[5],
