@@ -20,6 +20,7 @@ from ..core.fsutil import file_lock, fsync_path, fsync_tree, remove_tree
 from ..core.outputs import owner
 from ..errors import BadInput, CorruptArtifact, ExitCode, MlstageError, opt
 from ..model.evaluation_files import read_blessing
+from ..s3.url import as_s3, is_s3
 from ..store.registry import (
     CANARY,
     SHADOW,
@@ -92,44 +93,18 @@ def deploy(
 ) -> DeployResult:
     """Point `label` (or a canary taking `canary` percent of unlabelled traffic, or a
     shadow) at the model's version, copying it in first when the registry lacks it."""
-    from ..store.refs import load_input
-
     check = check or CheckOptions()
     label = _label_for(label, canary, shadow)
-    model_path, model_manifest, _ = load_input(store, model_ref, "model", ("model",))
+    model_path, model_manifest, action, evaluation_id, eval_manifest = _gate(
+        store, model_ref, evaluation_ref, allow_unblessed
+    )
     model_id = model_manifest["id"]
-    action = "deploy"
-    evaluation_id = eval_manifest = None
-    if evaluation_ref is None and not allow_unblessed:
-        raise BadInput(
-            f"give {opt('evaluation_ref', '--evaluation')} (or {opt('allow_unblessed')}, which is recorded)"
-        )
-    if evaluation_ref is not None:
-        eval_path, eval_manifest, eval_in = load_input(
-            store, evaluation_ref, "evaluation", ("evaluation",)
-        )
-        blessing = read_blessing(eval_path)
-        if blessing["model"] != model_id:
-            if not allow_unblessed:
-                raise DeployRefused(
-                    f"refused: the evaluation is of model {blessing['model'][:12]}, not of {model_id[:12]}"
-                )
-            action, eval_manifest = "deploy-unblessed", None
-        else:
-            evaluation_id = eval_in.id  # recorded in serving.json for `monitor`
-            if not blessing["blessed"]:
-                if not allow_unblessed:
-                    failed = [c for c in blessing["checks"] if c["passed"] is False]
-                    what = ", ".join(
-                        f"{c['metric']}{' on ' + c['slice'] if c['slice'] else ''}"
-                        for c in failed[:3]
-                    )
-                    raise DeployRefused(
-                        f"refused: the model is not blessed ({what} failed); {opt('allow_unblessed')} overrides, on record"
-                    )
-                action = "deploy-unblessed"
-    else:
-        action = "deploy-unblessed"
+    if is_s3(registry):  # object storage: conditional writes instead of a lock and rename
+        from ..s3.registry import deploy_s3
+
+        return deploy_s3(store, model_path, model_manifest, action, evaluation_id,
+                         eval_manifest, as_s3(registry), name=name, message=message,
+                         label=label, canary=canary, shadow=shadow, check=check)  # fmt: skip
     held = owner(registry / "x")  # the registry itself, or a folder above it
     if held is not None and held[0] != "a registry model folder":
         raise BadInput(
@@ -206,6 +181,48 @@ def deploy(
     if tmp is not None:
         store.record_write(folder / str(version), read_manifest(folder / str(version)))
     return DeployResult(registry, name, version, model_id, action, False, label, outcome)
+
+
+def _gate(store, model_ref: str, evaluation_ref: str | None, allow_unblessed: bool):
+    """The model, and whether its evaluation lets it in: (model folder, manifest, action,
+    evaluation id, evaluation manifest); DeployRefused (exit 1) when it does not."""
+    from ..store.refs import load_input
+
+    model_path, model_manifest, _ = load_input(store, model_ref, "model", ("model",))
+    model_id = model_manifest["id"]
+    action = "deploy"
+    evaluation_id = eval_manifest = None
+    if evaluation_ref is None and not allow_unblessed:
+        raise BadInput(
+            f"give {opt('evaluation_ref', '--evaluation')} (or {opt('allow_unblessed')}, which is recorded)"
+        )
+    if evaluation_ref is not None:
+        eval_path, eval_manifest, eval_in = load_input(
+            store, evaluation_ref, "evaluation", ("evaluation",)
+        )
+        blessing = read_blessing(eval_path)
+        if blessing["model"] != model_id:
+            if not allow_unblessed:
+                raise DeployRefused(
+                    f"refused: the evaluation is of model {blessing['model'][:12]}, not of {model_id[:12]}"
+                )
+            action, eval_manifest = "deploy-unblessed", None
+        else:
+            evaluation_id = eval_in.id  # recorded in serving.json for `monitor`
+            if not blessing["blessed"]:
+                if not allow_unblessed:
+                    failed = [c for c in blessing["checks"] if c["passed"] is False]
+                    what = ", ".join(
+                        f"{c['metric']}{' on ' + c['slice'] if c['slice'] else ''}"
+                        for c in failed[:3]
+                    )
+                    raise DeployRefused(
+                        f"refused: the model is not blessed ({what} failed); {opt('allow_unblessed')} overrides, on record"
+                    )
+                action = "deploy-unblessed"
+    else:
+        action = "deploy-unblessed"
+    return model_path, model_manifest, action, evaluation_id, eval_manifest
 
 
 def _label_for(label: str, canary: float | None, shadow: bool) -> str:

@@ -177,7 +177,10 @@ class Store:
         return self.root.parent.resolve()
 
     def path_key(self, path: Path) -> str:
-        """How a written path is logged in the journal and the index."""
+        """How a written path is logged in the journal and the index (an `s3://`
+        address as it is)."""
+        if is_s3(path):
+            return str(as_s3(path))
         full = Path(normalise_path(path))
         try:
             return full.relative_to(self.base).as_posix() or "."
@@ -191,6 +194,8 @@ class Store:
 
     def _keys(self, path: Path) -> tuple[str, str]:
         """The key of a path, and its absolute form (how versions before 0.2 logged it)."""
+        if is_s3(path):
+            return self.path_key(path), self.path_key(path)
         return self.path_key(path), normalise_path(path)
 
     def output_lock(self, out: Path) -> Path:
