@@ -74,7 +74,14 @@ def expand_sources(specs: list[str], fmt: str, spool_dir: Path) -> list[Source]:
             for url in matching_objects(spec, known):
                 try:
                     local = download_source(url, spool_dir)
-                    out.append(Source(local, str(url), _format_of(local, fmt, sniff=False, name=str(url)), True))
+                    out.append(
+                        Source(
+                            local,
+                            str(url),
+                            _format_of(local, fmt, sniff=False, name=str(url)),
+                            True,
+                        )
+                    )
                 except BaseException:
                     for s in out:
                         if s.spooled:

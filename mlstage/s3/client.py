@@ -38,12 +38,21 @@ class Blob:
     etag: str
 
 
+def _obstore():
+    try:
+        import obstore
+    except ImportError:
+        raise BadInput("object storage (s3://) needs obstore: pip install 'mlstage[s3]'") from None
+    return obstore
+
+
 @cache
 def _bucket(bucket: str):
+    _obstore()
     from obstore.store import S3Store
 
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {}  # AWS_* credentials and region are read from the env
     if endpoint and endpoint.startswith("http://"):
         options["allow_http"] = True  # an explicit plain-HTTP endpoint (a local server)
     config: dict[str, Any] = {}
@@ -54,7 +63,7 @@ def _bucket(bucket: str):
     if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
         config["region"] = "us-east-1"
     try:
-        return S3Store(bucket, config=config, client_options=options)  # AWS_* from the env
+        return S3Store(bucket, config=config, client_options=options)  # type: ignore[arg-type]
     except Exception as e:
         raise BadInput(f"s3://{bucket}: cannot configure the S3 client: {e}") from None
 
@@ -81,10 +90,10 @@ def _errors():
 def get(url: S3Url, *, if_none_match: str | None = None) -> Blob | None:
     """The object's bytes and etag; None when it does not exist. With `if_none_match`,
     NotModified when it still has that etag (the server answers 304, sending nothing)."""
-    import obstore
+    obstore = _obstore()
 
     E = _errors()
-    options = {"if_none_match": if_none_match} if if_none_match else None
+    options: Any = {"if_none_match": if_none_match} if if_none_match else None
     try:
         result = obstore.get(store_of(url), url.key, options=options)
         data = bytes(result.bytes())
@@ -98,7 +107,7 @@ def get(url: S3Url, *, if_none_match: str | None = None) -> Blob | None:
 
 
 def head(url: S3Url) -> dict[str, Any] | None:
-    import obstore
+    obstore = _obstore()
 
     E = _errors()
     try:
@@ -118,7 +127,7 @@ def put(
 ) -> str:
     """Write an object; returns its etag. `create`: only if absent (If-None-Match: *);
     `if_match`: only if it still has this etag. A lost condition is Conflict."""
-    import obstore
+    obstore = _obstore()
 
     E = _errors()
     mode: Any = "overwrite"
@@ -142,7 +151,7 @@ def put(
 
 
 def delete(url: S3Url) -> None:
-    import obstore
+    obstore = _obstore()
 
     try:
         obstore.delete(store_of(url), url.key)
@@ -152,7 +161,7 @@ def delete(url: S3Url) -> None:
 
 def download(url: S3Url, target: Path) -> int:
     """Stream an object into a local file; returns its size. NotFound when absent."""
-    import obstore
+    obstore = _obstore()
 
     from ..errors import NotFound
 
@@ -177,7 +186,7 @@ def download(url: S3Url, target: Path) -> int:
 
 def listing(url: S3Url) -> Iterator[tuple[str, int]]:
     """(key relative to `url`, size) of every object below `url` (as a prefix)."""
-    import obstore
+    obstore = _obstore()
 
     prefix = url.key + "/" if url.key else ""
     try:
@@ -190,7 +199,7 @@ def listing(url: S3Url) -> Iterator[tuple[str, int]]:
 
 def children(url: S3Url) -> list[str]:
     """The names of the 'folders' directly below `url`."""
-    import obstore
+    obstore = _obstore()
 
     prefix = url.key + "/" if url.key else ""
     try:

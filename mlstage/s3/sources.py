@@ -40,11 +40,19 @@ def matching_objects(spec: str, extensions: set[str] | None) -> list[S3Url]:
                 continue
             if rule is not None and not fnmatch.fnmatchcase(full, rule):
                 continue
-            if rule is None and extensions is not None and Path(name).suffix.lower() not in extensions:
+            if (
+                rule is None
+                and extensions is not None
+                and Path(name).suffix.lower() not in extensions
+            ):
                 continue
             found.append(S3Url(base.bucket, full))
         if not found:
-            what = "prefix holds no object of a known format" if rule is None else "no object matches this pattern"
+            what = (
+                "prefix holds no object of a known format"
+                if rule is None
+                else "no object matches this pattern"
+            )
             raise BadInput(what, file=spec)
         return sorted(found, key=lambda u: u.key)
     url = S3Url.parse(spec)

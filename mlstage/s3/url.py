@@ -84,4 +84,6 @@ def cache_root(url: S3Url) -> str:
     base = os.environ.get("MLSTAGE_S3_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mlstage", "s3"
     )
-    return os.path.join(os.path.abspath(base), url.bucket, *(url.key.split("/") if url.key else ["_root"]))
+    return os.path.join(
+        os.path.abspath(base), url.bucket, *(url.key.split("/") if url.key else ["_root"])
+    )

@@ -29,9 +29,7 @@ def is_artifact_ref(ref: str) -> bool:
     from ..s3.url import is_s3
 
     p = Path(str(ref))
-    return (
-        str(ref).startswith("@") or is_s3(ref) or (p.is_dir() and (p / "manifest.json").exists())
-    )
+    return str(ref).startswith("@") or is_s3(ref) or (p.is_dir() and (p / "manifest.json").exists())
 
 
 def load_document(store: Store, ref: str, role: str, payload: str, kind: str) -> tuple[Any, Input]:

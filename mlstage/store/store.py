@@ -46,7 +46,7 @@ from ..core.fsutil import (
 from ..core.outputs import STORE_MARKER, create_store, is_store, owner
 from ..core.storeloc import find_store_root
 from ..errors import BadInput, CorruptArtifact, NotFound, opt
-from ..s3.url import as_s3, is_s3
+from ..s3.url import S3Url, as_s3, is_s3
 from .index import connect, index_artifact
 from .maintenance import GC_GRACE_SECONDS
 
@@ -176,10 +176,10 @@ class Store:
         path right; a path outside it is logged absolute."""
         return self.root.parent.resolve()
 
-    def path_key(self, path: Path) -> str:
+    def path_key(self, path: Path | S3Url) -> str:
         """How a written path is logged in the journal and the index (an `s3://`
         address as it is)."""
-        if is_s3(path):
+        if isinstance(path, S3Url) or is_s3(path):
             return str(as_s3(path))
         full = Path(normalise_path(path))
         try:
@@ -192,9 +192,9 @@ class Store:
         p = Path(key)
         return p if p.is_absolute() else self.base / p
 
-    def _keys(self, path: Path) -> tuple[str, str]:
+    def _keys(self, path: Path | S3Url) -> tuple[str, str]:
         """The key of a path, and its absolute form (how versions before 0.2 logged it)."""
-        if is_s3(path):
+        if isinstance(path, S3Url) or is_s3(path):
             return self.path_key(path), self.path_key(path)
         return self.path_key(path), normalise_path(path)
 
@@ -302,7 +302,7 @@ class Store:
             index_artifact(self.db, manifest)
         return target
 
-    def record_write(self, path: Path, manifest: dict[str, Any]) -> None:
+    def record_write(self, path: Path | S3Url, manifest: dict[str, Any]) -> None:
         """Append 'this version was written to this path' to the journal and index."""
         entry = {
             "at": utc_now(),
@@ -324,7 +324,7 @@ class Store:
                 (entry["at"], entry["path"], entry["id"], entry["stage"]),
             )
 
-    def last_write(self, path: Path) -> str | None:
+    def last_write(self, path: Path | S3Url) -> str | None:
         row = self.db.execute(
             "SELECT id FROM writes WHERE path IN (?,?) ORDER BY seq DESC LIMIT 1", self._keys(path)
         ).fetchone()

@@ -44,7 +44,9 @@ def models(tmp_path_factory):
     return root
 
 
-def test_deploys_racing_for_a_version_all_succeed_with_distinct_numbers(bucket, models, monkeypatch):
+def test_deploys_racing_for_a_version_all_succeed_with_distinct_numbers(
+    bucket, models, monkeypatch
+):
     """Four deploys of four models at once: each has listed the versions before any claims
     (a barrier before the first claim), so all want version 1; each gets its own number
     (1..4), every one is in serving.json's history, none is lost."""

@@ -32,10 +32,14 @@ def chain(source: str, at: str, store: str, spec: Path, config: Path) -> dict[st
     r = ingest([source], f"{at}/data", null=["?"], split={"train": 8, "eval": 2}, store=store)
     ids["ingest"] = r.manifest["id"]
     ids["stats"] = stats(f"{at}/data", f"{at}/stats", store=store).manifest["id"]
-    ids["schema"] = schema(f"{at}/stats", f"{at}/schema", label="income", store=store).manifest["id"]
+    ids["schema"] = schema(f"{at}/stats", f"{at}/schema", label="income", store=store).manifest[
+        "id"
+    ]
     ids["validate"] = validate(f"{at}/data", f"{at}/anomalies", schema=f"{at}/schema",
                                baseline=f"{at}/stats", store=store).manifest["id"]  # fmt: skip
-    ids["featurize"] = featurize(f"{at}/data", f"{at}/features", spec=spec, store=store).manifest["id"]
+    ids["featurize"] = featurize(f"{at}/data", f"{at}/features", spec=spec, store=store).manifest[
+        "id"
+    ]
     ids["train"] = train(f"{at}/features", f"{at}/model", config=config, store=store).manifest["id"]
     return ids
 
@@ -46,7 +50,9 @@ def put_file(url: str, path: Path) -> None:
 
 def test_the_chain_in_a_bucket_gives_the_local_run_ids(bucket, adult_small, tmp_path):
     spec, config = write_json(tmp_path / "spec.json", SPEC), write_json(tmp_path / "t.json", TRAIN)
-    local = chain(str(adult_small), str(tmp_path / "local"), str(tmp_path / ".mlstage"), spec, config)
+    local = chain(
+        str(adult_small), str(tmp_path / "local"), str(tmp_path / ".mlstage"), spec, config
+    )
     put_file(f"s3://{bucket}/raw/adult.csv", adult_small)  # the source in the bucket too
     remote = chain(f"s3://{bucket}/raw/adult.csv", f"s3://{bucket}/out", f"s3://{bucket}/store",
                    spec, config)  # fmt: skip
@@ -61,11 +67,15 @@ def test_the_chain_in_a_bucket_gives_the_local_run_ids(bucket, adult_small, tmp_
     # the store: one committed object per artifact, one journal object per write
     store = S3Url.parse(f"s3://{bucket}/store")
     keys = [k for k, _ in client.listing(store)]
-    committed = {k.split("/")[1] for k in keys if k.startswith("objects/") and k.endswith("/manifest.json")}
+    committed = {
+        k.split("/")[1] for k in keys if k.startswith("objects/") and k.endswith("/manifest.json")
+    }
     assert set(local.values()) <= committed
     assert len([k for k in keys if k.startswith("journal/")]) == 6
     # a rerun is up to date, and says so without writing a journal object
-    again = stats(f"s3://{bucket}/out/data", f"s3://{bucket}/out/stats", store=f"s3://{bucket}/store")
+    again = stats(
+        f"s3://{bucket}/out/data", f"s3://{bucket}/out/stats", store=f"s3://{bucket}/store"
+    )
     assert again.up_to_date and again.manifest["id"] == local["stats"]
     assert len([k for k, _ in client.listing(store.join("journal"))]) == 6
 
@@ -101,7 +111,9 @@ def test_a_server_ignoring_conditional_writes_is_refused_at_open(bucket, adult_s
 
     monkeypatch.setattr(obstore, "put", careless)
     monkeypatch.setattr("mlstage.store.s3store._probed", set())
-    r = cli("ingest", str(adult_small), "-o", f"s3://{bucket}/data", "--store", f"s3://{bucket}/store")
+    r = cli(
+        "ingest", str(adult_small), "-o", f"s3://{bucket}/data", "--store", f"s3://{bucket}/store"
+    )
     assert r.exit_code == 2
     assert "does not honour conditional writes" in r.stderr
     assert [k for k, _ in client.listing(S3Url.parse(f"s3://{bucket}/data"))] == []
@@ -112,12 +124,26 @@ def test_s3_is_never_a_local_folder(bucket, adult_small, tmp_path):
     assert r.exit_code == 0, r.stderr
     assert not (tmp_path / "s3:").exists()
     # an output in object storage with a local store is refused, naming why
-    r = cli("stats", f"s3://{bucket}/data", "-o", f"s3://{bucket}/stats", "--store", str(tmp_path / "local"))
+    r = cli(
+        "stats",
+        f"s3://{bucket}/data",
+        "-o",
+        f"s3://{bucket}/stats",
+        "--store",
+        str(tmp_path / "local"),
+    )
     assert r.exit_code == 2 and "needs a store there too" in r.stderr
     assert not (tmp_path / "s3:").exists()
     # a prefix holding objects mlstage did not write is never replaced
     client.put(S3Url.parse(f"s3://{bucket}/theirs/notes.txt"), b"keep me")
-    r = cli("stats", f"s3://{bucket}/data", "-o", f"s3://{bucket}/theirs", "--store", f"s3://{bucket}/st")
+    r = cli(
+        "stats",
+        f"s3://{bucket}/data",
+        "-o",
+        f"s3://{bucket}/theirs",
+        "--store",
+        f"s3://{bucket}/st",
+    )
     assert r.exit_code == 2 and "not an mlstage artifact" in r.stderr
     assert client.get(S3Url.parse(f"s3://{bucket}/theirs/notes.txt")).data == b"keep me"
 
@@ -140,19 +166,20 @@ def test_writers_racing_for_one_output_exactly_one_wins(bucket, adult_small, mon
 
     monkeypatch.setattr(base, "_produce", produce_then_wait)
     winners = []
+
+    def run(seed: int, outcomes: dict[int, object]) -> None:
+        try:
+            r = ingest([adult_small], out, null=["?"], split={"train": 8, "eval": 2},
+                       seed=seed, store=store)  # fmt: skip
+            outcomes[seed] = r.manifest["id"]
+        except WriteConflict as e:
+            outcomes[seed] = e
+
     for round_ in range(2):
         outcomes: dict[int, object] = {}
 
-        def run(seed: int) -> None:
-            try:
-                r = ingest([adult_small], out, null=["?"], split={"train": 8, "eval": 2},
-                           seed=seed, store=store)  # fmt: skip
-                outcomes[seed] = r.manifest["id"]
-            except WriteConflict as e:
-                outcomes[seed] = e
-
         seeds = [round_ * 10 + i for i in range(racers)]
-        threads = [threading.Thread(target=run, args=(s,)) for s in seeds]
+        threads = [threading.Thread(target=run, args=(s, outcomes)) for s in seeds]
         for t in threads:
             t.start()
         for t in threads:
@@ -178,7 +205,9 @@ def test_sources_by_glob_and_prefix(bucket, adult_small, tmp_path, spec):
     put_file(f"s3://{bucket}/raw/a.csv", adult_small)
     client.put(S3Url.parse(f"s3://{bucket}/raw/readme.md"), b"not data")
     local = ingest([adult_small], str(tmp_path / "d"), null=["?"], store=str(tmp_path / ".m"))
-    remote = ingest([spec.format(b=bucket)], str(tmp_path / "e"), null=["?"], store=str(tmp_path / ".m"))
+    remote = ingest(
+        [spec.format(b=bucket)], str(tmp_path / "e"), null=["?"], store=str(tmp_path / ".m")
+    )
     assert remote.manifest["id"] == local.manifest["id"]
     assert remote.manifest["inputs"][0]["path"] == f"s3://{bucket}/raw/a.csv"
     assert not list((tmp_path / ".m" / "tmp").glob("s3src-*"))  # the spooled copy is gone
