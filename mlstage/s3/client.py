@@ -21,6 +21,7 @@ from ..errors import BadInput
 from .url import S3Url
 
 _CHUNK = 8 << 20
+SINGLE_PUT = 512 << 20
 
 
 class Conflict(Exception):
@@ -137,8 +138,12 @@ def put(
         mode = {"e_tag": if_match}
     try:
         if isinstance(data, Path):
+            # one PUT up to SINGLE_PUT (S3 takes 5 GB so; fewer round trips than parts,
+            # and the condition rides on it), multipart above
+            multipart = data.stat().st_size > SINGLE_PUT
             with open(data, "rb") as f:
-                result = obstore.put(store_of(url), url.key, f, mode=mode, chunk_size=_CHUNK)
+                result = obstore.put(store_of(url), url.key, f, mode=mode, chunk_size=_CHUNK,
+                                     use_multipart=multipart)  # fmt: skip
         else:
             result = obstore.put(store_of(url), url.key, data, mode=mode)
         return result["e_tag"] or ""
