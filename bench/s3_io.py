@@ -59,8 +59,8 @@ def main() -> None:
         make_bucket(endpoint, "bench")
         src = f"s3://bench/raw/{csv.name}"
         os.environ.update(AWS_ENV, AWS_ENDPOINT_URL=endpoint)
-        from mlstage.s3 import client
-        from mlstage.s3.url import S3Url
+        from mlstage.core import objstore as client
+        from mlstage.core.s3url import S3Url
 
         client.put(S3Url.parse(src), csv)
         times: dict[str, list[float]] = {}
@@ -89,13 +89,19 @@ def main() -> None:
             shutil.rmtree(local)
             shutil.rmtree(cache)
         med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"\n| stage | local disk (s) | S3 on loopback (s) | ratio | ≤ 1.5× |\n|---|---:|---:|---:|:---:|")
+        print(
+            "\n| stage | local disk (s) | S3 on loopback (s) | ratio | ≤ 1.5× |\n|---|---:|---:|---:|:---:|"
+        )
         for stage, s3key in (("ingest", "ingest s3"), ("stats", "stats s3"),
                              ("stats, cold cache", "stats s3 (cold cache)")):  # fmt: skip
             base = med[f"{stage.split(',')[0]} local"]
             ratio = med[s3key] / base
-            print(f"| {stage} | {base:.2f} | {med[s3key]:.2f} | {ratio:.2f} | {'yes' if ratio <= 1.5 else 'no'} |")
-        print(f"\nCSV: {csv.stat().st_size / 1e6:.0f} MB, {args.rows:,} rows; medians of {args.rounds} rounds")
+            print(
+                f"| {stage} | {base:.2f} | {med[s3key]:.2f} | {ratio:.2f} | {'yes' if ratio <= 1.5 else 'no'} |"
+            )
+        print(
+            f"\nCSV: {csv.stat().st_size / 1e6:.0f} MB, {args.rows:,} rows; medians of {args.rounds} rounds"
+        )
     finally:
         proc.terminate()
         proc.wait(10)

@@ -68,7 +68,7 @@ def expand_sources(specs: list[str], fmt: str, spool_dir: Path) -> list[Source]:
             out.append(Source(path, "-", _format_of(path, fmt, sniff=True, name="-"), True))
             continue
         if spec.startswith("s3://"):
-            from ..s3.sources import download_source, matching_objects
+            from .s3sources import download_source, matching_objects
 
             known = None if fmt != "auto" else set(EXTENSIONS)
             for url in matching_objects(spec, known):

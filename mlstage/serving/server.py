@@ -15,8 +15,8 @@ import socket
 import sys
 from pathlib import Path
 
+from ..core.s3url import S3Url, as_s3
 from ..errors import BadInput, opt
-from ..s3.url import S3Url, as_s3
 from .app import CONFIG_ENV, create_app
 from .connections import GuardedProtocol, connection_limit
 from .limits import KEEP_ALIVE_SECONDS, SHUTDOWN_SECONDS
@@ -104,7 +104,7 @@ def mirror_registry(url: S3Url) -> Path:
     the mirror, which the server watches as it watches a local registry."""
     import threading
 
-    from ..s3.registry import RegistryMirror
+    from ..store.s3registry import RegistryMirror
 
     mirror = RegistryMirror(url)
     mirror.sync()

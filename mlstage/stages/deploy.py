@@ -18,9 +18,9 @@ from typing import Any
 from ..core.artifact import MANIFEST, check_files, read_manifest
 from ..core.fsutil import file_lock, fsync_path, fsync_tree, remove_tree
 from ..core.outputs import owner
+from ..core.s3url import as_s3, is_s3
 from ..errors import BadInput, CorruptArtifact, ExitCode, MlstageError, opt
 from ..model.evaluation_files import read_blessing
-from ..s3.url import as_s3, is_s3
 from ..store.registry import (
     CANARY,
     SHADOW,
@@ -30,6 +30,7 @@ from ..store.registry import (
     entry_label,
     labels_of,
     point,
+    pointed,
     read_serving,
     unlabel,
     versions,
@@ -100,11 +101,13 @@ def deploy(
     )
     model_id = model_manifest["id"]
     if is_s3(registry):  # object storage: conditional writes instead of a lock and rename
-        from ..s3.registry import deploy_s3
-
-        return deploy_s3(store, model_path, model_manifest, action, evaluation_id,
-                         eval_manifest, as_s3(registry), name=name, message=message,
-                         label=label, canary=canary, shadow=shadow, check=check)  # fmt: skip
+        if label != STABLE:
+            raise BadInput(
+                f"{opt('registry')} {registry}: only the {STABLE} label is deployed to object"
+                " storage so far (no --label, --canary or --shadow there)"
+            )
+        return _deploy_s3(store, model_path, model_manifest, action, evaluation_id,
+                          eval_manifest, as_s3(registry), name, message, check)  # fmt: skip
     held = owner(registry / "x")  # the registry itself, or a folder above it
     if held is not None and held[0] != "a registry model folder":
         raise BadInput(
@@ -385,3 +388,44 @@ def rollback(
         if label == STABLE:
             _end_runs_of(folder, serving, to, have[to])
     return DeployResult(registry, name, to, have[to], "rollback", label=label)
+
+
+def _deploy_s3(store, model_path: Path, model_manifest: dict, action: str,
+               evaluation_id: str | None, eval_manifest, registry, name: str | None,
+               message: str, check: CheckOptions) -> DeployResult:  # fmt: skip
+    """Deploy into a registry in object storage (`store.s3registry` has the protocol): a
+    version number claimed with If-None-Match (a loser takes the next), serving.json
+    replaced with If-Match (a loser re-reads it and adds its entry)."""
+    from ..store import s3registry as s3r
+
+    s3r.client.probe(registry)
+    name = s3r.choose_name(registry, name)
+    folder = registry.join(name)
+    model_id = model_manifest["id"]
+    outcome, known, claimed = None, {}, None
+    for _ in range(200):
+        doc, etag = s3r.read_serving_s3(folder)
+        known, highest = s3r.versions_s3(folder, known)
+        same = [v for v, m in known.items() if m == model_id]
+        if claimed is None and doc is not None and doc["version"] in same:
+            return DeployResult(registry, name, doc["version"], model_id, "none", True)
+        if outcome is None:
+            outcome = _pre_push(store, model_path, eval_manifest, check)
+        if claimed is not None:
+            version, how = claimed, action
+        elif same:  # already in the registry: point back at it
+            version, how = same[-1], ("redeploy" if action == "deploy" else action)
+        else:
+            version = highest + 1
+            while not s3r.claim_version(folder, version, model_id):
+                version += 1  # another deploy holds it: the next number
+            s3r.upload_version(folder.join(str(version)), model_path, model_manifest)
+            claimed, how = version, action
+            known[version] = model_id
+        doc = pointed(doc, version, model_id, how, message, evaluation_id,
+                      label=STABLE, extra={"check": outcome})  # fmt: skip
+        if s3r.put_serving(folder, doc, etag):
+            if claimed is not None:
+                store.record_write(folder.join(str(version)), model_manifest)
+            return DeployResult(registry, name, version, model_id, how, False, STABLE, outcome)
+    raise BadInput(f"{folder}: serving.json kept changing; 200 tries failed")

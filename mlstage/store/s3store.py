@@ -38,8 +38,8 @@ from typing import Any
 from ..core.artifact import MANIFEST, checked_manifest, manifest_bytes, utc_now
 from ..core.fsutil import remove_tree, write_bytes_durably
 from ..core.outputs import create_store, is_store
+from ..core.s3url import S3Url, as_s3, cache_root, is_s3
 from ..errors import BadInput, NotFound
-from ..s3.url import S3Url, as_s3, cache_root, is_s3
 from .index import connect, index_artifact
 from .store import Store
 
@@ -57,14 +57,10 @@ class S3Store(Store):
     def __repr__(self) -> str:
         return f"S3Store({self.url})"
 
-    @property
-    def location(self) -> str:
-        return str(self.url)
-
     # -- opening -------------------------------------------------------------
     @classmethod
     def open_url(cls, value: str | S3Url) -> S3Store:
-        from ..s3 import client
+        from ..core import objstore as client
 
         url = S3Url.parse(value) if not isinstance(value, S3Url) else value
         cache = Path(cache_root(url))
@@ -81,11 +77,12 @@ class S3Store(Store):
             ) from None
         if str(url) not in _probed:
             client.probe(url)
-            _probed.add(str(url))
-            marker = client.head(url.join(MARKER))
-            if marker is None:
-                listed = next(iter(client.listing(url)), None)
-                if listed is not None and not listed[0].startswith(".mlstage-probe/"):
+            if client.head(url.join(MARKER)) is None:
+                # a prefix holding anything but probes is someone's data, unless another
+                # process made it a store meanwhile (its marker is there now)
+                foreign = next((k for k, _ in client.listing(url)
+                                if k != MARKER and not k.startswith(".mlstage-probe/")), None)  # fmt: skip
+                if foreign is not None and client.head(url.join(MARKER)) is None:
                     raise BadInput(
                         f"is not an mlstage store (no {MARKER} object) and not empty; check"
                         " --store and MLSTAGE_STORE",
@@ -95,6 +92,7 @@ class S3Store(Store):
                     client.put(url.join(MARKER), b"mlstage-store/1 (object storage)\n", create=True)
                 except client.Conflict:
                     pass  # another process made it first
+            _probed.add(str(url))
         store = cls(url, cache)
         store.sync()
         return store
@@ -117,12 +115,12 @@ class S3Store(Store):
 
     # -- the remote journal ------------------------------------------------------
     def _remote_journal(self) -> list[str]:
-        from ..s3 import client
+        from ..core import objstore as client
 
         return sorted(name for name, _ in client.listing(self.url.join("journal")))
 
     def _fetch_journal_entry(self, name: str) -> dict[str, Any] | None:
-        from ..s3 import client
+        from ..core import objstore as client
 
         local = self.journal_dir / name
         if local.exists():
@@ -136,7 +134,7 @@ class S3Store(Store):
 
     def _known_manifest(self, artifact_id: str) -> dict[str, Any] | None:
         """The manifest of a committed remote object (cached), or None."""
-        from ..s3 import client
+        from ..core import objstore as client
 
         local = self.manifests / f"{artifact_id}.json"
         if local.exists():
@@ -180,7 +178,7 @@ class S3Store(Store):
         """Keep the artifact in the cache, then commit it remotely: payload files, then
         the manifest created with If-None-Match: * (the commit point). An id already
         committed is the same content: nothing is uploaded."""
-        from ..s3 import client
+        from ..core import objstore as client
 
         target = super().add(payload_dir, manifest)
         artifact_id = manifest["id"]
@@ -199,7 +197,7 @@ class S3Store(Store):
     def record_write(self, path: Any, manifest: dict[str, Any]) -> None:
         """One immutable journal object per write (created, never replaced), then the
         cache's copy and index."""
-        from ..s3 import client
+        from ..core import objstore as client
 
         at = utc_now()
         entry = {"at": at, "path": self.path_key(path), "id": manifest["id"],
@@ -219,8 +217,8 @@ class S3Store(Store):
     def fetch(self, artifact_id: str) -> Path:
         """The artifact's folder in the cache, downloaded whole and verified first if
         needed."""
+        from ..core import objstore as client
         from ..core.artifact import check_files
-        from ..s3 import client
 
         target = self.object_dir(artifact_id)
         manifest = self._known_manifest(artifact_id)
@@ -267,7 +265,7 @@ class S3Store(Store):
         return sorted(r[0] for r in rows)
 
     def _remote_ids_like(self, prefix: str) -> list[str]:
-        from ..s3 import client
+        from ..core import objstore as client
 
         found = {
             key.split("/")[0]
@@ -289,7 +287,7 @@ class S3Store(Store):
     def reindex(self) -> tuple[int, list[str]]:
         """Rebuild the cache's index from the remote store: every committed manifest and
         every journal object (fetched when the cache lacks them)."""
-        from ..s3 import client
+        from ..core import objstore as client
 
         problems: list[str] = []
         with self.locked():

@@ -44,9 +44,9 @@ from ..core.fsutil import (
     write_bytes_durably,
 )
 from ..core.outputs import STORE_MARKER, create_store, is_store, owner
+from ..core.s3url import S3Url, as_s3, is_s3
 from ..core.storeloc import find_store_root
 from ..errors import BadInput, CorruptArtifact, NotFound, opt
-from ..s3.url import S3Url, as_s3, is_s3
 from .index import connect, index_artifact
 from .maintenance import GC_GRACE_SECONDS
 
@@ -146,11 +146,6 @@ class Store:
         assert self._db is not None  # connected, or rebuilt by reindex
         return self._db
 
-    @property
-    def location(self) -> str:
-        """Where the store is, as users name it."""
-        return str(self.root)
-
     def has_object(self, artifact_id: str) -> bool:
         return (self.object_dir(artifact_id) / MANIFEST).exists()
 
@@ -194,9 +189,8 @@ class Store:
 
     def _keys(self, path: Path | S3Url) -> tuple[str, str]:
         """The key of a path, and its absolute form (how versions before 0.2 logged it)."""
-        if isinstance(path, S3Url) or is_s3(path):
-            return self.path_key(path), self.path_key(path)
-        return self.path_key(path), normalise_path(path)
+        s3 = isinstance(path, S3Url) or is_s3(path)
+        return self.path_key(path), self.path_key(path) if s3 else normalise_path(path)  # type: ignore[arg-type]
 
     def output_lock(self, out: Path) -> Path:
         """The lock file of an output path: kept in the store (`locks/`), not beside the
@@ -332,10 +326,9 @@ class Store:
 
     # -- reading --------------------------------------------------------------------
     def resolve(self, ref: str) -> Path:
-        """An artifact directory from a path, an `s3://` address (fetched into the store)
-        or an `@<id prefix>` (6+ hex digits)."""
+        """An artifact directory from a path, `s3://...` (fetched) or `@<id prefix>`."""
         if is_s3(ref):
-            from ..s3.artifacts import fetch_artifact
+            from .s3outputs import fetch_artifact
 
             return fetch_artifact(self, str(as_s3(ref)))
         if ref.startswith("@"):

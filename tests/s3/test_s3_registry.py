@@ -11,11 +11,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from mlstage import featurize, ingest, train
-from mlstage.s3 import client
-from mlstage.s3.registry import RegistryMirror
-from mlstage.s3.url import S3Url
+from mlstage.core import objstore as client
+from mlstage.core.s3url import S3Url
 from mlstage.serving.app import create_app
 from mlstage.stages.deploy import CheckOptions, deploy
+from mlstage.store.s3registry import RegistryMirror
 from mlstage.store.store import Store
 
 from ..conftest import SAMPLE, cli, working_in, write_json
@@ -50,11 +50,11 @@ def test_deploys_racing_for_a_version_all_succeed_with_distinct_numbers(
     """Four deploys of four models at once: each has listed the versions before any claims
     (a barrier before the first claim), so all want version 1; each gets its own number
     (1..4), every one is in serving.json's history, none is lost."""
-    import mlstage.s3.registry as reg
+    import mlstage.store.s3registry as reg
 
     registry, racers = f"s3://{bucket}/registry", 4
     barrier = threading.Barrier(racers)
-    claim = reg._claim
+    claim = reg.claim_version
     first: set[int] = set()
 
     def claim_after_all_listed(folder, version, model_id):
@@ -64,7 +64,7 @@ def test_deploys_racing_for_a_version_all_succeed_with_distinct_numbers(
             barrier.wait(timeout=60)
         return claim(folder, version, model_id)
 
-    monkeypatch.setattr(reg, "_claim", claim_after_all_listed)
+    monkeypatch.setattr(reg, "claim_version", claim_after_all_listed)
     results: dict[int, object] = {}
 
     def run(i: int) -> None:

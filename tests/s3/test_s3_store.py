@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from mlstage import featurize, ingest, schema, stats, train, validate
-from mlstage.s3 import client
-from mlstage.s3.artifacts import WriteConflict
-from mlstage.s3.url import S3Url
+from mlstage.core import objstore as client
+from mlstage.core.s3url import S3Url
+from mlstage.store.s3outputs import WriteConflict
 from mlstage.store.store import Store
 
 from ..conftest import cli, write_json
@@ -146,6 +146,12 @@ def test_s3_is_never_a_local_folder(bucket, adult_small, tmp_path):
     )
     assert r.exit_code == 2 and "not an mlstage artifact" in r.stderr
     assert client.get(S3Url.parse(f"s3://{bucket}/theirs/notes.txt")).data == b"keep me"
+    # nor taken for a store
+    r = cli(
+        "stats", f"s3://{bucket}/data", "-o", f"s3://{bucket}/o", "--store", f"s3://{bucket}/theirs"
+    )
+    assert r.exit_code == 2 and "is not an mlstage store" in r.stderr
+    assert [k for k, _ in client.listing(S3Url.parse(f"s3://{bucket}/theirs"))] == ["notes.txt"]
 
 
 def test_writers_racing_for_one_output_exactly_one_wins(bucket, adult_small, monkeypatch):

@@ -24,15 +24,14 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core import objstore as client
 from ..core.artifact import MANIFEST, check_files, checked_manifest, manifest_bytes
 from ..core.fsutil import remove_tree, write_bytes_durably
+from ..core.s3url import S3Url
 from ..errors import BadInput, ExitCode, MlstageError, NotFound, opt
-from . import client
-from .url import S3Url
 
 if TYPE_CHECKING:
-    from ..stages.base import Produce, StagePlan, StageResult
-    from ..store.store import Store
+    from .store import Store
 
 
 class WriteConflict(MlstageError):
@@ -53,7 +52,7 @@ def read_pointer(out: S3Url) -> tuple[dict[str, Any] | None, str | None]:
 def check_s3_output(out: S3Url, store: Store, current: dict[str, Any] | None) -> None:
     """The rules of `core.outputs.check_output`, for a prefix: never the store or inside
     it, and never a prefix holding objects mlstage did not write."""
-    from ..store.s3store import S3Store
+    from .s3store import S3Store
 
     name = f"{opt('out', '-o')} {out}"
     if not isinstance(store, S3Store):
@@ -73,66 +72,33 @@ def check_s3_output(out: S3Url, store: Store, current: dict[str, Any] | None) ->
             )
 
 
-def run_stage_s3(
-    plan: StagePlan,
-    produce: Produce,
-    out: S3Url,
-    *,
-    store: Store,
-    force: bool,
-    dry_run: bool,
-) -> StageResult:
-    from ..stages.base import StageResult, _produce
-
-    current, etag = read_pointer(out)
-    check_s3_output(out, store, current)
-    if (
-        not force
-        and current is not None
-        and current["fingerprint"] == plan.fingerprint
-        and store.has_object(current["id"])
-    ):
-        if not dry_run and store.last_write(out) != current["id"]:
-            store.record_write(out, current)  # a writer stopped between its commit and log
-        return StageResult(current, out, up_to_date=True, dry_run=dry_run,
-                           fetch=_fetcher(store, current["id"]))  # fmt: skip
-    if plan.check:
-        plan.check()
-    if dry_run:
-        return StageResult(None, out, dry_run=True, would_run=True)
-    tmp = store.root / "tmp" / f"out-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir(parents=True)
+def commit_output(
+    out: S3Url, etag: str | None, payload: Path, manifest: dict[str, Any], store: Store
+) -> dict[str, Any] | None:
+    """Point the output at an artifact already committed to the store: `manifest.json`
+    replaced with If-Match `etag` (created when None), then the payload copied, then the
+    write logged. Returns None when this writer won; the manifest found at the prefix
+    when another writer had already put the very same artifact there; WriteConflict
+    when another version replaced it meanwhile."""
+    before = {f["path"]: _etag(out.join(f["path"])) for f in manifest["files"]}
     try:
-        manifest = _produce(plan, produce, tmp, store)  # committed to the store first
-        before = {f["path"]: _etag(out.join(f["path"])) for f in manifest["files"]}
-        try:
-            client.put(out.join(MANIFEST), manifest_bytes(manifest), create=etag is None,
-                       if_match=etag)  # fmt: skip
-        except client.Conflict:
-            now, _ = read_pointer(out)
-            if now is None or now["id"] != manifest["id"]:
-                held = f"now holds {now['stage']} {now['id'][:12]}" if now else "was removed"
-                raise WriteConflict(
-                    f"{opt('out', '-o')} {out}: another writer replaced it while this stage"
-                    f" ran ({held}); nothing was written there (this run's artifact"
-                    f" {manifest['id'][:12]} is kept in the store); run again to replace it"
-                ) from None
-            # the same artifact (a writer of identical work, or this PUT retried): the
-            # output holds it; whoever committed it logs it
-            return StageResult(now, out, up_to_date=True, fetch=_fetcher(store, now["id"]))
-        else:
-            _copy_payload(out, tmp, manifest, before)
-        store.record_write(out, manifest)
-    finally:
-        remove_tree(tmp)
-    return StageResult(manifest, out, fetch=_fetcher(store, manifest["id"]))
-
-
-def _fetcher(store: Store, artifact_id: str):
-    def fetch() -> Path:
-        return store.fetch(artifact_id)  # type: ignore[attr-defined]
-
-    return fetch
+        client.put(out.join(MANIFEST), manifest_bytes(manifest), create=etag is None,
+                   if_match=etag)  # fmt: skip
+    except client.Conflict:
+        now, _ = read_pointer(out)
+        if now is None or now["id"] != manifest["id"]:
+            held = f"now holds {now['stage']} {now['id'][:12]}" if now else "was removed"
+            raise WriteConflict(
+                f"{opt('out', '-o')} {out}: another writer replaced it while this stage"
+                f" ran ({held}); nothing was written there (this run's artifact"
+                f" {manifest['id'][:12]} is kept in the store); run again to replace it"
+            ) from None
+        # the same artifact (a writer of identical work, or this PUT retried): the output
+        # holds it; whoever committed it logs it
+        return now
+    _copy_payload(out, payload, manifest, before)
+    store.record_write(out, manifest)
+    return None
 
 
 def _etag(url: S3Url) -> str | None:
@@ -167,7 +133,7 @@ def fetch_artifact(store: Store, ref: str) -> Path:
     """An artifact at an `s3://` prefix, as a local folder: the store's copy of the id its
     manifest names (downloaded into the cache when needed), else the prefix's files,
     verified against the manifest and kept in the store."""
-    from ..store.s3store import S3Store
+    from .s3store import S3Store
 
     url = S3Url.parse(ref)
     manifest, _ = read_pointer(url)

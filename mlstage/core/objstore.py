@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
-from .url import S3Url
+from .s3url import S3Url
 
 _CHUNK = 8 << 20
 SINGLE_PUT = 512 << 20

@@ -29,17 +29,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..core import objstore as client
 from ..core.artifact import MANIFEST, check_files, checked_manifest, manifest_bytes
 from ..core.fsutil import fsync_tree, remove_tree
 from ..core.jsonio import dumps_pretty
+from ..core.s3url import S3Url, cache_root
 from ..errors import BadInput, opt
-from ..store.registry import STABLE, labels_of, parse_serving, pointed, write_serving
-from . import client
-from .url import S3Url, cache_root
+from .registry import labels_of, parse_serving, write_serving
 
 SERVING = "serving.json"
 CLAIM = ".claim"
-MAX_TRIES = 200
 
 
 def model_names(registry: S3Url) -> list[str]:
@@ -62,14 +61,14 @@ def choose_name(registry: S3Url, name: str | None) -> str:
     )
 
 
-def read_serving(folder: S3Url) -> tuple[dict[str, Any] | None, str | None]:
+def read_serving_s3(folder: S3Url) -> tuple[dict[str, Any] | None, str | None]:
     blob = client.get(folder.join(SERVING))
     if blob is None:
         return None, None
     return parse_serving(blob.data, str(folder.join(SERVING))), blob.etag
 
 
-def versions(folder: S3Url, known: dict[int, str] | None = None) -> tuple[dict[int, str], int]:
+def versions_s3(folder: S3Url, known: dict[int, str] | None = None) -> tuple[dict[int, str], int]:
     """Version number -> model id of every complete version (`known` spares re-reading
     manifests already read), and the highest number claimed or used."""
     out: dict[int, str] = {}
@@ -84,7 +83,7 @@ def versions(folder: S3Url, known: dict[int, str] | None = None) -> tuple[dict[i
     return dict(sorted(out.items())), max(numbers, default=0)
 
 
-def _claim(folder: S3Url, version: int, model_id: str) -> bool:
+def claim_version(folder: S3Url, version: int, model_id: str) -> bool:
     """Whether this deploy now owns version number `version`."""
     try:
         client.put(folder.join(str(version), CLAIM), model_id.encode(), create=True)
@@ -93,71 +92,7 @@ def _claim(folder: S3Url, version: int, model_id: str) -> bool:
         return False
 
 
-def deploy_s3(
-    store,
-    model_path: Path,
-    model_manifest: dict[str, Any],
-    action: str,
-    evaluation_id: str | None,
-    eval_manifest: dict[str, Any] | None,
-    registry: S3Url,
-    *,
-    name: str | None,
-    message: str,
-    label: str,
-    canary: float | None,
-    shadow: bool,
-    check,
-):
-    from ..stages.deploy import DeployResult, _pre_push
-
-    if label != STABLE or canary is not None or shadow:
-        raise BadInput(
-            f"{opt('registry')} {registry}: only the {STABLE} label is deployed to object"
-            " storage so far (no --label, --canary or --shadow there)"
-        )
-    client.probe(registry)
-    name = choose_name(registry, name)
-    folder = registry.join(name)
-    model_id = model_manifest["id"]
-    outcome = None
-    known: dict[int, str] = {}
-    claimed: int | None = None
-    for _ in range(MAX_TRIES):
-        doc, etag = read_serving(folder)
-        known, highest = versions(folder, known)
-        if claimed is None:
-            same = [v for v, m in known.items() if m == model_id]
-            if doc is not None and doc["version"] in same:
-                return DeployResult(registry, name, doc["version"], model_id, "none", True)  # type: ignore[arg-type]
-        if outcome is None:
-            outcome = _pre_push(store, model_path, eval_manifest, check)
-        same = [v for v, m in known.items() if m == model_id]
-        if claimed is not None:
-            version, how = claimed, action
-        elif same:  # already in the registry: point back at it
-            version, how = same[-1], ("redeploy" if action == "deploy" else action)
-        else:
-            version = highest + 1
-            while not _claim(folder, version, model_id):
-                version += 1  # another deploy holds it: the next number
-            _upload(folder.join(str(version)), model_path, model_manifest)
-            claimed, how = version, action
-            known[version] = model_id
-        new = pointed(doc, version, model_id, how, message, evaluation_id,
-                      label=STABLE, extra={"check": outcome})  # fmt: skip
-        data = dumps_pretty(new).encode()
-        try:
-            client.put(folder.join(SERVING), data, create=etag is None, if_match=etag)
-        except client.Conflict:
-            continue  # another deploy replaced serving.json: read it again, add to it
-        if claimed is not None:
-            store.record_write(folder.join(str(version)), model_manifest)
-        return DeployResult(registry, name, version, model_id, how, False, STABLE, outcome)  # type: ignore[arg-type]
-    raise BadInput(f"{folder}: serving.json kept changing; {MAX_TRIES} tries failed")
-
-
-def _upload(version: S3Url, model_path: Path, model_manifest: dict[str, Any]) -> None:
+def upload_version(version: S3Url, model_path: Path, model_manifest: dict[str, Any]) -> None:
     """A version's files, verified locally first, then its manifest (created once)."""
     bad = check_files(model_path, model_manifest)
     if bad:
@@ -165,6 +100,16 @@ def _upload(version: S3Url, model_path: Path, model_manifest: dict[str, Any]) ->
     for f in model_manifest["files"]:
         client.put(version.join(f["path"]), model_path / f["path"])
     client.put(version.join(MANIFEST), manifest_bytes(model_manifest), create=True)
+
+
+def put_serving(folder: S3Url, doc: dict[str, Any], etag: str | None) -> bool:
+    """Replace serving.json if it still has `etag` (create it when None); whether it was."""
+    try:
+        client.put(folder.join(SERVING), dumps_pretty(doc).encode(), create=etag is None,
+                   if_match=etag)  # fmt: skip
+        return True
+    except client.Conflict:
+        return False
 
 
 # -- serve: a local mirror ------------------------------------------------------------

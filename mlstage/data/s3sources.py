@@ -17,9 +17,9 @@ import os
 import secrets
 from pathlib import Path
 
+from ..core import objstore as client
+from ..core.s3url import S3Url
 from ..errors import BadInput
-from . import client
-from .url import S3Url
 
 
 def matching_objects(spec: str, extensions: set[str] | None) -> list[S3Url]:
