@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,boost,cluster]'
+	$(BIN)/pip install --quiet -e '.[dev,boost,cluster,s3]'
 	touch $(STAMP)
 
 # The report's browser tests run Debian's chromium headless: installed here when missing.
@@ -65,7 +65,7 @@ demo: $(STAMP)
 
 # Benchmarks (not tests): see bench/README.md. ROWS=1000000 for a quick run.
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,bench,cluster]'
+	$(BIN)/pip install --quiet -e '.[dev,bench,cluster,s3]'
 	$(BIN)/python bench/run.py $(if $(ROWS),--rows $(ROWS),)
 
 # The peers (TFDV, Evidently) side by side with stats and validate, each in its own venv

@@ -17,7 +17,7 @@ SAMPLE = ROOT / "sample_data"
 
 # The layers: each folder of tests/ is a pytest marker (pyproject.toml lists them).
 # `make test-fast` runs the quick ones; `make test` runs them all.
-SLOW_LAYERS = {"blackbox", "serve", "loop", "browser", "matrix"}
+SLOW_LAYERS = {"blackbox", "serve", "loop", "browser", "matrix", "s3"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -67,7 +67,7 @@ def evaluate_cmd(
         from ..model.evaluation_files import BLESSING
         from .render import blessing_table
 
-        blessing_table(result.path / BLESSING)
+        blessing_table(result.folder / BLESSING)
     emit_result("evaluate", result, common, details=_metrics_line(result))
 
 

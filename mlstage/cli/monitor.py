@@ -121,13 +121,13 @@ def monitor_cmd(
         from ..model.monitor_report import REPORT
         from .render import monitor_table
 
-        monitor_table(result.path / REPORT)
+        monitor_table(result.folder / REPORT)
     if out is None and result.manifest is not None:  # -o -: the report itself on stdout
         import sys
 
         from ..model.monitor_report import REPORT
 
-        sys.stdout.write((result.path / REPORT).read_text())
+        sys.stdout.write((result.folder / REPORT).read_text())
         common = Common(**{**common.__dict__, "json": False})
     if result.exit_code == ExitCode.NO_TRAFFIC:
         _say_no_traffic(requests, result.manifest)

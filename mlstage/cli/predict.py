@@ -56,6 +56,6 @@ def predict_cmd(
         **common.run_options(),
     )
     if out is None and result.manifest is not None:
-        table_to_stdout([result.path / "predictions.parquet"])
+        table_to_stdout([result.folder / "predictions.parquet"])
         common = Common(**{**common.__dict__, "json": False})
     emit_result("predict", result, common)

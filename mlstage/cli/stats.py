@@ -64,5 +64,5 @@ def stats_cmd(
     if result.manifest and not common.quiet and not result.dry_run:
         from .render import stats_table
 
-        stats_table(result.path / "stats.json")
+        stats_table(result.folder / "stats.json")
     emit_result("stats", result, common)

@@ -66,5 +66,5 @@ def validate_cmd(
         from ..validation.checks import ANOMALIES
         from .render import anomalies_table
 
-        anomalies_table(result.path / ANOMALIES)
+        anomalies_table(result.folder / ANOMALIES)
     emit_result("validate", result, common)

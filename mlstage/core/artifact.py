@@ -163,6 +163,21 @@ def read_manifest(artifact_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def checked_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """A manifest read from elsewhere than a file (object storage), validated as
+    `read_manifest` validates one: JSON, its schema, and its id against what it lists."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise BadInput("not a manifest: larger than a manifest may be", file=where)
+    try:
+        manifest = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadInput(f"manifest is not valid JSON: {e}", file=where) from None
+    validate_manifest(manifest, where)
+    if artifact_id(manifest["fingerprint"], manifest["files"]) != manifest["id"]:
+        raise CorruptArtifact(f"{where}: id does not match the fingerprint and files it lists")
+    return manifest
+
+
 def file_problem(path: Path, entry: dict[str, Any], digest: Callable[[Path], str]) -> str | None:
     """What is wrong with one payload file against its manifest entry (None: nothing).
 

@@ -143,7 +143,7 @@ def check_output(
         raise BadInput(f"{name}: is a store; write outside it")
     own_input = False
     for ref in reads:
-        if not ref or ref.startswith("@") or ref == "-":
+        if not ref or ref.startswith("@") or ref == "-" or ref.startswith("s3:/"):
             continue
         read = _real(Path(ref))
         if read == real:

@@ -36,6 +36,8 @@ its attribute cache, FUSE mounts without ctime): turn it off there.
 
 Only the standard library's `os`, `sys`, `stat` load with this module (`json`, `hashlib`,
 `glob`, `time` when needed): `--help` passes through it.
+Never for a command naming object storage (`s3://`, on its command line or in
+MLSTAGE_STORE): objects have no inode or ctime to compare.
 """
 
 from __future__ import annotations
@@ -97,6 +99,9 @@ def eligible(argv: list[str]) -> bool:
     if os.environ.get("MLSTAGE_NO_SHORTCUT"):
         return False
     if any(a in _NEVER or a.startswith("@") for a in _values(argv[1:])):
+        return False
+    # object storage is not seen by stat: a command naming it always runs in full
+    if any("s3:/" in a for a in _values(argv[1:])) or "s3:/" in os.environ.get("MLSTAGE_STORE", ""):
         return False
     try:
         return not (sys.stdout.isatty() or sys.stderr.isatty())

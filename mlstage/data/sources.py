@@ -41,9 +41,10 @@ EXTENSIONS = {
 
 @dataclass(frozen=True)
 class Source:
-    path: Path  # the file read (stdin is first spooled to a file)
+    path: Path  # the file read (stdin and s3:// objects are first spooled to a file)
     name: str  # as the user named it: "-" for stdin
     format: str
+    spooled: bool = False  # a copy in the spool, removed when ingest ends
 
     @property
     def line_offset(self) -> int:
@@ -64,7 +65,28 @@ def expand_sources(specs: list[str], fmt: str, spool_dir: Path) -> list[Source]:
             path = spool_dir / f"stdin-{os.getpid()}"
             with open(path, "wb") as spool:
                 shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
-            out.append(Source(path, "-", _format_of(path, fmt, sniff=True, name="-")))
+            out.append(Source(path, "-", _format_of(path, fmt, sniff=True, name="-"), True))
+            continue
+        if spec.startswith("s3://"):
+            from .s3sources import download_source, matching_objects
+
+            known = None if fmt != "auto" else set(EXTENSIONS)
+            for url in matching_objects(spec, known):
+                try:
+                    local = download_source(url, spool_dir)
+                    out.append(
+                        Source(
+                            local,
+                            str(url),
+                            _format_of(local, fmt, sniff=False, name=str(url)),
+                            True,
+                        )
+                    )
+                except BaseException:
+                    for s in out:
+                        if s.spooled:
+                            s.path.unlink(missing_ok=True)
+                    raise
             continue
         p = Path(spec)
         if p.is_dir():

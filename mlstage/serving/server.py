@@ -15,6 +15,7 @@ import socket
 import sys
 from pathlib import Path
 
+from ..core.s3url import S3Url, as_s3
 from ..errors import BadInput, opt
 from .app import CONFIG_ENV, create_app
 from .connections import GuardedProtocol, connection_limit
@@ -53,6 +54,10 @@ def run(
     # The CLI restores SIGPIPE's default (so `mlstage log | head` ends quietly); a server
     # must ignore it instead, or a client closing its connection mid-response kills it.
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    shown = str(registry)
+    remote = as_s3(registry)
+    if remote is not None:  # object storage: served from a local mirror, polled
+        registry, shown = mirror_registry(remote), str(remote)
     registry = Path(registry)
     if not registry.is_dir():
         raise BadInput(
@@ -66,7 +71,7 @@ def run(
     _more_files()
     few_arenas()
     sys.stderr.write(
-        f"serve: {registry} on http://{host}:{port} with {workers} worker(s),"
+        f"serve: {shown} on http://{host}:{port} with {workers} worker(s),"
         f" at most {connection_limit()} connections each\n"
     )
     settings = dict(
@@ -89,6 +94,25 @@ def run(
     else:
         os.environ[CONFIG_ENV] = json.dumps(cfg)  # each worker builds the app from these settings
         uvicorn.run("mlstage.serving.app:create_app", factory=True, workers=workers, **settings)
+
+
+S3_POLL_SECONDS = 2.0  # MLSTAGE_S3_POLL_SECONDS overrides
+
+
+def mirror_registry(url: S3Url) -> Path:
+    """Mirror an S3 registry locally (first copy now, then a polling thread) and return
+    the mirror, which the server watches as it watches a local registry."""
+    import threading
+
+    from ..store.s3registry import RegistryMirror
+
+    mirror = RegistryMirror(url)
+    mirror.sync()
+    if not any(mirror.local.iterdir()):
+        raise BadInput("no model in this registry (deploy one into it first)", file=str(url))
+    interval = float(os.environ.get("MLSTAGE_S3_POLL_SECONDS") or S3_POLL_SECONDS)
+    mirror.start(interval, threading.Event())
+    return mirror.local
 
 
 def _more_files() -> None:

@@ -28,6 +28,7 @@ from ..core.fsutil import (
     temp_sibling,
 )
 from ..core.outputs import check_output
+from ..core.s3url import S3Url, as_s3
 from ..errors import MlstageError
 from ..store.store import Store, write_payload_manifest
 
@@ -72,10 +73,22 @@ class StagePlan:
 @dataclass
 class StageResult:
     manifest: dict[str, Any] | None
-    path: Path | None
+    path: Path | S3Url | None  # S3Url: an output in object storage
     up_to_date: bool = False
     dry_run: bool = False
     would_run: bool = False
+    # an output in object storage: its payload as a local folder (the store's cached
+    # object, downloaded on first use)
+    fetch: Callable[[], Path] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def folder(self) -> Path:
+        """A local folder holding the output's payload files."""
+        if isinstance(self.path, S3Url):
+            assert self.fetch is not None
+            return self.fetch()
+        assert self.path is not None
+        return self.path
 
     @property
     def exit_code(self) -> int:
@@ -122,16 +135,27 @@ def _current(out: Path, plan: StagePlan, store: Store) -> dict[str, Any] | None:
     return m
 
 
+def as_output(out: str | os.PathLike | S3Url | None) -> Path | S3Url | None:
+    """A stage's `out` argument: a local folder, an `s3://` prefix (never a local folder
+    named `s3:`), or None (only into the store)."""
+    if out is None:
+        return None
+    return as_s3(out) or Path(out)
+
+
 def run_stage(
     plan: StagePlan,
     produce: Produce,
-    out: Path | None,
+    out: str | os.PathLike | S3Url | None,
     *,
     store: Store,
     force: bool = False,
     dry_run: bool = False,
 ) -> StageResult:
     """Run one stage into `out` (or only into the store when `out` is None)."""
+    out = as_output(out)
+    if isinstance(out, S3Url):
+        return _run_stage_s3(plan, produce, out, store=store, force=force, dry_run=dry_run)
     if out is None:
         if plan.check:
             plan.check()
@@ -214,3 +238,41 @@ def _heal_journal(out: Path, store: Store) -> None:
         return
     if store.last_write(out) != m["id"] and store.manifest(m["id"]) is not None:
         store.record_write(out, m)
+
+
+def _run_stage_s3(
+    plan: StagePlan, produce: Produce, out: S3Url, *, store: Store, force: bool, dry_run: bool
+) -> StageResult:
+    """Run one stage into an `s3://` prefix (`store.s3outputs` says how it is written)."""
+    from ..store.s3outputs import check_s3_output, commit_output, read_pointer
+
+    current, etag = read_pointer(out)
+    check_s3_output(out, store, current)
+
+    def fetch(artifact_id: str) -> Callable[[], Path]:
+        return lambda: store.fetch(artifact_id)  # type: ignore[attr-defined]
+
+    if (
+        not force
+        and current is not None
+        and current["fingerprint"] == plan.fingerprint
+        and store.has_object(current["id"])
+    ):
+        if not dry_run and store.last_write(out) != current["id"]:
+            store.record_write(out, current)  # a writer stopped between its commit and log
+        return StageResult(current, out, up_to_date=True, dry_run=dry_run,
+                           fetch=fetch(current["id"]))  # fmt: skip
+    if plan.check:
+        plan.check()
+    if dry_run:
+        return StageResult(None, out, dry_run=True, would_run=True)
+    tmp = store.root / "tmp" / f"out-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir(parents=True)
+    try:
+        manifest = _produce(plan, produce, tmp, store)  # committed to the store first
+        same = commit_output(out, etag, tmp, manifest, store)
+    finally:
+        remove_tree(tmp)
+    if same is not None:
+        return StageResult(same, out, up_to_date=True, fetch=fetch(same["id"]))
+    return StageResult(manifest, out, fetch=fetch(manifest["id"]))

@@ -18,6 +18,7 @@ from typing import Any
 from ..core.artifact import MANIFEST, check_files, read_manifest
 from ..core.fsutil import file_lock, fsync_path, fsync_tree, remove_tree
 from ..core.outputs import owner
+from ..core.s3url import as_s3, is_s3
 from ..errors import BadInput, CorruptArtifact, ExitCode, MlstageError, opt
 from ..model.evaluation_files import read_blessing
 from ..store.registry import (
@@ -29,6 +30,7 @@ from ..store.registry import (
     entry_label,
     labels_of,
     point,
+    pointed,
     read_serving,
     unlabel,
     versions,
@@ -92,44 +94,20 @@ def deploy(
 ) -> DeployResult:
     """Point `label` (or a canary taking `canary` percent of unlabelled traffic, or a
     shadow) at the model's version, copying it in first when the registry lacks it."""
-    from ..store.refs import load_input
-
     check = check or CheckOptions()
     label = _label_for(label, canary, shadow)
-    model_path, model_manifest, _ = load_input(store, model_ref, "model", ("model",))
+    model_path, model_manifest, action, evaluation_id, eval_manifest = _gate(
+        store, model_ref, evaluation_ref, allow_unblessed
+    )
     model_id = model_manifest["id"]
-    action = "deploy"
-    evaluation_id = eval_manifest = None
-    if evaluation_ref is None and not allow_unblessed:
-        raise BadInput(
-            f"give {opt('evaluation_ref', '--evaluation')} (or {opt('allow_unblessed')}, which is recorded)"
-        )
-    if evaluation_ref is not None:
-        eval_path, eval_manifest, eval_in = load_input(
-            store, evaluation_ref, "evaluation", ("evaluation",)
-        )
-        blessing = read_blessing(eval_path)
-        if blessing["model"] != model_id:
-            if not allow_unblessed:
-                raise DeployRefused(
-                    f"refused: the evaluation is of model {blessing['model'][:12]}, not of {model_id[:12]}"
-                )
-            action, eval_manifest = "deploy-unblessed", None
-        else:
-            evaluation_id = eval_in.id  # recorded in serving.json for `monitor`
-            if not blessing["blessed"]:
-                if not allow_unblessed:
-                    failed = [c for c in blessing["checks"] if c["passed"] is False]
-                    what = ", ".join(
-                        f"{c['metric']}{' on ' + c['slice'] if c['slice'] else ''}"
-                        for c in failed[:3]
-                    )
-                    raise DeployRefused(
-                        f"refused: the model is not blessed ({what} failed); {opt('allow_unblessed')} overrides, on record"
-                    )
-                action = "deploy-unblessed"
-    else:
-        action = "deploy-unblessed"
+    if is_s3(registry):  # object storage: conditional writes instead of a lock and rename
+        if label != STABLE:
+            raise BadInput(
+                f"{opt('registry')} {registry}: only the {STABLE} label is deployed to object"
+                " storage so far (no --label, --canary or --shadow there)"
+            )
+        return _deploy_s3(store, model_path, model_manifest, action, evaluation_id,
+                          eval_manifest, as_s3(registry), name, message, check)  # fmt: skip
     held = owner(registry / "x")  # the registry itself, or a folder above it
     if held is not None and held[0] != "a registry model folder":
         raise BadInput(
@@ -206,6 +184,48 @@ def deploy(
     if tmp is not None:
         store.record_write(folder / str(version), read_manifest(folder / str(version)))
     return DeployResult(registry, name, version, model_id, action, False, label, outcome)
+
+
+def _gate(store, model_ref: str, evaluation_ref: str | None, allow_unblessed: bool):
+    """The model, and whether its evaluation lets it in: (model folder, manifest, action,
+    evaluation id, evaluation manifest); DeployRefused (exit 1) when it does not."""
+    from ..store.refs import load_input
+
+    model_path, model_manifest, _ = load_input(store, model_ref, "model", ("model",))
+    model_id = model_manifest["id"]
+    action = "deploy"
+    evaluation_id = eval_manifest = None
+    if evaluation_ref is None and not allow_unblessed:
+        raise BadInput(
+            f"give {opt('evaluation_ref', '--evaluation')} (or {opt('allow_unblessed')}, which is recorded)"
+        )
+    if evaluation_ref is not None:
+        eval_path, eval_manifest, eval_in = load_input(
+            store, evaluation_ref, "evaluation", ("evaluation",)
+        )
+        blessing = read_blessing(eval_path)
+        if blessing["model"] != model_id:
+            if not allow_unblessed:
+                raise DeployRefused(
+                    f"refused: the evaluation is of model {blessing['model'][:12]}, not of {model_id[:12]}"
+                )
+            action, eval_manifest = "deploy-unblessed", None
+        else:
+            evaluation_id = eval_in.id  # recorded in serving.json for `monitor`
+            if not blessing["blessed"]:
+                if not allow_unblessed:
+                    failed = [c for c in blessing["checks"] if c["passed"] is False]
+                    what = ", ".join(
+                        f"{c['metric']}{' on ' + c['slice'] if c['slice'] else ''}"
+                        for c in failed[:3]
+                    )
+                    raise DeployRefused(
+                        f"refused: the model is not blessed ({what} failed); {opt('allow_unblessed')} overrides, on record"
+                    )
+                action = "deploy-unblessed"
+    else:
+        action = "deploy-unblessed"
+    return model_path, model_manifest, action, evaluation_id, eval_manifest
 
 
 def _label_for(label: str, canary: float | None, shadow: bool) -> str:
@@ -368,3 +388,44 @@ def rollback(
         if label == STABLE:
             _end_runs_of(folder, serving, to, have[to])
     return DeployResult(registry, name, to, have[to], "rollback", label=label)
+
+
+def _deploy_s3(store, model_path: Path, model_manifest: dict, action: str,
+               evaluation_id: str | None, eval_manifest, registry, name: str | None,
+               message: str, check: CheckOptions) -> DeployResult:  # fmt: skip
+    """Deploy into a registry in object storage (`store.s3registry` has the protocol): a
+    version number claimed with If-None-Match (a loser takes the next), serving.json
+    replaced with If-Match (a loser re-reads it and adds its entry)."""
+    from ..store import s3registry as s3r
+
+    s3r.client.probe(registry)
+    name = s3r.choose_name(registry, name)
+    folder = registry.join(name)
+    model_id = model_manifest["id"]
+    outcome, known, claimed = None, {}, None
+    for _ in range(200):
+        doc, etag = s3r.read_serving_s3(folder)
+        known, highest = s3r.versions_s3(folder, known)
+        same = [v for v, m in known.items() if m == model_id]
+        if claimed is None and doc is not None and doc["version"] in same:
+            return DeployResult(registry, name, doc["version"], model_id, "none", True)
+        if outcome is None:
+            outcome = _pre_push(store, model_path, eval_manifest, check)
+        if claimed is not None:
+            version, how = claimed, action
+        elif same:  # already in the registry: point back at it
+            version, how = same[-1], ("redeploy" if action == "deploy" else action)
+        else:
+            version = highest + 1
+            while not s3r.claim_version(folder, version, model_id):
+                version += 1  # another deploy holds it: the next number
+            s3r.upload_version(folder.join(str(version)), model_path, model_manifest)
+            claimed, how = version, action
+            known[version] = model_id
+        doc = pointed(doc, version, model_id, how, message, evaluation_id,
+                      label=STABLE, extra={"check": outcome})  # fmt: skip
+        if s3r.put_serving(folder, doc, etag):
+            if claimed is not None:
+                store.record_write(folder.join(str(version)), model_manifest)
+            return DeployResult(registry, name, version, model_id, how, False, STABLE, outcome)
+    raise BadInput(f"{folder}: serving.json kept changing; 200 tries failed")

@@ -116,5 +116,5 @@ def ingest(
         if hashing is not None:
             hashing.shutdown(wait=False, cancel_futures=True)
         for s in srcs:
-            if s.name == "-":
+            if s.spooled:  # stdin or an s3:// object, copied into the store's tmp/
                 s.path.unlink(missing_ok=True)

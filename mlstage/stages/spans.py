@@ -57,98 +57,112 @@ def append(
         )
     schema = base_manifest["summary"]["schema"]
     srcs = expand_sources([str(s) for s in sources], p["format"], st.root / "tmp")
-    params = {**p, "append": True, "window": window}
-    inputs, hashing = source_inputs(srcs, st, in_background=False)
-    assert isinstance(inputs, list)  # hashed now: a source already in BASE is left out
-    summary0 = base_manifest["summary"]
-    have = {src["sha256"] for src in summary0.get("sources", []) + summary0.get("dropped", [])}
-    fresh_srcs = [(s, i) for s, i in zip(srcs, inputs, strict=True) if i.id not in have]
-    if not fresh_srcs:
-        if out_path is not None and out_path.resolve() == base_path.resolve():
-            # every file is in the dataset already: it is up to date (a rerun in a loop)
-            return StageResult(base_manifest, base_path, up_to_date=True, dry_run=dry_run)
-        raise BadInput(
-            f"{opt('append')}: every source is in {base} already; nothing to append",
-            file=str(base),
-        )
-    srcs, inputs = [s for s, _ in fresh_srcs], [i for _, i in fresh_srcs]
-    plan = StagePlan(
-        "ingest", "dataset", ALGORITHM, params, [base_in, *inputs],
-        reads=[str(s.path) for s in srcs if s.name != "-"],
-    )  # fmt: skip
-    old = splits_of(base_path, base_manifest)
-    splits = [(n, w) for n, w in p["splits"]]
-
-    def produce(tmp: Path) -> dict[str, Any]:
-        from ..data.splits import PART, file_names
-
-        new = tmp / ".span"
-        new.mkdir()
-        summary = write_dataset(
-            srcs, new, p["null_values"], dict(schema), splits, p["split_key"], None, p["seed"],
-            p["infer_rows"], p["partition_rows"], engine_for(engine),
-        )  # fmt: skip
-        extra = [c for c in summary["schema"] if c not in schema]
-        if extra:
-            raise BadInput(
-                f"the new sources have a column {base} does not have; a span has the"
-                " dataset's columns",
-                column=extra[0],
-            )
-        written = {f.name: f for f in new.iterdir()}
-        olds = {name: [f for f in split.parts if _rows(f)] for name, split in old.items()}
-        fresh = {
-            name: [written[n] for n in sorted(written) if _rows(written[n]) and (
-                n == f"{name}.parquet" or (PART.match(n) and PART.match(n)["split"] == name))]
-            for name in old
-        }  # fmt: skip
-        spans = _spans(base_manifest["summary"], olds) + [
-            {
-                "sources": [
-                    {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id}
-                    for s, i in zip(srcs, plan.resolved_inputs()[1:], strict=True)
-                ],
-                "rows": summary["rows"],
-                "parts": {name: len(f) for name, f in fresh.items()},
-            }
-        ]
-        dropped, kept = (spans[:-window], spans[-window:]) if window else ([], spans)
-        counts = {}
-        for name, split in old.items():
-            skip = sum(span["parts"].get(name, 0) for span in dropped)
-            parts = olds[name][skip:] + fresh[name]
-            if not parts:  # empty: an empty file with the columns' types, as ingest writes
-                import polars as pl
-
-                empty = pl.scan_parquet(split.parts[0]).head(0).collect()
-                empty.write_parquet(tmp / f"{name}.parquet")
-            targets = file_names(name, len(parts)) if parts else []
-            for f, target in zip(parts, targets, strict=True):
-                if f.parent == new:
-                    f.rename(tmp / target)
-                else:
-                    _link(f, tmp / target)
-            counts[name] = sum(_rows(tmp / t) for t in targets)
-        for f in new.iterdir():
-            f.unlink()
-        new.rmdir()
-        return {
-            "rows": sum(counts.values()),
-            "columns": len(schema),
-            "splits": counts,
-            "schema": schema,
-            "sources": [src for span in kept for src in span["sources"]],
-            "spans": kept,
-            # sources of spans the window dropped: never appended again
-            "dropped": summary0.get("dropped", [])
-            + [src for span in dropped for src in span["sources"]],
-        }
-
     try:
-        return run_stage(plan, produce, out_path, store=st, force=force, dry_run=dry_run)
+        params = {**p, "append": True, "window": window}
+        inputs, hashing = source_inputs(srcs, st, in_background=False)
+        assert isinstance(inputs, list)  # hashed now: a source already in BASE is left out
+        summary0 = base_manifest["summary"]
+        have = {src["sha256"] for src in summary0.get("sources", []) + summary0.get("dropped", [])}
+        fresh_srcs = [(s, i) for s, i in zip(srcs, inputs, strict=True) if i.id not in have]
+        if not fresh_srcs:
+            if out is not None and _same_place(out, base, base_path):
+                # every file is in the dataset already: it is up to date (a rerun in a loop)
+                return StageResult(base_manifest, base_path, up_to_date=True, dry_run=dry_run)
+            raise BadInput(
+                f"{opt('append')}: every source is in {base} already; nothing to append",
+                file=str(base),
+            )
+        news, inputs = [s for s, _ in fresh_srcs], [i for _, i in fresh_srcs]
+        plan = StagePlan(
+            "ingest", "dataset", ALGORITHM, params, [base_in, *inputs],
+            reads=[str(s.path) for s in news if s.name != "-"],
+        )  # fmt: skip
+        old = splits_of(base_path, base_manifest)
+        splits = [(n, w) for n, w in p["splits"]]
+
+        def produce(tmp: Path) -> dict[str, Any]:
+            from ..data.splits import PART, file_names
+
+            new = tmp / ".span"
+            new.mkdir()
+            summary = write_dataset(
+                news, new, p["null_values"], dict(schema), splits, p["split_key"], None, p["seed"],
+                p["infer_rows"], p["partition_rows"], engine_for(engine),
+            )  # fmt: skip
+            extra = [c for c in summary["schema"] if c not in schema]
+            if extra:
+                raise BadInput(
+                    f"the new sources have a column {base} does not have; a span has the"
+                    " dataset's columns",
+                    column=extra[0],
+                )
+            written = {f.name: f for f in new.iterdir()}
+            olds = {name: [f for f in split.parts if _rows(f)] for name, split in old.items()}
+            fresh = {
+                name: [written[n] for n in sorted(written) if _rows(written[n]) and (
+                    n == f"{name}.parquet" or (PART.match(n) and PART.match(n)["split"] == name))]
+                for name in old
+            }  # fmt: skip
+            spans = _spans(base_manifest["summary"], olds) + [
+                {
+                    "sources": [
+                        {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id}
+                        for s, i in zip(news, plan.resolved_inputs()[1:], strict=True)
+                    ],
+                    "rows": summary["rows"],
+                    "parts": {name: len(f) for name, f in fresh.items()},
+                }
+            ]
+            dropped, kept = (spans[:-window], spans[-window:]) if window else ([], spans)
+            counts = {}
+            for name, split in old.items():
+                skip = sum(span["parts"].get(name, 0) for span in dropped)
+                parts = olds[name][skip:] + fresh[name]
+                if not parts:  # empty: an empty file with the columns' types, as ingest writes
+                    import polars as pl
+
+                    empty = pl.scan_parquet(split.parts[0]).head(0).collect()
+                    empty.write_parquet(tmp / f"{name}.parquet")
+                targets = file_names(name, len(parts)) if parts else []
+                for f, target in zip(parts, targets, strict=True):
+                    if f.parent == new:
+                        f.rename(tmp / target)
+                    else:
+                        _link(f, tmp / target)
+                counts[name] = sum(_rows(tmp / t) for t in targets)
+            for f in new.iterdir():
+                f.unlink()
+            new.rmdir()
+            return {
+                "rows": sum(counts.values()),
+                "columns": len(schema),
+                "splits": counts,
+                "schema": schema,
+                "sources": [src for span in kept for src in span["sources"]],
+                "spans": kept,
+                # sources of spans the window dropped: never appended again
+                "dropped": summary0.get("dropped", [])
+                + [src for span in dropped for src in span["sources"]],
+            }
+
+        try:
+            return run_stage(plan, produce, out_path, store=st, force=force, dry_run=dry_run)
+        finally:
+            if hashing is not None:
+                hashing.shutdown(wait=False, cancel_futures=True)
     finally:
-        if hashing is not None:
-            hashing.shutdown(wait=False, cancel_futures=True)
+        for s in srcs:
+            if s.spooled:  # stdin or an s3:// object, copied into the store's tmp/
+                s.path.unlink(missing_ok=True)
+
+
+def _same_place(out: str | Path, base: str | Path, base_path: Path) -> bool:
+    """Whether OUT is where BASE was read from (a folder, or the same s3:// prefix)."""
+    from ..core.s3url import as_s3
+
+    if as_s3(out) is not None or as_s3(base) is not None:
+        return as_s3(out) == as_s3(base)
+    return Path(out).resolve() == base_path.resolve()
 
 
 def _spans(summary: dict[str, Any], parts: dict[str, list[Path]]) -> list[dict[str, Any]]:

@@ -193,7 +193,7 @@ def _pid_in(name: str) -> int | None:
     """The writer's pid in a tmp entry's name: '<id>.<pid>', 'out-<pid>-<rand>', 'stdin-<pid>'."""
     import re
 
-    m = re.search(r"(?:\.|^out-|^stdin-)(\d+)(?:-|$)", name)
+    m = re.search(r"(?:\.|^out-|^stdin-|^s3src-|^fetch-)(\d+)(?:-|$)", name)
     return int(m.group(1)) if m else None
 
 

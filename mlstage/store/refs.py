@@ -26,8 +26,10 @@ def load_input(
 
 def is_artifact_ref(ref: str) -> bool:
     """Whether REF names an artifact (@id, or a directory with a manifest) rather than a file."""
+    from ..core.s3url import is_s3
+
     p = Path(str(ref))
-    return str(ref).startswith("@") or (p.is_dir() and (p / "manifest.json").exists())
+    return str(ref).startswith("@") or is_s3(ref) or (p.is_dir() and (p / "manifest.json").exists())
 
 
 def load_document(store: Store, ref: str, role: str, payload: str, kind: str) -> tuple[Any, Input]:

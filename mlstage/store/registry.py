@@ -92,6 +92,19 @@ def entry_label(entry: dict[str, Any]) -> str:
     return entry.get("label", STABLE)
 
 
+def parse_serving(data: bytes, where: str) -> dict[str, Any]:
+    """A serving.json's content, checked as `read_serving` checks the file."""
+    try:
+        doc = json.loads(data)
+    except ValueError as e:
+        raise BadInput(f"serving.json is not valid JSON: {e}", file=where) from None
+    problem = _problem(doc)
+    if problem is not None:
+        raise BadInput(problem, file=where)
+    doc.setdefault("history", [])
+    return doc
+
+
 def read_serving(folder: Path) -> dict[str, Any] | None:
     path = folder / "serving.json"
     if not path.exists():
@@ -169,6 +182,24 @@ def point(
 ) -> dict:
     """Point `label` at `version` (STABLE also sets `version`) and add the history entry
     (with `extra` keys, e.g. the pre-push check's outcome); `label=None` only records."""
+    doc = pointed(serving, version, model, action, message, evaluation, label=label, extra=extra)
+    write_serving(folder, doc)
+    return doc
+
+
+def pointed(
+    serving: dict[str, Any] | None,
+    version: int,
+    model: str,
+    action: str,
+    message: str,
+    evaluation: str | None = None,
+    *,
+    label: str | None = STABLE,
+    extra: dict[str, Any] | None = None,
+) -> dict:
+    """`serving` (changed in place, or a new document) with `label` pointed at `version`
+    and the history entry added: what `point` writes."""
     doc = serving or {"format": FORMAT, "version": version, "history": []}
     labels = labels_of(doc)
     if label is not None:
@@ -191,7 +222,6 @@ def point(
     if evaluation:
         entry["evaluation"] = evaluation
     doc["history"].append(entry)
-    write_serving(folder, doc)
     return doc
 
 

@@ -44,6 +44,7 @@ from ..core.fsutil import (
     write_bytes_durably,
 )
 from ..core.outputs import STORE_MARKER, create_store, is_store, owner
+from ..core.s3url import S3Url, as_s3, is_s3
 from ..core.storeloc import find_store_root
 from ..errors import BadInput, CorruptArtifact, NotFound, opt
 from .index import connect, index_artifact
@@ -77,7 +78,8 @@ def store_for(store: str | os.PathLike | Store | None, out: str | os.PathLike | 
     """The store a stage writing `out` uses: the one given, or found near the output."""
     if isinstance(store, Store):
         return store
-    return Store.open(store, near=Path(out).absolute().parent if out is not None else None)
+    near = Path(out).absolute().parent if out is not None and not is_s3(out) else None
+    return Store.open(store, near=near)
 
 
 class Store:
@@ -90,6 +92,11 @@ class Store:
     # -- opening -------------------------------------------------------------
     @classmethod
     def open(cls, explicit: str | os.PathLike | None = None, near: Path | None = None) -> Store:
+        named = explicit or os.environ.get("MLSTAGE_STORE")
+        if is_s3(named):  # object storage: never a local folder named "s3:"
+            from .s3store import S3Store
+
+            return S3Store.open_url(str(as_s3(named)))
         store = cls(find_store(explicit, near))
         if store.root.exists() and not store.root.is_dir():
             raise BadInput(
@@ -139,6 +146,9 @@ class Store:
         assert self._db is not None  # connected, or rebuilt by reindex
         return self._db
 
+    def has_object(self, artifact_id: str) -> bool:
+        return (self.object_dir(artifact_id) / MANIFEST).exists()
+
     @property
     def index_path(self) -> Path:
         return self.root / "index.sqlite"
@@ -161,8 +171,11 @@ class Store:
         path right; a path outside it is logged absolute."""
         return self.root.parent.resolve()
 
-    def path_key(self, path: Path) -> str:
-        """How a written path is logged in the journal and the index."""
+    def path_key(self, path: Path | S3Url) -> str:
+        """How a written path is logged in the journal and the index (an `s3://`
+        address as it is)."""
+        if isinstance(path, S3Url) or is_s3(path):
+            return str(as_s3(path))
         full = Path(normalise_path(path))
         try:
             return full.relative_to(self.base).as_posix() or "."
@@ -174,9 +187,10 @@ class Store:
         p = Path(key)
         return p if p.is_absolute() else self.base / p
 
-    def _keys(self, path: Path) -> tuple[str, str]:
+    def _keys(self, path: Path | S3Url) -> tuple[str, str]:
         """The key of a path, and its absolute form (how versions before 0.2 logged it)."""
-        return self.path_key(path), normalise_path(path)
+        s3 = isinstance(path, S3Url) or is_s3(path)
+        return self.path_key(path), self.path_key(path) if s3 else normalise_path(path)  # type: ignore[arg-type]
 
     def output_lock(self, out: Path) -> Path:
         """The lock file of an output path: kept in the store (`locks/`), not beside the
@@ -282,7 +296,7 @@ class Store:
             index_artifact(self.db, manifest)
         return target
 
-    def record_write(self, path: Path, manifest: dict[str, Any]) -> None:
+    def record_write(self, path: Path | S3Url, manifest: dict[str, Any]) -> None:
         """Append 'this version was written to this path' to the journal and index."""
         entry = {
             "at": utc_now(),
@@ -304,7 +318,7 @@ class Store:
                 (entry["at"], entry["path"], entry["id"], entry["stage"]),
             )
 
-    def last_write(self, path: Path) -> str | None:
+    def last_write(self, path: Path | S3Url) -> str | None:
         row = self.db.execute(
             "SELECT id FROM writes WHERE path IN (?,?) ORDER BY seq DESC LIMIT 1", self._keys(path)
         ).fetchone()
@@ -312,7 +326,11 @@ class Store:
 
     # -- reading --------------------------------------------------------------------
     def resolve(self, ref: str) -> Path:
-        """An artifact directory from a path or an `@<id prefix>` (6+ hex digits)."""
+        """An artifact directory from a path, `s3://...` (fetched) or `@<id prefix>`."""
+        if is_s3(ref):
+            from .s3outputs import fetch_artifact
+
+            return fetch_artifact(self, str(as_s3(ref)))
         if ref.startswith("@"):
             prefix = ref[1:].lower()
             if len(prefix) < 6 or any(c not in "0123456789abcdef" for c in prefix):
@@ -351,7 +369,8 @@ class Store:
             {
                 "seq": r[0],
                 "created": r[1],
-                "path": str(self.path_of(r[2])),  # where the logged path is now
+                # where the logged path is now (an s3:// address as it is)
+                "path": r[2] if is_s3(r[2]) else str(self.path_of(r[2])),
                 "id": r[3],
                 "stage": r[4],
                 "kind": r[5],

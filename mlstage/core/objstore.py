@@ -1,0 +1,236 @@
+"""Reading and writing objects with obstore (the Rust `object_store` crate's Python
+binding): conditional PUT (`If-None-Match: *`, `If-Match`) and conditional GET
+(`If-None-Match`) are first-class in its API, it streams large files in multipart
+uploads, and it reads credentials and the endpoint from the standard AWS_* variables.
+
+Every failure of the server or the network becomes `BadInput` (exit 2) naming the
+object; a lost condition is `Conflict`, which callers turn into their own outcome.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInput
+from .s3url import S3Url
+
+_CHUNK = 8 << 20
+SINGLE_PUT = 512 << 20
+
+
+class Conflict(Exception):
+    """A conditional write found the object not as expected (created or replaced by
+    another writer since it was read)."""
+
+
+class NotModified(Exception):
+    """A conditional GET: the object still has the etag given."""
+
+
+@dataclass(frozen=True)
+class Blob:
+    data: bytes
+    etag: str
+
+
+def _obstore():
+    try:
+        import obstore
+    except ImportError:
+        raise BadInput("object storage (s3://) needs obstore: pip install 'mlstage[s3]'") from None
+    return obstore
+
+
+@cache
+def _bucket(bucket: str):
+    _obstore()
+    from obstore.store import S3Store
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    options: dict[str, Any] = {}  # AWS_* credentials and region are read from the env
+    if endpoint and endpoint.startswith("http://"):
+        options["allow_http"] = True  # an explicit plain-HTTP endpoint (a local server)
+    # Every object's content is checked against its sha256 in a manifest when read, and
+    # TLS guards it in transit: signing the payload too would hash each upload again.
+    config: dict[str, Any] = {"unsigned_payload": True}
+    if endpoint:
+        config["endpoint"] = endpoint
+        # a local or non-AWS server: bucket in the path, not the host name
+        config["virtual_hosted_style_request"] = False
+    if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+        config["region"] = "us-east-1"
+    try:
+        return S3Store(bucket, config=config, client_options=options)  # type: ignore[arg-type]
+    except Exception as e:
+        raise BadInput(f"s3://{bucket}: cannot configure the S3 client: {e}") from None
+
+
+_lock = threading.Lock()
+
+
+def store_of(url: S3Url):
+    with _lock:  # obstore stores are thread-safe; the cache is built once per bucket
+        return _bucket(url.bucket)
+
+
+def _fail(url: S3Url, e: BaseException, doing: str) -> BadInput:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return BadInput(f"cannot {doing}: {text}", file=str(url))
+
+
+def _errors():
+    import obstore.exceptions as E
+
+    return E
+
+
+def get(url: S3Url, *, if_none_match: str | None = None) -> Blob | None:
+    """The object's bytes and etag; None when it does not exist. With `if_none_match`,
+    NotModified when it still has that etag (the server answers 304, sending nothing)."""
+    obstore = _obstore()
+
+    E = _errors()
+    options: Any = {"if_none_match": if_none_match} if if_none_match else None
+    try:
+        result = obstore.get(store_of(url), url.key, options=options)
+        data = bytes(result.bytes())
+        return Blob(data, result.meta["e_tag"] or "")
+    except (FileNotFoundError, E.NotFoundError):
+        return None
+    except E.NotModifiedError:
+        raise NotModified() from None
+    except Exception as e:
+        raise _fail(url, e, "read this object") from None
+
+
+def head(url: S3Url) -> dict[str, Any] | None:
+    obstore = _obstore()
+
+    E = _errors()
+    try:
+        return dict(obstore.head(store_of(url), url.key))
+    except (FileNotFoundError, E.NotFoundError):
+        return None
+    except Exception as e:
+        raise _fail(url, e, "read this object's metadata") from None
+
+
+def put(
+    url: S3Url,
+    data: bytes | Path,
+    *,
+    create: bool = False,
+    if_match: str | None = None,
+) -> str:
+    """Write an object; returns its etag. `create`: only if absent (If-None-Match: *);
+    `if_match`: only if it still has this etag. A lost condition is Conflict."""
+    obstore = _obstore()
+
+    E = _errors()
+    mode: Any = "overwrite"
+    if create:
+        mode = "create"
+    elif if_match is not None:
+        mode = {"e_tag": if_match}
+    try:
+        if isinstance(data, Path):
+            # one PUT up to SINGLE_PUT (S3 takes 5 GB so; fewer round trips than parts,
+            # and the condition rides on it), multipart above
+            multipart = data.stat().st_size > SINGLE_PUT
+            with open(data, "rb") as f:
+                result = obstore.put(store_of(url), url.key, f, mode=mode, chunk_size=_CHUNK,
+                                     use_multipart=multipart)  # fmt: skip
+        else:
+            result = obstore.put(store_of(url), url.key, data, mode=mode)
+        return result["e_tag"] or ""
+    except (E.AlreadyExistsError, E.PreconditionError):
+        raise Conflict(str(url)) from None
+    except FileExistsError:
+        raise Conflict(str(url)) from None
+    except Exception as e:
+        raise _fail(url, e, "write this object") from None
+
+
+def delete(url: S3Url) -> None:
+    obstore = _obstore()
+
+    try:
+        obstore.delete(store_of(url), url.key)
+    except Exception:  # absent already, or not ours to delete: nothing to undo
+        pass
+
+
+def download(url: S3Url, target: Path) -> int:
+    """Stream an object into a local file; returns its size. NotFound when absent."""
+    obstore = _obstore()
+
+    from ..errors import NotFound
+
+    E = _errors()
+    try:
+        result = obstore.get(store_of(url), url.key)
+        size = 0
+        with open(target, "wb") as f:
+            for chunk in result.stream(min_chunk_size=_CHUNK):
+                f.write(chunk)
+                size += len(chunk)
+        return size
+    except (FileNotFoundError, E.NotFoundError):
+        raise NotFound("no such object", file=str(url)) from None
+    except OSError as e:
+        if getattr(e, "filename", None):
+            raise
+        raise _fail(url, e, "download this object") from None
+    except Exception as e:
+        raise _fail(url, e, "download this object") from None
+
+
+def listing(url: S3Url) -> Iterator[tuple[str, int]]:
+    """(key relative to `url`, size) of every object below `url` (as a prefix)."""
+    obstore = _obstore()
+
+    prefix = url.key + "/" if url.key else ""
+    try:
+        for batch in obstore.list(store_of(url), prefix or None, chunk_size=1000):
+            for meta in batch:
+                yield meta["path"][len(prefix) :], meta["size"]
+    except Exception as e:
+        raise _fail(url, e, "list this prefix") from None
+
+
+def children(url: S3Url) -> list[str]:
+    """The names of the 'folders' directly below `url`."""
+    obstore = _obstore()
+
+    prefix = url.key + "/" if url.key else ""
+    try:
+        found = obstore.list_with_delimiter(store_of(url), prefix or None)
+    except Exception as e:
+        raise _fail(url, e, "list this prefix") from None
+    return sorted(p[len(prefix) :].strip("/") for p in found["common_prefixes"])
+
+
+def probe(url: S3Url) -> None:
+    """Refuse (exit 2) a server that does not honour conditional writes: the store's
+    guarantees rest on them. Creates one object twice; the second must be refused."""
+    import secrets
+
+    marker = url.join(".mlstage-probe", f"{os.getpid()}-{secrets.token_hex(8)}")
+    put(marker, b"probe", create=True)
+    try:
+        put(marker, b"probe again", create=True)
+    except Conflict:
+        return
+    finally:
+        delete(marker)
+    raise BadInput(
+        "this server does not honour conditional writes (a second PUT with If-None-Match: *"
+        " was accepted); an mlstage store, output or registry needs them",
+        file=str(url),
+    )

@@ -1,0 +1,128 @@
+"""The registry in object storage: deploys racing for version numbers, and serve's mirror
+polling serving.json with conditional GETs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from starlette.testclient import TestClient
+
+from mlstage import featurize, ingest, train
+from mlstage.core import objstore as client
+from mlstage.core.s3url import S3Url
+from mlstage.serving.app import create_app
+from mlstage.stages.deploy import CheckOptions, deploy
+from mlstage.store.s3registry import RegistryMirror
+from mlstage.store.store import Store
+
+from ..conftest import SAMPLE, cli, working_in, write_json
+
+NO_CHECK = CheckOptions(skip=True)
+SPEC = {"format": "mlstage-features/1", "label": "income", "features": [
+    {"column": "age", "transform": "standardize", "impute": "median"},
+    {"column": "sex", "transform": "one_hot"}]}  # fmt: skip
+ROW = {"age": 40, "sex": "Male"}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Four models (LogisticRegression with four C) in a local store."""
+    root = tmp_path_factory.mktemp("s3models")
+    with working_in(root):
+        src = root / "small.csv"
+        with open(SAMPLE / "adult.csv") as f, open(src, "w") as g:
+            g.writelines(line for i, line in enumerate(f) if i <= 1500)
+        ingest([src], "ds", null=["?"], split={"train": 8, "eval": 2})
+        featurize("ds", "feat", spec=write_json(root / "spec.json", SPEC))
+        for i, c in enumerate((1.0, 0.1, 0.01, 0.001)):
+            cfg = {"format": "mlstage-train/1", "task": "classification", "seed": 0,
+                   "estimator": "LogisticRegression", "params": {"C": c}}  # fmt: skip
+            train("feat", f"m{i}", config=write_json(root / f"t{i}.json", cfg))
+    return root
+
+
+def test_deploys_racing_for_a_version_all_succeed_with_distinct_numbers(
+    bucket, models, monkeypatch
+):
+    """Four deploys of four models at once: each has listed the versions before any claims
+    (a barrier before the first claim), so all want version 1; each gets its own number
+    (1..4), every one is in serving.json's history, none is lost."""
+    import mlstage.store.s3registry as reg
+
+    registry, racers = f"s3://{bucket}/registry", 4
+    barrier = threading.Barrier(racers)
+    claim = reg.claim_version
+    first: set[int] = set()
+
+    def claim_after_all_listed(folder, version, model_id):
+        me = threading.get_ident()
+        if me not in first:
+            first.add(me)
+            barrier.wait(timeout=60)
+        return claim(folder, version, model_id)
+
+    monkeypatch.setattr(reg, "claim_version", claim_after_all_listed)
+    results: dict[int, object] = {}
+
+    def run(i: int) -> None:
+        try:
+            results[i] = deploy(Store.open(models / ".mlstage"), str(models / f"m{i}"), None, registry,
+                                name="income", allow_unblessed=True, check=NO_CHECK)  # fmt: skip
+        except Exception as e:  # noqa: BLE001 - the test reports it
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert all(not isinstance(r, Exception) for r in results.values()), results
+    got = sorted(r.version for r in results.values())
+    assert got == [1, 2, 3, 4]
+    folder = S3Url.parse(registry).join("income")
+    serving = json.loads(client.get(folder.join("serving.json")).data)
+    history = {(h["version"], h["model"]) for h in serving["history"]}
+    assert history == {(r.version, r.model) for r in results.values()}
+    assert serving["version"] in got
+    for r in results.values():  # each version holds its own model
+        manifest = json.loads(client.get(folder.join(str(r.version), "manifest.json")).data)
+        assert manifest["id"] == r.model
+    # deploying the model already served is up to date
+    served = next(r for r in results.values() if r.version == serving["version"])
+    i = next(i for i, r in results.items() if r is served)
+    again = deploy(Store.open(models / ".mlstage"), str(models / f"m{i}"), None, registry,
+                   allow_unblessed=True, check=NO_CHECK)  # fmt: skip
+    assert again.up_to_date and again.version == serving["version"]
+
+
+def test_serve_mirrors_the_s3_registry_and_swaps_on_a_new_version(bucket, models, tmp_path):
+    registry = f"s3://{bucket}/registry"
+    r = cli("deploy", str(models / "m0"), "--allow-unblessed", "--skip-check", "--registry",
+            registry, "--name", "income", "--store", str(models / ".mlstage"))  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    mirror = RegistryMirror(S3Url.parse(registry), tmp_path / "mirror")
+    assert mirror.sync() is True
+    assert json.loads((tmp_path / "mirror/income/serving.json").read_text())["version"] == 1
+    assert mirror.sync() is False and mirror.not_modified == 1  # a 304: nothing downloaded
+    stop = threading.Event()
+    mirror.start(0.1, stop)
+    try:
+        with TestClient(create_app(registry=str(tmp_path / "mirror"))) as web:
+            answer = web.post("/v1/models/income:predict", json={"instances": [ROW]}).json()
+            assert answer["model_version"] == 1
+            r = cli("deploy", str(models / "m1"), "--allow-unblessed", "--skip-check",
+                    "--registry", registry, "--store", str(models / ".mlstage"))  # fmt: skip
+            assert r.exit_code == 0, r.stderr
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                answer = web.post("/v1/models/income:predict", json={"instances": [ROW]}).json()
+                if answer["model_version"] == 2:
+                    break
+                time.sleep(0.1)
+            assert answer["model_version"] == 2
+    finally:
+        stop.set()
+    assert (tmp_path / "mirror/income/2/manifest.json").exists()
