@@ -264,3 +264,14 @@ def distributions(space: dict[str, Any], search: str, seed: int) -> dict[str, An
         else:  # int, inclusive of both bounds
             out[key] = stats.randint(int(lo), int(hi) + 1)
     return out
+
+
+def one_blas_thread():
+    """A context in which BLAS runs on one thread: a dot product split across threads sums
+    in another order, so a model (lbfgs' coefficients, its metrics) would depend on the
+    machine's core count, and differ between this process and a Dask worker, which runs
+    BLAS on one thread (found by the examples' chain on a cluster: another model id).
+    Training's parallelism is its trials' (joblib), not BLAS's."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")

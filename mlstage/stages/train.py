@@ -25,7 +25,7 @@ from ..store.refs import load_document, load_input
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
-ALGORITHM = 2  # 2: rows without a label dropped and counted
+ALGORITHM = 3  # 2: rows without a label dropped and counted; 3: BLAS on one thread
 # Estimators whose max_iter bounds a solver that stops on convergence (boosting's is its trees).
 ITERATIVE_SOLVERS = {
     "LogisticRegression", "LinearSVC", "LinearSVR", "Lasso", "ElasticNet",
@@ -151,7 +151,7 @@ def train(
         import numpy as np
 
         from ..model.artifact import ESTIMATOR_FILE, dump_estimator
-        from ..model.estimators import index_classes
+        from ..model.estimators import index_classes, one_blas_thread
 
         feature_cols = list(transform_doc["outputs"])
         X, y, unlabelled, keep = _labelled(splits[fit_name].parts, feature_cols, label["column"])
@@ -174,7 +174,7 @@ def train(
         w = _column(splits[fit_name].parts, weight).to_numpy()[keep] if weight else None
         classes = index_classes(cfg["estimator"], cfg["task"], y)
         y_fit = y if classes is None else np.searchsorted(classes, y)
-        with engine_for(engine).joblib():  # the refit on the whole split runs here
+        with engine_for(engine).joblib(), one_blas_thread():  # the refit runs here
             estimator, cv, caught = _fit_quietly(cfg, X, y_fit, w, feature_cols)
         metrics = {
             "format": "mlstage-model-metrics/1",

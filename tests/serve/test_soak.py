@@ -235,6 +235,9 @@ def test_sigterm_stops_in_seconds_with_clients_mid_request(here, tmp_path):
         assert idle.getresponse().read()
         last = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         last.request("POST", PATH, json.dumps({"instances": [row()] * 2000}).encode(), JSON)
+        # "just before": the server must have read the request (on a loaded machine it
+        # may not have within microseconds; uvicorn then closes the connection as idle)
+        time.sleep(0.3)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert last.getresponse().status == 200
