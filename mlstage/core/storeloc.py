@@ -13,6 +13,8 @@ STORE_DIRNAME = ".mlstage"
 # folder without it (or, for stores made before it, without objects/ and index.sqlite)
 # as a store, so a typo in --store never lets gc or reindex delete a user's files.
 STORE_MARKER = "mlstage-store"
+# Per-partition statistics `stats` keeps (validation.partition_cache; `gc` prunes them)
+STATS_CACHE = os.path.join("cache", "stats")
 
 
 def find_store_root(explicit: str | os.PathLike | None = None, near: str | None = None) -> str:

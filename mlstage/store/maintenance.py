@@ -15,6 +15,7 @@ from ..core.artifact import MANIFEST, check_files, read_manifest
 from ..core.fsutil import fsync_path, remove_tree
 from ..core.outputs import read_small_json
 from ..core.replay import RECORDS as REPLAY_RECORDS
+from ..core.storeloc import STATS_CACHE
 from ..errors import MlstageError
 from .index import connect, index_artifact
 from .registry import read_serving
@@ -117,12 +118,30 @@ def gc(store: Store, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS) 
                 remove_tree(store.objects / i)
                 store.db.execute("DELETE FROM artifacts WHERE id=?", (i,))
                 store.db.execute("DELETE FROM edges WHERE child=?", (i,))
+            _prune_stats_cache(store, live, cutoff)
             # The up-to-date shortcut's records are a cache: dropped here, not counted.
             records = store.root / REPLAY_RECORDS
             for p in records.iterdir() if records.is_dir() else []:
                 if not p.is_dir() or p.is_symlink():  # records are files; nothing else is ours
                     p.unlink(missing_ok=True)
     return dead
+
+
+def _prune_stats_cache(store: Store, live: set[str], cutoff: float) -> None:
+    """Drop the cached statistics of partitions no live artifact holds (by sha256)."""
+    cache = store.root / STATS_CACHE
+    if not cache.is_dir():
+        return
+    held = set()
+    for i in live:
+        try:
+            manifest = json.loads((store.objects / i / MANIFEST).read_text())
+        except (OSError, ValueError):
+            continue
+        held.update(f["sha256"] for f in manifest.get("files", []))
+    for p in cache.iterdir():
+        if p.name not in held and not p.is_symlink() and p.stat().st_mtime < cutoff:
+            remove_tree(p) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def reindex(store: Store) -> tuple[int, list[str]]:

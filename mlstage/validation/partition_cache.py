@@ -4,8 +4,9 @@ A partition's statistics depend only on its bytes, the column types read, the sl
 the statistics algorithm: keyed by those, a daily `stats` run over a dataset that gained
 one partition profiles that partition and merges the cached others (issue 17, spans).
 Entries are plain JSON (floats round-trip exactly) written whole with a rename, so a
-reader sees an entry or none; a damaged entry is ignored and recomputed. Deleting the
-folder is always safe: it only costs the next run its time.
+reader sees an entry or none; a damaged entry is ignored and recomputed. They live in a
+folder named by the partition's sha256, which `gc` removes once no artifact in the store
+holds that file. Deleting the folder is always safe: it only costs the next run its time.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-FOLDER = os.path.join("cache", "stats")
+from ..core.storeloc import STATS_CACHE as FOLDER
 
 
 class PartitionStatsCache:
@@ -31,8 +32,8 @@ class PartitionStatsCache:
         digest = self.digests.get(part)
         if digest is None:
             return None
-        key = hashlib.sha256(f"{digest}\n{self.context}".encode()).hexdigest()
-        return self.folder / key[:2] / f"{key}.json"
+        key = hashlib.sha256(self.context.encode()).hexdigest()
+        return self.folder / digest / f"{key}.json"  # by partition: `gc` drops dead ones
 
     def get(self, part: Path) -> tuple[dict, dict] | None:
         entry = self._entry(part)

@@ -169,3 +169,24 @@ def test_sources_already_in_the_dataset_are_left_out_and_nothing_new_is_up_to_da
     assert (tmp_path / "d" / "manifest.json").stat().st_mtime_ns == mtime
     with pytest.raises(BadInput, match="nothing to append"):
         append(days[:2], tmp_path / "d", tmp_path / "elsewhere", store=st)
+
+
+def test_gc_drops_the_cached_statistics_of_partitions_no_artifact_holds(tmp_path, days):
+    from mlstage.store.maintenance import gc
+    from mlstage.store.store import Store
+
+    st = tmp_path / "store"
+    kept = ingest(days[:1], tmp_path / "d", store=st)
+    stats(tmp_path / "d", tmp_path / "s", store=st)
+    gone = ingest(days[1:2], None, store=st)  # only in the store: no path holds it
+    stats(f"@{gone.manifest['id']}", None, store=st)
+    cache = st / "cache" / "stats"
+    held = {f["sha256"] for f in kept.manifest["files"]}
+    lost = {f["sha256"] for f in gone.manifest["files"] if f["path"].endswith(".parquet")}
+    assert {p.name for p in cache.iterdir()} == (held | lost) - {
+        f["sha256"] for f in kept.manifest["files"] if not f["path"].endswith(".parquet")
+    }
+    gc(Store.open(st), grace=0)
+    assert {p.name for p in cache.iterdir()} == {
+        f["sha256"] for f in kept.manifest["files"] if f["path"].endswith(".parquet")
+    }
