@@ -132,7 +132,7 @@ def _prune_stats_cache(store: Store, live: set[str], cutoff: float) -> None:
     cache = store.root / STATS_CACHE
     if not cache.is_dir():
         return
-    held = set()
+    held: set[str] = set()
     for i in live:
         try:
             manifest = json.loads((store.objects / i / MANIFEST).read_text())
