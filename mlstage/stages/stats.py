@@ -52,13 +52,11 @@ def stats(
 
     def produce(tmp: Path) -> dict[str, Any]:
         from ..validation.merge import split_stats_of
-        from ..validation.partition_cache import PartitionStatsCache
+        from ..validation.partition_cache import dataset_cache
 
         # partitions seen before (by content) are merged from the store's cache, so a
         # dataset that gained a day's partition is profiled for that day only
-        digests = {path / f["path"]: f["sha256"] for f in manifest["files"]}
-        context = {"types": schema, "slices": specs, "algorithm": ALGORITHM}
-        cache = PartitionStatsCache(st.root, digests, context)
+        cache = dataset_cache(st.root, path, manifest, specs)
         eng = engine_for(engine)
         doc: dict[str, Any] = {"format": "mlstage-stats/1", "splits": {}}
         sketches: dict[str, Any] = {"format": "mlstage-sketches/1", "splits": {}}

@@ -19,6 +19,18 @@ from typing import Any
 
 from ..core.storeloc import STATS_CACHE as FOLDER
 
+# Part of every key: bump it when `compute.split_stats` gives other statistics of the
+# same file (the stats stage's algorithm says when its merged output changes).
+VERSION = 1
+
+
+def dataset_cache(root: Path, path: Path, manifest: dict[str, Any], slices) -> PartitionStatsCache:
+    """The cache for the partitions of the dataset at `path` (its manifest's sha256s),
+    read with its schema's types and these slices."""
+    digests = {path / f["path"]: f["sha256"] for f in manifest["files"]}
+    context = {"types": manifest["summary"]["schema"], "slices": slices, "version": VERSION}
+    return PartitionStatsCache(root, digests, context)
+
 
 class PartitionStatsCache:
     """(block, sketch) statistics of partitions, by content hash and what they were read as."""

@@ -59,10 +59,12 @@ def training_stats(st: Store, ref: str, role: str) -> tuple[dict[str, Any], dict
         name = training_split(doc["splits"], ref)
         return doc["splits"][name], sketches["splits"][name]
     from .merge import split_stats_of
+    from .partition_cache import dataset_cache
 
     splits = splits_of(path, manifest)
     name = training_split(splits, ref)
-    return split_stats_of(splits[name], manifest["summary"]["schema"], [])
+    cache = dataset_cache(st.root, path, manifest, [])  # shared with `stats` of the dataset
+    return split_stats_of(splits[name], manifest["summary"]["schema"], [], cache=cache)
 
 
 def read_stats(path: Path) -> dict[str, Any]:

@@ -190,3 +190,27 @@ def test_gc_drops_the_cached_statistics_of_partitions_no_artifact_holds(tmp_path
     assert {p.name for p in cache.iterdir()} == {
         f["sha256"] for f in kept.manifest["files"] if f["path"].endswith(".parquet")
     }
+
+
+def test_a_dataset_given_as_a_baseline_uses_the_cached_partition_statistics(
+    tmp_path, days, monkeypatch
+):
+    import mlstage.validation.compute as compute
+    from mlstage import schema, validate
+
+    st = tmp_path / "store"
+    ingest(days[:2], tmp_path / "base", partition_rows=1_000, store=st)
+    ingest(days[2:], tmp_path / "new", store=st)
+    stats(tmp_path / "base", tmp_path / "s", store=st)
+    schema(tmp_path / "s", tmp_path / "sc", store=st)
+    read = []
+    real = compute.split_stats
+    monkeypatch.setattr(compute, "split_stats", lambda p, *a: read.append(p.name) or real(p, *a))
+    by_dataset = validate(tmp_path / "new", tmp_path / "v1", schema=tmp_path / "sc",
+                          baseline=tmp_path / "base", store=st)  # fmt: skip
+    assert read == []  # the baseline's 6 partitions came from the cache
+    by_stats = validate(tmp_path / "new", tmp_path / "v2", schema=tmp_path / "sc",
+                        baseline=tmp_path / "s", store=st)  # fmt: skip
+    a = json.loads((by_dataset.path / "anomalies.json").read_text())
+    b = json.loads((by_stats.path / "anomalies.json").read_text())
+    assert (a["anomalies"], a["drift"]) == (b["anomalies"], b["drift"])
