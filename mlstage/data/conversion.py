@@ -113,8 +113,10 @@ def _unify(
 
 def write_dataset(
     srcs, tmp: Path, nulls, type_overrides, splits, keys, split_order, seed, infer_rows,
-    partition_rows, engine: Engine,
+    partition_rows, engine: Engine, order: list[str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
+    """The sources into `tmp` as split files; `order`: the columns' order (a span takes
+    its dataset's: the whole-row hash that splits rows reads the columns in order)."""
     import polars as pl
 
     from ..core.coltypes import polars_type
@@ -122,6 +124,8 @@ def write_dataset(
 
     per_source = [infer_types(s, nulls, infer_rows, type_overrides) for s in srcs]
     types = _unify(srcs, per_source)
+    if order is not None:
+        types = {c: types[c] for c in order if c in types} | types
     for col in list(type_overrides) + keys + ([split_order] if split_order else []):
         if col not in types:
             raise BadInput(f'no column "{col}" in the data; columns are: {", ".join(types)}')

@@ -161,19 +161,24 @@ class Column:
         """This column with its missing values replaced by `value`."""
         if value is None or self.missing == 0:
             return self
+        import polars as pl
+
         k = self.missing
         out = replace(self, missing=0, extra=(value, k))
+        # the fill as polars' fill_null makes it: an int column filled with 2.5 becomes a
+        # float column, a bool one filled with "yes" a string column (apply does the same)
+        fill = pl.Series(self.name, [None], dtype=self.dtype).fill_null(value)
         if self.counts is not None:
-            import polars as pl
-
-            out._add_counts(
-                pl.DataFrame({self.name: pl.Series([value]).cast(self.dtype), "__n": [k]})
-            )
+            counts = self.counts.with_columns(pl.col(self.name).cast(fill.dtype))
+            out.counts = None
+            out._add_counts(counts)
+            out._add_counts(pl.DataFrame({self.name: fill, "__n": [k]}))
         if self.tokens is not None:
             from .base import tokens
 
             terms, docs = Counter(self.tokens[0]), Counter(self.tokens[1])
-            found = tokens(value if isinstance(value, str) else None)
+            text = fill.cast(pl.String)[0]
+            found = tokens(text)
             for t in found:
                 terms[t] += k
             for t in set(found):
@@ -352,10 +357,8 @@ def _window(grids, extra, r: int) -> tuple[float, float]:
 
 def _lerp(a: float, b: float, t: float) -> float:
     """numpy's `_lerp` (the linear quantile's interpolation), in the same order of operations."""
-    if a == b:
-        return a
     if math.isinf(a) or math.isinf(b):  # numpy's arithmetic would give NaN (inf - inf)
-        return b if t >= 0.5 else a
+        return a if a == b or t < 0.5 else b
     diff = b - a
     return b - diff * (1 - t) if t >= 0.5 else a + diff * t
 

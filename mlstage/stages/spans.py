@@ -62,7 +62,18 @@ def append(
         inputs, hashing = source_inputs(srcs, st, in_background=False)
         assert isinstance(inputs, list)  # hashed now: a source already in BASE is left out
         summary0 = base_manifest["summary"]
-        have = {src["sha256"] for src in summary0.get("sources", []) + summary0.get("dropped", [])}
+        known = summary0.get("sources", []) + summary0.get("dropped", [])
+        have = {src["sha256"] for src in known}
+        by_name = {src["path"]: src["sha256"] for src in known}
+        for s, i in zip(srcs, inputs, strict=True):
+            if by_name.get(s.name, i.id) != i.id:
+                # its old rows are in the dataset: appending it again would keep both
+                raise BadInput(
+                    f"{opt('append')}: {s.name} is in {base} with other contents; a file"
+                    " must not change once appended (write new data under a new name, or"
+                    " ingest everything again)",
+                    file=s.name,
+                )
         fresh_srcs = [(s, i) for s, i in zip(srcs, inputs, strict=True) if i.id not in have]
         if not fresh_srcs:
             if out is not None and _same_place(out, base, base_path):
@@ -87,7 +98,7 @@ def append(
             new.mkdir()
             summary = write_dataset(
                 news, new, p["null_values"], dict(schema), splits, p["split_key"], None, p["seed"],
-                p["infer_rows"], p["partition_rows"], engine_for(engine),
+                p["infer_rows"], p["partition_rows"], engine_for(engine), list(schema),
             )  # fmt: skip
             extra = [c for c in summary["schema"] if c not in schema]
             if extra:

@@ -399,3 +399,44 @@ def test_row_path_on_the_adult_sample(tmp_path):
     batch = pl.read_parquet("af/eval.parquet").head(300).drop("income").to_numpy()
     single = np.array([ft.row_function()(r) for r in ev.to_dicts()], dtype=np.float32)
     np.testing.assert_array_equal(single, batch)
+
+
+@pytest.mark.parametrize(
+    "values, dtype, ctype, transform, constant",
+    [
+        ([1, None, 2, 2, None, 3], pl.Int64, "int", "ordinal", 2.5),
+        ([1, None, 2, 2, None, 3], pl.Int64, "int", "one_hot", 2.5),
+        ([True, None, False], pl.Boolean, "bool", "one_hot", "yes"),
+        ([True, None, False], pl.Boolean, "bool", "ordinal", 1),
+        (["a b", None, "b c"], pl.String, "string", "tfidf", 33),
+    ],
+)
+def test_a_constant_fill_is_fitted_as_fill_null_makes_it(
+    tmp_path, values, dtype, ctype, transform, constant
+):
+    # the fit summarises the column (training_column); filling it must give what fitting
+    # on `fill_null(constant)` gave, which is what apply fills: an int column filled with
+    # 2.5 is a float column ("1.0", ..., "2.5"), a bool one filled with "yes" a string one
+    path = tmp_path / "t.parquet"
+    pl.DataFrame({"c": pl.Series(values, dtype=dtype)}).write_parquet(path)
+    entry = {"column": "c", "transform": transform, "impute": {"constant": constant}}
+    doc = {"format": "mlstage-features/1", "features": [entry]}
+    ft = FittedTransform.fit(doc, path, {"c": ctype})
+    filled = pl.Series("c", values, dtype=dtype).fill_null(constant).cast(pl.String)
+    state = ft.entries[0]["state"]
+    if transform == "tfidf":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vec = TfidfVectorizer().fit(filled.to_list())
+        assert state["vocabulary"] == sorted(vec.vocabulary_)
+        assert state["idf"] == pytest.approx(
+            list(vec.idf_[np.argsort(vec.get_feature_names_out())])
+        )
+    else:
+        assert state["vocabulary"] == sorted(set(filled.to_list()))
+        out = ft.apply_lazy(pl.read_parquet(path).lazy(), with_label=False).collect()
+        oov = [c for c in out.columns if "<oov>" in c or c == "c"]
+        if transform == "one_hot":
+            assert out[oov[0]].sum() == 0  # every training row is in the vocabulary
+        else:
+            assert out["c"].max() < len(state["vocabulary"])

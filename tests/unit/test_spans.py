@@ -214,3 +214,27 @@ def test_a_dataset_given_as_a_baseline_uses_the_cached_partition_statistics(
     a = json.loads((by_dataset.path / "anomalies.json").read_text())
     b = json.loads((by_stats.path / "anomalies.json").read_text())
     assert (a["anomalies"], a["drift"]) == (b["anomalies"], b["drift"])
+
+
+def test_a_file_changed_after_it_was_appended_is_refused(tmp_path, days):
+    st = tmp_path / "store"
+    ingest(days[:1], tmp_path / "d", store=st)
+    append(days[1:2], tmp_path / "d", tmp_path / "d", store=st)
+    _day(days[1], 7)  # the same name, other rows
+    with pytest.raises(BadInput, match="other contents"):
+        append(days[1:3], tmp_path / "d", tmp_path / "d", store=st)
+    assert (tmp_path / "d" / "manifest.json").exists()
+
+
+def test_a_span_whose_columns_come_in_another_order_splits_as_one_ingest(tmp_path, days):
+    st = tmp_path / "store"
+    moved = tmp_path / "moved.csv"
+    pl.read_csv(days[1]).select("c", "y", "id", "x").write_csv(moved)
+    opts = {"split": ["train=8", "eval=2"], "store": st}
+    ingest(days[:1], tmp_path / "d1", **opts)
+    grown = append([moved], tmp_path / "d1", tmp_path / "d2", store=st)
+    whole = ingest([days[0], moved], tmp_path / "all", **opts)
+    for split in ("train", "eval"):
+        assert _rows(grown, split).equals(_rows(whole, split))
+        for f in grown.path.glob(f"{split}*.parquet"):
+            assert pl.read_parquet_schema(f).names() == ["id", "x", "c", "y"]
