@@ -60,7 +60,7 @@ def _impute_value(entry: dict, col: Column, how=None):
                 column=entry.get("column"),
             )
         return float(col.moments.mean if how == "mean" else col.median())
-    return _mode_of_counts(col.counts, col.name)
+    return _mode_of_counts(col.counts(), col.name)
 
 
 def _mode(present):

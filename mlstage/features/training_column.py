@@ -31,6 +31,7 @@ BLOCK_ROWS = 1_000_000
 # value (days, or units since the epoch), for a median fill value
 ORDERED = ("int", "float", "date", "datetime")
 GRID = 1_025  # ranked values kept per block: a rank is known to within a block's 1/1024
+MERGE_EVERY = 8  # blocks' value counts held before they are merged
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Column:
     moments: Moments = field(default_factory=Moments)  # present values, as floats
     low: float | None = None  # present values' minimum and maximum, as floats
     high: float | None = None
-    counts: Any = None  # present values and their counts (a polars frame: NAME, "__n")
+    pending: list[Any] = field(default_factory=list)  # blocks' value counts, not yet merged
     grids: list[tuple[int, Any]] = field(default_factory=list)  # (finite count, ranked values)
     infinite: tuple[int, int] = (0, 0)  # -inf and +inf values (not in the grids)
     distinct: set[float] | None = None  # finite values, up to the cap (None: not counted)
@@ -91,6 +92,7 @@ class Column:
     tokens: tuple[Counter[str], Counter[str]] | None = None  # (term counts, document counts)
     extra: tuple[Any, int] | None = None  # a fill value and how often it was filled in
     blocks: Any = None  # () -> iterator of the column's blocks, for the quantiles' 2nd pass
+    only_block: Any = None  # the finite values sorted, while the column has one block
 
     # -- reading ------------------------------------------------------------------------
     @classmethod
@@ -146,15 +148,28 @@ class Column:
             self.distinct.update(np.unique(finite)[: self.distinct_cap + 1].tolist())
         if needs.quantiles and finite.size:
             ranked = np.sort(finite)
+            # a column of one block keeps it sorted: its order statistics need no 2nd pass
+            self.only_block = None if self.grids else ranked
             self.grids.append((finite.size, ranked[_grid_ranks(finite.size)]))
 
     def _add_counts(self, counts) -> None:
+        """Add a block's value counts; merged every MERGE_EVERY blocks (a merge per block
+        would group the column's distinct values again for every block)."""
         import polars as pl
 
-        counts = counts.with_columns(pl.col("__n").cast(pl.Int64))
-        if self.counts is not None:
-            counts = pl.concat([self.counts, counts]).group_by(self.name).agg(pl.col("__n").sum())
-        self.counts = counts
+        self.pending.append(counts.with_columns(pl.col("__n").cast(pl.Int64)))
+        if len(self.pending) >= MERGE_EVERY:
+            self.pending = [self.counts()]
+
+    def counts(self):
+        """The present values and their counts: a polars frame (NAME, "__n")."""
+        import polars as pl
+
+        assert self.pending, "value counts were not gathered"
+        if len(self.pending) > 1:
+            merged = pl.concat(self.pending).group_by(self.name).agg(pl.col("__n").sum())
+            self.pending = [merged]
+        return self.pending[0]
 
     # -- imputation -------------------------------------------------------------------
     def filled(self, value) -> Column:
@@ -168,11 +183,9 @@ class Column:
         # the fill as polars' fill_null makes it: an int column filled with 2.5 becomes a
         # float column, a bool one filled with "yes" a string column (apply does the same)
         fill = pl.Series(self.name, [None], dtype=self.dtype).fill_null(value)
-        if self.counts is not None:
-            counts = self.counts.with_columns(pl.col(self.name).cast(fill.dtype))
-            out.counts = None
-            out._add_counts(counts)
-            out._add_counts(pl.DataFrame({self.name: fill, "__n": [k]}))
+        if self.pending:
+            counts = self.counts().with_columns(pl.col(self.name).cast(fill.dtype))
+            out.pending = [counts, pl.DataFrame({self.name: fill, "__n": [k]})]
         if self.tokens is not None:
             from .base import tokens
 
@@ -204,8 +217,7 @@ class Column:
 
     def value_counts(self) -> list[tuple[Any, int]]:
         """(value, count) of the present values."""
-        assert self.counts is not None, "value counts were not gathered"
-        c = self.counts
+        c = self.counts()
         return list(zip(c[self.name].to_list(), c["__n"].to_list(), strict=True))
 
     def n_distinct(self) -> int:
@@ -265,37 +277,50 @@ class Column:
         grids = [(n, g, _grid_ranks(n)) for n, g in self.grids]
         windows = [_window(grids, extra, r) for r in ranks]
         below = [0] * len(ranks)
-        inside: list[list[Any]] = [[] for _ in ranks]
-        for block in self.blocks():
-            x = block.drop_nulls()
-            if self.ctype == "float":
-                x = x.drop_nans()
-            a = x.to_physical().cast(pl.Float64).to_numpy()
-            a = a[np.isfinite(a)]
+        inside: list[list[Any]] = [[] for _ in ranks]  # (values, counts) of each block
+
+        def take(a) -> None:  # a block's finite values, sorted
             for i, (lo, hi) in enumerate(windows):
-                below[i] += int(np.count_nonzero(a < lo))
-                inside[i].append(np.unique(a[(a >= lo) & (a <= hi)], return_counts=True))
+                start, stop = np.searchsorted(a, lo, "left"), np.searchsorted(a, hi, "right")
+                below[i] += int(start)
+                inside[i].append(_runs(a[start:stop]))
+
+        if len(self.grids) == 1 and self.only_block is not None:
+            take(self.only_block)
+        else:
+            for block in self.blocks():
+                x = block.drop_nulls()
+                if self.ctype == "float":
+                    x = x.drop_nans()
+                a = x.to_physical().cast(pl.Float64).to_numpy()
+                take(np.sort(a[np.isfinite(a)]))
         out = {}
         for i, r in enumerate(ranks):
             lo, hi = windows[i]
-            values: Counter[float] = Counter()
-            for vals, cnts in inside[i]:
-                for v, c in zip(vals.tolist(), cnts.tolist(), strict=True):
-                    values[v] += c
             if extra is not None:
                 if extra[0] < lo:
                     below[i] += extra[1]
                 elif extra[0] <= hi:
-                    values[extra[0]] += extra[1]
-            k = r - below[i]
-            for v in sorted(values):
-                if k < values[v]:
-                    out[r] = v
-                    break
-                k -= values[v]
-            else:  # cannot happen: the window was chosen to hold rank r
+                    inside[i].append((np.array([extra[0]]), np.array([extra[1]])))
+            vals = np.concatenate([v for v, _ in inside[i]])
+            cnts = np.concatenate([c for _, c in inside[i]])
+            order = np.argsort(vals, kind="stable")
+            cum = np.cumsum(cnts[order])
+            at = int(np.searchsorted(cum, r - below[i], "right"))
+            if not 0 <= r - below[i] < (cum[-1] if cum.size else 0):
                 raise AssertionError(f"rank {r} is not in its window [{lo}, {hi}]")
+            out[r] = float(vals[order][at])
         return out
+
+
+def _runs(a):
+    """(values, counts) of a sorted array's runs of equal values."""
+    import numpy as np
+
+    if a.size == 0:
+        return a, np.zeros(0, dtype=np.int64)
+    starts = np.concatenate(([0], np.flatnonzero(a[1:] != a[:-1]) + 1))
+    return a[starts], np.diff(np.append(starts, a.size))
 
 
 def _grid_ranks(n: int):
