@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 from ..errors import BadInput, opt
@@ -58,8 +58,13 @@ class LocalEngine:
         return [fn(item) for item in items]
 
     def joblib(self) -> Any:
-        """joblib's parallel backend for scikit-learn's searches: its default here."""
-        return nullcontext()
+        """joblib's parallel backend for scikit-learn's searches: its default (loky's
+        processes), with BLAS on one thread in each, as on a Dask worker: a trial's score
+        must not depend on how many cores the machine has (joblib would give each worker
+        cores // n_jobs threads)."""
+        import joblib
+
+        return joblib.parallel_config(backend="loky", inner_max_num_threads=1)
 
 
 class DaskEngine:
