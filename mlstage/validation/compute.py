@@ -250,7 +250,9 @@ def slice_groups(frame, spec: list[str]) -> dict[str, Any]:
 def split_stats(
     path, types: dict[str, str], slices: list[list[str]]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Statistics (and sketches) of one Parquet split, overall and per slice.
+    """Statistics (and sketches) of one Parquet split, overall and per slice. (A change
+    to what this returns for the same file bumps `partition_cache.VERSION`: `stats` keeps
+    it per partition.)
 
     Columns are read one at a time and summarised in parallel threads (numpy's
     sort and polars release the GIL), so memory holds a few columns, not the table.
