@@ -59,7 +59,7 @@ from ..serving.logreader import (
     requests_source,
 )
 from ..store.refs import is_artifact_ref, load_input
-from ..store.registry import resolve_evaluation
+from ..store.registry import local_ref, resolve_evaluation
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
@@ -143,6 +143,9 @@ def monitor(
         raise BadInput(
             f"{opt('feedback')} needs {opt('join')} COLUMN (the request id the labels carry)"
         )
+    # REGISTRY/NAME in object storage: read from its local mirror, as a local one
+    evaluation = None if evaluation is None else local_ref(evaluation)
+    compare = None if compare is None else local_ref(compare)
     if feedback is not None and evaluation is None and compare is None:
         raise BadInput(
             f"{opt('feedback')} needs {opt('evaluation')}: live metrics are gated by its thresholds"

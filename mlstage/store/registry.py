@@ -250,8 +250,26 @@ def served_evaluation(serving: dict[str, Any] | None, version: int | None = None
     return None
 
 
+def local_ref(ref: str | Path) -> str:
+    """REGISTRY/NAME in object storage: its local mirror (serving.json and the versions it
+    names, fetched now), which reads as a local REGISTRY/NAME; anything else as it is."""
+    from ..core.s3url import is_s3
+
+    if not is_s3(ref):
+        return str(ref)
+    from ..core.s3url import as_s3
+    from .s3registry import mirror_model
+
+    url = as_s3(ref)
+    assert url is not None
+    found = mirror_model(url)
+    return str(found) if found is not None else str(url)
+
+
 def resolve_model(ref: str) -> str:
-    """A model reference: an artifact directory, @id, or REGISTRY/NAME (its stable version)."""
+    """A model reference: an artifact directory, @id, or REGISTRY/NAME (its stable version;
+    in object storage too)."""
+    ref = local_ref(ref)
     path = Path(str(ref))
     if (path / "serving.json").exists():
         doc = read_serving(path)
@@ -263,6 +281,7 @@ def resolve_model(ref: str) -> str:
 def resolve_evaluation(ref: str) -> str:
     """An evaluation reference: REGISTRY/NAME stands for the evaluation recorded when its
     served version was deployed; anything else is returned as it is."""
+    ref = local_ref(ref)
     folder = Path(ref)
     if not (folder / "serving.json").exists():
         return ref

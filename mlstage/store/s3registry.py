@@ -112,6 +112,17 @@ def put_serving(folder: S3Url, doc: dict[str, Any], etag: str | None) -> bool:
         return False
 
 
+def mirror_model(url: S3Url) -> Path | None:
+    """REGISTRY/NAME in object storage as a local folder: its serving.json and the
+    versions it names, copied into the registry's mirror (the one `serve` keeps); None
+    when there is no serving.json at `url`."""
+    registry = S3Url(url.bucket, url.key.rsplit("/", 1)[0] if "/" in url.key else "")
+    mirror = RegistryMirror(registry)
+    if not mirror.sync_model(url.name):
+        return None
+    return mirror.local / url.name
+
+
 # -- serve: a local mirror ------------------------------------------------------------
 class RegistryMirror:
     """A local copy of an S3 registry for the server's watcher, refreshed by polling."""
@@ -127,23 +138,28 @@ class RegistryMirror:
         changed = False
         self.local.mkdir(parents=True, exist_ok=True)
         for name in client.children(self.url):
-            folder = self.url.join(name)
-            try:
-                blob = client.get(folder.join(SERVING), if_none_match=self.etags.get(name))
-            except client.NotModified:
-                self.not_modified += 1
-                continue
-            if blob is None:
-                continue
-            doc = parse_serving(blob.data, str(folder.join(SERVING)))
-            target = self.local / name
-            target.mkdir(exist_ok=True)
-            for version in sorted(set(labels_of(doc).values()) | {doc["version"]}):
-                self._fetch_version(folder.join(str(version)), target / str(version))
-            write_serving(target, doc)
-            self.etags[name] = blob.etag
-            changed = True
+            changed = self.sync_model(name) or changed
         return changed
+
+    def sync_model(self, name: str) -> bool:
+        """One model's poll: whether its serving.json changed (and the versions it names
+        are now here)."""
+        folder = self.url.join(name)
+        try:
+            blob = client.get(folder.join(SERVING), if_none_match=self.etags.get(name))
+        except client.NotModified:
+            self.not_modified += 1
+            return False
+        if blob is None:
+            return False
+        doc = parse_serving(blob.data, str(folder.join(SERVING)))
+        target = self.local / name
+        target.mkdir(parents=True, exist_ok=True)
+        for version in sorted(set(labels_of(doc).values()) | {doc["version"]}):
+            self._fetch_version(folder.join(str(version)), target / str(version))
+        write_serving(target, doc)
+        self.etags[name] = blob.etag
+        return True
 
     def _fetch_version(self, url: S3Url, target: Path) -> None:
         if (target / MANIFEST).exists():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -126,3 +127,34 @@ def test_serve_mirrors_the_s3_registry_and_swaps_on_a_new_version(bucket, models
     finally:
         stop.set()
     assert (tmp_path / "mirror/income/2/manifest.json").exists()
+
+
+def test_registry_name_in_a_bucket_is_a_model_and_an_evaluation_reference(bucket, models):
+    """predict, evaluate --baseline and monitor --evaluation take REGISTRY/NAME in object
+    storage as they take a local one (read from the registry's local mirror)."""
+    from mlstage.store.registry import resolve_evaluation, resolve_model
+
+    registry = f"s3://{bucket}/registry"
+    store = str(models / ".mlstage")
+    cfg = write_json(models / "eval.json", {"format": "mlstage-evaluate/1", "positive": ">50K"})
+    with working_in(models):
+        r = cli("evaluate", "m0", "ds", "--config", str(cfg), "-o", "e0")
+        assert r.exit_code == 0, r.stderr
+        r = cli("deploy", "m0", "--evaluation", "e0", "--skip-check", "--registry", registry,
+                "--name", "income", "--store", store)  # fmt: skip
+        assert r.exit_code == 0, r.stderr
+        m0 = json.loads((models / "m0/manifest.json").read_text())["id"]
+        e0 = json.loads((models / "e0/manifest.json").read_text())["id"]
+        served = resolve_model(f"{registry}/income")
+        assert json.loads((Path(served) / "manifest.json").read_text())["id"] == m0
+        assert resolve_evaluation(f"{registry}/income") == f"@{e0}"
+        r = cli("predict", f"{registry}/income", "ds", "--split", "eval", "-o", "p", "--json")
+        assert r.exit_code == 0, r.stderr
+        assert m0 in {
+            i["id"] for i in json.loads((models / "p/manifest.json").read_text())["inputs"]
+        }
+        r = cli("evaluate", "m1", "ds", "--config", str(cfg), "--baseline", f"{registry}/income",
+                "-o", "e1")  # fmt: skip
+        assert r.exit_code in (0, 1), r.stderr
+        inputs = json.loads((models / "e1/manifest.json").read_text())["inputs"]
+        assert {"role": "baseline", "id": m0} in [{k: i[k] for k in ("role", "id")} for i in inputs]
