@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .stages.monitor import monitor
     from .stages.predict import predict
     from .stages.schema import schema
+    from .stages.spans import append
     from .stages.stats import stats
     from .stages.train import train
     from .stages.validate import validate
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "__version__",
     "ingest",
+    "append",
     "stats",
     "schema",
     "validate",
@@ -49,6 +51,7 @@ __all__ = [
 
 _STAGES = {
     "ingest": "ingest",
+    "append": "spans",
     "stats": "stats",
     "schema": "schema",
     "validate": "validate",
