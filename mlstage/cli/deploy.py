@@ -133,10 +133,10 @@ def deploy_cmd(
                 raise BadInput("--promote takes the canary's version: no --to")
         elif to is not None:
             raise BadInput("--to is for --rollback")
-        if (rollback or promote) and as_s3(registry) is not None:
+        if promote and as_s3(registry) is not None:
             raise BadInput(
-                f"--registry {as_s3(registry)}: --rollback and --promote are not built yet"
-                " for a registry in object storage"
+                f"--registry {as_s3(registry)}: --promote is not built yet for a registry in"
+                " object storage (it has no canary or shadow)"
             )
         if rollback:
             result = reg.rollback(registry, name=name, to=to, message=message, label=label)

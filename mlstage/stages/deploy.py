@@ -348,6 +348,14 @@ def rollback(
     label: str = STABLE,
 ) -> DeployResult:
     """Point `label` back at its previous version (or `to`); a canary or a shadow ends."""
+    url = as_s3(registry)
+    if url is not None:  # object storage: stable only so far (no canary or shadow there)
+        if label != STABLE:
+            raise BadInput(f"--label {label}: a registry in object storage has only stable")
+        from ..store import s3registry as s3r
+
+        name, v, model, how = s3r.rollback(url, name, to, message)
+        return DeployResult(url, name, v, model, how, how == "none", STABLE)  # type: ignore[arg-type]
     name = choose_name(registry, name)
     folder = registry / name
     if not (folder / "serving.json").exists():  # before the lock, which would create the folder

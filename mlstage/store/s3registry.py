@@ -35,7 +35,7 @@ from ..core.fsutil import fsync_tree, remove_tree
 from ..core.jsonio import dumps_pretty
 from ..core.s3url import S3Url, cache_root
 from ..errors import BadInput, opt
-from .registry import labels_of, parse_serving, write_serving
+from .registry import STABLE, entry_label, labels_of, parse_serving, pointed, write_serving
 
 SERVING = "serving.json"
 CLAIM = ".claim"
@@ -110,6 +110,36 @@ def put_serving(folder: S3Url, doc: dict[str, Any], etag: str | None) -> bool:
         return True
     except client.Conflict:
         return False
+
+
+def rollback(registry: S3Url, name: str | None, to: int | None, message: str):
+    """Point stable back at its previous version (or `to`), replacing serving.json with
+    If-Match (a changed file is read again): (name, version, model id, action)."""
+    client.probe(registry)
+    name = choose_name(registry, name)
+    folder = registry.join(name)
+    for _ in range(200):
+        doc, etag = read_serving_s3(folder)
+        if doc is None:
+            raise BadInput("nothing is served yet: no serving.json", file=str(folder))
+        have, _ = versions_s3(folder)
+        target = to
+        if target is None:
+            earlier = [h["version"] for h in doc["history"]
+                       if entry_label(h) == STABLE and h["version"] != doc["version"]]  # fmt: skip
+            if not earlier:
+                raise BadInput("no earlier version of stable in the history to roll back to",
+                               file=str(folder))  # fmt: skip
+            target = earlier[-1]
+        if target not in have:
+            raise BadInput(f"no version {target}; the registry has: "
+                           f"{', '.join(map(str, have)) or 'none'}", file=str(folder))  # fmt: skip
+        if target == doc["version"]:
+            return name, target, have[target], "none"
+        new = pointed(doc, target, have[target], "rollback", message, label=STABLE)
+        if put_serving(folder, new, etag):
+            return name, target, have[target], "rollback"
+    raise BadInput(f"{folder}: serving.json kept changing; 200 tries failed")
 
 
 def mirror_model(url: S3Url) -> Path | None:

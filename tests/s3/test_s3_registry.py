@@ -158,3 +158,25 @@ def test_registry_name_in_a_bucket_is_a_model_and_an_evaluation_reference(bucket
         assert r.exit_code in (0, 1), r.stderr
         inputs = json.loads((models / "e1/manifest.json").read_text())["inputs"]
         assert {"role": "baseline", "id": m0} in [{k: i[k] for k in ("role", "id")} for i in inputs]
+
+
+def test_rollback_on_a_registry_in_a_bucket(bucket, models):
+    registry = f"s3://{bucket}/registry"
+    store = str(models / ".mlstage")
+    for m in ("m0", "m1"):
+        r = cli("deploy", str(models / m), "--allow-unblessed", "--skip-check", "--registry",
+                registry, "--name", "income", "--store", store)  # fmt: skip
+        assert r.exit_code == 0, r.stderr
+    r = cli("deploy", "--rollback", "--registry", registry, "--store", store, "--json")
+    assert r.exit_code == 0, r.stderr
+    serving = json.loads(client.get(S3Url.parse(f"{registry}/income/serving.json")).data)
+    assert serving["version"] == 1 and serving["history"][-1]["action"] == "rollback"
+    assert serving["labels"]["stable"] == 1
+    r = cli("deploy", "--rollback", "--to", "2", "--registry", registry, "--store", store)
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(client.get(S3Url.parse(f"{registry}/income/serving.json")).data)[
+        "version"] == 2  # fmt: skip
+    r = cli("deploy", "--rollback", "--to", "9", "--registry", registry, "--store", store)
+    assert r.exit_code == 2 and "no version 9" in r.stderr
+    r = cli("deploy", "--promote", "--registry", registry, "--store", store)
+    assert r.exit_code == 2 and "not built yet" in r.stderr
