@@ -158,6 +158,14 @@ def test_registry_name_in_a_bucket_is_a_model_and_an_evaluation_reference(bucket
         assert r.exit_code in (0, 1), r.stderr
         inputs = json.loads((models / "e1/manifest.json").read_text())["inputs"]
         assert {"role": "baseline", "id": m0} in [{k: i[k] for k in ("role", "id")} for i in inputs]
+        assert cli("stats", "ds", "-o", "st").exit_code == 0
+        r = cli("monitor", "--requests", "ds", "--baseline", "st", "--evaluation",
+                f"{registry}/income", "-o", "mon")  # fmt: skip
+        assert r.exit_code in (0, 1), r.stderr
+        inputs = json.loads((models / "mon/manifest.json").read_text())["inputs"]
+        assert {"role": "evaluation", "id": e0} in [
+            {k: i[k] for k in ("role", "id")} for i in inputs
+        ]
 
 
 def test_rollback_on_a_registry_in_a_bucket(bucket, models):
