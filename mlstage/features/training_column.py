@@ -92,7 +92,7 @@ class Column:
     tokens: tuple[Counter[str], Counter[str]] | None = None  # (term counts, document counts)
     extra: tuple[Any, int] | None = None  # a fill value and how often it was filled in
     blocks: Any = None  # () -> iterator of the column's blocks, for the quantiles' 2nd pass
-    only_block: Any = None  # the finite values sorted, while the column has one block
+    first: Any = None  # the first block's finite values, while the column has one block
 
     # -- reading ------------------------------------------------------------------------
     @classmethod
@@ -147,10 +147,15 @@ class Column:
             # values exactly when the column has (a block cut short already has cap+1)
             self.distinct.update(np.unique(finite)[: self.distinct_cap + 1].tolist())
         if needs.quantiles and finite.size:
-            ranked = np.sort(finite)
-            # a column of one block keeps it sorted: its order statistics need no 2nd pass
-            self.only_block = None if self.grids else ranked
-            self.grids.append((finite.size, ranked[_grid_ranks(finite.size)]))
+            # a column of one block keeps it (no sort, no 2nd pass: `np.partition` finds its
+            # order statistics); the grids are made once a second block comes
+            if self.first is None and not self.grids:
+                self.first = finite
+                return
+            for values in ([self.first] if self.first is not None else []) + [finite]:
+                ranked = np.sort(values)
+                self.grids.append((ranked.size, ranked[_grid_ranks(ranked.size)]))
+            self.first = None
 
     def _add_counts(self, counts) -> None:
         """Add a block's value counts; merged every MERGE_EVERY blocks (a merge per block
@@ -227,7 +232,8 @@ class Column:
 
     def finite_count(self) -> int:
         extra = self._extra_finite()
-        return sum(n for n, _ in self.grids) + (extra[1] if extra else 0)
+        first = self.first.size if self.first is not None else 0
+        return first + sum(n for n, _ in self.grids) + (extra[1] if extra else 0)
 
     def _extra_finite(self) -> tuple[float, int] | None:
         if self.extra is None or not isinstance(self.extra[0], int | float):
@@ -274,6 +280,8 @@ class Column:
         if not ranks:
             return {}
         extra = self._extra_finite()
+        if self.first is not None:
+            return _ranked(self.first, extra, ranks)
         grids = [(n, g, _grid_ranks(n)) for n, g in self.grids]
         windows = [_window(grids, extra, r) for r in ranks]
         below = [0] * len(ranks)
@@ -285,15 +293,12 @@ class Column:
                 below[i] += int(start)
                 inside[i].append(_runs(a[start:stop]))
 
-        if len(self.grids) == 1 and self.only_block is not None:
-            take(self.only_block)
-        else:
-            for block in self.blocks():
-                x = block.drop_nulls()
-                if self.ctype == "float":
-                    x = x.drop_nans()
-                a = x.to_physical().cast(pl.Float64).to_numpy()
-                take(np.sort(a[np.isfinite(a)]))
+        for block in self.blocks():
+            x = block.drop_nulls()
+            if self.ctype == "float":
+                x = x.drop_nans()
+            a = x.to_physical().cast(pl.Float64).to_numpy()
+            take(np.sort(a[np.isfinite(a)]))
         out = {}
         for i, r in enumerate(ranks):
             lo, hi = windows[i]
@@ -311,6 +316,20 @@ class Column:
                 raise AssertionError(f"rank {r} is not in its window [{lo}, {hi}]")
             out[r] = float(vals[order][at])
         return out
+
+
+def _ranked(values, extra, ranks: list[int]) -> dict[int, float]:
+    """The order statistics of these ranks of `values` and `extra` (a value, a count)."""
+    import numpy as np
+
+    if extra is None:
+        below, k, v = values.size, 0, 0.0  # every rank is a rank of `values`
+    else:
+        v, k = extra
+        below = int(np.count_nonzero(values < v))  # the fill's copies come after these
+    own = {r: r if r < below else r - k for r in ranks if not below <= r < below + k}
+    found = np.partition(values, sorted(set(own.values()))) if own else values
+    return {r: float(found[own[r]]) if r in own else float(v) for r in ranks}
 
 
 def _runs(a):
