@@ -146,11 +146,16 @@ def model_names(registry: Path) -> list[str]:
 
 
 def choose_name(registry: Path, name: str | None) -> str:
+    return pick_name(name, lambda: model_names(registry), registry)
+
+
+def pick_name(name: str | None, names_of, registry) -> str:
+    """`--name`, checked, else the registry's only model (`names_of()`: its models)."""
     if name is not None:
         if not name or name.startswith(".") or "/" in name:
             raise BadInput(f"{opt('name')} {name!r}: a model name is a plain directory name")
         return name
-    names = model_names(registry)
+    names = names_of()
     if len(names) == 1:
         return names[0]
     if not names:

@@ -34,8 +34,16 @@ from ..core.artifact import MANIFEST, check_files, checked_manifest, manifest_by
 from ..core.fsutil import fsync_tree, remove_tree
 from ..core.jsonio import dumps_pretty
 from ..core.s3url import S3Url, cache_root
-from ..errors import BadInput, opt
-from .registry import STABLE, entry_label, labels_of, parse_serving, pointed, write_serving
+from ..errors import BadInput
+from .registry import (
+    STABLE,
+    entry_label,
+    labels_of,
+    parse_serving,
+    pick_name,
+    pointed,
+    write_serving,
+)
 
 SERVING = "serving.json"
 CLAIM = ".claim"
@@ -46,19 +54,7 @@ def model_names(registry: S3Url) -> list[str]:
 
 
 def choose_name(registry: S3Url, name: str | None) -> str:
-    if name is not None:
-        if not name or name.startswith(".") or "/" in name:
-            raise BadInput(f"{opt('name')} {name!r}: a model name is a plain directory name")
-        return name
-    names = model_names(registry)
-    if len(names) == 1:
-        return names[0]
-    if not names:
-        raise BadInput(f"the registry has no model yet: give {opt('name')}", file=str(registry))
-    raise BadInput(
-        f"the registry has several models ({', '.join(names)}): give {opt('name')}",
-        file=str(registry),
-    )
+    return pick_name(name, lambda: model_names(registry), registry)
 
 
 def read_serving_s3(folder: S3Url) -> tuple[dict[str, Any] | None, str | None]:
