@@ -144,6 +144,17 @@ def _prune_stats_cache(store: Store, live: set[str], cutoff: float) -> None:
             remove_tree(p) if p.is_dir() else p.unlink(missing_ok=True)
 
 
+def install_index(store: Store, new: Path) -> None:
+    """Swap a rebuilt index (`new`, closed) in for the store's, and reconnect."""
+    store.close()
+    os.replace(new, store.index_path)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{new}{suffix}").unlink(missing_ok=True)
+        Path(f"{store.index_path}{suffix}").unlink(missing_ok=True)
+    fsync_path(store.root)
+    store._db = connect(store.index_path)
+
+
 def reindex(store: Store) -> tuple[int, list[str]]:
     """Rebuild the index from the objects' manifests and the journal.
 
@@ -182,13 +193,7 @@ def reindex(store: Store) -> tuple[int, list[str]]:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             db.close()
-        store.close()
-        os.replace(new, store.index_path)
-        for suffix in ("-wal", "-shm"):
-            Path(f"{new}{suffix}").unlink(missing_ok=True)
-            Path(f"{store.index_path}{suffix}").unlink(missing_ok=True)
-        fsync_path(store.root)
-        store._db = connect(store.index_path)
+        install_index(store, new)
         # tmp/ holds objects being added and stdin being spooled: remove only what a
         # dead process left (each entry's name carries its writer's pid).
         for entry in (store.root / "tmp").glob("*") if (store.root / "tmp").exists() else []:

@@ -41,6 +41,7 @@ from ..core.outputs import create_store, is_store
 from ..core.s3url import S3Url, as_s3, cache_root, is_s3
 from ..errors import BadInput, NotFound
 from .index import connect, index_artifact
+from .maintenance import install_index
 from .store import Store
 
 MARKER = "mlstage-store"
@@ -324,12 +325,7 @@ class S3Store(Store):
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 db.close()
-            self.close()
-            os.replace(new, self.index_path)
-            for suffix in ("-wal", "-shm"):
-                Path(f"{new}{suffix}").unlink(missing_ok=True)
-                Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
-            self._db = connect(self.index_path)
+            install_index(self, new)
         return count, problems
 
 
