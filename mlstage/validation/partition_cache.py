@@ -38,14 +38,14 @@ class PartitionStatsCache:
     def __init__(self, root: Path, digests: dict[Path, str], context: dict[str, Any]):
         self.folder = root / FOLDER
         self.digests = digests  # partition file -> its sha256 (from the dataset's manifest)
-        self.context = json.dumps(context, sort_keys=True)  # types, slices, algorithm
+        # what the partitions are read as (types, slices, version): an entry's file name
+        self.key = hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()
 
     def _entry(self, part: Path) -> Path | None:
         digest = self.digests.get(part)
         if digest is None:
             return None
-        key = hashlib.sha256(self.context.encode()).hexdigest()
-        return self.folder / digest / f"{key}.json"  # by partition: `gc` drops dead ones
+        return self.folder / digest / f"{self.key}.json"  # by partition: `gc` drops dead ones
 
     def get(self, part: Path) -> tuple[dict, dict] | None:
         entry = self._entry(part)
