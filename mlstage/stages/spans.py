@@ -108,9 +108,12 @@ def append(
                     column=extra[0],
                 )
             written = {f.name: f for f in new.iterdir()}
-            olds = {name: [f for f in split.parts if _rows(f)] for name, split in old.items()}
+            # every part's rows, read once from its metadata: empty parts are left out
+            rows = {f: _rows(f) for f in [*(f for sp in old.values() for f in sp.parts),
+                                          *written.values()]}  # fmt: skip
+            olds = {name: [f for f in split.parts if rows[f]] for name, split in old.items()}
             fresh = {
-                name: [written[n] for n in sorted(written) if _rows(written[n]) and (
+                name: [written[n] for n in sorted(written) if rows[written[n]] and (
                     n == f"{name}.parquet" or (PART.match(n) and PART.match(n)["split"] == name))]
                 for name in old
             }  # fmt: skip
@@ -140,7 +143,7 @@ def append(
                         f.rename(tmp / target)
                     else:
                         _link(f, tmp / target)
-                counts[name] = sum(_rows(tmp / t) for t in targets)
+                counts[name] = sum(rows[f] for f in parts)
             for f in new.iterdir():
                 f.unlink()
             new.rmdir()
