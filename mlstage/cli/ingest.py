@@ -88,11 +88,13 @@ def ingest_cmd(
         ),
     ] = None,
     window: Annotated[
-        int | None,
+        str | None,
         typer.Option(
             "--window",
-            metavar="N",
-            help="With --append: keep the newest N spans (the new one included).",
+            metavar="N|Nd",
+            help="With --append: keep the newest N spans (the new one included), or with"
+            " Nd (Nw) the spans dated within N days (weeks) of the newest, each span's date"
+            " read from its files' names (incoming/2026-12-01.csv).",
         ),
     ] = None,
     engine: EngineOption = None,

@@ -19,8 +19,20 @@ from .render import lineage_lines, print_json, print_table, short_id, stderr_con
 
 RefArg = Annotated[
     str,
-    typer.Argument(help="Artifact directory or @<id prefix> (6+ hex digits).", show_default=False),
+    typer.Argument(
+        help="Artifact directory, @<id prefix> (6+ hex digits), or REGISTRY/NAME (the"
+        " version it serves).",
+        show_default=False,
+    ),
 ]
+
+
+def _load(store, ref: str):
+    """(path, manifest) of an artifact reference; REGISTRY/NAME (local or in object
+    storage) stands for the version it serves, as for predict and evaluate."""
+    from ..store.registry import resolve_model
+
+    return store.load(resolve_model(ref))
 
 
 def _store(common: StoreCommon, near: Path | None = None):
@@ -52,16 +64,17 @@ def log_cmd(
 
 @store_command(app, "show")
 def show_cmd(ref: RefArg, *, common: StoreCommon) -> None:
-    """The manifest of an artifact (JSON)."""
-    _, manifest = _store(common).load(ref)
+    """The manifest of an artifact (JSON); of REGISTRY/NAME, the version it serves."""
+    _, manifest = _load(_store(common), ref)
     print_json(manifest)
 
 
 @store_command(app, "lineage")
 def lineage_cmd(ref: RefArg, *, common: StoreCommon) -> None:
-    """The tree of inputs of an artifact, back to the raw source files."""
+    """The tree of inputs of an artifact (or of the version REGISTRY/NAME serves), back to
+    the raw source files."""
     store = _store(common)
-    _, manifest = store.load(ref)
+    _, manifest = _load(store, ref)
     tree = store.lineage(manifest)
     if common.json:
         print_json(tree)
@@ -108,9 +121,10 @@ def checkout_cmd(
 ) -> None:
     """Write a stored artifact to a directory (atomically, as a stage would)."""
     from ..store.checkout import checkout
+    from ..store.registry import resolve_model
 
     store = _store(common, near=out.absolute().parent)
-    manifest, changed = checkout(store, ref, out)
+    manifest, changed = checkout(store, resolve_model(ref), out)
     if common.json:
         print_json(
             {
@@ -132,7 +146,7 @@ def diff_cmd(a: RefArg, b: RefArg, *, common: StoreCommon) -> None:
     from ..store.diff import diff_artifacts
 
     store = _store(common)
-    rows = diff_artifacts(*store.load(a), *store.load(b))
+    rows = diff_artifacts(*_load(store, a), *_load(store, b))
     if common.json:
         print_json([{"field": f, "a": x, "b": y} for f, x, y in rows])
     else:

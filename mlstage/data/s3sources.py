@@ -22,8 +22,11 @@ from ..core.s3url import S3Url
 from ..errors import BadInput
 
 
-def matching_objects(spec: str, extensions: set[str] | None) -> list[S3Url]:
-    """The objects a source spec names, sorted."""
+def matching_objects(
+    spec: str, extensions: set[str] | None, *, empty_ok: bool = False
+) -> list[S3Url]:
+    """The objects a source spec names, sorted (a prefix ending in '/' may hold none
+    when `empty_ok`)."""
     if spec.endswith("/") or glob.has_magic(spec):
         pattern = S3Url.parse(spec)
         if spec.endswith("/"):
@@ -47,7 +50,7 @@ def matching_objects(spec: str, extensions: set[str] | None) -> list[S3Url]:
             ):
                 continue
             found.append(S3Url(base.bucket, full))
-        if not found:
+        if not found and not (empty_ok and rule is None):
             what = (
                 "prefix holds no object of a known format"
                 if rule is None

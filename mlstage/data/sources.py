@@ -52,8 +52,13 @@ class Source:
         return 2 if self.format in ("csv", "tsv") else 1
 
 
-def expand_sources(specs: list[str], fmt: str, spool_dir: Path) -> list[Source]:
-    """Files, globs, directories (every file of a known format below) and '-' for stdin."""
+def expand_sources(
+    specs: list[str], fmt: str, spool_dir: Path, *, empty_folders: bool = False
+) -> list[Source]:
+    """Files, globs, directories (every file of a known format below) and '-' for stdin.
+    With `empty_folders`, a directory or an s3:// prefix ending in '/' that holds no
+    such file gives none (a loop's incoming folder before anything arrived); otherwise
+    it is an error, as a pattern that matches nothing always is."""
     if not specs:
         raise BadInput("no source given")
     if specs.count("-") > 1:
@@ -71,7 +76,7 @@ def expand_sources(specs: list[str], fmt: str, spool_dir: Path) -> list[Source]:
             from .s3sources import download_source, matching_objects
 
             known = None if fmt != "auto" else set(EXTENSIONS)
-            for url in matching_objects(spec, known):
+            for url in matching_objects(spec, known, empty_ok=empty_folders):
                 try:
                     local = download_source(url, spool_dir)
                     out.append(
@@ -97,7 +102,7 @@ def expand_sources(specs: list[str], fmt: str, spool_dir: Path) -> list[Source]:
                 and (fmt != "auto" or f.suffix.lower() in EXTENSIONS)
                 and not f.name.startswith(".")
             )
-            if not files:
+            if not files and not empty_folders:
                 raise BadInput("directory holds no file of a known format", file=spec)
         elif p.exists():
             files = [p]

@@ -8,6 +8,8 @@ cached statistics of the partitions it has seen (`validation.partition_cache`).
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from ..data.conversion import ALGORITHM, source_inputs, write_dataset
 from ..data.sources import expand_sources
 from ..errors import BadInput, opt
 from ..store.store import Store, store_for
-from .base import StagePlan, StageResult, run_stage
+from .base import StagePlan, StageResult, as_output, run_stage
 
 
 def append(
@@ -24,7 +26,7 @@ def append(
     base: str | Path,
     out: str | Path | None,
     *,
-    window: int | None = None,
+    window: int | str | None = None,
     engine: str | Engine | None = None,
     store: str | Path | Store | None = None,
     force: bool = False,
@@ -38,13 +40,14 @@ def append(
     and profiles only the new span. Sources BASE holds already (by sha256) are left out,
     so a loop may pass every file it has: with none new and OUT the folder of BASE, BASE
     is up to date. `window` keeps the newest spans only (the new one
-    included), dropping the partitions of older ones. A split by rank (`--split-order`)
+    included), dropping the partitions of older ones: N (an int, or digits) the newest N
+    spans, "Nd" or "Nw" the spans dated within N days (weeks) of the newest, a span's
+    date read from its files' names (`span_date`). A split by rank (`--split-order`)
     cannot be extended: the rank of every old row would change."""
     from ..data.splits import splits_of
     from ..store.refs import load_input
 
-    if window is not None and window < 1:
-        raise BadInput(f"{opt('window')} {window}: keep at least 1 span")
+    window = parse_span_window(window)
     out_path = Path(out) if out is not None else None
     st = store_for(store, out_path)
     base_path, base_manifest, base_in = load_input(st, str(base), "data", ("dataset",))
@@ -56,7 +59,11 @@ def append(
             file=str(base),
         )
     schema = base_manifest["summary"]["schema"]
-    srcs = expand_sources([str(s) for s in sources], p["format"], st.root / "tmp")
+    # an empty incoming folder (or prefix) is nothing new, not an error: a loop appends
+    # its folder on every run, before any file has arrived too
+    srcs = expand_sources(
+        [str(s) for s in sources], p["format"], st.root / "tmp", empty_folders=True
+    )
     try:
         params = {**p, "append": True, "window": window}
         inputs, hashing = source_inputs(srcs, st, in_background=False)
@@ -78,9 +85,10 @@ def append(
         if not fresh_srcs:
             if out is not None and _same_place(out, base, base_path):
                 # every file is in the dataset already: it is up to date (a rerun in a loop)
-                return StageResult(base_manifest, base_path, up_to_date=True, dry_run=dry_run)
+                return StageResult(base_manifest, as_output(out), up_to_date=True, dry_run=dry_run)
             raise BadInput(
-                f"{opt('append')}: every source is in {base} already; nothing to append",
+                f"{opt('append')}: nothing to append"
+                + (f" (every source is in {base} already)" if srcs else " (no file given)"),
                 file=str(base),
             )
         news, inputs = [s for s, _ in fresh_srcs], [i for _, i in fresh_srcs]
@@ -127,11 +135,15 @@ def append(
                     "parts": {name: len(f) for name, f in fresh.items()},
                 }
             ]
-            dropped, kept = (spans[:-window], spans[-window:]) if window else ([], spans)
+            keep = kept_spans(spans, window)
+            dropped = [span for span, k in zip(spans, keep, strict=True) if not k]
+            kept = [span for span, k in zip(spans, keep, strict=True) if k]
             counts = {}
             for name, split in old.items():
-                skip = sum(span["parts"].get(name, 0) for span in dropped)
-                parts = olds[name][skip:] + fresh[name]
+                parts, every = [], iter(olds[name] + fresh[name])  # in span order
+                for span, k in zip(spans, keep, strict=True):
+                    mine = [next(every) for _ in range(span["parts"].get(name, 0))]
+                    parts += mine if k else []
                 if not parts:  # empty: an empty file with the columns' types, as ingest writes
                     import polars as pl
 
@@ -168,6 +180,64 @@ def append(
         for s in srcs:
             if s.spooled:  # stdin or an s3:// object, copied into the store's tmp/
                 s.path.unlink(missing_ok=True)
+
+
+DAYS = re.compile(r"^([0-9]+)([dw])$")
+# a date in a file's path: 2026-12-01, 20261201, 2026/12/01 (or _ between the fields)
+DATE = re.compile(r"(?<![0-9])([0-9]{4})([-_/]?)([0-9]{2})\2([0-9]{2})(?![0-9])")
+
+
+def parse_span_window(window: int | str | None) -> int | str | None:
+    """`--window`: N spans (an int), or "Nd"/"Nw" (a str, kept as given in the params)."""
+    if window is None:
+        return None
+    text = str(window).strip()
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    m = DAYS.match(text)
+    if m and int(m.group(1)) >= 1:
+        return text
+    raise BadInput(
+        f"{opt('window')} {window}: give a number of spans (7) or of days or weeks (7d, 2w)"
+    )
+
+
+def span_date(span: dict[str, Any]) -> dt.date | None:
+    """A span's date: the latest date written in its files' paths (a daily file
+    `incoming/2026-12-01.csv`, `20261201.csv` or `2026/12/01/part.csv`), or None."""
+    found = []
+    for src in span["sources"]:
+        for m in DATE.finditer(src["path"]):
+            try:
+                found.append(dt.date(int(m.group(1)), int(m.group(3)), int(m.group(4))))
+            except ValueError:  # 2026-13-45: digits, not a date
+                continue
+    return max(found, default=None)
+
+
+def kept_spans(spans: list[dict[str, Any]], window: int | str | None) -> list[bool]:
+    """Which spans (oldest first) a window keeps: the newest N, or those dated within N
+    days (weeks) of the newest span's date, the newest date counted as the first day."""
+    if window is None:
+        return [True] * len(spans)
+    if isinstance(window, int):
+        return [i >= len(spans) - window for i in range(len(spans))]
+    dates = []
+    for span in spans:
+        date = span_date(span)
+        if date is None:
+            first = span["sources"][0]["path"] if span["sources"] else "(no file)"
+            raise BadInput(
+                f"{opt('window')} {window}: a span has no date in its files' names (give"
+                " daily files names such as incoming/2026-12-01.csv, or --window N spans)",
+                file=first,
+            )
+        dates.append(date)
+    m = DAYS.match(window)
+    assert m is not None  # parse_span_window checked it
+    days = int(m.group(1)) * (7 if m.group(2) == "w" else 1)
+    newest = max(dates)
+    return [(newest - d).days < days for d in dates]
 
 
 def _same_place(out: str | Path, base: str | Path, base_path: Path) -> bool:

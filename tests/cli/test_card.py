@@ -102,3 +102,19 @@ def test_a_card_replaces_only_a_card(here, tmp_path):
     assert cli("report", "m", "--card", "-o", str(tmp_path / "c.json")).exit_code == 0
     assert cli("report", "m2", "--card", "-o", str(tmp_path / "c.json")).exit_code == 0
     assert json.loads((tmp_path / "c.json").read_text())["model"]["ref"] == "m2"
+
+
+def test_store_commands_read_registry_name_as_the_version_it_serves(here, tmp_path):
+    # show, lineage, diff and checkout take REGISTRY/NAME as predict and evaluate do
+    root, ids = here
+    shown = json.loads(cli("show", "reg/income").stdout)
+    assert shown["id"] == ids["m"]  # version 2, the served one (not m2, version 1)
+    lineage = cli("lineage", "reg/income", "--json")
+    assert lineage.exit_code == 0 and ids["feat"] in lineage.stdout
+    d = json.loads(cli("diff", "reg/income", "m2", "--json").stdout)
+    assert {r["field"]: (r["a"], r["b"]) for r in d}["id"] == (ids["m"], ids["m2"])
+    out = cli("checkout", "reg/income", "-o", str(tmp_path / "served"))
+    assert out.exit_code == 0, out.stderr
+    assert json.loads((tmp_path / "served/manifest.json").read_text())["id"] == ids["m"]
+    missing = cli("show", "reg/absent")
+    assert missing.exit_code == 2 and "reg/absent" in missing.stderr

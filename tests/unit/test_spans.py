@@ -153,8 +153,58 @@ def test_a_window_keeps_the_newest_spans_and_their_partitions_only(tmp_path, day
     # a file of a dropped span is not taken in again (a loop passes every file it has)
     same = append(days, tmp_path / "d2", tmp_path / "d2", window=2, store=st)
     assert same.up_to_date
-    with pytest.raises(BadInput, match="at least 1"):
+    with pytest.raises(BadInput, match="a number of spans"):
         append([days[2]], tmp_path / "d1", tmp_path / "d3", window=0, store=st)
+
+
+def test_a_window_of_days_keeps_the_spans_dated_within_it_by_their_file_names(tmp_path):
+    st = tmp_path / "store"
+    opts = {"split": ["train=8", "eval=2"], "partition_rows": 1_000, "store": st}
+    names = ["2026-11-20.csv", "20261125.csv", "2026/11/28/part.csv", "x-2026-11-30.csv"]
+    files = []
+    for k, name in enumerate(names):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        files.append(_day(tmp_path / name, k, rows=1_500))
+    ingest(files[:1], tmp_path / "d", **opts)
+    for f in files[1:3]:
+        append([f], tmp_path / "d", tmp_path / "d", store=st)
+    week = append([files[3]], tmp_path / "d", tmp_path / "d", window="7d", store=st)
+    # 11-30 back to 11-24 inclusive: the 25th, 28th and 30th; the 20th dropped
+    spans = week.manifest["summary"]["spans"]
+    assert [span["sources"][0]["path"] for span in spans] == [str(f) for f in files[1:]]
+    assert [s["path"] for s in week.manifest["summary"]["dropped"]] == [str(files[0])]
+    expected = ingest(files[1:], tmp_path / "ref", **opts)
+    for split in ("train", "eval"):
+        assert _rows(week, split).equals(_rows(expected, split))
+    # a file that arrives late, dated before the window, is dropped as it comes in
+    late = _day(tmp_path / "2026-11-01.csv", 9, rows=1_500)
+    after = append([late], tmp_path / "d", tmp_path / "d", window="1w", store=st)
+    assert [span["sources"][0]["path"] for span in after.manifest["summary"]["spans"]] == [
+        str(f) for f in files[1:]]  # fmt: skip
+    assert after.manifest["summary"]["rows"] == week.manifest["summary"]["rows"]
+    # the command takes the same spelling; the window is in the parameters (the id)
+    from mlstage.cli import app
+
+    r = CliRunner().invoke(app, ["ingest", str(files[3]), "--append", str(tmp_path / "d"),
+                                 "--window", "7d", "-o", str(tmp_path / "c"), "--store", str(st),
+                                 "--json"])  # fmt: skip
+    assert r.exit_code == 2 and "every source is in" in r.stderr  # d holds files[3] already
+    r = CliRunner().invoke(app, ["ingest", str(files[3]), "--append", str(tmp_path / "d"),
+                                 "--window", "7x", "-o", str(tmp_path / "c"), "--store", str(st)])  # fmt: skip
+    assert r.exit_code == 2 and "--window 7x" in r.stderr
+
+
+def test_a_window_of_days_needs_a_date_in_every_span_and_a_valid_length(tmp_path, days):
+    st = tmp_path / "store"
+    ingest(days[:1], tmp_path / "d", store=st)
+    dated = _day(tmp_path / "2026-12-01.csv", 5)
+    with pytest.raises(BadInput, match="no date in its files' names") as e:
+        append([dated], tmp_path / "d", tmp_path / "d2", window="7d", store=st)
+    assert e.value.file == str(days[0])  # the undated span is named
+    assert not (tmp_path / "d2").exists()
+    for bad in ("7x", "-1", "0d", "d", "1.5"):
+        with pytest.raises(BadInput, match="a number of spans"):
+            append([dated], tmp_path / "d", tmp_path / "d2", window=bad, store=st)
 
 
 def test_sources_already_in_the_dataset_are_left_out_and_nothing_new_is_up_to_date(tmp_path, days):
@@ -169,6 +219,30 @@ def test_sources_already_in_the_dataset_are_left_out_and_nothing_new_is_up_to_da
     assert (tmp_path / "d" / "manifest.json").stat().st_mtime_ns == mtime
     with pytest.raises(BadInput, match="nothing to append"):
         append(days[:2], tmp_path / "d", tmp_path / "elsewhere", store=st)
+
+
+def test_an_empty_incoming_folder_is_nothing_new_but_a_missing_one_or_a_pattern_is_an_error(
+    tmp_path, days
+):
+    st = tmp_path / "store"
+    ingest(days[:1], tmp_path / "d", store=st)
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / ".partial.csv").write_text("id\n1\n")  # hidden: never a source
+    again = append([incoming], tmp_path / "d", tmp_path / "d", store=st)
+    assert again.up_to_date and again.path == tmp_path / "d"
+    with pytest.raises(BadInput, match=r"nothing to append \(no file given\)"):
+        append([incoming], tmp_path / "d", tmp_path / "elsewhere", store=st)
+    with pytest.raises(BadInput, match="no such file or directory"):
+        append([tmp_path / "absent"], tmp_path / "d", tmp_path / "d", store=st)
+    with pytest.raises(BadInput, match="no file matches"):
+        append([str(incoming / "*.csv")], tmp_path / "d", tmp_path / "d", store=st)
+    # a plain ingest of an empty folder stays an error
+    with pytest.raises(BadInput, match="holds no file"):
+        ingest([incoming], tmp_path / "e", store=st)
+    (incoming / "day1.csv").write_bytes(days[1].read_bytes())
+    grown = append([incoming], tmp_path / "d", tmp_path / "d", store=st)
+    assert grown.manifest["summary"]["rows"] == 6_000
 
 
 def test_gc_drops_the_cached_statistics_of_partitions_no_artifact_holds(tmp_path, days):
