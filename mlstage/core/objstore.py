@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import BadInput
 from .s3url import S3Url
@@ -166,8 +166,13 @@ def delete(url: S3Url) -> None:
         pass
 
 
-def download(url: S3Url, target: Path) -> int:
-    """Stream an object into a local file; returns its size. NotFound when absent."""
+class Downloaded(NamedTuple):
+    size: int
+    etag: str  # of the bytes downloaded (read from the same GET)
+
+
+def download(url: S3Url, target: Path) -> Downloaded:
+    """Stream an object into a local file: its size and etag. NotFound when absent."""
     obstore = _obstore()
 
     from ..errors import NotFound
@@ -180,7 +185,7 @@ def download(url: S3Url, target: Path) -> int:
             for chunk in result.stream(min_chunk_size=_CHUNK):
                 f.write(chunk)
                 size += len(chunk)
-        return size
+        return Downloaded(size, result.meta["e_tag"] or "")
     except (FileNotFoundError, E.NotFoundError):
         raise NotFound("no such object", file=str(url)) from None
     except OSError as e:

@@ -16,6 +16,7 @@ import glob
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from ..core import objstore as client
 from ..core.s3url import S3Url
@@ -64,14 +65,28 @@ def matching_objects(
     return [url]
 
 
-def download_source(url: S3Url, spool_dir: Path) -> Path:
+def download_source(url: S3Url, spool_dir: Path) -> tuple[Path, str]:
     """The object in a local file of the spool (its extension kept, so the format is
-    found as for a local file)."""
+    found as for a local file), and the etag of the bytes downloaded."""
     spool_dir.mkdir(parents=True, exist_ok=True)
     target = spool_dir / f"s3src-{os.getpid()}-{secrets.token_hex(4)}-{url.name}"
     try:
-        client.download(url, target)
+        got = client.download(url, target)
     except BaseException:
         target.unlink(missing_ok=True)
         raise
-    return target
+    return target, got.etag
+
+
+def unchanged(url: S3Url, known: dict[str, Any] | None) -> bool:
+    """Whether the object is still the one `known` (a source entry {path, bytes, etag}
+    of a dataset) describes, by its size and etag, without downloading it: S3 gives a
+    rewritten object a new etag."""
+    if not known or not known.get("etag"):
+        return False
+    meta = client.head(url)
+    return (
+        meta is not None
+        and meta.get("size") == known.get("bytes")
+        and (meta.get("e_tag") or "") == known["etag"]
+    )

@@ -16,6 +16,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..core.coltypes import polars_type, type_name
 from ..errors import BadInput, opt
@@ -45,6 +46,7 @@ class Source:
     name: str  # as the user named it: "-" for stdin
     format: str
     spooled: bool = False  # a copy in the spool, removed when ingest ends
+    etag: str | None = None  # an s3:// object's etag, for `ingest --append` to skip it later
 
     @property
     def line_offset(self) -> int:
@@ -53,12 +55,19 @@ class Source:
 
 
 def expand_sources(
-    specs: list[str], fmt: str, spool_dir: Path, *, empty_folders: bool = False
+    specs: list[str],
+    fmt: str,
+    spool_dir: Path,
+    *,
+    empty_folders: bool = False,
+    known: dict[str, dict[str, Any]] | None = None,
 ) -> list[Source]:
     """Files, globs, directories (every file of a known format below) and '-' for stdin.
     With `empty_folders`, a directory or an s3:// prefix ending in '/' that holds no
     such file gives none (a loop's incoming folder before anything arrived); otherwise
-    it is an error, as a pattern that matches nothing always is."""
+    it is an error, as a pattern that matches nothing always is. An s3:// object that
+    `known` (source entries by name) says is unchanged (size and etag) is left out
+    without downloading it: `ingest --append` has it already."""
     if not specs:
         raise BadInput("no source given")
     if specs.count("-") > 1:
@@ -73,18 +82,21 @@ def expand_sources(
             out.append(Source(path, "-", _format_of(path, fmt, sniff=True, name="-"), True))
             continue
         if spec.startswith("s3://"):
-            from .s3sources import download_source, matching_objects
+            from .s3sources import download_source, matching_objects, unchanged
 
-            known = None if fmt != "auto" else set(EXTENSIONS)
-            for url in matching_objects(spec, known, empty_ok=empty_folders):
+            extensions = None if fmt != "auto" else set(EXTENSIONS)
+            for url in matching_objects(spec, extensions, empty_ok=empty_folders):
+                if known is not None and unchanged(url, known.get(str(url))):
+                    continue
                 try:
-                    local = download_source(url, spool_dir)
+                    local, etag = download_source(url, spool_dir)
                     out.append(
                         Source(
                             local,
                             str(url),
                             _format_of(local, fmt, sniff=False, name=str(url)),
                             True,
+                            etag,
                         )
                     )
                 except BaseException:

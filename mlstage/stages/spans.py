@@ -61,15 +61,17 @@ def append(
     schema = base_manifest["summary"]["schema"]
     # an empty incoming folder (or prefix) is nothing new, not an error: a loop appends
     # its folder on every run, before any file has arrived too
+    summary0 = base_manifest["summary"]
+    known = summary0.get("sources", []) + summary0.get("dropped", [])
+    # an object in a bucket BASE holds already, unchanged (size, etag), is not downloaded
     srcs = expand_sources(
-        [str(s) for s in sources], p["format"], st.root / "tmp", empty_folders=True
-    )
+        [str(s) for s in sources], p["format"], st.root / "tmp", empty_folders=True,
+        known={src["path"]: src for src in known},
+    )  # fmt: skip
     try:
         params = {**p, "append": True, "window": window}
         inputs, hashing = source_inputs(srcs, st, in_background=False)
         assert isinstance(inputs, list)  # hashed now: a source already in BASE is left out
-        summary0 = base_manifest["summary"]
-        known = summary0.get("sources", []) + summary0.get("dropped", [])
         have = {src["sha256"] for src in known}
         by_name = {src["path"]: src["sha256"] for src in known}
         for s, i in zip(srcs, inputs, strict=True):
@@ -87,8 +89,8 @@ def append(
                 # every file is in the dataset already: it is up to date (a rerun in a loop)
                 return StageResult(base_manifest, as_output(out), up_to_date=True, dry_run=dry_run)
             raise BadInput(
-                f"{opt('append')}: nothing to append"
-                + (f" (every source is in {base} already)" if srcs else " (no file given)"),
+                f"{opt('append')}: nothing to append (every file given is in {base} already,"
+                " or none was given)",
                 file=str(base),
             )
         news, inputs = [s for s, _ in fresh_srcs], [i for _, i in fresh_srcs]
@@ -129,6 +131,7 @@ def append(
                 {
                     "sources": [
                         {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id}
+                        | ({"etag": s.etag} if s.etag else {})
                         for s, i in zip(news, plan.resolved_inputs()[1:], strict=True)
                     ],
                     "rows": summary["rows"],
