@@ -1,12 +1,14 @@
 """A store in object storage (`--store s3://bucket/prefix`), with a local cache.
 
-Remote layout (the truth; nothing in it is ever renamed, locked or rewritten):
+Remote layout (the truth; nothing in it is ever renamed or locked, and nothing is
+rewritten but a manifest, re-PUT with its own bytes to refresh it; `gc` deletes objects):
 
     PREFIX/mlstage-store              the marker, created once (If-None-Match)
     PREFIX/objects/<id>/<file>        payload files, uploaded first
     PREFIX/objects/<id>/manifest.json the commit point of an artifact: created with
                                       If-None-Match: * after its files; an object
-                                      without it does not exist (a crashed upload)
+                                      without it does not exist (a crashed upload,
+                                      or one gc is deleting)
     PREFIX/journal/<at>-<id12>-<rand>.json
                                       one immutable object per write of a version to
                                       a path, created with If-None-Match: *
@@ -18,12 +20,45 @@ downloaded whole (verified against their manifests), `manifests/<id>.json` every
 manifest known, `journal/<name>` a copy of each remote journal object, and
 `index.sqlite` the index built from those. Opening the store lists the remote journal
 and fetches what is new; `reindex` lists every remote manifest and journal object and
-rebuilds the index from them: deleting the cache loses nothing.
+rebuilds the index from them: deleting the cache loses nothing. `gc` prunes it as a
+local store's gc prunes a store (copies, cached statistics, replay records).
 
 Concurrent writers on any number of machines are safe without locks: an artifact's
 files are content-addressed (two writers of one id upload the same bytes), its
 manifest is created once, and journal objects have unique names. Processes on one
 machine share the cache under its local lock.
+
+`gc` (`store.s3gc`) deletes objects from the bucket while writers elsewhere may be
+reusing them, also without locks. Its half of the protocol is there; the writers' half
+is here, in `add` and `record_write`:
+
+- Freshness before logging. A writer that logs a write of an object it did not
+  (re)write itself in the last `FRESH` seconds first refreshes the object's manifest:
+  HEAD it, then PUT the identical bytes with If-Match on its etag (which moves its
+  LastModified, and can never bring back a manifest `gc` has deleted), then logs. gc
+  deletes only manifests last modified more than its grace ago (never less than
+  `GC_MIN_GRACE`), and only within grace - `JOURNAL_WINDOW` of starting to list the
+  journal: a journal object it did not see was written after that, so its object was
+  refreshed after that minus `JOURNAL_WINDOW`, and is younger than the grace when gc
+  looks at it. The assumption: **a writer's journal object lands within
+  `JOURNAL_WINDOW` (5 min) of the refresh** (it is the very next request; a process
+  stopped for longer between the two can lose its object).
+- A refresh landing between gc's HEAD and its DELETE. If the refresh moved the
+  manifest's LastModified by `GC_MIN_GRACE` or more (both times by the server's clock),
+  a gc may have judged it deletable just before: the writer waits `SETTLE` seconds
+  (gc sends an object's deletions within `DELETE_WINDOW` of that HEAD), then looks
+  again, and refreshes again or, when it is gone, uploads the object anew (and those of
+  its inputs this cache holds: gc meets an artifact before its inputs, so it may be
+  deleting them next).
+- Uploading over leftovers. An upload first lists the object's prefix; when files are
+  there already (a crashed upload, or a gc deleting them), it uploads, waits `SETTLE`,
+  puts back any file that vanished meanwhile, and only then creates the manifest. So
+  does an upload that took longer than half of `GC_MIN_GRACE` (gc deletes files without
+  a manifest only when the newest of them is older than its grace: an upload under way
+  keeps adding files, each assumed to take less than the grace).
+
+A reader that finds an object gone (its cached manifest outlived it) says so: exit 2
+naming the id.
 """
 
 from __future__ import annotations
@@ -40,12 +75,24 @@ from ..core.fsutil import remove_tree, write_bytes_durably
 from ..core.outputs import create_store, is_store
 from ..core.s3url import S3Url, as_s3, cache_root, is_s3
 from ..errors import BadInput, NotFound
-from .index import connect, index_artifact
-from .maintenance import install_index
+from .index import connect, index_artifact, unindex_artifact
+from .maintenance import GC_GRACE_SECONDS, install_index
 from .store import Store
 
 MARKER = "mlstage-store"
 _probed: set[str] = set()  # stores probed by this process
+
+# gc's protocol (see the module's docstring and `store.s3gc`), in seconds:
+GC_MIN_GRACE = 900.0  # gc never deletes an object whose manifest is younger than this
+JOURNAL_WINDOW = 300.0  # assumed: a writer's journal object lands this soon after a refresh
+FRESH = 60.0  # a writer that (re)wrote a manifest this recently logs without refreshing it
+DELETE_WINDOW = 10.0  # gc sends an object's DELETEs within this of the HEAD that judged it
+SETTLE = 60.0  # a writer's wait for such DELETEs to land (DELETE_WINDOW + a request's timeout)
+
+
+def settle() -> None:
+    """Wait for deletions a gc may have in flight to land (a hook for the tests)."""
+    time.sleep(SETTLE)
 
 
 class S3Store(Store):
@@ -54,6 +101,8 @@ class S3Store(Store):
         self.url = url
         self.manifests = cache / "manifests"
         self.journal_dir = cache / "journal"
+        # id -> time.monotonic() before this process created or refreshed its manifest
+        self._fresh: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"S3Store({self.url})"
@@ -177,29 +226,111 @@ class S3Store(Store):
 
     def add(self, payload_dir: Path, manifest: dict[str, Any]) -> Path:
         """Keep the artifact in the cache, then commit it remotely: payload files, then
-        the manifest created with If-None-Match: * (the commit point). An id already
-        committed is the same content: nothing is uploaded."""
+        the manifest created with If-None-Match: * (the commit point). An id the bucket
+        holds already is the same content: nothing is uploaded (`record_write` refreshes
+        it before logging)."""
         from ..core import objstore as client
 
         target = super().add(payload_dir, manifest)
+        try:
+            os.utime(target)  # the cache's gc keeps it while this writer uses it
+        except OSError:
+            pass
         artifact_id = manifest["id"]
-        if not self.has_object(artifact_id):
-            base = self.url.join("objects", artifact_id)
-            for f in manifest["files"]:
-                client.put(base.join(f["path"]), target / f["path"])
-            data = manifest_bytes(manifest)
-            try:
-                client.put(base.join(MANIFEST), data, create=True)
-            except client.Conflict:
-                pass  # committed by another writer of the same id meanwhile: same content
-            write_bytes_durably(self.manifests / f"{artifact_id}.json", data)
+        if client.head(self._manifest_url(artifact_id)) is None:  # the bucket, not the cache
+            self._upload(target, manifest)
+        local = self.manifests / f"{artifact_id}.json"
+        if not local.exists():
+            write_bytes_durably(local, manifest_bytes(manifest))
         return target
 
-    def record_write(self, path: Any, manifest: dict[str, Any]) -> None:
-        """One immutable journal object per write (created, never replaced), then the
-        cache's copy and index."""
+    def _manifest_url(self, artifact_id: str) -> S3Url:
+        return self.url.join("objects", artifact_id, MANIFEST)
+
+    def _upload(self, local: Path, manifest: dict[str, Any]) -> None:
+        """The object's files, then its manifest, created once. Files already at its
+        prefix (a crashed upload's, or a gc's deleting them) make the upload wait for
+        any deletion in flight and put back what went, before the commit."""
         from ..core import objstore as client
 
+        artifact_id = manifest["id"]
+        base = self.url.join("objects", artifact_id)
+        there = {key for key, _ in client.listing(base)}
+        if MANIFEST in there:
+            return  # committed meanwhile by another writer of the same id: same content
+        began = time.monotonic()
+        for f in manifest["files"]:
+            client.put(base.join(f["path"]), local / f["path"])
+        if there or time.monotonic() - began > GC_MIN_GRACE / 2:  # or its first files are old
+            settle()
+            now = {key for key, _ in client.listing(base)}
+            for f in manifest["files"]:
+                if f["path"] not in now:
+                    client.put(base.join(f["path"]), local / f["path"])
+        started = time.monotonic()
+        try:
+            client.put(base.join(MANIFEST), manifest_bytes(manifest), create=True)
+            self._fresh[artifact_id] = started
+        except client.Conflict:
+            pass  # committed by another writer of the same id meanwhile: same content
+
+    def _keep_fresh(self, manifest: dict[str, Any], _seen: set[str] | None = None) -> None:
+        """Before a write of this artifact is logged: its manifest refreshed (or the
+        object uploaded anew if gc took it), unless this process did either less than
+        FRESH seconds ago. The writers' half of gc's protocol (module docstring)."""
+        from ..core import objstore as client
+
+        artifact_id = manifest["id"]
+        seen = self._fresh.get(artifact_id)
+        if seen is not None and time.monotonic() - seen < FRESH:
+            return
+        url, data = self._manifest_url(artifact_id), manifest_bytes(manifest)
+        for _ in range(5):
+            started = time.monotonic()
+            before = client.head(url)
+            if before is None:  # collected (or never here): upload it anew from the cache
+                local = self.object_dir(artifact_id)
+                if (local / MANIFEST).exists() and self.intact(local, manifest):
+                    self._upload(local, manifest)
+                    # the gc that took it takes its inputs next, if nothing holds them:
+                    # those this cache has go back too
+                    _seen = (_seen or set()) | {artifact_id}
+                    for i in {i["id"] for i in manifest["inputs"]} - _seen:
+                        known = self._cached_manifest(i)
+                        if known is not None:
+                            self._keep_fresh(known, _seen)
+                return  # else an artifact this store never held: logged as before
+            try:
+                client.put(url, data, if_match=before["e_tag"])
+            except client.Conflict:
+                continue  # deleted (or rewritten) since the HEAD: look again
+            after = client.head(url)
+            if after is None:
+                continue
+            if client.modified(after) - client.modified(before) < GC_MIN_GRACE:
+                self._fresh[artifact_id] = started
+                return
+            # It was old enough for a gc to have judged it deletable just before this
+            # refresh: let any DELETE in flight land, then look again.
+            settle()
+        raise BadInput(
+            f"@{artifact_id[:12]}: cannot keep this artifact in the store {self.url} (it"
+            " kept vanishing while a gc ran); run again"
+        )
+
+    def _cached_manifest(self, artifact_id: str) -> dict[str, Any] | None:
+        """A manifest this cache holds (no request), or None."""
+        try:
+            return json.loads(self.manifest_file(artifact_id).read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def record_write(self, path: Any, manifest: dict[str, Any]) -> None:
+        """One immutable journal object per write (created, never replaced), right after
+        the artifact's manifest is refreshed; then the cache's copy and index."""
+        from ..core import objstore as client
+
+        self._keep_fresh(manifest)
         at = utc_now()
         entry = {"at": at, "path": self.path_key(path), "id": manifest["id"],
                  "stage": manifest["stage"]}  # fmt: skip
@@ -232,7 +363,17 @@ class S3Store(Store):
         try:
             base = self.url.join("objects", artifact_id)
             for f in manifest["files"]:
-                client.download(base.join(f["path"]), tmp / f["path"])
+                try:
+                    client.download(base.join(f["path"]), tmp / f["path"])
+                except NotFound:
+                    if client.head(self._manifest_url(artifact_id)) is not None:
+                        raise  # a file missing under a manifest: named as it is
+                    self.forget(artifact_id)
+                    raise NotFound(
+                        f"@{artifact_id[:12]}: this artifact was removed from the store"
+                        f" {self.url} (by gc: no path held it any more); run the stage"
+                        " that made it again"
+                    ) from None
             write_bytes_durably(tmp / MANIFEST, manifest_bytes(manifest))
             bad = check_files(tmp, manifest)
             if bad:
@@ -278,12 +419,29 @@ class S3Store(Store):
     def manifest(self, artifact_id: str) -> dict[str, Any] | None:
         return self._known_manifest(artifact_id)
 
+    def manifest_file(self, artifact_id: str) -> Path:
+        return self.manifests / f"{artifact_id}.json"
+
+    def forget(self, artifact_id: str) -> None:
+        """The cache's record of an artifact the bucket no longer holds, dropped."""
+        with self.locked():
+            self.manifest_file(artifact_id).unlink(missing_ok=True)
+            unindex_artifact(self.db, artifact_id)
+
     # -- maintenance ----------------------------------------------------------------
-    def gc(self, *, dry_run: bool = False, grace: float = 0.0) -> list[str]:
-        raise BadInput(
-            f"gc of a store in object storage is not supported yet ({self.url}): its objects"
-            " are kept"
-        )
+    def gc(self, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS) -> list[str]:
+        """Delete from the bucket the objects nothing holds (`store.s3gc`), then prune
+        the cache as a local store's gc prunes; returns the ids deleted from the bucket."""
+        return self.gc_report(dry_run=dry_run, grace=grace)["dropped"]
+
+    def gc_report(
+        self, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS
+    ) -> dict[str, Any]:
+        """`gc`, with what it dropped: {"dropped": ids deleted from the bucket, "cache":
+        ids whose copies in the cache were dropped}."""
+        from . import s3gc
+
+        return s3gc.gc(self, dry_run=dry_run, grace=grace)
 
     def reindex(self) -> tuple[int, list[str]]:
         """Rebuild the cache's index from the remote store: every committed manifest and

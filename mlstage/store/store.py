@@ -358,6 +358,10 @@ class Store:
         d = self.object_dir(artifact_id)
         return read_manifest(d) if (d / MANIFEST).exists() else None
 
+    def manifest_file(self, artifact_id: str) -> Path:
+        """Where this machine keeps the artifact's manifest (it may not exist)."""
+        return self.object_dir(artifact_id) / MANIFEST
+
     def writes(self, path: Path | None = None) -> list[dict[str, Any]]:
         q = "SELECT w.seq, w.at, w.path, w.id, w.stage, a.kind, a.summary FROM writes w LEFT JOIN artifacts a ON a.id = w.id"
         args: tuple = ()
@@ -419,6 +423,12 @@ class Store:
         from . import maintenance
 
         return maintenance.gc(self, dry_run=dry_run, grace=grace)
+
+    def gc_report(
+        self, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS
+    ) -> dict[str, Any]:
+        """`gc`, with what it dropped as the CLI prints it: {"dropped": [ids]}."""
+        return {"dropped": self.gc(dry_run=dry_run, grace=grace)}
 
     def reindex(self) -> tuple[int, list[str]]:
         """Rebuild the index from the objects' manifests and the journal."""
