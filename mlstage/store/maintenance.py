@@ -10,7 +10,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from ..core.artifact import MANIFEST, check_files, read_manifest
 from ..core.fsutil import fsync_path, remove_tree
@@ -34,6 +34,37 @@ class _HasParent(Protocol):
 
 
 Place = TypeVar("Place", bound=_HasParent)  # where an artifact is held: a Path, or an S3Url
+
+
+class Maintained:
+    """The maintenance commands as methods of `Store`, which inherits them (a store in
+    object storage overrides `gc`, `gc_report` and `reindex`)."""
+
+    def verify(self, artifact_dir: Path | None = None) -> tuple[int, list[str]]:
+        """Re-hash files against manifests. Returns (artifacts checked, problems)."""
+        return verify(cast("Store", self), artifact_dir)
+
+    def live_ids(self) -> set[str]:
+        """Ids that some path still holds, with everything in their lineage."""
+        return live_ids(cast("Store", self))
+
+    def gc(self, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS) -> list[str]:
+        """Drop objects that no path holds and no held artifact descends from."""
+        return gc(cast("Store", self), dry_run=dry_run, grace=grace)
+
+    def gc_report(
+        self, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS
+    ) -> dict[str, Any]:
+        """`gc`, with what it dropped as the CLI prints it: {"dropped": [ids]}."""
+        return {"dropped": self.gc(dry_run=dry_run, grace=grace)}
+
+    def reindex(self) -> tuple[int, list[str]]:
+        """Rebuild the index from the objects' manifests and the journal."""
+        return reindex(cast("Store", self))
+
+    def index_dump(self) -> dict[str, list]:
+        """The index's content in a stable order (for comparing against a reindex)."""
+        return index_dump(cast("Store", self))
 
 
 # -- maintenance ----------------------------------------------------------------

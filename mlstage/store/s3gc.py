@@ -11,24 +11,57 @@ What is held (the live set, walked by `maintenance.with_lineage` as for a local 
   of those paths: deploy logs each version as a write to `REGISTRY/NAME/<N>`, so the
   registries gc knows are the parents of the paths the journal names (`serving.json`
   read there);
+- every object modified within the grace (a stage that has just committed its output
+  has not logged it yet);
 - everything those descend from (lineage edges; every manifest in the bucket is
   indexed first, so the edges are complete).
 
-Deletion, one object at a time (the writers' half of the protocol is in `s3store`):
+The protocol, without locks, against writers on other machines that reuse an old object
+(a stage whose result has the id of an object the bucket holds uploads nothing and only
+logs it). gc's half, one object at a time:
 
 1. Start a clock: monotonic time before the journal is listed; the server's time read
    from an object it just created (`objstore.server_time`), so no age depends on this
    machine's clock.
-2. List the journal, the objects (with LastModified), compute the live set.
+2. List the journal, the objects (with LastModified), compute the live set; order the
+   dead so that an artifact comes before its inputs.
 3. For each object not live whose manifest is older than the grace (never less than
    `GC_MIN_GRACE`): stop, and plan again from step 1, once grace - `JOURNAL_WINDOW` has
    passed since step 1; HEAD the manifest; keep it if it is younger than the grace now
-   (a writer refreshed it); else delete the manifest (the commit point: the object no
-   longer exists) and then its files, each DELETE sent within `DELETE_WINDOW` of the
-   HEAD (in one attempt, `objstore.delete_now`), the rest left for the next gc.
+   (a writer refreshed it: its lineage is kept too); else delete the manifest (the
+   commit point: the object no longer exists) and then its files, each DELETE sent
+   within `DELETE_WINDOW` of the HEAD (in one attempt, `objstore.delete_now`), the
+   rest left for the next gc.
 4. Files without a manifest (a crashed upload, or a deletion cut short) whose newest is
-   older than the grace (an upload under way keeps adding files): each HEADed and, still
-   older than the grace, deleted within `DELETE_WINDOW`.
+   older than the grace (an upload under way keeps adding files): each HEADed and,
+   still older than the grace, deleted within `DELETE_WINDOW`.
+
+The writers' half (`keep_fresh` and `upload`, called by `S3Store.record_write` and
+`S3Store.add`):
+
+- Freshness before logging. A writer about to log a write of an object it did not
+  create or refresh itself in the last `FRESH` seconds first refreshes the object's
+  manifest: HEAD it, then PUT the identical bytes with If-Match on its etag (which moves
+  LastModified, and can never bring back a manifest gc has deleted: the refused PUT
+  means it is gone, and the writer uploads the object anew from its cache), then logs.
+  A journal object gc did not see was written after gc began to list the journal, so
+  its object was refreshed after that minus `JOURNAL_WINDOW`, and when gc HEADs it
+  (within grace - `JOURNAL_WINDOW` of that start) it is younger than the grace: kept.
+- A refresh between gc's HEAD and its DELETE. If the refresh moved LastModified by
+  `AT_RISK` (= `GC_MIN_GRACE`) or more (both times by the server's clock), a gc may
+  have judged the object deletable just before: the writer waits `SETTLE` seconds
+  (more than `DELETE_WINDOW` plus a DELETE's one attempt), then looks again: it
+  refreshes again, or, the object gone, uploads it anew with those of its inputs its
+  cache holds (gc meets an artifact before its inputs: it may be deleting them next).
+- Uploading over leftovers. An upload first lists the object's prefix; when files are
+  there already (a crashed upload, or a gc deleting them) or the upload took longer
+  than `AT_RISK` / 2, it waits `SETTLE` after uploading, puts back any file that
+  vanished meanwhile, and only then creates the manifest.
+
+The assumptions: **a writer's journal object lands within `JOURNAL_WINDOW` (5 min) of
+its refresh** (the next request, at most `FRESH` after it; a process stopped for longer
+in between can log an object a concurrent gc has deleted); a DELETE lands within its
+one attempt's timeout; no single file of an upload takes longer than the grace.
 """
 
 from __future__ import annotations
@@ -40,7 +73,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core import objstore as client
-from ..core.artifact import MANIFEST
+from ..core.artifact import MANIFEST, manifest_bytes
 from ..core.s3url import S3Url, as_s3
 from ..errors import BadInput
 from .index import index_artifact, unindex_artifact
@@ -53,12 +86,103 @@ from .maintenance import (
     with_lineage,
 )
 from .registry import parse_serving
-from .s3store import DELETE_WINDOW, GC_MIN_GRACE, JOURNAL_WINDOW
 
 if TYPE_CHECKING:
     from .s3store import S3Store
 
 
+# The protocol's times, in seconds (the module's docstring):
+GC_MIN_GRACE = 900.0  # gc never deletes an object whose manifest is younger than this
+AT_RISK = GC_MIN_GRACE  # a refresh moving LastModified this much may have raced gc's DELETE
+JOURNAL_WINDOW = 300.0  # assumed: a writer's journal object lands this soon after a refresh
+FRESH = 60.0  # a writer that (re)wrote a manifest this recently logs without refreshing it
+DELETE_WINDOW = 10.0  # gc sends an object's DELETEs within this of the HEAD that judged it
+SETTLE = 60.0  # a writer's wait for such DELETEs to land (DELETE_WINDOW + one attempt)
+
+
+def settle() -> None:
+    """Wait for the deletions a gc may have in flight to land (a hook for the tests)."""
+    time.sleep(SETTLE)
+
+
+# -- the writers' half -------------------------------------------------------------------
+def upload(store: S3Store, local: Path, manifest: dict[str, Any]) -> None:
+    """An object's files from `local`, then its manifest, created once. Files already at
+    its prefix (a crashed upload's, or a gc's deleting them), or an upload slow enough
+    for its first files to look abandoned, make it wait for any deletion in flight and
+    put back what went, before the commit."""
+    artifact_id = manifest["id"]
+    base = store.url.join("objects", artifact_id)
+    there = {key for key, _ in client.listing(base)}
+    if MANIFEST in there:
+        return  # committed meanwhile by another writer of the same id: same content
+    began = time.monotonic()
+    for f in manifest["files"]:
+        client.put(base.join(f["path"]), local / f["path"])
+    if there or time.monotonic() - began > AT_RISK / 2:
+        settle()
+        now = {key for key, _ in client.listing(base)}
+        for f in manifest["files"]:
+            if f["path"] not in now:
+                client.put(base.join(f["path"]), local / f["path"])
+    started = time.monotonic()
+    try:
+        client.put(base.join(MANIFEST), manifest_bytes(manifest), create=True)
+        store.fresh[artifact_id] = started
+    except client.Conflict:
+        pass  # committed by another writer of the same id meanwhile: same content
+
+
+def keep_fresh(
+    store: S3Store, manifest: dict[str, Any], seen: frozenset[str] = frozenset()
+) -> None:
+    """Before a write of this artifact is logged: its manifest refreshed, or the object
+    uploaded anew (with the inputs the cache holds) if gc took it; nothing when this
+    process did either less than FRESH seconds ago."""
+    artifact_id = manifest["id"]
+    last = store.fresh.get(artifact_id)
+    if last is not None and time.monotonic() - last < FRESH:
+        return
+    url, data = store.manifest_url(artifact_id), manifest_bytes(manifest)
+    for _ in range(5):
+        started = time.monotonic()
+        before = client.head(url)
+        if before is None:  # collected (or never here): upload it anew from the cache
+            local = store.object_dir(artifact_id)
+            if (local / MANIFEST).exists() and store.intact(local, manifest):
+                upload(store, local, manifest)
+                seen |= {artifact_id}
+                for i in sorted({i["id"] for i in manifest["inputs"]} - seen):
+                    known = _cached_manifest(store, i)
+                    if known is not None:
+                        keep_fresh(store, known, seen)
+            return  # else an artifact this store never held: logged as before
+        try:
+            client.put(url, data, if_match=before["e_tag"])
+        except client.Conflict:
+            continue  # deleted (or rewritten) since the HEAD: look again
+        after = client.head(url)
+        if after is None:
+            continue
+        if client.modified(after) - client.modified(before) < AT_RISK:
+            store.fresh[artifact_id] = started
+            return
+        settle()  # old enough for a gc to have judged it deletable just before the refresh
+    raise BadInput(
+        f"@{artifact_id[:12]}: cannot keep this artifact in the store {store.url} (it"
+        " kept vanishing while a gc ran); run again"
+    )
+
+
+def _cached_manifest(store: S3Store, artifact_id: str) -> dict[str, Any] | None:
+    """A manifest the cache holds (no request), or None."""
+    try:
+        return json.loads(store.manifest_file(artifact_id).read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+# -- gc's half ----------------------------------------------------------------------------
 class ServerClock:
     """The server's time now, never ahead of it (ages measured with it are never
     overstated): one reading, carried forward by this machine's monotonic clock."""

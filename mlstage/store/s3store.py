@@ -29,33 +29,9 @@ manifest is created once, and journal objects have unique names. Processes on on
 machine share the cache under its local lock.
 
 `gc` (`store.s3gc`) deletes objects from the bucket while writers elsewhere may be
-reusing them, also without locks. Its half of the protocol is there; the writers' half
-is here, in `add` and `record_write`:
-
-- Freshness before logging. A writer that logs a write of an object it did not
-  (re)write itself in the last `FRESH` seconds first refreshes the object's manifest:
-  HEAD it, then PUT the identical bytes with If-Match on its etag (which moves its
-  LastModified, and can never bring back a manifest `gc` has deleted), then logs. gc
-  deletes only manifests last modified more than its grace ago (never less than
-  `GC_MIN_GRACE`), and only within grace - `JOURNAL_WINDOW` of starting to list the
-  journal: a journal object it did not see was written after that, so its object was
-  refreshed after that minus `JOURNAL_WINDOW`, and is younger than the grace when gc
-  looks at it. The assumption: **a writer's journal object lands within
-  `JOURNAL_WINDOW` (5 min) of the refresh** (it is the very next request; a process
-  stopped for longer between the two can lose its object).
-- A refresh landing between gc's HEAD and its DELETE. If the refresh moved the
-  manifest's LastModified by `GC_MIN_GRACE` or more (both times by the server's clock),
-  a gc may have judged it deletable just before: the writer waits `SETTLE` seconds
-  (gc sends an object's deletions within `DELETE_WINDOW` of that HEAD), then looks
-  again, and refreshes again or, when it is gone, uploads the object anew (and those of
-  its inputs this cache holds: gc meets an artifact before its inputs, so it may be
-  deleting them next).
-- Uploading over leftovers. An upload first lists the object's prefix; when files are
-  there already (a crashed upload, or a gc deleting them), it uploads, waits `SETTLE`,
-  puts back any file that vanished meanwhile, and only then creates the manifest. So
-  does an upload that took longer than half of `GC_MIN_GRACE` (gc deletes files without
-  a manifest only when the newest of them is older than its grace: an upload under way
-  keeps adding files, each assumed to take less than the grace).
+reusing them, also without locks: `add` and `record_write` do the writers' half of its
+protocol (`s3gc.upload`, `s3gc.keep_fresh`; s3gc's docstring has the whole protocol and
+the assumption it rests on).
 
 A reader that finds an object gone (its cached manifest outlived it) says so: exit 2
 naming the id.
@@ -82,18 +58,6 @@ from .store import Store
 MARKER = "mlstage-store"
 _probed: set[str] = set()  # stores probed by this process
 
-# gc's protocol (see the module's docstring and `store.s3gc`), in seconds:
-GC_MIN_GRACE = 900.0  # gc never deletes an object whose manifest is younger than this
-JOURNAL_WINDOW = 300.0  # assumed: a writer's journal object lands this soon after a refresh
-FRESH = 60.0  # a writer that (re)wrote a manifest this recently logs without refreshing it
-DELETE_WINDOW = 10.0  # gc sends an object's DELETEs within this of the HEAD that judged it
-SETTLE = 60.0  # a writer's wait for such DELETEs to land (DELETE_WINDOW + a request's timeout)
-
-
-def settle() -> None:
-    """Wait for deletions a gc may have in flight to land (a hook for the tests)."""
-    time.sleep(SETTLE)
-
 
 class S3Store(Store):
     def __init__(self, url: S3Url, cache: Path) -> None:
@@ -102,7 +66,8 @@ class S3Store(Store):
         self.manifests = cache / "manifests"
         self.journal_dir = cache / "journal"
         # id -> time.monotonic() before this process created or refreshed its manifest
-        self._fresh: dict[str, float] = {}
+        # in the bucket (`s3gc.keep_fresh` skips a refresh for FRESH seconds after)
+        self.fresh: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"S3Store({self.url})"
@@ -230,6 +195,7 @@ class S3Store(Store):
         holds already is the same content: nothing is uploaded (`record_write` refreshes
         it before logging)."""
         from ..core import objstore as client
+        from . import s3gc
 
         target = super().add(payload_dir, manifest)
         try:
@@ -237,100 +203,23 @@ class S3Store(Store):
         except OSError:
             pass
         artifact_id = manifest["id"]
-        if client.head(self._manifest_url(artifact_id)) is None:  # the bucket, not the cache
-            self._upload(target, manifest)
+        if client.head(self.manifest_url(artifact_id)) is None:  # the bucket, not the cache
+            s3gc.upload(self, target, manifest)
         local = self.manifests / f"{artifact_id}.json"
         if not local.exists():
             write_bytes_durably(local, manifest_bytes(manifest))
         return target
 
-    def _manifest_url(self, artifact_id: str) -> S3Url:
+    def manifest_url(self, artifact_id: str) -> S3Url:
         return self.url.join("objects", artifact_id, MANIFEST)
-
-    def _upload(self, local: Path, manifest: dict[str, Any]) -> None:
-        """The object's files, then its manifest, created once. Files already at its
-        prefix (a crashed upload's, or a gc's deleting them) make the upload wait for
-        any deletion in flight and put back what went, before the commit."""
-        from ..core import objstore as client
-
-        artifact_id = manifest["id"]
-        base = self.url.join("objects", artifact_id)
-        there = {key for key, _ in client.listing(base)}
-        if MANIFEST in there:
-            return  # committed meanwhile by another writer of the same id: same content
-        began = time.monotonic()
-        for f in manifest["files"]:
-            client.put(base.join(f["path"]), local / f["path"])
-        if there or time.monotonic() - began > GC_MIN_GRACE / 2:  # or its first files are old
-            settle()
-            now = {key for key, _ in client.listing(base)}
-            for f in manifest["files"]:
-                if f["path"] not in now:
-                    client.put(base.join(f["path"]), local / f["path"])
-        started = time.monotonic()
-        try:
-            client.put(base.join(MANIFEST), manifest_bytes(manifest), create=True)
-            self._fresh[artifact_id] = started
-        except client.Conflict:
-            pass  # committed by another writer of the same id meanwhile: same content
-
-    def _keep_fresh(self, manifest: dict[str, Any], _seen: set[str] | None = None) -> None:
-        """Before a write of this artifact is logged: its manifest refreshed (or the
-        object uploaded anew if gc took it), unless this process did either less than
-        FRESH seconds ago. The writers' half of gc's protocol (module docstring)."""
-        from ..core import objstore as client
-
-        artifact_id = manifest["id"]
-        seen = self._fresh.get(artifact_id)
-        if seen is not None and time.monotonic() - seen < FRESH:
-            return
-        url, data = self._manifest_url(artifact_id), manifest_bytes(manifest)
-        for _ in range(5):
-            started = time.monotonic()
-            before = client.head(url)
-            if before is None:  # collected (or never here): upload it anew from the cache
-                local = self.object_dir(artifact_id)
-                if (local / MANIFEST).exists() and self.intact(local, manifest):
-                    self._upload(local, manifest)
-                    # the gc that took it takes its inputs next, if nothing holds them:
-                    # those this cache has go back too
-                    _seen = (_seen or set()) | {artifact_id}
-                    for i in {i["id"] for i in manifest["inputs"]} - _seen:
-                        known = self._cached_manifest(i)
-                        if known is not None:
-                            self._keep_fresh(known, _seen)
-                return  # else an artifact this store never held: logged as before
-            try:
-                client.put(url, data, if_match=before["e_tag"])
-            except client.Conflict:
-                continue  # deleted (or rewritten) since the HEAD: look again
-            after = client.head(url)
-            if after is None:
-                continue
-            if client.modified(after) - client.modified(before) < GC_MIN_GRACE:
-                self._fresh[artifact_id] = started
-                return
-            # It was old enough for a gc to have judged it deletable just before this
-            # refresh: let any DELETE in flight land, then look again.
-            settle()
-        raise BadInput(
-            f"@{artifact_id[:12]}: cannot keep this artifact in the store {self.url} (it"
-            " kept vanishing while a gc ran); run again"
-        )
-
-    def _cached_manifest(self, artifact_id: str) -> dict[str, Any] | None:
-        """A manifest this cache holds (no request), or None."""
-        try:
-            return json.loads(self.manifest_file(artifact_id).read_bytes())
-        except (OSError, ValueError):
-            return None
 
     def record_write(self, path: Any, manifest: dict[str, Any]) -> None:
         """One immutable journal object per write (created, never replaced), right after
         the artifact's manifest is refreshed; then the cache's copy and index."""
         from ..core import objstore as client
+        from . import s3gc
 
-        self._keep_fresh(manifest)
+        s3gc.keep_fresh(self, manifest)
         at = utc_now()
         entry = {"at": at, "path": self.path_key(path), "id": manifest["id"],
                  "stage": manifest["stage"]}  # fmt: skip
@@ -366,7 +255,7 @@ class S3Store(Store):
                 try:
                     client.download(base.join(f["path"]), tmp / f["path"])
                 except NotFound:
-                    if client.head(self._manifest_url(artifact_id)) is not None:
+                    if client.head(self.manifest_url(artifact_id)) is not None:
                         raise  # a file missing under a manifest: named as it is
                     self.forget(artifact_id)
                     raise NotFound(

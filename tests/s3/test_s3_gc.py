@@ -17,8 +17,9 @@ import pytest
 from mlstage import evaluate, featurize, ingest, stats, train
 from mlstage.core import objstore as client
 from mlstage.core.s3url import S3Url
-from mlstage.store import s3gc, s3store
-from mlstage.store.s3store import GC_MIN_GRACE, S3Store
+from mlstage.store import s3gc
+from mlstage.store.s3gc import GC_MIN_GRACE
+from mlstage.store.s3store import S3Store
 from mlstage.store.store import Store
 
 from ..conftest import cli, write_json
@@ -207,7 +208,7 @@ def test_a_rewrite_refreshes_an_old_object_so_a_concurrent_gc_keeps_it(
     assert r.exit_code == 0, r.stderr  # s0 is dead again
     plan = s3gc.make_plan(gc_machine, grace=0)
     assert s0 in [c.id for c in plan.dead]
-    monkeypatch.setattr(S3Store, "_keep_fresh", lambda self, manifest: None)
+    monkeypatch.setattr(s3gc, "keep_fresh", lambda store, manifest: None)
     assert stats(f"@{d0}", f"s3://{bucket}/copy2", store=writer).manifest["id"] == s0
     gone, _ = s3gc.execute(gc_machine, plan)
     assert s0 in gone
@@ -235,7 +236,7 @@ def test_a_refresh_between_gcs_head_and_its_delete_puts_the_object_back(
     clock_at(monkeypatch, modified(store, s0) + GC_MIN_GRACE + 1.5)
     time.sleep(2.1)
     # the writer counts a manifest as old from 1 s on (as if gc's minimum grace were 1 s)
-    monkeypatch.setattr(s3store, "GC_MIN_GRACE", 1.0)
+    monkeypatch.setattr(s3gc, "AT_RISK", 1.0)
     plan = s3gc.make_plan(gc_machine, grace=0)
     assert [c.id for c in plan.dead] == [s0, d0]
     real_delete, held = s3gc.delete, []
@@ -249,7 +250,7 @@ def test_a_refresh_between_gcs_head_and_its_delete_puts_the_object_back(
         if not doomed.url.name == s0:
             return real_delete(doomed)
         held.append(doomed)
-        monkeypatch.setattr(s3store, "settle", gc_goes_on)
+        monkeypatch.setattr(s3gc, "settle", gc_goes_on)
         writer.record_write(S3Url.parse(f"s3://{bucket}/copy"), manifest)
         return True
 
@@ -290,7 +291,7 @@ def test_a_refresh_never_brings_back_a_manifest_gc_deleted(
         return real_put(url, data, create=create, if_match=if_match)
 
     monkeypatch.setattr(client, "put", gc_lands_first)
-    here._fresh.clear()  # as if d0 were made more than FRESH seconds ago: refreshed
+    here.fresh.clear()  # as if d0 were made more than FRESH seconds ago: refreshed
     here.record_write(S3Url.parse(f"s3://{bucket}/copy"), manifest)
     assert refused == [base.join("manifest.json")]
     assert objects(store)[d0] == {"manifest.json"} | {f["path"] for f in manifest["files"]}
@@ -313,7 +314,7 @@ def test_an_upload_over_leftover_files_puts_back_what_a_gc_deletes_meanwhile(
         waited.append(True)
         client.delete(base.join(first))
 
-    monkeypatch.setattr(s3store, "settle", a_gc_deletes_one)
+    monkeypatch.setattr(s3gc, "settle", a_gc_deletes_one)
     here.add(here.object_dir(a), manifest)
     assert waited == [True]
     assert objects(store)[a] == {"manifest.json"} | {f["path"] for f in manifest["files"]}
