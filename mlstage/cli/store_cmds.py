@@ -175,15 +175,25 @@ def gc_cmd(
     *,
     common: StoreCommon,
 ) -> None:
-    """Drop artifact versions that no path holds and no held artifact descends from."""
-    dead = _store(common).gc(dry_run=dry_run, grace=grace)
+    """Drop artifact versions that no path holds and no held artifact descends from.
+
+    On a store in object storage: deleted from the bucket (objects modified in the last
+    15 minutes are kept whatever --grace says), and the local cache pruned."""
+    store = _store(common)
+    report = store.gc_report(dry_run=dry_run, grace=grace)
+    dead, cache = report["dropped"], report.get("cache")
     if common.json:
-        print_json({"dropped": dead, "dry_run": dry_run})
-    else:
-        for i in dead:
-            sys.stdout.write(short_id(i) + "\n")
-        verb = "would drop" if dry_run else "dropped"
-        stderr_console().print(f"gc: {verb} {len(dead)} artifacts", markup=False)
+        print_json({**report, "dry_run": dry_run})
+        return
+    for i in dead:
+        sys.stdout.write(short_id(i) + "\n")
+    for i in cache or []:
+        sys.stdout.write(short_id(i) + "\tcache\n")
+    verb = "would drop" if dry_run else "dropped"
+    text = f"gc: {verb} {len(dead)} artifacts"
+    if cache is not None:
+        text += f" from {getattr(store, 'url', store.root)}, and {len(cache)} cached copies"
+    stderr_console().print(text, markup=False)
 
 
 @store_command(app, "reindex")

@@ -22,6 +22,9 @@ from .s3url import S3Url
 
 _CHUNK = 8 << 20
 SINGLE_PUT = 512 << 20
+# `delete_now`'s one attempt: a request that has not landed by then never will (gc's
+# protocol counts on it; store.s3store.SETTLE is larger than gc's window plus this)
+ONE_ATTEMPT_SECONDS = 10
 
 
 class Conflict(Exception):
@@ -39,6 +42,22 @@ class Blob:
     etag: str
 
 
+@dataclass(frozen=True)
+class Entry:
+    """An object met in a listing: its key relative to the prefix listed, its size, and
+    its LastModified (seconds since the epoch, by the server's clock)."""
+
+    key: str
+    size: int
+    modified: float
+
+
+def modified(meta: dict[str, Any]) -> float:
+    """An object's LastModified (from `head`) in seconds since the epoch, by the server's
+    clock. S3 gives whole seconds: the true time is in [this, this + 1)."""
+    return meta["last_modified"].timestamp()
+
+
 def _obstore():
     try:
         import obstore
@@ -48,12 +67,16 @@ def _obstore():
 
 
 @cache
-def _bucket(bucket: str):
+def _bucket(bucket: str, one_attempt: bool = False):
     _obstore()
     from obstore.store import S3Store
 
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     options: dict[str, Any] = {}  # AWS_* credentials and region are read from the env
+    retry: Any = None
+    if one_attempt:  # a bounded time: no retries, a short timeout
+        options["timeout"] = f"{ONE_ATTEMPT_SECONDS}s"
+        retry = {"max_retries": 0}
     if endpoint and endpoint.startswith("http://"):
         options["allow_http"] = True  # an explicit plain-HTTP endpoint (a local server)
     # Every object's content is checked against its sha256 in a manifest when read, and
@@ -66,7 +89,7 @@ def _bucket(bucket: str):
     if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
         config["region"] = "us-east-1"
     try:
-        return S3Store(bucket, config=config, client_options=options)  # type: ignore[arg-type]
+        return S3Store(bucket, config=config, client_options=options, retry_config=retry)  # type: ignore[arg-type]
     except Exception as e:
         raise BadInput(f"s3://{bucket}: cannot configure the S3 client: {e}") from None
 
@@ -74,9 +97,9 @@ def _bucket(bucket: str):
 _lock = threading.Lock()
 
 
-def store_of(url: S3Url):
+def store_of(url: S3Url, one_attempt: bool = False):
     with _lock:  # obstore stores are thread-safe; the cache is built once per bucket
-        return _bucket(url.bucket)
+        return _bucket(url.bucket, one_attempt)
 
 
 def _fail(url: S3Url, e: BaseException, doing: str) -> BadInput:
@@ -153,6 +176,10 @@ def put(
         raise Conflict(str(url)) from None
     except FileExistsError:
         raise Conflict(str(url)) from None
+    except (FileNotFoundError, E.NotFoundError) as e:
+        if if_match is None or getattr(e, "filename", None):  # not the server's 404
+            raise _fail(url, e, "write this object") from None
+        raise Conflict(str(url)) from None  # If-Match on an object deleted meanwhile (AWS: 404)
     except Exception as e:
         raise _fail(url, e, "write this object") from None
 
@@ -164,6 +191,18 @@ def delete(url: S3Url) -> None:
         obstore.delete(store_of(url), url.key)
     except Exception:  # absent already, or not ours to delete: nothing to undo
         pass
+
+
+def delete_now(url: S3Url) -> None:
+    """Delete an object in one attempt of at most ONE_ATTEMPT_SECONDS (no retries), so
+    that it has landed by then or not at all; a failure is BadInput (an absent object
+    is no failure)."""
+    obstore = _obstore()
+
+    try:
+        obstore.delete(store_of(url, one_attempt=True), url.key)
+    except Exception as e:
+        raise _fail(url, e, "delete this object") from None
 
 
 class Downloaded(NamedTuple):
@@ -198,13 +237,19 @@ def download(url: S3Url, target: Path) -> Downloaded:
 
 def listing(url: S3Url) -> Iterator[tuple[str, int]]:
     """(key relative to `url`, size) of every object below `url` (as a prefix)."""
+    for entry in entries(url):
+        yield entry.key, entry.size
+
+
+def entries(url: S3Url) -> Iterator[Entry]:
+    """Every object below `url` (as a prefix), with its size and LastModified."""
     obstore = _obstore()
 
     prefix = url.key + "/" if url.key else ""
     try:
         for batch in obstore.list(store_of(url), prefix or None, chunk_size=1000):
             for meta in batch:
-                yield meta["path"][len(prefix) :], meta["size"]
+                yield Entry(meta["path"][len(prefix) :], meta["size"], modified(meta))  # type: ignore[arg-type]
     except Exception as e:
         raise _fail(url, e, "list this prefix") from None
 
@@ -219,6 +264,26 @@ def children(url: S3Url) -> list[str]:
     except Exception as e:
         raise _fail(url, e, "list this prefix") from None
     return sorted(p[len(prefix) :].strip("/") for p in found["common_prefixes"])
+
+
+def server_time(url: S3Url) -> tuple[float, float]:
+    """The server's clock, read without trusting this machine's: (a time by the server's
+    clock, `time.monotonic()` here at a moment no earlier than it). An object is created
+    and its LastModified read back (then it is deleted), so `t + monotonic() - m` is never
+    ahead of the server's clock: ages measured with it are never overstated."""
+    import secrets
+    import time
+
+    marker = url.join(".mlstage-probe", f"clock-{os.getpid()}-{secrets.token_hex(8)}")
+    put(marker, b"clock", create=True)
+    try:
+        meta = head(marker)
+        now = time.monotonic()
+    finally:
+        delete(marker)
+    if meta is None:
+        raise BadInput("an object just created cannot be read back", file=str(marker))
+    return modified(meta), now
 
 
 def probe(url: S3Url) -> None:

@@ -71,6 +71,11 @@ class S3Url:
     def name(self) -> str:
         return self.key.rsplit("/", 1)[-1]
 
+    @property
+    def parent(self) -> S3Url:
+        """The prefix one level up (the bucket's root stays itself), as `Path.parent`."""
+        return S3Url(self.bucket, self.key.rsplit("/", 1)[0] if "/" in self.key else "")
+
     def __str__(self) -> str:
         return f"{SCHEME}{self.bucket}/{self.key}" if self.key else f"{SCHEME}{self.bucket}"
 

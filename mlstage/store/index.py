@@ -71,3 +71,10 @@ def index_artifact(db: sqlite3.Connection, m: dict[str, Any]) -> None:
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def unindex_artifact(db: sqlite3.Connection, artifact_id: str) -> None:
+    """Forget an artifact `gc` removed: its row and the edges to its inputs (edges from
+    artifacts that name it as an input stay: their manifests say so)."""
+    db.execute("DELETE FROM artifacts WHERE id=?", (artifact_id,))
+    db.execute("DELETE FROM edges WHERE child=?", (artifact_id,))

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from ..core.artifact import MANIFEST, check_files, read_manifest
 from ..core.fsutil import fsync_path, remove_tree
@@ -17,7 +18,7 @@ from ..core.outputs import read_small_json
 from ..core.replay import RECORDS as REPLAY_RECORDS
 from ..core.storeloc import STATS_CACHE
 from ..errors import MlstageError
-from .index import connect, index_artifact
+from .index import connect, index_artifact, unindex_artifact
 from .registry import read_serving
 
 if TYPE_CHECKING:
@@ -25,6 +26,45 @@ if TYPE_CHECKING:
 
 GC_GRACE_SECONDS = 3600.0
 ARTIFACT_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _HasParent(Protocol):
+    @property
+    def parent(self: Place) -> Place: ...
+
+
+Place = TypeVar("Place", bound=_HasParent)  # where an artifact is held: a Path, or an S3Url
+
+
+class Maintained:
+    """The maintenance commands as methods of `Store`, which inherits them (a store in
+    object storage overrides `gc`, `gc_report` and `reindex`)."""
+
+    def verify(self, artifact_dir: Path | None = None) -> tuple[int, list[str]]:
+        """Re-hash files against manifests. Returns (artifacts checked, problems)."""
+        return verify(cast("Store", self), artifact_dir)
+
+    def live_ids(self) -> set[str]:
+        """Ids that some path still holds, with everything in their lineage."""
+        return live_ids(cast("Store", self))
+
+    def gc(self, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS) -> list[str]:
+        """Drop objects that no path holds and no held artifact descends from."""
+        return gc(cast("Store", self), dry_run=dry_run, grace=grace)
+
+    def gc_report(
+        self, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS
+    ) -> dict[str, Any]:
+        """`gc`, with what it dropped as the CLI prints it: {"dropped": [ids]}."""
+        return {"dropped": self.gc(dry_run=dry_run, grace=grace)}
+
+    def reindex(self) -> tuple[int, list[str]]:
+        """Rebuild the index from the objects' manifests and the journal."""
+        return reindex(cast("Store", self))
+
+    def index_dump(self) -> dict[str, list]:
+        """The index's content in a stable order (for comparing against a reindex)."""
+        return index_dump(cast("Store", self))
 
 
 # -- maintenance ----------------------------------------------------------------
@@ -66,25 +106,50 @@ def _manifests_on_disk(store: Store) -> Iterator[Path]:
 
 def live_ids(store: Store, on_disk: set[Path] | None = None) -> set[str]:
     """Ids that some path still holds, with everything in their lineage."""
-    roots: set[str] = set()
-    parents: set[Path] = set()
     if on_disk is None:
         on_disk = set(_manifests_on_disk(store))
     held = {store.path_of(w["path"]) for w in store.writes()} | on_disk
-    for path in held:
-        doc = read_small_json(path / MANIFEST)  # never a fifo or a link to a device
-        if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
-            continue
-        roots.add(doc["id"])
-        parents.add(path.parent)
+    return with_lineage(store.db, held_roots(held, held_id, serving_history))
+
+
+def held_roots(
+    places: Iterable[Place],
+    held: Callable[[Place], str | None],
+    history: Callable[[Place], list[dict[str, Any]] | None],
+) -> set[str]:
+    """The ids `places` hold (`held(place)`: the id of the manifest there, or None), and
+    every model and evaluation named in the serving history of a registry folder (a held
+    version folder's parent): `monitor --evaluation REGISTRY/NAME` reads the evaluations
+    by id, and a version's model is kept even when its folder went. `history(folder)`:
+    that folder's history, None when it is not a registry (or a damaged one)."""
+    roots: set[str] = set()
+    parents = set()
+    for place in places:
+        found = held(place)
+        if found is not None:
+            roots.add(found)
+            parents.add(place.parent)
     for folder in parents:
-        # A registry (the parent of its version folders) also holds the evaluations its versions were deployed with
-        # (`monitor --evaluation REGISTRY/NAME` reads them by id).
-        try:
-            history = (read_serving(folder) or {}).get("history", [])
-        except (OSError, ValueError, KeyError, MlstageError):  # not a registry, or a damaged one
-            continue
-        roots.update(h["evaluation"] for h in history if h.get("evaluation"))
+        for entry in history(folder) or []:
+            roots.update(entry[k] for k in ("model", "evaluation") if isinstance(entry.get(k), str))
+    return roots
+
+
+def held_id(path: Path) -> str | None:
+    """The id of the artifact at a local path, None when there is none (or a damaged one)."""
+    doc = read_small_json(path / MANIFEST)  # never a fifo or a link to a device
+    return doc["id"] if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
+
+
+def serving_history(folder: Path) -> list[dict[str, Any]] | None:
+    try:
+        return (read_serving(folder) or {}).get("history", [])
+    except (OSError, ValueError, KeyError, MlstageError):  # not a registry, or a damaged one
+        return None
+
+
+def with_lineage(db: sqlite3.Connection, roots: Iterable[str]) -> set[str]:
+    """`roots` and every artifact they descend from (the index's lineage edges)."""
     live: set[str] = set()
     stack = list(roots)
     while stack:
@@ -92,7 +157,7 @@ def live_ids(store: Store, on_disk: set[Path] | None = None) -> set[str]:
         if i in live:
             continue
         live.add(i)
-        stack += [r[0] for r in store.db.execute("SELECT parent FROM edges WHERE child=?", (i,))]
+        stack += [r[0] for r in db.execute("SELECT parent FROM edges WHERE child=?", (i,))]
     return live
 
 
@@ -107,23 +172,34 @@ def gc(store: Store, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS) 
     on_disk = set(_manifests_on_disk(store))  # the slow walk, before the lock
     with store.locked():
         live = live_ids(store, on_disk)
-        cutoff = time.time() - grace
-        # only what the store itself made: folders named by an artifact id
-        dead = sorted(
-            p.name for p in store.objects.iterdir()
-            if ARTIFACT_ID.match(p.name) and p.name not in live and p.stat().st_mtime < cutoff
-        )  # fmt: skip
-        if not dry_run:
-            for i in dead:
-                remove_tree(store.objects / i)
-                store.db.execute("DELETE FROM artifacts WHERE id=?", (i,))
-                store.db.execute("DELETE FROM edges WHERE child=?", (i,))
-            _prune_stats_cache(store, live, cutoff)
-            # The up-to-date shortcut's records are a cache: dropped here, not counted.
-            records = store.root / REPLAY_RECORDS
-            for p in records.iterdir() if records.is_dir() else []:
-                if not p.is_dir() or p.is_symlink():  # records are files; nothing else is ours
-                    p.unlink(missing_ok=True)
+        return drop_dead_copies(store, live, time.time() - grace, dry_run=dry_run, unindex=True)
+
+
+def drop_dead_copies(
+    store: Store, live: set[str], cutoff: float, *, dry_run: bool, unindex: bool
+) -> list[str]:
+    """The folders of `store.objects` that are not `live` and were last changed before
+    `cutoff` (a time): listed, and unless `dry_run` removed (and the index forgets them
+    when `unindex`: a local store; a cache of a store in object storage keeps indexing
+    what the bucket holds). Then the cached statistics of partitions no live artifact
+    holds and the up-to-date shortcut's records go too. Run under `store.locked()`."""
+    # only what the store itself made: folders named by an artifact id
+    dead = sorted(
+        p.name for p in store.objects.iterdir()
+        if ARTIFACT_ID.match(p.name) and p.name not in live and p.stat().st_mtime < cutoff
+    )  # fmt: skip
+    if dry_run:
+        return dead
+    for i in dead:
+        remove_tree(store.objects / i)
+        if unindex:
+            unindex_artifact(store.db, i)
+    _prune_stats_cache(store, live, cutoff)
+    # The up-to-date shortcut's records are a cache: dropped here, not counted.
+    records = store.root / REPLAY_RECORDS
+    for p in records.iterdir() if records.is_dir() else []:
+        if not p.is_dir() or p.is_symlink():  # records are files; nothing else is ours
+            p.unlink(missing_ok=True)
     return dead
 
 
@@ -135,7 +211,7 @@ def _prune_stats_cache(store: Store, live: set[str], cutoff: float) -> None:
     held: set[str] = set()
     for i in live:
         try:
-            manifest = json.loads((store.objects / i / MANIFEST).read_text())
+            manifest = json.loads(store.manifest_file(i).read_text())
         except (OSError, ValueError):
             continue
         held.update(f["sha256"] for f in manifest.get("files", []))

@@ -142,7 +142,7 @@ def mirror_model(url: S3Url) -> Path | None:
     """REGISTRY/NAME in object storage as a local folder: its serving.json and the
     versions it names, copied into the registry's mirror (the one `serve` keeps); None
     when there is no serving.json at `url`."""
-    registry = S3Url(url.bucket, url.key.rsplit("/", 1)[0] if "/" in url.key else "")
+    registry = url.parent
     mirror = RegistryMirror(registry)
     if not mirror.sync_model(url.name):
         return None

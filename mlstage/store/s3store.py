@@ -1,12 +1,14 @@
 """A store in object storage (`--store s3://bucket/prefix`), with a local cache.
 
-Remote layout (the truth; nothing in it is ever renamed, locked or rewritten):
+Remote layout (the truth; nothing in it is ever renamed or locked, and nothing is
+rewritten but a manifest, re-PUT with its own bytes to refresh it; `gc` deletes objects):
 
     PREFIX/mlstage-store              the marker, created once (If-None-Match)
     PREFIX/objects/<id>/<file>        payload files, uploaded first
     PREFIX/objects/<id>/manifest.json the commit point of an artifact: created with
                                       If-None-Match: * after its files; an object
-                                      without it does not exist (a crashed upload)
+                                      without it does not exist (a crashed upload,
+                                      or one gc is deleting)
     PREFIX/journal/<at>-<id12>-<rand>.json
                                       one immutable object per write of a version to
                                       a path, created with If-None-Match: *
@@ -18,12 +20,21 @@ downloaded whole (verified against their manifests), `manifests/<id>.json` every
 manifest known, `journal/<name>` a copy of each remote journal object, and
 `index.sqlite` the index built from those. Opening the store lists the remote journal
 and fetches what is new; `reindex` lists every remote manifest and journal object and
-rebuilds the index from them: deleting the cache loses nothing.
+rebuilds the index from them: deleting the cache loses nothing. `gc` prunes it as a
+local store's gc prunes a store (copies, cached statistics, replay records).
 
 Concurrent writers on any number of machines are safe without locks: an artifact's
 files are content-addressed (two writers of one id upload the same bytes), its
 manifest is created once, and journal objects have unique names. Processes on one
 machine share the cache under its local lock.
+
+`gc` (`store.s3gc`) deletes objects from the bucket while writers elsewhere may be
+reusing them, also without locks: `add` and `record_write` do the writers' half of its
+protocol (`s3gc.upload`, `s3gc.keep_fresh`; s3gc's docstring has the whole protocol and
+the assumption it rests on).
+
+A reader that finds an object gone (its cached manifest outlived it) says so: exit 2
+naming the id.
 """
 
 from __future__ import annotations
@@ -40,8 +51,8 @@ from ..core.fsutil import remove_tree, write_bytes_durably
 from ..core.outputs import create_store, is_store
 from ..core.s3url import S3Url, as_s3, cache_root, is_s3
 from ..errors import BadInput, NotFound
-from .index import connect, index_artifact
-from .maintenance import install_index
+from .index import connect, index_artifact, unindex_artifact
+from .maintenance import GC_GRACE_SECONDS, install_index
 from .store import Store
 
 MARKER = "mlstage-store"
@@ -54,6 +65,9 @@ class S3Store(Store):
         self.url = url
         self.manifests = cache / "manifests"
         self.journal_dir = cache / "journal"
+        # id -> time.monotonic() before this process created or refreshed its manifest
+        # in the bucket (`s3gc.keep_fresh` skips a refresh for FRESH seconds after)
+        self.fresh: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"S3Store({self.url})"
@@ -177,29 +191,35 @@ class S3Store(Store):
 
     def add(self, payload_dir: Path, manifest: dict[str, Any]) -> Path:
         """Keep the artifact in the cache, then commit it remotely: payload files, then
-        the manifest created with If-None-Match: * (the commit point). An id already
-        committed is the same content: nothing is uploaded."""
+        the manifest created with If-None-Match: * (the commit point). An id the bucket
+        holds already is the same content: nothing is uploaded (`record_write` refreshes
+        it before logging)."""
         from ..core import objstore as client
+        from . import s3gc
 
         target = super().add(payload_dir, manifest)
+        try:
+            os.utime(target)  # the cache's gc keeps it while this writer uses it
+        except OSError:
+            pass
         artifact_id = manifest["id"]
-        if not self.has_object(artifact_id):
-            base = self.url.join("objects", artifact_id)
-            for f in manifest["files"]:
-                client.put(base.join(f["path"]), target / f["path"])
-            data = manifest_bytes(manifest)
-            try:
-                client.put(base.join(MANIFEST), data, create=True)
-            except client.Conflict:
-                pass  # committed by another writer of the same id meanwhile: same content
-            write_bytes_durably(self.manifests / f"{artifact_id}.json", data)
+        if client.head(self.manifest_url(artifact_id)) is None:  # the bucket, not the cache
+            s3gc.upload(self, target, manifest)
+        local = self.manifests / f"{artifact_id}.json"
+        if not local.exists():
+            write_bytes_durably(local, manifest_bytes(manifest))
         return target
 
-    def record_write(self, path: Any, manifest: dict[str, Any]) -> None:
-        """One immutable journal object per write (created, never replaced), then the
-        cache's copy and index."""
-        from ..core import objstore as client
+    def manifest_url(self, artifact_id: str) -> S3Url:
+        return self.url.join("objects", artifact_id, MANIFEST)
 
+    def record_write(self, path: Any, manifest: dict[str, Any]) -> None:
+        """One immutable journal object per write (created, never replaced), right after
+        the artifact's manifest is refreshed; then the cache's copy and index."""
+        from ..core import objstore as client
+        from . import s3gc
+
+        s3gc.keep_fresh(self, manifest)
         at = utc_now()
         entry = {"at": at, "path": self.path_key(path), "id": manifest["id"],
                  "stage": manifest["stage"]}  # fmt: skip
@@ -232,7 +252,17 @@ class S3Store(Store):
         try:
             base = self.url.join("objects", artifact_id)
             for f in manifest["files"]:
-                client.download(base.join(f["path"]), tmp / f["path"])
+                try:
+                    client.download(base.join(f["path"]), tmp / f["path"])
+                except NotFound:
+                    if client.head(self.manifest_url(artifact_id)) is not None:
+                        raise  # a file missing under a manifest: named as it is
+                    self.forget(artifact_id)
+                    raise NotFound(
+                        f"@{artifact_id[:12]}: this artifact was removed from the store"
+                        f" {self.url} (by gc: no path held it any more); run the stage"
+                        " that made it again"
+                    ) from None
             write_bytes_durably(tmp / MANIFEST, manifest_bytes(manifest))
             bad = check_files(tmp, manifest)
             if bad:
@@ -278,12 +308,29 @@ class S3Store(Store):
     def manifest(self, artifact_id: str) -> dict[str, Any] | None:
         return self._known_manifest(artifact_id)
 
+    def manifest_file(self, artifact_id: str) -> Path:
+        return self.manifests / f"{artifact_id}.json"
+
+    def forget(self, artifact_id: str) -> None:
+        """The cache's record of an artifact the bucket no longer holds, dropped."""
+        with self.locked():
+            self.manifest_file(artifact_id).unlink(missing_ok=True)
+            unindex_artifact(self.db, artifact_id)
+
     # -- maintenance ----------------------------------------------------------------
-    def gc(self, *, dry_run: bool = False, grace: float = 0.0) -> list[str]:
-        raise BadInput(
-            f"gc of a store in object storage is not supported yet ({self.url}): its objects"
-            " are kept"
-        )
+    def gc(self, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS) -> list[str]:
+        """Delete from the bucket the objects nothing holds (`store.s3gc`), then prune
+        the cache as a local store's gc prunes; returns the ids deleted from the bucket."""
+        return self.gc_report(dry_run=dry_run, grace=grace)["dropped"]
+
+    def gc_report(
+        self, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS
+    ) -> dict[str, Any]:
+        """`gc`, with what it dropped: {"dropped": ids deleted from the bucket, "cache":
+        ids whose copies in the cache were dropped}."""
+        from . import s3gc
+
+        return s3gc.gc(self, dry_run=dry_run, grace=grace)
 
     def reindex(self) -> tuple[int, list[str]]:
         """Rebuild the cache's index from the remote store: every committed manifest and

@@ -48,7 +48,7 @@ from ..core.s3url import S3Url, as_s3, is_s3
 from ..core.storeloc import find_store_root
 from ..errors import BadInput, CorruptArtifact, NotFound, opt
 from .index import connect, index_artifact
-from .maintenance import GC_GRACE_SECONDS
+from .maintenance import Maintained
 
 # Files up to this size are re-hashed on every read (JSON documents, small models): cheaper
 # than trusting anything. Larger ones are trusted while size, mtime, ctime and inode are
@@ -82,7 +82,10 @@ def store_for(store: str | os.PathLike | Store | None, out: str | os.PathLike | 
     return Store.open(store, near=near)
 
 
-class Store:
+class Store(Maintained):
+    """A store on this machine; `verify`, `gc`, `reindex` and their kin come from
+    `maintenance.Maintained`."""
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.objects = self.root / "objects"
@@ -358,6 +361,10 @@ class Store:
         d = self.object_dir(artifact_id)
         return read_manifest(d) if (d / MANIFEST).exists() else None
 
+    def manifest_file(self, artifact_id: str) -> Path:
+        """Where this machine keeps the artifact's manifest (it may not exist)."""
+        return self.object_dir(artifact_id) / MANIFEST
+
     def writes(self, path: Path | None = None) -> list[dict[str, Any]]:
         q = "SELECT w.seq, w.at, w.path, w.id, w.stage, a.kind, a.summary FROM writes w LEFT JOIN artifacts a ON a.id = w.id"
         args: tuple = ()
@@ -401,36 +408,6 @@ class Store:
         from . import lineage
 
         return lineage.lineage(self, manifest)
-
-    def verify(self, artifact_dir: Path | None = None) -> tuple[int, list[str]]:
-        """Re-hash files against manifests. Returns (artifacts checked, problems)."""
-        from . import maintenance
-
-        return maintenance.verify(self, artifact_dir)
-
-    def live_ids(self) -> set[str]:
-        """Ids that some path still holds, with everything in their lineage."""
-        from . import maintenance
-
-        return maintenance.live_ids(self)
-
-    def gc(self, *, dry_run: bool = False, grace: float = GC_GRACE_SECONDS) -> list[str]:
-        """Drop objects that no path holds and no held artifact descends from."""
-        from . import maintenance
-
-        return maintenance.gc(self, dry_run=dry_run, grace=grace)
-
-    def reindex(self) -> tuple[int, list[str]]:
-        """Rebuild the index from the objects' manifests and the journal."""
-        from . import maintenance
-
-        return maintenance.reindex(self)
-
-    def index_dump(self) -> dict[str, list]:
-        """The index's content in a stable order (for comparing against a reindex)."""
-        from . import maintenance
-
-        return maintenance.index_dump(self)
 
 
 def write_payload_manifest(payload_dir: Path, manifest: dict[str, Any]) -> None:
