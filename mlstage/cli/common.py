@@ -239,6 +239,8 @@ def emit_result(stage: str, result, common: Common, details: str = "") -> None:
             text = details or summary_text(m["summary"])
             if text:
                 console.print(f"  {text}", markup=False)
+        for note in result.notes:
+            console.print(f"{stage}: note: {note}", markup=False)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 

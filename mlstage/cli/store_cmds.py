@@ -75,11 +75,44 @@ def lineage_cmd(ref: RefArg, *, common: StoreCommon) -> None:
     the raw source files."""
     store = _store(common)
     _, manifest = _load(store, ref)
-    tree = store.lineage(manifest)
-    if common.json:
-        print_json(tree)
-    else:
-        sys.stdout.write("\n".join(lineage_lines(tree)) + "\n")
+
+    def show() -> None:
+        tree = store.lineage(manifest)
+        if common.json:
+            print_json(tree)
+        else:
+            sys.stdout.write("\n".join(lineage_lines(tree)) + "\n")
+
+    _with_deep_stack(show)
+
+
+def _with_deep_stack(fn) -> None:
+    """Run `fn` in a thread with room for deep recursion: a dataset appended to every
+    day for years has a lineage thousands of levels deep, and the tree is built, drawn
+    and encoded recursively (the default limit failed past ~490 appends). The stack is
+    reserved, not used: memory is committed as the recursion goes."""
+    import threading
+
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as e:  # re-raised in the calling thread
+            failed.append(e)
+
+    limit = sys.getrecursionlimit()
+    size = threading.stack_size(1 << 30)
+    sys.setrecursionlimit(max(limit, 200_000))
+    try:
+        thread = threading.Thread(target=run, name="mlstage-lineage")
+        thread.start()
+        thread.join()
+    finally:
+        threading.stack_size(size)
+        sys.setrecursionlimit(limit)
+    if failed:
+        raise failed[0]
 
 
 @store_command(app, "verify")

@@ -50,6 +50,7 @@ class Entry:
     key: str
     size: int
     modified: float
+    etag: str = ""
 
 
 def modified(meta: dict[str, Any]) -> float:
@@ -249,7 +250,8 @@ def entries(url: S3Url) -> Iterator[Entry]:
     try:
         for batch in obstore.list(store_of(url), prefix or None, chunk_size=1000):
             for meta in batch:
-                yield Entry(meta["path"][len(prefix) :], meta["size"], modified(meta))  # type: ignore[arg-type]
+                yield Entry(meta["path"][len(prefix) :], meta["size"], modified(meta),  # type: ignore[arg-type]
+                            meta.get("e_tag") or "")  # fmt: skip
     except Exception as e:
         raise _fail(url, e, "list this prefix") from None
 

@@ -25,9 +25,9 @@ from ..errors import BadInput
 
 def matching_objects(
     spec: str, extensions: set[str] | None, *, empty_ok: bool = False
-) -> list[S3Url]:
-    """The objects a source spec names, sorted (a prefix ending in '/' may hold none
-    when `empty_ok`)."""
+) -> list[tuple[S3Url, int, str]]:
+    """The objects a source spec names, sorted, with their sizes and etags (a prefix
+    ending in '/' may hold none when `empty_ok`)."""
     if spec.endswith("/") or glob.has_magic(spec):
         pattern = S3Url.parse(spec)
         if spec.endswith("/"):
@@ -36,12 +36,13 @@ def matching_objects(
             parts = pattern.key.split("/")
             fixed = next(i for i, p in enumerate(parts) if glob.has_magic(p))
             base, rule = S3Url(pattern.bucket, "/".join(parts[:fixed])), pattern.key
-        found = []
-        for key, _ in client.listing(base):
-            full = f"{base.key}/{key}" if base.key else key
+        found, held = [], False
+        for entry in client.entries(base):
+            full = f"{base.key}/{entry.key}" if base.key else entry.key
             name = full.rsplit("/", 1)[-1]
             if name.startswith("."):
                 continue
+            held = True
             if rule is not None and not fnmatch.fnmatchcase(full, rule):
                 continue
             if (
@@ -50,19 +51,21 @@ def matching_objects(
                 and Path(name).suffix.lower() not in extensions
             ):
                 continue
-            found.append(S3Url(base.bucket, full))
-        if not found and not (empty_ok and rule is None):
+            found.append((S3Url(base.bucket, full), entry.size, entry.etag))
+        # an empty prefix may be "nothing yet"; objects of no known format are a mistake
+        if not found and not (empty_ok and rule is None and not held):
             what = (
                 "prefix holds no object of a known format"
                 if rule is None
                 else "no object matches this pattern"
             )
             raise BadInput(what, file=spec)
-        return sorted(found, key=lambda u: u.key)
+        return sorted(found, key=lambda f: f[0].key)
     url = S3Url.parse(spec)
-    if client.head(url) is None:
+    meta = client.head(url)
+    if meta is None:
         raise BadInput("no such object", file=spec)
-    return [url]
+    return [(url, meta["size"], meta.get("e_tag") or "")]
 
 
 def download_source(url: S3Url, spool_dir: Path) -> tuple[Path, str]:
@@ -78,15 +81,10 @@ def download_source(url: S3Url, spool_dir: Path) -> tuple[Path, str]:
     return target, got.etag
 
 
-def unchanged(url: S3Url, known: dict[str, Any] | None) -> bool:
-    """Whether the object is still the one `known` (a source entry {path, bytes, etag}
-    of a dataset) describes, by its size and etag, without downloading it: S3 gives a
-    rewritten object a new etag."""
+def unchanged(size: int, etag: str, known: dict[str, Any] | None) -> bool:
+    """Whether an object listed with this size and etag is still the one `known` (a
+    source entry {path, bytes, etag} of a dataset) describes, without downloading it:
+    S3 gives a rewritten object a new etag."""
     if not known or not known.get("etag"):
         return False
-    meta = client.head(url)
-    return (
-        meta is not None
-        and meta.get("size") == known.get("bytes")
-        and (meta.get("e_tag") or "") == known["etag"]
-    )
+    return (size, etag) == (known.get("bytes"), known["etag"])

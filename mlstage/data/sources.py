@@ -85,8 +85,8 @@ def expand_sources(
             from .s3sources import download_source, matching_objects, unchanged
 
             extensions = None if fmt != "auto" else set(EXTENSIONS)
-            for url in matching_objects(spec, extensions, empty_ok=empty_folders):
-                if known is not None and unchanged(url, known.get(str(url))):
+            for url, size, etag in matching_objects(spec, extensions, empty_ok=empty_folders):
+                if known is not None and unchanged(size, etag, known.get(str(url))):
                     continue
                 try:
                     local, etag = download_source(url, spool_dir)
@@ -114,7 +114,9 @@ def expand_sources(
                 and (fmt != "auto" or f.suffix.lower() in EXTENSIONS)
                 and not f.name.startswith(".")
             )
-            if not files and not empty_folders:
+            # an empty folder may be "nothing yet"; files of no known format are a mistake
+            held = any(f.is_file() and not f.name.startswith(".") for f in p.rglob("*"))
+            if not files and not (empty_folders and not held):
                 raise BadInput("directory holds no file of a known format", file=spec)
         elif p.exists():
             files = [p]

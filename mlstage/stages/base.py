@@ -77,6 +77,8 @@ class StageResult:
     up_to_date: bool = False
     dry_run: bool = False
     would_run: bool = False
+    # what a person should know about the run beyond its summary (the CLI prints them)
+    notes: list[str] = field(default_factory=list)
     # an output in object storage: its payload as a local folder (the store's cached
     # object, downloaded on first use)
     fetch: Callable[[], Path] | None = field(default=None, repr=False, compare=False)

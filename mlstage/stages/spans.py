@@ -59,15 +59,19 @@ def append(
             file=str(base),
         )
     schema = base_manifest["summary"]["schema"]
-    # an empty incoming folder (or prefix) is nothing new, not an error: a loop appends
-    # its folder on every run, before any file has arrived too
     summary0 = base_manifest["summary"]
+    # a window of days needs every span dated: said at once, before any file is read
+    old_spans = _spans(summary0, None)
+    old_dates = _span_dates(old_spans, window)
     known = summary0.get("sources", []) + summary0.get("dropped", [])
     # an object in a bucket BASE holds already, unchanged (size, etag), is not downloaded
+    # (an empty incoming folder or prefix is nothing new, not an error: a loop appends
+    # its folder on every run, before any file has arrived too)
     srcs = expand_sources(
         [str(s) for s in sources], p["format"], st.root / "tmp", empty_folders=True,
         known={src["path"]: src for src in known},
     )  # fmt: skip
+    notes = [] if srcs else [f"{', '.join(map(str, sources))}: no new file"]
     try:
         params = {**p, "append": True, "window": window}
         inputs, hashing = source_inputs(srcs, st, in_background=False)
@@ -84,10 +88,22 @@ def append(
                     file=s.name,
                 )
         fresh_srcs = [(s, i) for s, i in zip(srcs, inputs, strict=True) if i.id not in have]
+        keep: list[bool] = []
+        if fresh_srcs:
+            new_span = {"sources": [{"path": s.name} for s, _ in fresh_srcs]}
+            dates = old_dates + _span_dates([new_span], window)
+            keep = kept_spans(len(old_spans) + 1, window, dates)
+            notes += _window_notes(dates, keep, window)
+            if dates:  # the dates decide what is kept: part of the fingerprint
+                params["span_dates"] = [d.isoformat() for d in dates]
+            if not keep[-1]:
+                fresh_srcs = []  # dated before the window: nothing new after all
         if not fresh_srcs:
             if out is not None and _same_place(out, base, base_path):
                 # every file is in the dataset already: it is up to date (a rerun in a loop)
-                return StageResult(base_manifest, as_output(out), up_to_date=True, dry_run=dry_run)
+                return StageResult(
+                    base_manifest, as_output(out), up_to_date=True, dry_run=dry_run, notes=notes
+                )
             raise BadInput(
                 f"{opt('append')}: nothing to append (every file given is in {base} already,"
                 " or none was given)",
@@ -138,7 +154,6 @@ def append(
                     "parts": {name: len(f) for name, f in fresh.items()},
                 }
             ]
-            keep = kept_spans(spans, window)
             dropped = [span for span, k in zip(spans, keep, strict=True) if not k]
             kept = [span for span, k in zip(spans, keep, strict=True) if k]
             counts = {}
@@ -175,7 +190,9 @@ def append(
             }
 
         try:
-            return run_stage(plan, produce, out_path, store=st, force=force, dry_run=dry_run)
+            result = run_stage(plan, produce, out_path, store=st, force=force, dry_run=dry_run)
+            result.notes = notes
+            return result
         finally:
             if hashing is not None:
                 hashing.shutdown(wait=False, cancel_futures=True)
@@ -191,56 +208,87 @@ DATE = re.compile(r"(?<![0-9])([0-9]{4})([-_/]?)([0-9]{2})\2([0-9]{2})(?![0-9])"
 
 
 def parse_span_window(window: int | str | None) -> int | str | None:
-    """`--window`: N spans (an int), or "Nd"/"Nw" (a str, kept as given in the params)."""
+    """`--window`: N spans (an int), or N days as "Nd" ("2w" and "14d" are both "14d":
+    one spelling per window, so one id)."""
     if window is None:
         return None
     text = str(window).strip()
-    if text.isdigit() and int(text) >= 1:
+    if re.fullmatch(r"[0-9]+", text) and int(text) >= 1:
         return int(text)
     m = DAYS.match(text)
     if m and int(m.group(1)) >= 1:
-        return text
+        return f"{int(m.group(1)) * (7 if m.group(2) == 'w' else 1)}d"
     raise BadInput(
         f"{opt('window')} {window}: give a number of spans (7) or of days or weeks (7d, 2w)"
     )
 
 
 def span_date(span: dict[str, Any]) -> dt.date | None:
-    """A span's date: the latest date written in its files' paths (a daily file
-    `incoming/2026-12-01.csv`, `20261201.csv` or `2026/12/01/part.csv`), or None."""
+    """A span's date: the date nearest the end of its files' paths (a daily file
+    `incoming/2026-12-01.csv`, `20261201.csv` or `2026/12/01/part.csv`; a date in a
+    folder or bucket name above counts only for a file whose name has none), the latest
+    of its files'; None when none has one."""
     found = []
     for src in span["sources"]:
+        dates = []
         for m in DATE.finditer(src["path"]):
             try:
-                found.append(dt.date(int(m.group(1)), int(m.group(3)), int(m.group(4))))
+                dates.append(dt.date(int(m.group(1)), int(m.group(3)), int(m.group(4))))
             except ValueError:  # 2026-13-45: digits, not a date
                 continue
+        if dates:
+            found.append(dates[-1])
     return max(found, default=None)
 
 
-def kept_spans(spans: list[dict[str, Any]], window: int | str | None) -> list[bool]:
-    """Which spans (oldest first) a window keeps: the newest N, or those dated within N
-    days (weeks) of the newest span's date, the newest date counted as the first day."""
-    if window is None:
-        return [True] * len(spans)
-    if isinstance(window, int):
-        return [i >= len(spans) - window for i in range(len(spans))]
+def _span_dates(spans: list[dict[str, Any]], window: int | str | None) -> list[dt.date]:
+    """Each span's date for a window of days ([] for any other window); a span without
+    one is exit 2, naming its first file."""
+    if not isinstance(window, str):
+        return []
     dates = []
     for span in spans:
         date = span_date(span)
         if date is None:
             first = span["sources"][0]["path"] if span["sources"] else "(no file)"
             raise BadInput(
-                f"{opt('window')} {window}: a span has no date in its files' names (give"
-                " daily files names such as incoming/2026-12-01.csv, or --window N spans)",
+                f"{opt('window')} {window}: a span has no date in its files' names; a window"
+                " of days needs every span dated, the first one too (name daily files"
+                " incoming/2026-12-01.csv, or keep the newest N spans: --window N)",
                 file=first,
             )
         dates.append(date)
-    m = DAYS.match(window)
-    assert m is not None  # parse_span_window checked it
-    days = int(m.group(1)) * (7 if m.group(2) == "w" else 1)
+    return dates
+
+
+def kept_spans(count: int, window: int | str | None, dates: list[dt.date]) -> list[bool]:
+    """Which of `count` spans (oldest first) a window keeps: the newest N, or those dated
+    within N days of the newest span's date (`dates`), that day counted as the first."""
+    if window is None:
+        return [True] * count
+    if isinstance(window, int):
+        return [i >= count - window for i in range(count)]
+    days = int(window[:-1])
     newest = max(dates)
     return [(newest - d).days < days for d in dates]
+
+
+def _window_notes(dates: list[dt.date], keep: list[bool], window) -> list[str]:
+    """What a window drops, said: a file named with a wrong date must not pass unseen."""
+    if window is None or all(keep):
+        return []
+    if not keep[-1]:
+        return [f"the new files are dated {dates[-1]}, before the window ({window} back from"
+                f" {max(dates)}): dropped as they arrived, nothing appended"]  # fmt: skip
+    dropped = (
+        [str(d) for d, k in zip(dates, keep, strict=True) if not k]
+        if dates
+        else [f"{keep.count(False)} span(s)"]
+    )
+    text = f"the window ({window}) drops the oldest spans: {', '.join(dropped)}"
+    if not any(keep[:-1]) and dates:
+        text += f"; every older span is dropped: is {dates[-1]}, the new files' date, right?"
+    return [text]
 
 
 def _same_place(out: str | Path, base: str | Path, base_path: Path) -> bool:
@@ -252,7 +300,7 @@ def _same_place(out: str | Path, base: str | Path, base_path: Path) -> bool:
     return Path(out).resolve() == base_path.resolve()
 
 
-def _spans(summary: dict[str, Any], parts: dict[str, list[Path]]) -> list[dict[str, Any]]:
+def _spans(summary: dict[str, Any], parts: dict[str, list[Path]] | None) -> list[dict[str, Any]]:
     """The spans a dataset is made of, oldest first: a dataset never appended to is one,
     holding all its (non-empty) partitions."""
     if "spans" in summary:
@@ -261,7 +309,7 @@ def _spans(summary: dict[str, Any], parts: dict[str, list[Path]]) -> list[dict[s
         {
             "sources": summary.get("sources", []),
             "rows": summary["rows"],
-            "parts": {name: len(files) for name, files in parts.items()},
+            "parts": {name: len(files) for name, files in (parts or {}).items()},
         }
     ]
 
