@@ -187,4 +187,4 @@ def test_rollback_on_a_registry_in_a_bucket(bucket, models):
     r = cli("deploy", "--rollback", "--to", "9", "--registry", registry, "--store", store)
     assert r.exit_code == 2 and "no version 9" in r.stderr
     r = cli("deploy", "--promote", "--registry", registry, "--store", store)
-    assert r.exit_code == 2 and "not built yet" in r.stderr
+    assert r.exit_code == 2 and "no canary or shadow runs: nothing to promote" in r.stderr
