@@ -252,7 +252,7 @@ def pointed(
     return doc
 
 
-def unlabelled(doc: dict[str, Any], label: str, model: str, action: str, message: str) -> dict:
+def without_label(doc: dict[str, Any], label: str, model: str, action: str, message: str) -> dict:
     """`doc` (changed in place) with `label` taken off its version (ending a canary or a
     shadow with it), on record."""
     version = labels_of(doc)[label]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadInput, CorruptArtifact, opt
-from .registry import CANARY, SHADOW, STABLE, entry_label, labels_of, pointed, unlabelled
+from .registry import CANARY, SHADOW, STABLE, entry_label, labels_of, pointed, without_label
 
 # version -> what is wrong with its copy's files (empty: intact); asked only of the copy
 # about to be pointed at
@@ -113,7 +113,7 @@ def _end_runs_of(doc: dict[str, Any], version: int, model: str) -> bool:
     ended = False
     for run in RUNS:
         if (doc.get(run) or {}).get("version") == version:
-            unlabelled(doc, run, model, f"end-{run}", f"version {version} is now {STABLE}")
+            without_label(doc, run, model, f"end-{run}", f"version {version} is now {STABLE}")
             ended = True
     return ended
 
@@ -184,7 +184,7 @@ def rolled_back(
         if to is not None:
             raise BadInput(f"a {label} ends on rollback: {opt('to')} is for other labels")
         v = labels[label]
-        unlabelled(new, label, have.get(v, "?"), "rollback", message)
+        without_label(new, label, have.get(v, "?"), "rollback", message)
         return Decision(v, have.get(v, "?"), f"end-{label}", label, new)
     if to is None:
         earlier = [h["version"] for h in doc["history"]
