@@ -29,6 +29,7 @@ import secrets
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 SERVING = "serving.json"
 CLAIM = ".claim"
 TRIES = 200  # reads of serving.json one change may take while other writers win
+RETRY_SECONDS = 30.0  # a version the mirror could not fetch is tried again after this
 
 
 def model_names(registry: S3Url) -> list[str]:
@@ -187,18 +189,27 @@ class RegistryMirror:
         self.local = local or Path(cache_root(url)) / "mirror"
         self.etags: dict[str, str] = {}
         self.not_modified = 0  # 304s seen (the test checks the polls are conditional)
+        self.failed: dict[str, tuple[float, BadInput]] = {}  # version -> (retry after, why)
 
     def sync(self) -> bool:
-        """One poll; whether any model's serving.json changed."""
-        changed = False
+        """One poll; whether any model's serving.json changed. A model that could not be
+        mirrored whole stops no other: the first failure is raised once all are polled."""
+        changed, failures = False, []
         self.local.mkdir(parents=True, exist_ok=True)
         for name in client.children(self.url):
-            changed = self.sync_model(name) or changed
+            try:
+                changed = self.sync_model(name) or changed
+            except BadInput as e:
+                failures.append(e)
+        if failures:
+            raise failures[0]
         return changed
 
     def sync_model(self, name: str) -> bool:
-        """One model's poll: whether its serving.json changed (and the versions it names
-        are now here)."""
+        """One model's poll: whether its serving.json changed (and the versions it labels
+        are now here). A version that does not download or verify is left out, as a
+        damaged local version is: the server reports it and serves the rest. Its failure
+        is raised after serving.json is written, and the file is polled again."""
         folder = self.url.join(name)
         try:
             blob = client.get(folder.join(SERVING), if_none_match=self.etags.get(name))
@@ -210,15 +221,32 @@ class RegistryMirror:
         doc = parse_serving(blob.data, str(folder.join(SERVING)))
         target = self.local / name
         target.mkdir(parents=True, exist_ok=True)
+        failures = []
         for version in sorted(set(labels_of(doc).values()) | {doc["version"]}):
-            self._fetch_version(folder.join(str(version)), target / str(version))
+            try:
+                self._fetch_version(folder.join(str(version)), target / str(version))
+            except BadInput as e:
+                failures.append(e)
         write_serving(target, doc)
+        if failures:
+            raise failures[0]  # its etag is not kept: the next poll tries again
         self.etags[name] = blob.etag
         return True
 
     def _fetch_version(self, url: S3Url, target: Path) -> None:
         if (target / MANIFEST).exists():
             return  # versions are immutable: fetched once
+        retry_after, why = self.failed.get(str(url), (0.0, None))
+        if why is not None and time.monotonic() < retry_after:
+            raise why  # not downloaded again at every poll
+        try:
+            self._download_version(url, target)
+        except BadInput as e:
+            self.failed[str(url)] = (time.monotonic() + RETRY_SECONDS, e)
+            raise
+        self.failed.pop(str(url), None)
+
+    def _download_version(self, url: S3Url, target: Path) -> None:
         blob = client.get(url.join(MANIFEST))
         if blob is None:
             return  # not complete: the server reports the version it cannot load

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import polars as pl
+import pytest
 from starlette.testclient import TestClient
 
 from mlstage.core import objstore as client
@@ -489,3 +490,53 @@ def test_monitor_compares_a_canary_in_a_bucket_as_a_local_one(bucket, models, tm
     inputs = json.loads((tmp_path / "bucket" / "manifest.json").read_text())["inputs"]
     ev = {i: json.loads((models / f"ev{i}" / "manifest.json").read_text())["id"] for i in (0, 3)}
     assert {ev[0], ev[3]} <= {i["id"] for i in inputs}
+
+
+def test_a_damaged_canary_in_the_bucket_leaves_the_mirror_serving_the_rest(
+    bucket, models, tmp_path, monkeypatch
+):
+    """As from a local registry: a labelled version that does not verify is left out of
+    the mirror and reported (its label has a problem, traffic stays on stable), the rest
+    of the model is mirrored, and a fresh canary gets through at the next poll."""
+    registry = f"s3://{bucket}/registry"
+    run(models, registry, ("deploy", "m0", "ev0"))
+    run(models, registry, ("deploy", "m1", "ev1", {"canary": 50}))
+    version2 = S3Url.parse(f"{registry}/income/2")
+    client.put(version2.join("signature.json"), b"{}")
+    mirror = RegistryMirror(S3Url.parse(registry), tmp_path / "mirror")
+    with pytest.raises(MlstageError, match=r"registry/income/2: its files differ"):
+        mirror.sync()
+    local = tmp_path / "mirror/income"
+    assert sorted(p.name for p in local.iterdir()) == ["1", "serving.json"]
+    assert read_serving(local)["canary"] == {"version": 2, "percent": 50}
+    with TestClient(create_app(registry=str(tmp_path / "mirror"), watch=False)) as c:
+        body = {"instances": [{"age": 40, "sex": "Male"}]}
+        got = {c.post("/v1/models/income:predict", json=body, headers={"X-Request-ID": f"d{i}"})
+               .json()["model_version"] for i in range(40)}  # fmt: skip
+        assert got == {1}
+        assert "2" in json.dumps(c.get("/v1/models/income").json()["problem"])
+    # a real server starts on such a bucket, serving stable and saying why not the canary
+    from ..serve.conftest import start_server, wait_ready
+
+    proc, port = start_server(registry, tmp_path / "serve.log")
+    try:
+        wait_ready(port, proc)
+        status = json.loads(
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/income").read()
+        )
+        assert status["served_version"] == 1 and status.get("canary") is None, status
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert "registry/income/2: its files differ" in (tmp_path / "serve.log").read_text()
+    # the damaged copy is tried again at a later poll, not at every one
+    downloads, download = [], client.download
+    monkeypatch.setattr(client, "download", lambda *a: downloads.append(a) or download(*a))
+    with pytest.raises(MlstageError, match="its files differ"):
+        mirror.sync()
+    assert downloads == []
+    assert run(models, registry, ("deploy", "m1", "ev1", {"canary": 50})) == (
+        3, "canary", "canary", False)  # fmt: skip
+    assert mirror.sync() is True
+    assert sorted(p.name for p in local.iterdir()) == ["1", "3", "serving.json"]
+    assert read_serving(local)["canary"] == {"version": 3, "percent": 50}
