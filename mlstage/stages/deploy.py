@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,7 +32,15 @@ from ..core.s3url import S3Url, as_s3, cache_root
 from ..errors import BadInput, CorruptArtifact, ExitCode, MlstageError, opt
 from ..model.evaluation_files import read_blessing
 from ..store.registry import CANARY, SHADOW, STABLE, check_label, choose_name, damage_of, update
-from ..store.release import Decision, deploy_target, deployed, promoted, rolled_back
+from ..store.release import (
+    Damage,
+    Decide,
+    Decision,
+    deploy_target,
+    deployed,
+    promoted,
+    rolled_back,
+)
 
 
 class DeployRefused(MlstageError):
@@ -137,6 +146,11 @@ def deploy(
                         done.label, done.check)  # fmt: skip
 
 
+# (the version to point at, None for a new copy; the versions present) -> the version
+# now present and checked, and the check's outcome
+Add = Callable[[int | None, dict[int, str]], tuple[int, Any]]
+
+
 @dataclass
 class _Request:
     """What a deploy asks: the model that passed the gate, and where to point it."""
@@ -151,7 +165,7 @@ class _Request:
     message: str
     check: CheckOptions
 
-    def step(self, damaged, where: str, add, added: list[int]):
+    def step(self, damaged: Damage, where: str, add: Add, added: list[int]) -> Decide:
         """decide(serving, versions) for the registry's `update`: up to date, or the
         label pointed at a copy `add` makes present and checked (`added`: the versions
         this deploy copied in; a deploy that lost a race may point at one already)."""

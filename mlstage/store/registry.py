@@ -36,7 +36,7 @@ from ..core.jsonio import dumps_pretty
 from ..errors import BadInput, opt
 
 if TYPE_CHECKING:
-    from .release import Decision
+    from .release import Decide, Decision
 
 FORMAT = "mlstage-serving/1"
 STABLE, CANARY, SHADOW = "stable", "canary", "shadow"
@@ -164,9 +164,7 @@ def pick_name(name: str | None, names_of, registry) -> str:
     )
 
 
-def update(
-    folder: Path, decide: Callable[[dict[str, Any] | None, dict[int, str]], Decision]
-) -> Decision:
+def update(folder: Path, decide: Decide) -> Decision:
     """Change a local model's serving.json under its lock: `decide(serving, versions)`
     gives the outcome (`store.release`), whose document, if any, replaces the file by
     rename."""

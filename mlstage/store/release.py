@@ -42,6 +42,11 @@ class Decision:
         return self.action == "none"
 
 
+# (serving.json as read or None, version -> model id) -> the outcome: what a registry's
+# `update` asks of these rules, once under a lock or again after each lost write
+Decide = Callable[[dict[str, Any] | None, dict[int, str]], Decision]
+
+
 # -- deploy -----------------------------------------------------------------------------
 def deploy_target(
     doc: dict[str, Any] | None,

@@ -43,7 +43,7 @@ from ..errors import BadInput, NotFound
 from .registry import labels_of, parse_serving, pick_name, write_serving
 
 if TYPE_CHECKING:
-    from .release import Decision
+    from .release import Decide, Decision
 
 SERVING = "serving.json"
 CLAIM = ".claim"
@@ -120,8 +120,7 @@ def add_version(folder: S3Url, after: int, model_path: Path, model_manifest: dic
     return version
 
 
-def update(folder: S3Url, decide: Callable[[dict[str, Any] | None, dict[int, str]], Decision]
-           ) -> Decision:  # fmt: skip
+def update(folder: S3Url, decide: Decide) -> Decision:
     """Change a model's serving.json without a lock: `decide(serving, versions)` gives the
     outcome (`store.release`), whose document replaces the file with If-Match on the etag
     read; when another writer changed it meanwhile, it is read again and decided anew."""
@@ -132,11 +131,7 @@ def update(folder: S3Url, decide: Callable[[dict[str, Any] | None, dict[int, str
         outcome = decide(doc, known)
         if outcome.doc is None or put_serving(folder, outcome.doc, etag):
             return outcome
-    raise kept_changing(folder)
-
-
-def kept_changing(folder: S3Url) -> BadInput:
-    return BadInput(f"serving.json kept changing; {TRIES} tries failed", file=str(folder))
+    raise BadInput(f"serving.json kept changing; {TRIES} tries failed", file=str(folder))
 
 
 def damage_of(folder: S3Url) -> Callable[[int], list[str]]:

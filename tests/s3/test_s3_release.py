@@ -17,7 +17,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from mlstage.core import objstore as client
-from mlstage.core.s3url import S3Url
+from mlstage.core.s3url import S3Url, cache_root
 from mlstage.errors import MlstageError, for_python
 from mlstage.serving.app import create_app
 from mlstage.serving.models import canary_share
@@ -200,8 +200,6 @@ def test_the_pre_push_check_of_a_canary_in_a_bucket_is_recorded_and_promoted(
     assert serving_s3(registry) == before
     assert client.children(S3Url.parse(f"{registry}/income")) == ["1", "2"]  # no claim
     # the check's server ran from the registry's cache folder and left nothing there
-    from mlstage.core.s3url import cache_root
-
     cache = Path(cache_root(S3Url.parse(f"{registry}/income")))
     assert cache.is_dir() and not list(cache.glob(".mlstage-check-*"))
     p = promote(registry)
@@ -219,7 +217,6 @@ def race(monkeypatch, registry: str, jobs: list) -> tuple[list, list[dict]]:
     barrier = threading.Barrier(len(jobs))
     put = s3registry.put_serving
     waited: set[int] = set()
-
     lost: list[int] = []
 
     def put_after_all_read(folder, doc, etag):
@@ -366,8 +363,7 @@ def test_a_promote_racing_a_deploy_and_a_canary_ends_as_one_at_a_time(
     final = seen[-1]
     assert len(final["history"]) >= 2 + 3  # the setup's and one entry per job at least
     assert_never_lost(seen)
-    order = assert_one_at_a_time(models, tmp_path, setup, ops, outcomes, final)
-    print("serial order:", [ops[i][0] for i in order])
+    assert_one_at_a_time(models, tmp_path, setup, ops, outcomes, final)
 
 
 def _api(models: Path, registry, op: tuple):
