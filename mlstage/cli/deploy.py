@@ -113,7 +113,6 @@ def deploy_cmd(
     from .common import handle_errors
 
     with handle_errors(debug):
-        from ..core.s3url import as_s3
         from ..stages import deploy as reg
         from ..store.store import Store
         from .render import print_json_line, stderr_console
@@ -133,11 +132,6 @@ def deploy_cmd(
                 raise BadInput("--promote takes the canary's version: no --to")
         elif to is not None:
             raise BadInput("--to is for --rollback")
-        if promote and as_s3(registry) is not None:
-            raise BadInput(
-                f"--registry {as_s3(registry)}: --promote is not built yet for a registry in"
-                " object storage (it has no canary or shadow)"
-            )
         if rollback:
             result = reg.rollback(registry, name=name, to=to, message=message, label=label)
         elif promote:

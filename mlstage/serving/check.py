@@ -285,17 +285,23 @@ def _exit_on_sigterm():
 
 
 def run_check(
-    version_dir: Path, frame, *, source: str, latency_ms: float = LATENCY_MS
+    version_dir: Path,
+    frame,
+    *,
+    source: str,
+    latency_ms: float = LATENCY_MS,
+    scratch_in: Path | None = None,
 ) -> dict[str, Any]:
     """Serve `version_dir`, send it `frame`'s rows, compare with the batch path; a summary
-    for the history, or CheckFailed."""
+    for the history, or CheckFailed. The server's own registry is a scratch folder in
+    `scratch_in` (default: the registry `version_dir` is a version of)."""
     import numpy as np
 
     from ..model.artifact import Model
 
     started = time.monotonic()
     rows = _json_rows(frame)
-    registry = version_dir.parent.parent
+    registry = scratch_in or version_dir.parent.parent
     remove_stale(registry)
     scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-", dir=registry))
     server = _Server(version_dir, scratch)

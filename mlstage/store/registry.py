@@ -14,9 +14,11 @@ without `labels` has only `stable`. `canary` (a share of unlabelled traffic) and
 `shadow` (a copy of it, answered by nobody) are present only while they run; each is
 also a label. A history entry without `label` is of `stable`.
 
-This module owns that layout and format: reading and writing `serving.json`, listing
-versions and names, and resolving `REGISTRY/NAME` where a model or an evaluation is
-expected. Changing it (deploy, rollback) is `stages.deploy`'s job.
+This module owns that layout and format: reading and writing `serving.json` (replaced by
+rename under `NAME/.lock`), listing versions and names, and resolving `REGISTRY/NAME`
+where a model or an evaluation is expected. What a deploy, promote or rollback changes
+is decided in `store.release` (for a registry in object storage too); the copying and
+checking of versions is `stages.deploy`'s job.
 """
 
 from __future__ import annotations
@@ -24,13 +26,17 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..core.artifact import MANIFEST, MAX_MANIFEST_BYTES, utc_now
-from ..core.fsutil import fsync_path, is_regular_file, write_bytes_durably
+from ..core.artifact import MANIFEST, MAX_MANIFEST_BYTES, check_files, read_manifest, utc_now
+from ..core.fsutil import file_lock, fsync_path, is_regular_file, write_bytes_durably
 from ..core.jsonio import dumps_pretty
 from ..errors import BadInput, opt
+
+if TYPE_CHECKING:
+    from .release import Decide, Decision
 
 FORMAT = "mlstage-serving/1"
 STABLE, CANARY, SHADOW = "stable", "canary", "shadow"
@@ -111,15 +117,7 @@ def read_serving(folder: Path) -> dict[str, Any] | None:
         return None
     if not is_regular_file(path, 16 << 20):
         raise BadInput("serving.json must be a regular file of a pointer's size", file=str(path))
-    try:
-        doc = json.loads(path.read_text())
-    except ValueError as e:
-        raise BadInput(f"serving.json is not valid JSON: {e}", file=str(path)) from None
-    problem = _problem(doc)
-    if problem is not None:
-        raise BadInput(problem, file=str(path))
-    doc.setdefault("history", [])
-    return doc
+    return parse_serving(path.read_bytes(), str(path))
 
 
 def versions(folder: Path) -> dict[int, str]:
@@ -164,6 +162,28 @@ def pick_name(name: str | None, names_of, registry) -> str:
         f"the registry has several models ({', '.join(names)}): give {opt('name')}",
         file=str(registry),
     )
+
+
+def update(folder: Path, decide: Decide) -> Decision:
+    """Change a local model's serving.json under its lock: `decide(serving, versions)`
+    gives the outcome (`store.release`), whose document, if any, replaces the file by
+    rename."""
+    with file_lock(folder / ".lock"):
+        outcome = decide(read_serving(folder), versions(folder))
+        if outcome.doc is not None:
+            write_serving(folder, outcome.doc)
+    return outcome
+
+
+def damage_of(folder: Path, manifest: dict[str, Any] | None = None) -> Callable[[int], list[str]]:
+    """version -> what is wrong with its files, re-hashed against `manifest` (default: the
+    version's own)."""
+
+    def damaged(version: int) -> list[str]:
+        where = folder / str(version)
+        return check_files(where, manifest or read_manifest(where))
+
+    return damaged
 
 
 def write_serving(folder: Path, doc: dict[str, Any]) -> None:
@@ -230,17 +250,15 @@ def pointed(
     return doc
 
 
-def unlabel(
-    folder: Path, doc: dict[str, Any], label: str, model: str, action: str, message: str
-) -> dict:
-    """Take `label` off its version (ending a canary or a shadow with it), on record."""
+def without_label(doc: dict[str, Any], label: str, model: str, action: str, message: str) -> dict:
+    """`doc` (changed in place) with `label` taken off its version (ending a canary or a
+    shadow with it), on record."""
     version = labels_of(doc)[label]
     doc["labels"] = {k: v for k, v in labels_of(doc).items() if k != label}
     if label in (CANARY, SHADOW):
         doc.pop(label, None)
     doc["history"].append({"version": version, "model": model, "at": utc_now(),
                            "action": action, "message": message, "label": label})  # fmt: skip
-    write_serving(folder, doc)
     return doc
 
 

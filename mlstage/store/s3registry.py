@@ -10,43 +10,45 @@ Layout, as on disk: `NAME/<N>/` holds a version's files and `manifest.json`,
 - the winner uploads the model's files, then creates `NAME/<N>/manifest.json` (a
   version exists once its manifest does: a claim whose deploy died is a gap);
 - `serving.json` is replaced with If-Match on the etag read (created with
-  If-None-Match: * for a new model); a deploy that finds it changed re-reads it and
-  adds its entry to the new history.
+  If-None-Match: * for a new model). Every change (a deploy under any label, a canary
+  or shadow, promote, rollback) is decided by `store.release` from the file as read; a
+  writer that finds it changed reads it again and decides anew, so concurrent writers
+  end as they would one at a time and none loses its history entry. (A deploy that then
+  finds its label already on the same model leaves the version it uploaded unpointed.)
 
 `serve --registry s3://...` polls each model's `serving.json` with a conditional GET
-(If-None-Match: its etag; the server answers 304 while it is unchanged), downloads the
-versions it names into a local mirror (verified against their manifests) and then
-replaces the mirror's serving.json, which the server's watcher swaps in as for a
-local registry. Only the stable label is deployed to object storage so far (no
-canary, shadow, promote or rollback there yet).
+(If-None-Match: its etag; the server answers 304 while it is unchanged), downloads
+every version it labels (stable, a canary, a shadow, any other label) into a local
+mirror, verified against their manifests, and then replaces the mirror's serving.json,
+which the server's watcher swaps in as for a local registry.
 """
 
 from __future__ import annotations
 
 import secrets
 import sys
+import tempfile
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core import objstore as client
 from ..core.artifact import MANIFEST, check_files, checked_manifest, manifest_bytes
 from ..core.fsutil import fsync_tree, remove_tree
 from ..core.jsonio import dumps_pretty
 from ..core.s3url import S3Url, cache_root
-from ..errors import BadInput
-from .registry import (
-    STABLE,
-    entry_label,
-    labels_of,
-    parse_serving,
-    pick_name,
-    pointed,
-    write_serving,
-)
+from ..errors import BadInput, NotFound
+from .registry import labels_of, parse_serving, pick_name, write_serving
+
+if TYPE_CHECKING:
+    from .release import Decide, Decision
 
 SERVING = "serving.json"
 CLAIM = ".claim"
+TRIES = 200  # reads of serving.json one change may take while other writers win
+RETRY_SECONDS = 30.0  # a version the mirror could not fetch is tried again after this
 
 
 def model_names(registry: S3Url) -> list[str]:
@@ -108,34 +110,58 @@ def put_serving(folder: S3Url, doc: dict[str, Any], etag: str | None) -> bool:
         return False
 
 
-def rollback(registry: S3Url, name: str | None, to: int | None, message: str):
-    """Point stable back at its previous version (or `to`), replacing serving.json with
-    If-Match (a changed file is read again): (name, version, model id, action)."""
-    client.probe(registry)
-    name = choose_name(registry, name)
-    folder = registry.join(name)
-    for _ in range(200):
+def add_version(folder: S3Url, after: int, model_path: Path, model_manifest: dict[str, Any]) -> int:
+    """A new version holding the model: the first number past `after` this deploy can
+    claim, its files uploaded and its manifest created."""
+    version = after + 1
+    while not claim_version(folder, version, model_manifest["id"]):
+        version += 1  # another deploy holds it: the next number
+    upload_version(folder.join(str(version)), model_path, model_manifest)
+    return version
+
+
+def update(folder: S3Url, decide: Decide) -> Decision:
+    """Change a model's serving.json without a lock: `decide(serving, versions)` gives the
+    outcome (`store.release`), whose document replaces the file with If-Match on the etag
+    read; when another writer changed it meanwhile, it is read again and decided anew."""
+    known: dict[int, str] = {}
+    for _ in range(TRIES):
         doc, etag = read_serving_s3(folder)
-        if doc is None:
-            raise BadInput("nothing is served yet: no serving.json", file=str(folder))
-        have, _ = versions_s3(folder)
-        target = to
-        if target is None:
-            earlier = [h["version"] for h in doc["history"]
-                       if entry_label(h) == STABLE and h["version"] != doc["version"]]  # fmt: skip
-            if not earlier:
-                raise BadInput("no earlier version of stable in the history to roll back to",
-                               file=str(folder))  # fmt: skip
-            target = earlier[-1]
-        if target not in have:
-            raise BadInput(f"no version {target}; the registry has: "
-                           f"{', '.join(map(str, have)) or 'none'}", file=str(folder))  # fmt: skip
-        if target == doc["version"]:
-            return name, target, have[target], "none"
-        new = pointed(doc, target, have[target], "rollback", message, label=STABLE)
-        if put_serving(folder, new, etag):
-            return name, target, have[target], "rollback"
-    raise BadInput(f"{folder}: serving.json kept changing; 200 tries failed")
+        known, _ = versions_s3(folder, known)
+        outcome = decide(doc, known)
+        if outcome.doc is None or put_serving(folder, outcome.doc, etag):
+            return outcome
+    raise BadInput(f"serving.json kept changing; {TRIES} tries failed", file=str(folder))
+
+
+def damage_of(folder: S3Url) -> Callable[[int], list[str]]:
+    """version -> what is wrong with its files in the bucket (each downloaded and hashed
+    against the version's manifest: the bucket keeps no sha256 of its own). Versions are
+    never rewritten, so each is checked once per call of this."""
+    seen: dict[int, list[str]] = {}
+
+    def damaged(version: int) -> list[str]:
+        if version not in seen:
+            seen[version] = _damage(folder.join(str(version)))
+        return seen[version]
+
+    return damaged
+
+
+def _damage(version: S3Url) -> list[str]:
+    blob = client.get(version.join(MANIFEST))
+    if blob is None:
+        return [f"{version.join(MANIFEST)}: missing"]
+    manifest = checked_manifest(blob.data, str(version.join(MANIFEST)))
+    with tempfile.TemporaryDirectory(prefix="mlstage-registry-") as tmp:
+        for f in manifest["files"]:
+            target = Path(tmp, f["path"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                client.download(version.join(f["path"]), target)
+            except NotFound:
+                return [f"{version.join(f['path'])}: missing"]
+        return [bad.replace(tmp, str(version), 1) for bad in check_files(Path(tmp), manifest)]
 
 
 def mirror_model(url: S3Url) -> Path | None:
@@ -158,18 +184,27 @@ class RegistryMirror:
         self.local = local or Path(cache_root(url)) / "mirror"
         self.etags: dict[str, str] = {}
         self.not_modified = 0  # 304s seen (the test checks the polls are conditional)
+        self.failed: dict[str, tuple[float, BadInput]] = {}  # version -> (retry after, why)
 
     def sync(self) -> bool:
-        """One poll; whether any model's serving.json changed."""
-        changed = False
+        """One poll; whether any model's serving.json changed. A model that could not be
+        mirrored whole stops no other: the first failure is raised once all are polled."""
+        changed, failures = False, []
         self.local.mkdir(parents=True, exist_ok=True)
         for name in client.children(self.url):
-            changed = self.sync_model(name) or changed
+            try:
+                changed = self.sync_model(name) or changed
+            except BadInput as e:
+                failures.append(e)
+        if failures:
+            raise failures[0]
         return changed
 
     def sync_model(self, name: str) -> bool:
-        """One model's poll: whether its serving.json changed (and the versions it names
-        are now here)."""
+        """One model's poll: whether its serving.json changed (and the versions it labels
+        are now here). A version that does not download or verify is left out, as a
+        damaged local version is: the server reports it and serves the rest. Its failure
+        is raised after serving.json is written, and the file is polled again."""
         folder = self.url.join(name)
         try:
             blob = client.get(folder.join(SERVING), if_none_match=self.etags.get(name))
@@ -181,15 +216,32 @@ class RegistryMirror:
         doc = parse_serving(blob.data, str(folder.join(SERVING)))
         target = self.local / name
         target.mkdir(parents=True, exist_ok=True)
+        failures = []
         for version in sorted(set(labels_of(doc).values()) | {doc["version"]}):
-            self._fetch_version(folder.join(str(version)), target / str(version))
+            try:
+                self._fetch_version(folder.join(str(version)), target / str(version))
+            except BadInput as e:
+                failures.append(e)
         write_serving(target, doc)
+        if failures:
+            raise failures[0]  # its etag is not kept: the next poll tries again
         self.etags[name] = blob.etag
         return True
 
     def _fetch_version(self, url: S3Url, target: Path) -> None:
         if (target / MANIFEST).exists():
             return  # versions are immutable: fetched once
+        retry_after, why = self.failed.get(str(url), (0.0, None))
+        if why is not None and time.monotonic() < retry_after:
+            raise why  # not downloaded again at every poll
+        try:
+            self._download_version(url, target)
+        except BadInput as e:
+            self.failed[str(url)] = (time.monotonic() + RETRY_SECONDS, e)
+            raise
+        self.failed.pop(str(url), None)
+
+    def _download_version(self, url: S3Url, target: Path) -> None:
         blob = client.get(url.join(MANIFEST))
         if blob is None:
             return  # not complete: the server reports the version it cannot load

@@ -1,5 +1,6 @@
 """An S3-compatible server (moto's, single-threaded) on a free loopback port for the
-session, the AWS_* variables pointing at it, and a fresh bucket per test."""
+session, the AWS_* variables pointing at it, a fresh bucket per test, and small models
+to deploy."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import SAMPLE, working_in, write_json
+
 HERE = Path(__file__).resolve().parent
+SPEC = {"format": "mlstage-features/1", "label": "income", "features": [
+    {"column": "age", "transform": "standardize", "impute": "median"},
+    {"column": "sex", "transform": "one_hot"}]}  # fmt: skip
 
 
 def _free_port() -> int:
@@ -83,3 +89,28 @@ def bucket(s3_endpoint, tmp_path, monkeypatch) -> str:
     make_bucket(s3_endpoint, name)
     monkeypatch.setenv("MLSTAGE_S3_CACHE", str(tmp_path / "s3cache"))
     return name
+
+
+@pytest.fixture(scope="package")
+def models(tmp_path_factory):
+    """In a local store: `ds` (1,500 rows of Adult), `feat`, four models m0..m3
+    (LogisticRegression with four C), each blessed by `ev0`..`ev3` (no thresholds), and
+    `st`, the dataset's statistics. Tests add outputs of their own in other names."""
+    from mlstage import featurize, ingest, stats, train
+    from mlstage.stages.evaluate import evaluate
+
+    root = tmp_path_factory.mktemp("s3models")
+    with working_in(root):
+        src = root / "small.csv"
+        with open(SAMPLE / "adult.csv") as f, open(src, "w") as g:
+            g.writelines(line for i, line in enumerate(f) if i <= 1500)
+        ingest([src], "ds", null=["?"], split={"train": 8, "eval": 2})
+        featurize("ds", "feat", spec=write_json(root / "spec.json", SPEC))
+        plain = write_json(root / "plain.json", {"format": "mlstage-evaluate/1"})
+        for i, c in enumerate((1.0, 0.1, 0.01, 0.001)):
+            cfg = {"format": "mlstage-train/1", "task": "classification", "seed": 0,
+                   "estimator": "LogisticRegression", "params": {"C": c}}  # fmt: skip
+            train("feat", f"m{i}", config=write_json(root / f"t{i}.json", cfg))
+            evaluate(f"m{i}", "ds", f"ev{i}", config=plain)
+        stats("ds", "st")
+    return root
