@@ -16,8 +16,9 @@
 # sample_data/adult.csv there first); new labelled files are put under $INCOMING
 # (default s3://BUCKET/PREFIX/incoming/) and join the dataset as spans, as in the
 # Makefile: a file the dataset holds already is left out, a changed one is refused,
-# and `stats` profiles only the new span; SPANS=N keeps the newest N. AT may be a local
-# folder too (the tests run both and compare the ids).
+# and `stats` profiles only the new span; SPANS=N keeps the newest N (SPANS=7d a week,
+# when every file's name is dated, the base's too). AT may be a local folder too (the
+# tests run both and compare the ids).
 # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and, for a server other than
 # AWS, AWS_ENDPOINT_URL say where and who. $MLSTAGE is the command (default: mlstage);
 # $DEPLOY_OPTS adds options to deploy; FEATURES_SPEC, TRAIN_CONFIG and EVALUATE_CONFIG
@@ -33,6 +34,11 @@ target=${2:-all}
 here=$(cd "$(dirname "$0")" && pwd)
 data=${DATA:-$at/raw/adult.csv}
 incoming=${INCOMING:-$at/incoming/}
+case $incoming in
+  s3://*[*?[]*) ;;                      # a pattern, as given
+  s3://*) incoming=${incoming%/}/ ;;    # a prefix: every object below it
+  *) mkdir -p "$incoming" ;;            # a local folder: empty until files arrive
+esac
 spec=${FEATURES_SPEC:-$here/adult_features.json}
 train=${TRAIN_CONFIG:-$here/adult_train.json}
 evaluate=${EVALUATE_CONFIG:-$here/adult_evaluate.json}
@@ -43,38 +49,39 @@ read -r -a ml <<< "${MLSTAGE:-mlstage}"
 m() { "${ml[@]}" "$@"; }
 read_opts=(--null '?' --split train=8 --split eval=2)
 
-served() {  # whether the registry serves $name yet (the first run has nothing to beat)
-  local err
-  err=$(m show "$at/registry/$name" 2>&1 >/dev/null) && return 0
-  case $err in *"no such"* | *"no mlstage artifact here"*) return 1 ;; esac
-  echo "$err" >&2 # anything else (the bucket unreachable): stop, never deploy unchecked
-  exit 2
+written() {  # whether the store has logged a write to path $1 (an error stops the run)
+  local log
+  log=$(m log "$1" --json) || exit 2
+  [ "$log" != "[]" ]
 }
 
 chain() {
   # The dataset is the base file's span and the spans appended after it; it starts
   # again from the base (with everything in incoming/ as one span) only when the base
-  # file's content changed, which its lineage tells.
+  # file's content changed: data/adult is the base, or grew from it (summary.root).
   local base
   base=$(m ingest "$data" "${read_opts[@]}" -o "$at/data/adult-base" --json \
     | sed -n 's/^{"kind":"dataset","id":"\([0-9a-f]*\)".*/\1/p')
   [ -n "$base" ]
-  if ! m lineage "$at/data/adult" --json 2>/dev/null | grep -q "\"$base\""; then
+  local shown=""
+  if written "$at/data/adult"; then shown=$(m show "$at/data/adult"); fi # an error stops here
+  if ! grep -Eq "\"(id|root)\": ?\"$base\"" <<< "$shown"; then
     m ingest "$data" "${read_opts[@]}" -o "$at/data/adult"
   fi
   m ingest "$incoming" --append "$at/data/adult" ${SPANS:+--window "$SPANS"} -o "$at/data/adult"
   m stats "$at/data/adult" --slice sex --slice race -o "$at/stats/adult"
   # inferred once from the first data, then curated (the Makefile's order-only rule)
-  m show "$at/schema/adult" >/dev/null 2>&1 \
-    || m schema "$at/stats/adult" --label income -o "$at/schema/adult"
+  written "$at/schema/adult" || m schema "$at/stats/adult" --label income -o "$at/schema/adult"
   m validate "$at/data/adult" --schema "$at/schema/adult" --baseline "$at/stats/adult" \
     -o "$at/anomalies/adult"
   m featurize "$at/data/adult" --spec "$spec" -o "$at/features/adult"
   m train "$at/features/adult" --config "$train" -o "$at/models/adult"
+  # the served model is the baseline to beat; the first deploy has none (deploy logs
+  # each version it adds as a write, so version 1 is there once anything was served)
   local baseline=()
-  if served; then baseline=(--baseline "$at/registry/$name"); fi
-  m evaluate "$at/models/adult" "$at/data/adult" --config "$evaluate" "${baseline[@]}" \
-    -o "$at/evaluations/adult"
+  if written "$at/registry/$name/1"; then baseline=(--baseline "$at/registry/$name"); fi
+  m evaluate "$at/models/adult" "$at/data/adult" --config "$evaluate" \
+    ${baseline[@]+"${baseline[@]}"} -o "$at/evaluations/adult"
   # shellcheck disable=SC2086  # DEPLOY_OPTS is a list of options
   m deploy "$at/models/adult" --evaluation "$at/evaluations/adult" --registry "$at/registry" \
     --name "$name" --message "examples/loop_s3.sh" ${DEPLOY_OPTS:-}
@@ -84,7 +91,7 @@ monitor() {
   local feedback=()
   if [ -n "${FEEDBACK:-}" ]; then feedback=(--feedback "$FEEDBACK" --join request_id --join row); fi
   m monitor --requests "$logs" --baseline "$at/stats/adult" --schema "$at/schema/adult" \
-    --evaluation "$at/registry/$name" --window "${WINDOW:-7d}" "${feedback[@]}" \
+    --evaluation "$at/registry/$name" --window "${WINDOW:-7d}" ${feedback[@]+"${feedback[@]}"} \
     -o "$at/monitor/adult"
 }
 

@@ -44,14 +44,21 @@ def _store(common: StoreCommon, near: Path | None = None):
 @store_command(app, "log")
 def log_cmd(
     path: Annotated[
-        Path | None, typer.Argument(help="Artifact path (default: every path).", show_default=False)
+        str | None,
+        typer.Argument(
+            help="Artifact path or s3:// prefix (default: every path).", show_default=False
+        ),
     ] = None,
     *,
     common: StoreCommon,
 ) -> None:
     """Versions written to a path, newest first: id, created, stage, path, summary."""
-    store = _store(common, near=path.absolute().parent if path else None)
-    writes = store.writes(path)
+    from ..core.s3url import as_s3
+
+    where = None if path is None else as_s3(path) or Path(path)
+    local = where if isinstance(where, Path) else None
+    store = _store(common, near=local.absolute().parent if local else None)
+    writes = store.writes(where)
     if common.json:
         print_json(writes)
         return

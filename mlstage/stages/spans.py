@@ -184,6 +184,9 @@ def append(
                 "schema": schema,
                 "sources": [src for span in kept for src in span["sources"]],
                 "spans": kept,
+                # the dataset the spans grew from (BASE's root, or BASE): a loop tells by
+                # it whether its first data changed and the spans must start again
+                "root": summary0.get("root", base_manifest["id"]),
                 # sources of spans the window dropped: never appended again
                 "dropped": summary0.get("dropped", [])
                 + [src for span in dropped for src in span["sources"]],

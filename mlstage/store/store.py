@@ -365,7 +365,7 @@ class Store(Maintained):
         """Where this machine keeps the artifact's manifest (it may not exist)."""
         return self.object_dir(artifact_id) / MANIFEST
 
-    def writes(self, path: Path | None = None) -> list[dict[str, Any]]:
+    def writes(self, path: Path | S3Url | None = None) -> list[dict[str, Any]]:
         q = "SELECT w.seq, w.at, w.path, w.id, w.stage, a.kind, a.summary FROM writes w LEFT JOIN artifacts a ON a.id = w.id"
         args: tuple = ()
         if path is not None:

@@ -144,6 +144,15 @@ def test_the_examples_loop_in_a_bucket_on_a_cluster_gives_the_local_ids(bucket, 
                         "--store", f"{at}/store"], capture_output=True, text=True,
                        check=True).stdout
     )  # fmt: skip
+    assert dataset["summary"]["root"] == dict(local)["data/adult-base"]  # grew from the base
+    evaluation = json.loads(
+        subprocess.run([sys.executable, "-m", "mlstage", "show", f"{at}/evaluations/adult",
+                        "--store", f"{at}/store"], capture_output=True, text=True,
+                       check=True).stdout
+    )  # fmt: skip
+    # the retrained model was evaluated against the served one (the first had no baseline)
+    assert [i["id"] for i in evaluation["inputs"] if i["role"] == "baseline"] == [
+        models["registry/income/1"]]  # fmt: skip
     spans = dataset["summary"]["spans"]
     assert [len(s["sources"]) for s in spans] == [1, 1]  # the base file, then batch-2
     assert spans[1]["sources"][0]["path"].endswith("incoming/batch-2.csv")

@@ -312,3 +312,56 @@ def test_a_span_whose_columns_come_in_another_order_splits_as_one_ingest(tmp_pat
         assert _rows(grown, split).equals(_rows(whole, split))
         for f in grown.path.glob(f"{split}*.parquet"):
             assert pl.read_parquet_schema(f).names() == ["id", "x", "c", "y"]
+
+
+def test_a_day_window_is_checked_before_anything_is_read_and_says_what_it_drops(tmp_path, days):
+    from mlstage.cli import app
+    from mlstage.stages.spans import span_date
+
+    st = tmp_path / "store"
+    ingest(days[:1], tmp_path / "undated", store=st)
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    # an undated first span: exit 2 on the first run, with nothing new yet
+    with pytest.raises(BadInput, match="no date in its files' names"):
+        append([incoming], tmp_path / "undated", tmp_path / "undated", window="7d", store=st)
+    dated = [_day(tmp_path / f"2026-12-0{k}.csv", k, rows=1_000) for k in (1, 2, 3)]
+    ingest(dated[:1], tmp_path / "d", store=st)
+    grown = append([dated[1]], tmp_path / "d", tmp_path / "d", window="2w", store=st)
+    assert grown.manifest["params"]["window"] == "14d"  # one spelling per window: one id
+    assert grown.manifest["params"]["span_dates"] == ["2026-12-01", "2026-12-02"]
+    assert grown.manifest["summary"]["root"] == ingest(dated[:1], None, store=st).manifest["id"]
+    # the same bytes under another date make another dataset (the dates are in the id)
+    moved = tmp_path / "elsewhere" / "2026-12-20.csv"
+    moved.parent.mkdir()
+    moved.write_bytes(dated[1].read_bytes())
+    ingest(dated[:1], tmp_path / "b", store=st)
+    same = append([dated[1]], tmp_path / "b", None, window="14d", store=st)
+    other = append([moved], tmp_path / "b", None, window="14d", store=st)
+    assert same.manifest["id"] == grown.manifest["id"] != other.manifest["id"]
+    assert other.notes and "drops the oldest spans: 2026-12-01" in other.notes[0]
+    assert "every older span is dropped" in other.notes[0]
+    # a file dated before the window is nothing new: no new version, and a note
+    late = _day(tmp_path / "2026-11-01.csv", 9, rows=1_000)
+    again = append([late], tmp_path / "d", tmp_path / "d", window="7d", store=st)
+    assert again.up_to_date and again.manifest["id"] == grown.manifest["id"]
+    assert "before the window" in again.notes[0]
+    r = CliRunner().invoke(app, ["ingest", str(late), "--append", str(tmp_path / "d"),
+                                 "--window", "7d", "-o", str(tmp_path / "d"), "--store", str(st)])  # fmt: skip
+    assert r.exit_code == 0 and "ingest: note: the new files are dated 2026-11-01" in r.stderr
+    for bad in ("²", "7 d", "1.5w"):
+        with pytest.raises(BadInput, match="a number of spans"):
+            append([late], tmp_path / "d", tmp_path / "d", window=bad, store=st)
+    # the date nearest the file counts, not one in a folder or bucket name above
+    assert str(span_date({"sources": [{"path": "/srv/p_20270101/in/2026-11-01.csv"}]})) == (
+        "2026-11-01")  # fmt: skip
+    assert span_date({"sources": [{"path": "s3://b/2026/02/30/part.csv"}]}) is None
+
+
+def test_an_incoming_folder_of_files_of_no_known_format_is_an_error(tmp_path, days):
+    st = tmp_path / "store"
+    ingest(days[:1], tmp_path / "d", store=st)
+    (tmp_path / "incoming").mkdir()
+    (tmp_path / "incoming" / "2026-12-01.csv.gz").write_bytes(b"\x1f\x8b")
+    with pytest.raises(BadInput, match="holds no file of a known format"):
+        append([tmp_path / "incoming"], tmp_path / "d", tmp_path / "d", store=st)
