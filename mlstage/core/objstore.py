@@ -296,13 +296,19 @@ def probe(url: S3Url) -> None:
     marker = url.join(".mlstage-probe", f"{os.getpid()}-{secrets.token_hex(8)}")
     put(marker, b"probe", create=True)
     try:
-        put(marker, b"probe again", create=True)
-    except Conflict:
-        return
+        for header, attempt in (
+            ("If-None-Match: *", lambda: put(marker, b"probe again", create=True)),
+            # serving.json and gc's refresh rest on If-Match being refused too
+            ("If-Match with a stale etag", lambda: put(marker, b"probe", if_match='"0"')),
+        ):
+            try:
+                attempt()
+            except Conflict:
+                continue
+            raise BadInput(
+                f"this server does not honour conditional writes (a PUT with {header} was"
+                " accepted); an mlstage store, output or registry needs them",
+                file=str(url),
+            )
     finally:
         delete(marker)
-    raise BadInput(
-        "this server does not honour conditional writes (a second PUT with If-None-Match: *"
-        " was accepted); an mlstage store, output or registry needs them",
-        file=str(url),
-    )

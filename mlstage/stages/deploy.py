@@ -345,8 +345,12 @@ def _deploy_s3(store, req: _Request, registry: S3Url, name: str | None) -> Deplo
     number claimed with If-None-Match (a loser takes the next), serving.json replaced with
     If-Match (a loser reads it again and decides anew)."""
     from ..store import s3registry as s3r
+    from ..store.s3outputs import enclosing
 
     s3r.client.probe(registry)
+    held = enclosing(registry.join("x"))  # the registry itself, or a prefix above it
+    if held is not None and not held.startswith("the registry model folder"):
+        raise BadInput(f"{opt('registry')} {registry}: is inside {held}; keep registries outside")
     name = s3r.choose_name(registry, name)
     folder = registry.join(name)
     checked: list[Any] = []  # the check's outcome, once: the model is the same each try

@@ -106,9 +106,19 @@ def _manifests_on_disk(store: Store) -> Iterator[Path]:
 
 def live_ids(store: Store, on_disk: set[Path] | None = None) -> set[str]:
     """Ids that some path still holds, with everything in their lineage."""
+    from ..core.s3url import as_s3
+
     if on_disk is None:
         on_disk = set(_manifests_on_disk(store))
-    held = {store.path_of(w["path"]) for w in store.writes()} | on_disk
+    paths = [w["path"] for w in store.writes()]
+    # outputs and registries in a bucket that a local store wrote to (`deploy --registry
+    # s3://...` with a local store): read there, or their models would be collected
+    remote = {u for u in map(as_s3, paths) if u is not None}
+    held: set[Any] = {Path(p) for p in paths if as_s3(p) is None} | on_disk
+    if remote:
+        from .s3gc import _held, _history  # a failure to read the bucket stops gc
+
+        return with_lineage(store.db, held_roots(held | remote, _held, _history))
     return with_lineage(store.db, held_roots(held, held_id, serving_history))
 
 

@@ -289,17 +289,22 @@ def _children_first(store: S3Store, ids: list[str]) -> list[str]:
                 children[parent].append(i)
     order: list[str] = []
     placed: set[str] = set()
-
-    def place(i: str, path: frozenset[str]) -> None:
-        if i in placed or i in path:  # a cycle cannot be in content-addressed lineage
-            return
-        for child in children[i]:
-            place(child, path | {i})
-        placed.add(i)
-        order.append(i)
-
-    for i in ids:
-        place(i, frozenset())
+    for root in ids:  # depth first, without recursion: a dead chain of appends is deep
+        if root in placed:
+            continue
+        on_path, stack = {root}, [(root, iter(children[root]))]
+        while stack:
+            node, rest = stack[-1]
+            # (a cycle cannot be in content-addressed lineage; on_path guards anyway)
+            child = next((c for c in rest if c not in placed and c not in on_path), None)
+            if child is None:
+                stack.pop()
+                on_path.discard(node)
+                placed.add(node)
+                order.append(node)
+            else:
+                on_path.add(child)
+                stack.append((child, iter(children[child])))
     return order
 
 

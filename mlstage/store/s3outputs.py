@@ -63,6 +63,10 @@ def check_s3_output(out: S3Url, store: Store, current: dict[str, Any] | None) ->
         )
     if out.within(store.url) or store.url.within(out):
         raise BadInput(f"{name}: is the store {store.url} or overlaps it; write outside it")
+    held = enclosing(out)
+    if held is not None:
+        raise BadInput(f"{name}: is inside {held}; write outside it (rewriting that would"
+                       " delete this output's files)")  # fmt: skip
     if current is None:
         found = next(iter(client.listing(out)), None)
         if found is not None:
@@ -70,6 +74,20 @@ def check_s3_output(out: S3Url, store: Store, current: dict[str, Any] | None) ->
                 f"{name}: holds objects that are not an mlstage artifact ({found[0]}, ...);"
                 " mlstage replaces only an empty prefix or an artifact it wrote"
             )
+
+
+def enclosing(url: S3Url) -> str | None:
+    """What mlstage keeps above `url`, as a local `core.outputs.owner` finds it for a
+    folder: an artifact (a prefix holding manifest.json) or a registry's model folder
+    (serving.json), named; None when no prefix above holds either (a few HEADs)."""
+    above = url
+    while above.key:
+        above = above.parent
+        if client.head(above.join(MANIFEST)) is not None:
+            return f"the artifact {above}"
+        if client.head(above.join("serving.json")) is not None:
+            return f"the registry model folder {above}"
+    return None
 
 
 def commit_output(
@@ -121,7 +139,12 @@ def _copy_payload(
                 return  # a newer version owns the prefix: its writer copies its own files
             client.put(out.join(f["path"]), payload / f["path"])  # an older writer's leftover
     keep = {f["path"] for f in manifest["files"]} | {MANIFEST}
-    stale = [key for key, _ in client.listing(out) if key not in keep]
+    keys = [key for key, _ in client.listing(out)]
+    # what mlstage keeps below (an artifact or a registry written there before the rules
+    # refused it) is never the replaced version's: left alone
+    nested = {k.rsplit("/", 1)[0] + "/" for k in keys
+              if "/" in k and k.rsplit("/", 1)[1] in (MANIFEST, "serving.json", ".claim")}  # fmt: skip
+    stale = [k for k in keys if k not in keep and not any(k.startswith(n) for n in nested)]
     if stale:
         now, _ = read_pointer(out)
         if now is not None and now["id"] == manifest["id"]:

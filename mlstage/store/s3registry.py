@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import objstore as client
 from ..core.artifact import MANIFEST, check_files, checked_manifest, manifest_bytes
-from ..core.fsutil import fsync_tree, remove_tree
+from ..core.fsutil import file_lock, fsync_tree, remove_tree
 from ..core.jsonio import dumps_pretty
 from ..core.s3url import S3Url, cache_root
-from ..errors import BadInput, NotFound
-from .registry import labels_of, parse_serving, pick_name, write_serving
+from ..errors import BadInput, MlstageError, NotFound
+from .registry import labels_of, parse_serving, pick_name, read_serving, write_serving
 
 if TYPE_CHECKING:
     from .release import Decide, Decision
@@ -175,6 +175,22 @@ def mirror_model(url: S3Url) -> Path | None:
     return mirror.local / url.name
 
 
+def _write_if_newer(target: Path, doc: dict[str, Any]) -> None:
+    """Replace the mirror's serving.json unless it already holds a later state: several
+    processes share a mirror (`serve` polling, a `predict` or `monitor` reading
+    REGISTRY/NAME), and one that read the bucket before a change must not put the older
+    state back after the other wrote the newer (the server would keep it: its next poll
+    is a 304). Every change in the bucket appends one history entry (If-Match makes the
+    history one line), so the longer history is the later state."""
+    with file_lock(target / ".mirror.lock"):
+        try:
+            current = read_serving(target)
+        except (OSError, ValueError, MlstageError):  # damaged: replaced
+            current = None
+        if current is None or len(current["history"]) <= len(doc["history"]):
+            write_serving(target, doc)
+
+
 # -- serve: a local mirror ------------------------------------------------------------
 class RegistryMirror:
     """A local copy of an S3 registry for the server's watcher, refreshed by polling."""
@@ -222,7 +238,7 @@ class RegistryMirror:
                 self._fetch_version(folder.join(str(version)), target / str(version))
             except BadInput as e:
                 failures.append(e)
-        write_serving(target, doc)
+        _write_if_newer(target, doc)
         if failures:
             raise failures[0]  # its etag is not kept: the next poll tries again
         self.etags[name] = blob.etag
@@ -256,7 +272,13 @@ class RegistryMirror:
             if bad:
                 raise BadInput(f"{url}: its files differ from its manifest ({bad[0]})")
             fsync_tree(tmp)
-            tmp.rename(target)
+            try:
+                tmp.rename(target)
+            except OSError:
+                if not (target / MANIFEST).exists():
+                    raise
+                # another process (a `predict` beside `serve`) placed it first: the same
+                # immutable version, verified by it
         finally:
             remove_tree(tmp)
 

@@ -325,3 +325,30 @@ def test_gc_of_an_empty_store_in_a_bucket(bucket, tmp_path, monkeypatch, grace):
     r = cli("gc", "--json", "--grace", str(grace), "--store", f"s3://{bucket}/store")
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout) == {"dropped": [], "cache": [], "dry_run": False}
+
+
+def test_children_come_before_their_inputs_in_a_chain_deeper_than_the_recursion_limit():
+    # a dead chain of appends (hourly for months) is thousands deep: no recursion
+    import sqlite3
+    import sys
+    from types import SimpleNamespace
+
+    from mlstage.store.s3gc import _children_first
+
+    depth = sys.getrecursionlimit() * 3
+    ids = [f"{k:064x}" for k in range(depth)]
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE edges (child TEXT, parent TEXT)")
+    db.executemany(
+        "INSERT INTO edges VALUES (?, ?)", [(ids[k + 1], ids[k]) for k in range(depth - 1)]
+    )
+    order = _children_first(SimpleNamespace(db=db), ids)
+    assert order == ids[::-1]  # the newest first, each before the one it grew from
+    # a diamond: d descends from b and c, both from a
+    a, b, c, d = "a" * 64, "b" * 64, "c" * 64, "d" * 64
+    db2 = sqlite3.connect(":memory:")
+    db2.execute("CREATE TABLE edges (child TEXT, parent TEXT)")
+    db2.executemany("INSERT INTO edges VALUES (?, ?)", [(b, a), (c, a), (d, b), (d, c)])
+    order = _children_first(SimpleNamespace(db=db2), [a, b, c, d])
+    assert order.index(d) < order.index(b) < order.index(a) and order.index(c) < order.index(a)
+    assert sorted(order) == sorted([a, b, c, d])

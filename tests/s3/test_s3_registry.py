@@ -166,3 +166,29 @@ def test_rollback_on_a_registry_in_a_bucket(bucket, models):
     assert r.exit_code == 2 and "no version 9" in r.stderr
     r = cli("deploy", "--promote", "--registry", registry, "--store", store)
     assert r.exit_code == 2 and "no canary or shadow runs: nothing to promote" in r.stderr
+
+
+def test_a_reader_that_read_the_bucket_before_a_rollback_never_puts_the_older_state_back(
+    bucket, models
+):
+    # `serve` and a `predict`/`monitor` of REGISTRY/NAME share the registry's mirror: one
+    # that read serving.json before a rollback must not overwrite the newer state after
+    # serve wrote it (serve's next poll is a 304: it would serve the rolled-back model)
+    from mlstage.stages.deploy import rollback
+    from mlstage.store.s3registry import _write_if_newer, read_serving_s3
+
+    reg = f"s3://{bucket}/registry"
+    with working_in(models):
+        store = Store.open()
+        for m, ev in (("m0", "ev0"), ("m1", "ev1")):
+            deploy(store, m, ev, reg, name="income", check=NO_CHECK)
+    folder = S3Url.parse(reg).join("income")
+    before, _ = read_serving_s3(folder)  # a predict reads: version 2 served
+    rollback(reg, name="income", to=None, message="back")
+    serve = RegistryMirror(S3Url.parse(reg))
+    assert serve.sync()
+    target = serve.local / "income"
+    assert json.loads((target / "serving.json").read_text())["version"] == 1
+    _write_if_newer(target, before)  # the predict, finishing late
+    assert json.loads((target / "serving.json").read_text())["version"] == 1
+    assert not serve.sync()  # serve's poll: unchanged in the bucket, and the mirror is right

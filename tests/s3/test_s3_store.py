@@ -100,13 +100,17 @@ def test_reindex_rebuilds_the_cache_from_the_remote_journal(bucket, adult_small,
     assert r.exit_code == 0, r.stderr
 
 
-def test_a_server_ignoring_conditional_writes_is_refused_at_open(bucket, adult_small, monkeypatch):
+@pytest.mark.parametrize("drops", ["both", "if-match"])
+def test_a_server_ignoring_conditional_writes_is_refused_at_open(
+    bucket, adult_small, monkeypatch, drops
+):
     import obstore
 
     real = obstore.put
 
-    def careless(store, path, file, **kwargs):  # a server that drops If-None-Match
-        kwargs.pop("mode", None)
+    def careless(store, path, file, **kwargs):  # a server that drops the condition(s)
+        if drops == "both" or isinstance(kwargs.get("mode"), dict):
+            kwargs.pop("mode", None)
         return real(store, path, file, **kwargs)
 
     monkeypatch.setattr(obstore, "put", careless)
@@ -152,6 +156,27 @@ def test_s3_is_never_a_local_folder(bucket, adult_small, tmp_path):
     )
     assert r.exit_code == 2 and "is not an mlstage store" in r.stderr
     assert [k for k, _ in client.listing(S3Url.parse(f"s3://{bucket}/theirs"))] == ["notes.txt"]
+
+
+def test_an_output_inside_another_or_inside_a_registry_is_refused(bucket, adult_small, models):
+    # a local store refuses these (core.outputs.owner); so must a bucket: rewriting the
+    # outer artifact would delete the inner one's files
+    st = f"s3://{bucket}/st"
+    assert (
+        cli("ingest", str(adult_small), "-o", f"s3://{bucket}/data", "--store", st).exit_code == 0
+    )
+    r = cli("stats", f"s3://{bucket}/data", "-o", f"s3://{bucket}/data/stats", "--store", st)
+    assert r.exit_code == 2 and f"inside the artifact s3://{bucket}/data" in r.stderr
+    r = cli("deploy", str(models / "m0"), "--evaluation", str(models / "ev0"), "--registry",
+            f"s3://{bucket}/data/registry", "--name", "income", "--skip-check", "--store", st)  # fmt: skip
+    assert r.exit_code == 2 and "keep registries outside" in r.stderr
+    r = cli("deploy", str(models / "m0"), "--evaluation", str(models / "ev0"), "--registry",
+            f"s3://{bucket}/reg", "--name", "income", "--skip-check", "--store", st)  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    r = cli("stats", f"s3://{bucket}/data", "-o", f"s3://{bucket}/reg/income/1", "--store", st)
+    assert r.exit_code == 2 and "inside the registry model folder" in r.stderr
+    kept = {k for k, _ in client.listing(S3Url.parse(f"s3://{bucket}/reg/income/1"))}
+    assert "manifest.json" in kept and ".claim" in kept and len(kept) > 2
 
 
 def test_writers_racing_for_one_output_exactly_one_wins(bucket, adult_small, monkeypatch):
@@ -217,3 +242,30 @@ def test_sources_by_glob_and_prefix(bucket, adult_small, tmp_path, spec):
     assert remote.manifest["id"] == local.manifest["id"]
     assert remote.manifest["inputs"][0]["path"] == f"s3://{bucket}/raw/a.csv"
     assert not list((tmp_path / ".m" / "tmp").glob("s3src-*"))  # the spooled copy is gone
+
+
+def test_a_local_gc_keeps_what_a_registry_in_a_bucket_serves(bucket, adult_small, tmp_path):
+    # a local store that deployed into s3://...: the served model and its evaluation are
+    # held by the bucket's serving.json, not by any local path
+    from mlstage.stages.deploy import CheckOptions, deploy
+    from mlstage.stages.evaluate import evaluate
+
+    st = tmp_path / "store"
+    spec, config = write_json(tmp_path / "spec.json", SPEC), write_json(tmp_path / "t.json", TRAIN)
+    ingest([adult_small], tmp_path / "ds", null=["?"], split={"train": 8, "eval": 2}, store=st)
+    featurize(tmp_path / "ds", tmp_path / "feat", spec=spec, store=st)
+    served = train(tmp_path / "feat", tmp_path / "m", config=config, store=st).manifest["id"]
+    plain = write_json(tmp_path / "ev.json", {"format": "mlstage-evaluate/1"})
+    ev = evaluate(tmp_path / "m", tmp_path / "ds", tmp_path / "ev", config=plain, store=st)
+    reg = f"s3://{bucket}/registry"
+    deploy(Store.open(st), str(tmp_path / "m"), str(tmp_path / "ev"), reg, name="income",
+           check=CheckOptions(skip=True))  # fmt: skip
+    # retrained over the same local paths: nothing local holds the served model any more
+    other = write_json(tmp_path / "t2.json", {**TRAIN, "params": {"C": 0.01}})
+    train(tmp_path / "feat", tmp_path / "m", config=other, store=st)
+    evaluate(tmp_path / "m", tmp_path / "ds", tmp_path / "ev", config=plain, store=st)
+    r = cli("gc", "--grace", "0", "--store", str(st), "--json")
+    assert r.exit_code == 0, r.stderr
+    dropped = json.loads(r.stdout)["dropped"]
+    assert served not in dropped and ev.manifest["id"] not in dropped
+    assert (st / "objects" / served).is_dir() and (st / "objects" / ev.manifest["id"]).is_dir()
