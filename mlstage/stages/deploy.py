@@ -106,6 +106,10 @@ def deploy(
     )
     req = _Request(path, manifest, action, evaluation_id, eval_manifest, label, canary,
                    message, check or CheckOptions())  # fmt: skip
+    # the history will name both: a gc running now must not take them meanwhile
+    for named in (manifest, eval_manifest):
+        if named is not None:
+            store.hold(named)
     url = as_s3(registry)
     if url is not None:  # object storage: conditional writes instead of a lock and rename
         return _deploy_s3(store, req, url, name)

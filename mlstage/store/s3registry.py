@@ -182,7 +182,7 @@ def _write_if_newer(target: Path, doc: dict[str, Any]) -> None:
     state back after the other wrote the newer (the server would keep it: its next poll
     is a 304). Every change in the bucket appends one history entry (If-Match makes the
     history one line), so the longer history is the later state."""
-    with file_lock(target / ".mirror.lock"):
+    with file_lock(target.with_name(f".{target.name}.mirror-lock")):  # beside, not in it
         try:
             current = read_serving(target)
         except (OSError, ValueError, MlstageError):  # damaged: replaced

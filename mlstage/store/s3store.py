@@ -213,6 +213,13 @@ class S3Store(Store):
     def manifest_url(self, artifact_id: str) -> S3Url:
         return self.url.join("objects", artifact_id, MANIFEST)
 
+    def hold(self, manifest: dict[str, Any]) -> None:
+        """`Store.hold` in the bucket: the object's manifest refreshed (or the object
+        uploaded again from the cache, if gc took it), as before logging a write."""
+        from . import s3gc
+
+        s3gc.keep_fresh(self, manifest)
+
     def record_write(self, path: Any, manifest: dict[str, Any]) -> None:
         """One immutable journal object per write (created, never replaced), right after
         the artifact's manifest is refreshed; then the cache's copy and index."""

@@ -299,6 +299,15 @@ class Store(Maintained):
             index_artifact(self.db, manifest)
         return target
 
+    def hold(self, manifest: dict[str, Any]) -> None:
+        """Keep an artifact from a `gc` running now, before naming it where gc looks
+        (a registry's history): waits for such a gc, then renews the object's age (an
+        artifact this store does not hold is left alone)."""
+        with self.locked():
+            d = self.object_dir(manifest["id"])
+            if (d / MANIFEST).exists():
+                os.utime(d)
+
     def record_write(self, path: Path | S3Url, manifest: dict[str, Any]) -> None:
         """Append 'this version was written to this path' to the journal and index."""
         entry = {

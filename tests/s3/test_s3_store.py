@@ -269,3 +269,35 @@ def test_a_local_gc_keeps_what_a_registry_in_a_bucket_serves(bucket, adult_small
     dropped = json.loads(r.stdout)["dropped"]
     assert served not in dropped and ev.manifest["id"] not in dropped
     assert (st / "objects" / served).is_dir() and (st / "objects" / ev.manifest["id"]).is_dir()
+
+
+def test_deploy_refreshes_the_model_and_evaluation_its_history_will_name(
+    bucket, adult_small, tmp_path
+):
+    # a gc that planned with the evaluation dead (nothing named it yet) HEADs it right
+    # before deleting: a deploy refreshes it first, so that gc keeps it
+    import time
+
+    st = f"s3://{bucket}/st"
+    spec, config = write_json(tmp_path / "spec.json", SPEC), write_json(tmp_path / "t.json", TRAIN)
+    plain = write_json(tmp_path / "ev.json", {"format": "mlstage-evaluate/1"})
+    for args in (
+        ["ingest", str(adult_small), "--null", "?", "--split", "train=8", "--split", "eval=2",
+         "-o", f"s3://{bucket}/ds"],
+        ["featurize", f"s3://{bucket}/ds", "--spec", str(spec), "-o", f"s3://{bucket}/feat"],
+        ["train", f"s3://{bucket}/feat", "--config", str(config), "-o", f"s3://{bucket}/m"],
+        ["evaluate", f"s3://{bucket}/m", f"s3://{bucket}/ds", "--config", str(plain),
+         "-o", f"s3://{bucket}/ev"],
+    ):  # fmt: skip
+        r = cli(*args, "--store", st)
+        assert r.exit_code == 0, r.stderr
+    ids = {n: json.loads(client.get(S3Url.parse(f"s3://{bucket}/{n}/manifest.json")).data)["id"]
+           for n in ("m", "ev")}  # fmt: skip
+    urls = {n: S3Url.parse(f"{st}/objects/{i}/manifest.json") for n, i in ids.items()}
+    before = {n: client.modified(client.head(u)) for n, u in urls.items()}
+    time.sleep(1.1)  # LastModified has whole seconds
+    r = cli("deploy", f"s3://{bucket}/m", "--evaluation", f"s3://{bucket}/ev", "--registry",
+            f"s3://{bucket}/reg", "--name", "income", "--skip-check", "--store", st)  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    for n, u in urls.items():
+        assert client.modified(client.head(u)) > before[n], n
