@@ -17,7 +17,7 @@ from ..core.fsutil import fsync_path, remove_tree
 from ..core.outputs import read_small_json
 from ..core.replay import RECORDS as REPLAY_RECORDS
 from ..core.storeloc import STATS_CACHE
-from ..errors import MlstageError
+from ..errors import BadInput, MlstageError
 from .index import connect, index_artifact, unindex_artifact
 from .registry import read_serving
 
@@ -152,10 +152,15 @@ def held_id(path: Path) -> str | None:
 
 
 def serving_history(folder: Path) -> list[dict[str, Any]] | None:
+    """The history of a registry model folder; None for any other folder. A damaged
+    serving.json stops gc (exit 2): the models and evaluations it names are unknown."""
+    if not (folder / "serving.json").is_file():
+        return None
     try:
         return (read_serving(folder) or {}).get("history", [])
-    except (OSError, ValueError, KeyError, MlstageError):  # not a registry, or a damaged one
-        return None
+    except (OSError, ValueError, KeyError, MlstageError) as e:
+        raise BadInput(f"gc stops: {folder / 'serving.json'} cannot be read ({e});"
+                       " nothing was deleted") from None  # fmt: skip
 
 
 def with_lineage(db: sqlite3.Connection, roots: Iterable[str]) -> set[str]:

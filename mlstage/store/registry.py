@@ -263,14 +263,18 @@ def without_label(doc: dict[str, Any], label: str, model: str, action: str, mess
 
 
 def served_evaluation(serving: dict[str, Any] | None, version: int | None = None) -> str | None:
-    """The id of the evaluation recorded for `version` (default: the one served), if any."""
+    """The id of the evaluation recorded for `version` (default: the one served), if any:
+    the newest recorded when it was pointed at as stable, else the newest under any label
+    (deploying the stable version again as a canary's label with another evaluation does
+    not change stable's)."""
     if not serving:
         return None
     version = serving["version"] if version is None else version
-    for h in reversed(serving["history"]):
-        if h["version"] == version and h.get("evaluation"):
-            return h["evaluation"]
-    return None
+    found = [
+        h for h in reversed(serving["history"]) if h["version"] == version and h.get("evaluation")
+    ]
+    stable = [h for h in found if entry_label(h) == STABLE]
+    return (stable or found or [{"evaluation": None}])[0]["evaluation"]
 
 
 def local_ref(ref: str | Path) -> str:

@@ -310,8 +310,8 @@ def _children_first(store: S3Store, ids: list[str]) -> list[str]:
 
 def _index_unknown(store: S3Store, committed: set[str]) -> set[str]:
     """Index the bucket's manifests the cache has not seen (objects no journal entry
-    names: their lineage edges count too). Returns the ids whose manifest cannot be
-    read: kept, since what they descend from is unknown."""
+    names: their lineage edges count too). A manifest that cannot be read stops gc
+    (exit 2): what it descends from is unknown, so nothing could be judged dead."""
     known = {r[0] for r in store.db.execute("SELECT id FROM artifacts")}
     found, unreadable = [], set()
     for i in sorted(committed - known):
@@ -322,6 +322,13 @@ def _index_unknown(store: S3Store, committed: set[str]) -> set[str]:
             continue
         if manifest is not None:
             found.append(manifest)
+    if unreadable:
+        first = sorted(unreadable)[0]
+        raise BadInput(
+            f"gc stops: the manifest of @{first[:12]} (and {len(unreadable) - 1} more) cannot"
+            " be read, so what it descends from is unknown; nothing was deleted",
+            file=str(store.manifest_url(first)),
+        )
     if found:
         with store.locked():
             for manifest in found:
@@ -356,8 +363,8 @@ def _history(folder: S3Url | Path) -> list[dict[str, Any]] | None:
         return None
     try:
         return parse_serving(blob.data, str(folder.join("serving.json"))).get("history", [])
-    except BadInput:  # a damaged one, as a local gc does
-        return None
+    except BadInput as e:  # damaged: what it serves is unknown, so gc must not guess
+        raise BadInput(f"gc stops: {e}; nothing was deleted") from None
 
 
 def execute(store: S3Store, plan: Plan) -> tuple[list[str], bool]:

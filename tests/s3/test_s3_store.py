@@ -301,3 +301,13 @@ def test_deploy_refreshes_the_model_and_evaluation_its_history_will_name(
     assert r.exit_code == 0, r.stderr
     for n, u in urls.items():
         assert client.modified(client.head(u)) > before[n], n
+
+
+def test_gc_of_a_bucket_stops_at_a_manifest_it_cannot_read(bucket, adult_small):
+    st = f"s3://{bucket}/st"
+    assert cli("ingest", str(adult_small), "-o", f"s3://{bucket}/d", "--store", st).exit_code == 0
+    torn = S3Url.parse(f"{st}/objects/{'f' * 64}/manifest.json")
+    client.put(torn, b"{torn")
+    r = cli("gc", "--grace", "0", "--store", st)
+    assert r.exit_code == 2 and "gc stops" in r.stderr and "ffffffffffff" in r.stderr
+    assert client.head(torn) is not None

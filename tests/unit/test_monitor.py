@@ -425,3 +425,20 @@ def test_performance_is_estimated_before_labels(here, built, tmp_path):
     assert r.exit_code == 1 and any(
         x.startswith("estimated_metric: accuracy") for x in doc["reasons"]
     )
+
+
+def test_the_served_evaluation_is_the_one_recorded_when_its_version_was_made_stable():
+    # `monitor --evaluation REGISTRY/NAME` compares with it: pointing another label at the
+    # stable version with another evaluation must not change it
+    from mlstage.store.registry import served_evaluation
+
+    doc = {"version": 1, "history": [
+        {"version": 1, "label": "stable", "evaluation": "e-stable"},
+        {"version": 2, "label": "canary", "evaluation": "e-canary"},
+        {"version": 1, "label": "exp", "evaluation": "e-exp"}]}  # fmt: skip
+    assert served_evaluation(doc) == "e-stable"
+    assert served_evaluation(doc, 2) == "e-canary"  # a version only ever a canary
+    assert served_evaluation({"version": 3, "history": [{"version": 3}]}) is None
+    # an entry without a label is stable (the format before labels)
+    assert served_evaluation({"version": 1, "history": [{"version": 1, "evaluation": "old"},
+                              {"version": 1, "label": "x", "evaluation": "new"}]}) == "old"  # fmt: skip

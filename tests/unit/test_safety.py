@@ -239,6 +239,20 @@ def test_gc_keeps_what_a_manifest_under_the_root_names_whatever_the_journal_says
     assert cli("stats", "data", "-o", "st").exit_code == 0
 
 
+def test_gc_stops_at_a_damaged_serving_json_and_deletes_nothing(tmp_path):
+    # the models and evaluations a damaged registry history names are unknown: gc must
+    # not guess them dead
+    _data(tmp_path / "d.csv")
+    first = ingest(["d.csv"], "data").manifest["id"]
+    _data(tmp_path / "d.csv", n=50)
+    ingest(["d.csv"], "data")  # the first version is now held by no path
+    assert cli("checkout", "data", "-o", "reg/income/1").exit_code == 0
+    write(tmp_path / "reg/income/serving.json", "{torn")
+    r = cli("gc", "--grace", "0")
+    assert r.exit_code == 2 and "gc stops" in r.stderr and "serving.json" in r.stderr
+    assert (Store.open().objects / first).is_dir()  # nothing deleted
+
+
 def test_reindex_skips_an_unreadable_manifest_and_keeps_the_index(tmp_path):
     _data(tmp_path / "d.csv")
     ingest(["d.csv"], "data")
