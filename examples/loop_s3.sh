@@ -97,7 +97,8 @@ monitor() {
 
 case $target in
   all) chain ;;
-  serve) m serve --registry "$at/registry" --port "${PORT:-8501}" --log-dir "$logs" --log-exclude sex ;;
+  # exec: a signal to this script (SIGTERM from a service manager) reaches the server
+  serve) exec "${ml[@]}" serve --registry "$at/registry" --port "${PORT:-8501}" --log-dir "$logs" --log-exclude sex ;;
   monitor) monitor ;;
   # monitor's exit 1 means "retrain"; 4 (no traffic in the window) and 2, 3 stop here
   retrain)

@@ -48,6 +48,13 @@ def run(at: str, target: str, env: dict[str, str], cwd: Path) -> subprocess.Comp
                           text=True, timeout=600)  # fmt: skip
 
 
+def port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def served_version(port: int) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/income", timeout=5) as r:
         return json.loads(r.read())["served_version"]
@@ -103,6 +110,10 @@ def whole_loop(at: str, data: str, more: Path, tmp_path: Path, engine: str | Non
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
+    # the server itself got the signal (the script execs it: no server left behind); it
+    # shuts down gracefully, then ends by the signal, as uvicorn does
+    assert server.returncode in (0, -signal.SIGTERM)
+    assert not port_open(port)
     monitor = run(at, "monitor", env, work)  # version 1 again: its evaluation, same traffic
     log = subprocess.run([sys.executable, "-m", "mlstage", "log", "--json", "--store", f"{at}/store"],
                          env=env, cwd=work, capture_output=True, text=True, check=True)  # fmt: skip
