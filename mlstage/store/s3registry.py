@@ -19,8 +19,9 @@ Layout, as on disk: `NAME/<N>/` holds a version's files and `manifest.json`,
 `serve --registry s3://...` polls each model's `serving.json` with a conditional GET
 (If-None-Match: its etag; the server answers 304 while it is unchanged), downloads
 every version it labels (stable, a canary, a shadow, any other label) into a local
-mirror, verified against their manifests, and then replaces the mirror's serving.json,
-which the server's watcher swaps in as for a local registry.
+mirror, verified against their manifests, and then replaces the mirror's serving.json
+(never with an older state: a `predict` of REGISTRY/NAME shares the mirror), which the
+server's watcher swaps in as for a local registry.
 """
 
 from __future__ import annotations
