@@ -126,12 +126,19 @@ def update(folder: S3Url, decide: Decide) -> Decision:
     outcome (`store.release`), whose document replaces the file with If-Match on the etag
     read; when another writer changed it meanwhile, it is read again and decided anew."""
     known: dict[int, str] = {}
+    sent: Decision | None = None
     for _ in range(TRIES):
         doc, etag = read_serving_s3(folder)
+        if sent is not None and doc == sent.doc:
+            # the write landed, its answer did not: the client retried the PUT and the
+            # retry was refused (its etag had moved). Deciding anew would do it twice (a
+            # rollback would go back two steps); the document holds this write's own entry
+            return sent
         known, _ = versions_s3(folder, known)
         outcome = decide(doc, known)
         if outcome.doc is None or put_serving(folder, outcome.doc, etag):
             return outcome
+        sent = outcome
     raise BadInput(f"serving.json kept changing; {TRIES} tries failed", file=str(folder))
 
 

@@ -192,3 +192,32 @@ def test_a_reader_that_read_the_bucket_before_a_rollback_never_puts_the_older_st
     _write_if_newer(target, before)  # the predict, finishing late
     assert json.loads((target / "serving.json").read_text())["version"] == 1
     assert not serve.sync()  # serve's poll: unchanged in the bucket, and the mirror is right
+
+
+def test_a_write_that_landed_but_was_answered_as_a_conflict_is_not_done_twice(
+    bucket, models, monkeypatch
+):
+    # obstore retries a PUT whose answer was lost; the retry's If-Match then fails (the
+    # etag moved with the first attempt). Deciding anew would roll back a second step.
+    import mlstage.store.s3registry as s3r
+    from mlstage.stages.deploy import rollback
+
+    reg = f"s3://{bucket}/registry"
+    with working_in(models):
+        store = Store.open()
+        for m, ev in (("m0", "ev0"), ("m1", "ev1"), ("m2", "ev2")):
+            deploy(store, m, ev, reg, name="income", check=NO_CHECK)
+    real, lost = s3r.put_serving, []
+
+    def answer_lost(folder, doc, etag):
+        done = real(folder, doc, etag)
+        if done and not lost:
+            lost.append(True)
+            return False  # landed, but the client saw a refusal
+        return done
+
+    monkeypatch.setattr(s3r, "put_serving", answer_lost)
+    rollback(reg, name="income", to=None, message="back one")
+    doc, _ = s3r.read_serving_s3(S3Url.parse(reg).join("income"))
+    assert lost and doc["version"] == 2  # one step back from 3, not two
+    assert [h["action"] for h in doc["history"]].count("rollback") == 1
