@@ -143,7 +143,7 @@ def keep_fresh(
     last = store.fresh.get(artifact_id)
     if last is not None and time.monotonic() - last < FRESH:
         return
-    url, data = store.manifest_url(artifact_id), manifest_bytes(manifest)
+    url = store.manifest_url(artifact_id)
     for _ in range(5):
         started = time.monotonic()
         before = client.head(url)
@@ -157,10 +157,15 @@ def keep_fresh(
                     if known is not None:
                         keep_fresh(store, known, seen)
             return  # else an artifact this store never held: logged as before
-        try:
-            client.put(url, data, if_match=before["e_tag"])
-        except client.Conflict:
+        # the bucket's own bytes put back (not this writer's copy, whose `created` and
+        # `environment` may differ): the same object, only its LastModified moves
+        blob = client.get(url)
+        if blob is None or blob.etag != before["e_tag"]:
             continue  # deleted (or rewritten) since the HEAD: look again
+        try:
+            client.put(url, blob.data, if_match=blob.etag)
+        except client.Conflict:
+            continue  # deleted (or rewritten) since the GET: look again
         after = client.head(url)
         if after is None:
             continue

@@ -352,3 +352,21 @@ def test_children_come_before_their_inputs_in_a_chain_deeper_than_the_recursion_
     order = _children_first(SimpleNamespace(db=db2), [a, b, c, d])
     assert order.index(d) < order.index(b) < order.index(a) and order.index(c) < order.index(a)
     assert sorted(order) == sorted([a, b, c, d])
+
+
+def test_a_refresh_puts_back_the_buckets_own_manifest_bytes(bucket, adult_small):
+    # a --force rerun giving the same id refreshes the object: its manifest in the bucket
+    # must stay the one every cache has (not take this writer's `created`)
+    from mlstage.store.s3gc import keep_fresh
+    from mlstage.store.s3store import S3Store
+
+    st = f"s3://{bucket}/st"
+    r = cli("ingest", str(adult_small), "-o", f"s3://{bucket}/d", "--store", st, "--json")
+    assert r.exit_code == 0, r.stderr
+    artifact = json.loads(r.stdout)["id"]
+    url = S3Url.parse(f"{st}/objects/{artifact}/manifest.json")
+    original = client.get(url)
+    mine = {**json.loads(original.data), "created": "2099-01-01T00:00:00Z"}
+    keep_fresh(S3Store.open_url(st), mine)
+    after = client.get(url)
+    assert after.data == original.data and after.etag != ""
