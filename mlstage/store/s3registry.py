@@ -26,6 +26,7 @@ server's watcher swaps in as for a local registry.
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 import tempfile
@@ -209,6 +210,7 @@ class RegistryMirror:
         self.etags: dict[str, str] = {}
         self.not_modified = 0  # 304s seen (the test checks the polls are conditional)
         self.failed: dict[str, tuple[float, BadInput]] = {}  # version -> (retry after, why)
+        self.checked: set[str] = set()  # versions whose copy was found to be the bucket's
 
     def sync(self) -> bool:
         """One poll; whether any model's serving.json changed. A model that could not be
@@ -254,7 +256,12 @@ class RegistryMirror:
 
     def _fetch_version(self, url: S3Url, target: Path) -> None:
         if (target / MANIFEST).exists():
-            return  # versions are immutable: fetched once
+            if str(url) in self.checked or self._same_version(url, target):
+                return  # versions are immutable: fetched once, checked once a process
+            # a registry deleted and made again, its numbers reused: the old copy goes
+            stale = target.with_name(f".{target.name}.{secrets.token_hex(4)}.stale")
+            target.rename(stale)
+            remove_tree(stale)
         retry_after, why = self.failed.get(str(url), (0.0, None))
         if why is not None and time.monotonic() < retry_after:
             raise why  # not downloaded again at every poll
@@ -264,6 +271,17 @@ class RegistryMirror:
             self.failed[str(url)] = (time.monotonic() + RETRY_SECONDS, e)
             raise
         self.failed.pop(str(url), None)
+        self.checked.add(str(url))
+
+    def _same_version(self, url: S3Url, target: Path) -> bool:
+        """Whether the mirror's copy is the model the bucket's version holds (one GET of
+        its manifest); a version missing from the bucket keeps its copy."""
+        blob = client.get(url.join(MANIFEST))
+        mine = json.loads((target / MANIFEST).read_bytes()).get("id")
+        same = blob is None or checked_manifest(blob.data, str(url.join(MANIFEST)))["id"] == mine
+        if same:
+            self.checked.add(str(url))
+        return same
 
     def _download_version(self, url: S3Url, target: Path) -> None:
         blob = client.get(url.join(MANIFEST))

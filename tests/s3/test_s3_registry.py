@@ -221,3 +221,24 @@ def test_a_write_that_landed_but_was_answered_as_a_conflict_is_not_done_twice(
     doc, _ = s3r.read_serving_s3(S3Url.parse(reg).join("income"))
     assert lost and doc["version"] == 2  # one step back from 3, not two
     assert [h["action"] for h in doc["history"]].count("rollback") == 1
+
+
+def test_the_mirror_replaces_a_version_whose_number_a_new_registry_reused(bucket, models):
+    # a registry deleted and made again: its version 1 is another model; a mirror (here
+    # a new process's) must not keep serving the old copy
+    reg = f"s3://{bucket}/registry"
+    with working_in(models):
+        store = Store.open()
+        deploy(store, "m0", "ev0", reg, name="income", check=NO_CHECK)
+        first = RegistryMirror(S3Url.parse(reg))
+        first.sync()
+        copy = first.local / "income" / "1" / "manifest.json"
+        m0 = json.loads(copy.read_text())["id"]
+        for key, _ in client.listing(S3Url.parse(reg)):
+            client.delete(S3Url.parse(reg).join(key))
+        deploy(store, "m1", "ev1", reg, name="income", check=NO_CHECK)
+    later = RegistryMirror(S3Url.parse(reg))
+    assert later.sync()
+    m1 = json.loads(copy.read_text())["id"]
+    assert m1 != m0 and m1 == json.loads((models / "m1" / "manifest.json").read_text())["id"]
+    assert not any(p.name.endswith(".stale") for p in copy.parent.parent.iterdir())
