@@ -115,8 +115,11 @@ def expand_sources(
                 and not f.name.startswith(".")
             )
             # an empty folder may be "nothing yet"; files of no known format are a mistake
-            held = any(f.is_file() and not f.name.startswith(".") for f in p.rglob("*"))
-            if not files and not (empty_folders and not held):
+            # (the folder is walked again only when it gave no file)
+            if not files and not (
+                empty_folders
+                and not any(f.is_file() and not f.name.startswith(".") for f in p.rglob("*"))
+            ):
                 raise BadInput("directory holds no file of a known format", file=spec)
         elif p.exists():
             files = [p]
