@@ -193,25 +193,6 @@ def write_serving(folder: Path, doc: dict[str, Any]) -> None:
     fsync_path(folder)
 
 
-def point(
-    folder: Path,
-    serving: dict[str, Any] | None,
-    version: int,
-    model: str,
-    action: str,
-    message: str,
-    evaluation: str | None = None,
-    *,
-    label: str | None = STABLE,
-    extra: dict[str, Any] | None = None,
-) -> dict:
-    """Point `label` at `version` (STABLE also sets `version`) and add the history entry
-    (with `extra` keys, e.g. the pre-push check's outcome); `label=None` only records."""
-    doc = pointed(serving, version, model, action, message, evaluation, label=label, extra=extra)
-    write_serving(folder, doc)
-    return doc
-
-
 def pointed(
     serving: dict[str, Any] | None,
     version: int,
@@ -224,7 +205,8 @@ def pointed(
     extra: dict[str, Any] | None = None,
 ) -> dict:
     """`serving` (changed in place, or a new document) with `label` pointed at `version`
-    and the history entry added: what `point` writes."""
+    (STABLE also sets `version`) and the history entry added, with `extra` keys (e.g. the
+    pre-push check's outcome); `label=None` only records. `write_serving` writes it."""
     doc = serving or {"format": FORMAT, "version": version, "history": []}
     labels = labels_of(doc)
     if label is not None:

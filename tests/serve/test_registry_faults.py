@@ -16,7 +16,7 @@ from mlstage.model.artifact import Model
 from mlstage.serving import models as served_models
 from mlstage.serving.app import create_app
 from mlstage.stages.deploy import deploy, rollback
-from mlstage.store.registry import point, read_serving, versions
+from mlstage.store.registry import pointed, read_serving, versions, write_serving
 from mlstage.store.store import Store
 
 from .conftest import NO_CHECK, row
@@ -79,7 +79,7 @@ def test_a_pointed_version_that_fails_keeps_the_loaded_one_and_says_why(reg):
         app.state.served.refresh()
         shutil.copytree(reg / "income" / "2", reg / "income" / "3")
         corrupt(reg / "income" / "3" / "model.skops")
-        point(reg / "income", read_serving(reg / "income"), 3, "x", "deploy", "")
+        write_serving(reg / "income", pointed(read_serving(reg / "income"), 3, "x", "deploy", ""))
         app.state.served.refresh()
         assert c.post(PREDICT, json={"instances": [row()]}).json()["model_version"] == 1
         problem = c.get("/v1/models/income").json()["problem"]
@@ -96,7 +96,7 @@ def test_a_cold_start_falls_back_to_the_newest_version_that_loads(here, tmp_path
     )  # -> version 1 is pointed again
     shutil.copytree(reg / "income" / "2", reg / "income" / "3")
     corrupt(reg / "income" / "3" / "model.skops")
-    point(reg / "income", read_serving(reg / "income"), 3, "x", "deploy", "")
+    write_serving(reg / "income", pointed(read_serving(reg / "income"), 3, "x", "deploy", ""))
     said = []
     with TestClient(serve(reg, said)) as c:
         r = c.post(PREDICT, json={"instances": [row()]})
@@ -116,7 +116,7 @@ def test_links_to_devices_are_refused_without_reading_them(reg):
     os.remove(folder / "4" / "manifest.json")
     os.symlink("/dev/zero", folder / "4" / "manifest.json")
     assert set(versions(folder)) == {1, 2, 3}  # 4's manifest is not read at all
-    point(folder, read_serving(folder), 3, "x", "deploy", "")
+    write_serving(folder, pointed(read_serving(folder), 3, "x", "deploy", ""))
     said = []
     start = time.monotonic()
     with TestClient(serve(reg, said)) as c:
@@ -145,7 +145,9 @@ def test_a_load_that_hangs_blocks_no_later_deploy(reg, monkeypatch):
         with TestClient(app) as c:
             served = app.state.served
             shutil.copytree(reg / "income" / "2", reg / "income" / "3")
-            point(reg / "income", read_serving(reg / "income"), 3, "x", "deploy", "")
+            write_serving(
+                reg / "income", pointed(read_serving(reg / "income"), 3, "x", "deploy", "")
+            )
             start = time.monotonic()
             served.refresh(wait=0.2)  # loading: version 2 answers meanwhile
             assert c.post(PREDICT, json={"instances": [row()]}).json()["model_version"] == 2
@@ -197,7 +199,7 @@ def test_a_retry_of_a_failing_version_does_not_flap_resolved(reg, monkeypatch):
     app = serve(reg, said)
     with TestClient(app) as c:
         shutil.copytree(reg / "income" / "2", reg / "income" / "3")
-        point(reg / "income", read_serving(reg / "income"), 3, "x", "deploy", "")
+        write_serving(reg / "income", pointed(read_serving(reg / "income"), 3, "x", "deploy", ""))
         app.state.served.refresh()  # the first failure
         for _ in range(6):  # each refresh starts a retry and does not wait for it
             app.state.served.refresh(wait=0.05)

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 
 from mlstage.stages.deploy import deploy, rollback
-from mlstage.store.registry import point, read_serving
+from mlstage.store.registry import pointed, read_serving, write_serving
 from mlstage.store.store import Store
 
 from .conftest import NO_CHECK, row, start_server, wait_ready
@@ -151,14 +151,14 @@ def test_soak(here, tmp_path):
         os.chmod(tmp_path / "v3" / "model.skops", 0o644)
         (tmp_path / "v3" / "model.skops").write_bytes(b"damaged")
         os.rename(tmp_path / "v3", folder / "3")
-        point(folder, read_serving(folder), 3, "x", "deploy", "soak: broken")
+        write_serving(folder, pointed(read_serving(folder), 3, "x", "deploy", "soak: broken"))
         time.sleep(3)
         shutil.copytree(folder / "2", tmp_path / "v4")  # a model file that is a device
         os.chmod(tmp_path / "v4" / "model.skops", 0o644)
         os.remove(tmp_path / "v4" / "model.skops")
         os.symlink("/dev/zero", tmp_path / "v4" / "model.skops")
         os.rename(tmp_path / "v4", folder / "4")
-        point(folder, read_serving(folder), 4, "x", "deploy", "soak: device")
+        write_serving(folder, pointed(read_serving(folder), 4, "x", "deploy", "soak: device"))
         time.sleep(3)
         shutil.rmtree(folder / "2")  # not served: gone
         rollback(reg, to=1)
