@@ -30,7 +30,12 @@ BENCH = Path(__file__).resolve().parent
 PY = sys.executable
 # The venv's own entry point, so we time what users run (not `python -m`).
 MLSTAGE = shutil.which("mlstage", path=str(Path(PY).parent)) or "mlstage"
-REF_CODE = "import polars as pl, sys; pl.scan_csv(sys.argv[1]).sink_parquet(sys.argv[2])"
+# polars' own conversion to the table `ingest` writes: the data's one datetime column
+# parsed with its format (the fastest way polars has: try_parse_dates=True is slower)
+REF_CODE = (
+    "import polars as pl, sys; pl.scan_csv(sys.argv[1]).with_columns(pl.col('ts')"
+    ".str.to_datetime('%Y-%m-%dT%H:%M:%S%.f', time_unit='us')).sink_parquet(sys.argv[2])"
+)
 REF_PARQUET = "import polars as pl, sys; pl.scan_parquet(sys.argv[1]).sink_parquet(sys.argv[2])"
 GROUPS = ("ingest", "stats", "featurize", "model")
 # A benchmark more than this much behind the same figure of a recorded run fails --check.
@@ -130,7 +135,9 @@ def stats_benchmarks(data: Path, work: Path) -> list[Bench]:
     return [
         Bench(ref, "stats", [PY, str(BENCH / "matched_stats_pass.py"), str(dataset)], setup=prepare),
         Bench("stats", "stats", [MLSTAGE, "stats", str(dataset), "-o", str(stats_out), *common],
-              wipe=[stats_out], ref=ref, targets=[Target("≤ 1.1× ref", "ratio", 1.1), Target("RSS ≤ 1.2× ref's", "rss_ratio", 1.2)]),
+              # the store's cache of each partition's statistics goes too: every run computes them
+              wipe=[stats_out, base / "store" / "cache"], ref=ref,
+              targets=[Target("≤ 1.1× ref", "ratio", 1.1), Target("RSS ≤ 1.2× ref's", "rss_ratio", 1.2)]),
         Bench("validate", "stats", [MLSTAGE, "validate", str(dataset), "--schema", str(base / "schema"),
                                     "--baseline", str(base / "baseline"), "-o", str(anomalies), *common],
               wipe=[anomalies], ref=ref, targets=[Target("≤ 1.2× ref", "ratio", 1.2), Target("RSS ≤ 1.2× ref's", "rss_ratio", 1.2)]),

@@ -39,8 +39,49 @@ ESTIMATOR_FILE = "model.skops"
 SIGNATURE_FILE = "signature.json"
 METRICS_FILE = "metrics.json"
 FLOAT32_MAX = 3.4028234663852886e38
-# Types outside skops' default trust that the allowed estimators need.
+# Every type a model file may hold beyond primitives, numpy and skops' own internal list
+# (losses, links, binning). Explicit: skops is imported without its default trust of every
+# scikit-learn estimator (see `_skops_io`), so an estimator is trusted only when named here;
+# a test holds this list to `estimators.ESTIMATORS` and to what their files hold.
 TRUSTED = [
+    # the estimators `train` builds (model.estimators.ESTIMATORS)
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.linear_model._stochastic_gradient.SGDClassifier",
+    "sklearn.linear_model._stochastic_gradient.SGDRegressor",
+    "sklearn.linear_model._ridge.RidgeClassifier",
+    "sklearn.linear_model._ridge.Ridge",
+    "sklearn.linear_model._base.LinearRegression",
+    "sklearn.linear_model._coordinate_descent.Lasso",
+    "sklearn.linear_model._coordinate_descent.ElasticNet",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._classes.DecisionTreeRegressor",
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.ensemble._forest.RandomForestRegressor",
+    "sklearn.ensemble._forest.ExtraTreesClassifier",
+    "sklearn.ensemble._forest.ExtraTreesRegressor",
+    "sklearn.ensemble._gb.GradientBoostingClassifier",
+    "sklearn.ensemble._gb.GradientBoostingRegressor",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingRegressor",
+    "sklearn.neighbors._classification.KNeighborsClassifier",
+    "sklearn.neighbors._regression.KNeighborsRegressor",
+    "sklearn.svm._classes.SVC",
+    "sklearn.svm._classes.SVR",
+    "sklearn.svm._classes.LinearSVC",
+    "sklearn.svm._classes.LinearSVR",
+    "sklearn.naive_bayes.GaussianNB",
+    "sklearn.naive_bayes.BernoulliNB",
+    "sklearn.naive_bayes.MultinomialNB",
+    "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
+    "sklearn.neural_network._multilayer_perceptron.MLPRegressor",
+    "sklearn.dummy.DummyClassifier",
+    "sklearn.dummy.DummyRegressor",
+    # estimators inside them: a forest's trees, label encoders, a boosting's initial model
+    "sklearn.tree._classes.ExtraTreeClassifier",
+    "sklearn.tree._classes.ExtraTreeRegressor",
+    "sklearn.preprocessing._label.LabelBinarizer",
+    "sklearn.preprocessing._label.LabelEncoder",
+    # their fitted parts
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
     "sklearn.neighbors._kd_tree.KDTree",
@@ -67,6 +108,38 @@ TRUSTED = [
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
+def _skops_io():
+    """`skops.io`, imported without listing every estimator scikit-learn has.
+
+    On import, skops makes every scikit-learn estimator trusted by default, and to list
+    them calls `sklearn.utils.all_estimators()`, which imports all of scikit-learn (and
+    pytest, and dask's array API shim): ~0.3 s of a model's load here, seconds on a cold
+    disk. mlstage never relies on that default (it names what it trusts, TRUSTED), so the
+    list is made empty for that import: loading a model then imports only the modules
+    its file names. Should skops already be imported, its default stands (the same
+    types and more), and nothing else changes."""
+    import sys
+
+    if "skops.io" not in sys.modules:
+        import sklearn.utils
+
+        listing = sklearn.utils.all_estimators
+        sklearn.utils.all_estimators = lambda *args, **kwargs: []
+        try:
+            import skops.io
+        finally:
+            sklearn.utils.all_estimators = listing
+    import skops.io
+
+    return skops.io
+
+
+def load_estimator(data: bytes):
+    """The estimator of a `model.skops` file's bytes, trusting only TRUSTED (and skops'
+    own internal types); skops' exceptions pass through."""
+    return _skops_io().loads(data, trusted=TRUSTED)
+
+
 def dump_estimator(estimator) -> bytes:
     """skops bytes made reproducible: the same estimator gives the same bytes.
 
@@ -75,9 +148,7 @@ def dump_estimator(estimator) -> bytes:
     and stamps zip entries with the time; ids and files are renumbered in order of
     appearance and entries written sorted, with a fixed time.
     """
-    import skops.io as sio
-
-    raw = zipfile.ZipFile(io.BytesIO(sio.dumps(estimator)))
+    raw = zipfile.ZipFile(io.BytesIO(_skops_io().dumps(estimator)))
     schema = json.loads(raw.read("schema.json"))
     renumber: dict[int | str, int] = {}
     files: dict[str, str] = {}  # skops' file name -> ours
@@ -162,8 +233,6 @@ class Model:
     def load(cls, path: str | Path) -> Model:
         from importlib.metadata import version
 
-        import skops.io as sio
-
         path = Path(path)
         manifest = read_manifest(path)
         if manifest["kind"] != "model":
@@ -188,7 +257,7 @@ class Model:
         signature = read_signature(path)
         _check_library(path, manifest, signature)
         try:
-            estimator = sio.loads((path / ESTIMATOR_FILE).read_bytes(), trusted=TRUSTED)
+            estimator = load_estimator((path / ESTIMATOR_FILE).read_bytes())
         except Exception as e:  # skops raises UntrustedTypesFoundException and friends
             raise CorruptArtifact(
                 f"{path / ESTIMATOR_FILE}: cannot load the estimator safely: {e}"
