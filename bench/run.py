@@ -26,15 +26,19 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
+from mlstage.core.missing import DEFAULT_NULLS
+
 BENCH = Path(__file__).resolve().parent
 PY = sys.executable
 # The venv's own entry point, so we time what users run (not `python -m`).
 MLSTAGE = shutil.which("mlstage", path=str(Path(PY).parent)) or "mlstage"
-# polars' own conversion to the table `ingest` writes: the data's one datetime column
-# parsed with its format (the fastest way polars has: try_parse_dates=True is slower)
+# polars' own conversion to the table `ingest` writes: the same missing-value markers
+# (mlstage's defaults), the data's one datetime column parsed with its format (the fastest
+# way polars has: try_parse_dates=True is slower)
 REF_CODE = (
-    "import polars as pl, sys; pl.scan_csv(sys.argv[1]).with_columns(pl.col('ts')"
-    ".str.to_datetime('%Y-%m-%dT%H:%M:%S%.f', time_unit='us')).sink_parquet(sys.argv[2])"
+    f"import polars as pl, sys; pl.scan_csv(sys.argv[1], null_values={list(DEFAULT_NULLS)!r})"
+    ".with_columns(pl.col('ts').str.to_datetime('%Y-%m-%dT%H:%M:%S%.f', time_unit='us'))"
+    ".sink_parquet(sys.argv[2])"
 )
 REF_PARQUET = "import polars as pl, sys; pl.scan_parquet(sys.argv[1]).sink_parquet(sys.argv[2])"
 GROUPS = ("ingest", "stats", "featurize", "model")

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import BadInput, CorruptArtifact, ExitCode
 from ..version import __version__
-from .fsutil import is_regular_file, sha256_file
+from .fsutil import hash_files, is_regular_file, sha256_file
 from .jsonio import dumps_pretty, sha256_json
 
 FORMAT = "mlstage-artifact/1"
@@ -98,14 +98,15 @@ def build_manifest(
     payload_dir: Path,
     summary: dict[str, Any],
 ) -> dict[str, Any]:
-    files = []
-    for name in sorted(os.listdir(payload_dir)):
-        if name == MANIFEST:
-            continue
-        p = payload_dir / name
-        if not p.is_file():
-            raise CorruptArtifact(f"{p}: artifact payloads are plain files")
-        files.append({"path": name, "sha256": sha256_file(p), "bytes": p.stat().st_size})
+    names = [n for n in sorted(os.listdir(payload_dir)) if n != MANIFEST]
+    for name in names:
+        if not (payload_dir / name).is_file():
+            raise CorruptArtifact(f"{payload_dir / name}: artifact payloads are plain files")
+    digests = hash_files([payload_dir / n for n in names])
+    files = [
+        {"path": n, "sha256": d, "bytes": (payload_dir / n).stat().st_size}
+        for n, d in zip(names, digests, strict=True)
+    ]
     manifest = {
         "format": FORMAT,
         "kind": kind,

@@ -36,6 +36,18 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def hash_files(paths: list[Path]) -> list[str]:
+    """sha256_file of each path, in order; several files are hashed in threads, one per
+    core (hashlib releases the GIL): a dataset's partitions hash in half the time on
+    two cores."""
+    if len(paths) < 2:
+        return [sha256_file(p) for p in paths]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(len(paths), os.cpu_count() or 1)) as pool:
+        return list(pool.map(sha256_file, paths))
+
+
 def is_regular_file(path: str | os.PathLike, max_bytes: int | None = None) -> bool:
     """Whether `path` is itself a regular file (not a link, fifo or device; lstat, so a
     link is never followed) of at most `max_bytes`: safe to read without hanging."""

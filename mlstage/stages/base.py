@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core import replay
+from ..core.artifact import FORMAT as MANIFEST_FORMAT
 from ..core.artifact import Input, build_manifest, fingerprint, gate_exit_code, read_manifest
+from ..core.documents import warm_up
 from ..core.fsutil import (
     file_lock,
     has_leftovers,
@@ -206,6 +208,7 @@ def run_stage(
 
 
 def _produce(plan: StagePlan, produce: Produce, tmp: Path, store: Store) -> dict[str, Any]:
+    warm_up(MANIFEST_FORMAT)  # its schema checks the manifest once the work is done
     summary = produce(tmp)
     fault_point("produced")
     manifest = build_manifest(

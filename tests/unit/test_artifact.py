@@ -156,3 +156,19 @@ def test_verify_names_an_edited_file(tmp_path):
     (out / "payload.txt").write_text("tampered!")
     checked, problems = store.verify(out)
     assert checked == 1 and len(problems) == 1 and "payload.txt" in problems[0]
+
+
+def test_hash_files_gives_each_files_sha256_in_order(tmp_path):
+    import hashlib
+
+    from mlstage.core.fsutil import hash_files
+
+    contents = [b"", b"a", bytes(range(256)) * 5000, b"b" * (3 << 20)]
+    paths = []
+    for i, data in enumerate(contents):
+        paths.append(tmp_path / f"f{i}")
+        paths[-1].write_bytes(data)
+    expected = [hashlib.sha256(c).hexdigest() for c in contents]
+    assert hash_files(paths) == expected
+    assert hash_files(paths[::-1]) == expected[::-1]
+    assert hash_files(paths[:1]) == expected[:1] and hash_files([]) == []
