@@ -104,12 +104,12 @@ def _float_text(x):
     import polars as pl
 
     text = x.cast(pl.String)
-    positional_small = (
-        (x.abs() < 1e-4) & (x != 0) & text.str.strip_prefix("-").str.starts_with("0.0")
-    )
     # The rewrite runs on those values only (null elsewhere, which string kernels skip):
-    # a when/then would compute it for every value, 9x the cost of the cast itself.
-    small = pl.when(positional_small).then(text)
+    # a when/then would compute it for every value, 9x the cost of the cast itself. The
+    # text is looked at only where the number is small: a string test on every value
+    # cost 2.7x the cast.
+    tiny = pl.when((x.abs() < 1e-4) & (x != 0)).then(text)
+    small = pl.when(tiny.str.strip_prefix("-").str.starts_with("0.0")).then(tiny)
     body = small.str.strip_prefix("-")
     digits = body.str.strip_prefix("0.").str.strip_chars_start("0")
     zeros = body.str.len_chars() - 2 - digits.str.len_chars()

@@ -35,6 +35,21 @@ def test_stable_hash_known_values():
     assert stable_hash(None) is None
 
 
+def test_float_text_equals_repr_rule_across_every_magnitude():
+    """The vectorised canonical text of floats against the per-value one, on a sweep of
+    magnitudes from subnormals to 1e20 (where polars' printing changes notation)."""
+    from mlstage.core.hashing import text_expr
+
+    values = [0.0, -0.0, 5e-324, -5e-324, 1e-4, -1e-4, float("inf"), float("-inf")]
+    for exponent in range(-325, 21):
+        for mantissa in (1.0, 1.5, 9.99, 1.2345678901234567, 3.0):
+            for sign in (1, -1):
+                values.append(sign * mantissa * 10.0**exponent)
+    df = pl.DataFrame({"v": values}, schema={"v": pl.Float64})
+    got = df.lazy().select(text_expr("v", pl.Float64)).collect().to_series().to_list()
+    assert got == [canonical_text(v) for v in values]
+
+
 scalars = st.one_of(
     st.text(max_size=20),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
