@@ -143,6 +143,24 @@ def test_a_changed_payload_is_never_read_under_its_old_id(tmp_path):
     assert cli("stats", "data", "-o", "st").exit_code == 0
 
 
+def test_a_changed_large_split_is_found_among_several_hashed_at_once(tmp_path):
+    """Files over the store's small-file size, not yet hashed by this store, are hashed
+    in threads together: a changed one among them is still named."""
+    rng = np.random.default_rng(1)
+    pl.DataFrame({"x": rng.normal(size=400_000), "y": rng.integers(0, 2, 400_000)}).write_csv(
+        tmp_path / "big.csv"
+    )
+    ingest(["big.csv"], "data", split=["a=1", "b=1"], store="s1")
+    parts = sorted((tmp_path / "data").glob("*.parquet"))
+    assert len(parts) == 2 and all(p.stat().st_size > (1 << 20) for p in parts)
+    # another store has no hash of them cached: it reads both, in threads
+    assert cli("stats", "data", "-o", "ok", "--store", "s2").exit_code == 0
+    _tamper(parts[1])
+    r = cli("stats", "data", "-o", "st", "--store", "s3")
+    assert r.exit_code == 2 and parts[1].name in r.stderr and parts[0].name not in r.stderr
+    assert "changed since it was written" in r.stderr and not (tmp_path / "st").exists()
+
+
 def test_a_hand_edited_schema_in_an_artifact_is_refused(tmp_path):
     _data(tmp_path / "d.csv")
     ingest(["d.csv"], "data")
