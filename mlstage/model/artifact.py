@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,7 @@ TRUSTED = [
     "collections.OrderedDict",
 ]
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_SKOPS_IMPORT = threading.Lock()
 
 
 def _skops_io():
@@ -120,15 +122,16 @@ def _skops_io():
     types and more), and nothing else changes."""
     import sys
 
-    if "skops.io" not in sys.modules:
-        import sklearn.utils
+    with _SKOPS_IMPORT:  # two threads must not each save the other's stand-in
+        if "skops.io" not in sys.modules:
+            import sklearn.utils
 
-        listing = sklearn.utils.all_estimators
-        sklearn.utils.all_estimators = lambda *args, **kwargs: []
-        try:
-            import skops.io
-        finally:
-            sklearn.utils.all_estimators = listing
+            listing = sklearn.utils.all_estimators
+            sklearn.utils.all_estimators = lambda *args, **kwargs: []
+            try:
+                import skops.io
+            finally:
+                sklearn.utils.all_estimators = listing
     import skops.io
 
     return skops.io

@@ -257,7 +257,11 @@ class Store(Maintained):
                 if self.cached_sha256(p) is None:
                     todo.append(p)
         if len(todo) > 1:
-            for p, digest in zip(todo, hash_files(todo), strict=True):
+            try:
+                digests = hash_files(todo)
+            except OSError:  # gone or unreadable: the check below names it
+                return
+            for p, digest in zip(todo, digests, strict=True):
                 self.cache_sha256(p, digest)
 
     def intact(self, artifact_dir: Path, manifest: dict[str, Any]) -> bool:
