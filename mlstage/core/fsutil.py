@@ -37,15 +37,20 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def hash_files(paths: list[Path]) -> list[str]:
-    """sha256_file of each path, in order; several files are hashed in threads, one per
-    core (hashlib releases the GIL): a dataset's partitions hash in half the time on
-    two cores."""
-    if len(paths) < 2:
+    """sha256_file of each path, in order; several files are hashed in threads, up to one
+    per core this process may use and at most 4 (hashlib releases the GIL): a dataset's
+    partitions hash in half the time on two cores. On an error or an interrupt the files
+    not started yet are dropped, not read."""
+    workers = min(len(paths), len(os.sched_getaffinity(0)), 4)
+    if workers < 2:
         return [sha256_file(p) for p in paths]
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(min(len(paths), os.cpu_count() or 1)) as pool:
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="mlstage-hash")
+    try:
         return list(pool.map(sha256_file, paths))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def is_regular_file(path: str | os.PathLike, max_bytes: int | None = None) -> bool:

@@ -243,26 +243,37 @@ class Store(Maintained):
         return check_files(artifact_dir, manifest, digest=self.checked_sha256)
 
     def _hash_uncached(self, artifact_dir: Path, manifest: dict[str, Any]) -> None:
-        """Hash in threads (one per core) the large payload files of the right size whose
-        hash is not cached yet, into the cache `checked_sha256` then reads: a dataset's
-        splits and partitions are read at once instead of one after another."""
-        todo = []
+        """Hash in threads the large payload files of the right size whose hash is not
+        cached yet, into the cache `checked_sha256` then reads: a dataset's splits and
+        partitions are read at once instead of one after another. A file is cached only
+        when its size, times and inode are the same after the batch as before it (a file
+        swapped or written meanwhile is left to the check, which reads it again)."""
+        todo: list[tuple[Path, tuple]] = []
         for f in manifest["files"]:
             p = artifact_dir / f["path"]
             try:
                 st = os.lstat(p)
+                if not (stat.S_ISREG(st.st_mode) and st.st_size == f["bytes"] > SMALL_FILE):
+                    continue
+                if self.cached_sha256(p) is None:
+                    todo.append((p, _stat_key(p)))
+            except OSError:  # gone or unreadable: the check below names it
+                continue
+        if len(todo) < 2:
+            return
+        try:
+            digests = hash_files([p for p, _ in todo])
+        except OSError:
+            return
+        for (p, before), digest in zip(todo, digests, strict=True):
+            try:
+                unchanged = _stat_key(p) == before
             except OSError:
                 continue
-            if stat.S_ISREG(st.st_mode) and st.st_size == f["bytes"] > SMALL_FILE:
-                if self.cached_sha256(p) is None:
-                    todo.append(p)
-        if len(todo) > 1:
-            try:
-                digests = hash_files(todo)
-            except OSError:  # gone or unreadable: the check below names it
-                return
-            for p, digest in zip(todo, digests, strict=True):
-                self.cache_sha256(p, digest)
+            if unchanged:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?,?)", (*before, digest)
+                )
 
     def intact(self, artifact_dir: Path, manifest: dict[str, Any]) -> bool:
         """Cheap check that an artifact's payload files match its manifest."""

@@ -39,6 +39,16 @@ def _type_name(cls) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def test_trusted_names_every_metric_a_neighbours_tree_may_hold_but_python_functions():
+    import sklearn.metrics._dist_metrics as metrics
+
+    names = {n for n in dir(metrics) if n.endswith("Distance64")}
+    assert "EuclideanDistance64" in names  # the module still names its metrics this way
+    trusted = {f"sklearn.metrics._dist_metrics.{n}" for n in names - {"PyFuncDistance64"}}
+    assert trusted <= set(TRUSTED)
+    assert "sklearn.metrics._dist_metrics.PyFuncDistance64" not in TRUSTED
+
+
 def test_trusted_names_every_estimator_train_builds():
     missing = [
         name
@@ -53,6 +63,8 @@ def test_trusted_names_every_estimator_train_builds():
 VARIANTS = [
     ("KNeighborsClassifier", {"algorithm": "ball_tree", "metric": "manhattan"}),
     ("KNeighborsRegressor", {"metric": "chebyshev"}),
+    ("KNeighborsClassifier", {"metric": "canberra"}),
+    ("KNeighborsRegressor", {"algorithm": "ball_tree", "metric": "braycurtis"}),
     ("SGDClassifier", {"loss": "log_loss"}),
     ("SGDRegressor", {"loss": "huber"}),
     ("GradientBoostingRegressor", {"loss": "huber", "n_estimators": 5}),

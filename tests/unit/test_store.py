@@ -159,3 +159,75 @@ def test_a_new_store_over_an_empty_folder(tmp_path):
     (tmp_path / "st").mkdir()
     store = Store.open(tmp_path / "st")
     assert (store.root / "mlstage-store").is_file() and store.objects.is_dir()
+
+
+def _two_large_files(tmp_path):
+    import hashlib
+
+    folder = tmp_path / "art"
+    folder.mkdir()
+    files = []
+    for name, fill in (("a.bin", b"a"), ("b.bin", b"b")):
+        data = fill * (3 << 20)  # over the store's small-file size: hashed in the batch
+        (folder / name).write_bytes(data)
+        files.append({"path": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    return folder, {"files": files}
+
+
+@pytest.mark.parametrize("change", ["swapped", "removed"])
+def test_a_file_changed_while_its_batch_is_hashed_is_named_and_not_cached(
+    tmp_path, monkeypatch, change
+):
+    """Large uncached files are hashed together in threads; a file swapped for another of
+    the same size (a writer's rename) or removed meanwhile is still caught by the check,
+    and no hash is cached for what was not hashed."""
+    import mlstage.store.store as store_module
+
+    folder, manifest = _two_large_files(tmp_path)
+    st = Store.open(tmp_path / "store")
+    real = store_module.hash_files
+
+    def racing(paths):
+        digests = real(paths)
+        target = folder / "a.bin"
+        if change == "swapped":
+            other = folder / "a.new"
+            other.write_bytes(b"z" * (3 << 20))
+            os.replace(other, target)
+        else:
+            target.unlink()
+        return digests
+
+    monkeypatch.setattr(store_module, "hash_files", racing)
+    found = st.problems(folder, manifest)
+    assert len(found) == 1 and "a.bin" in found[0], found
+    expected = "changed since it was written" if change == "swapped" else "missing"
+    assert expected in found[0]
+    if change == "swapped":
+        assert st.cached_sha256(folder / "a.bin") != manifest["files"][0]["sha256"]
+    # the file nothing touched was hashed once, in the batch, and cached
+    assert st.cached_sha256(folder / "b.bin") == manifest["files"][1]["sha256"]
+
+
+def test_hash_files_drops_the_files_not_started_after_an_error(tmp_path, monkeypatch):
+    import mlstage.core.fsutil as fsutil
+
+    paths = [tmp_path / f"f{i}" for i in range(8)]
+    for p in paths:
+        p.write_bytes(b"x")
+    read = []
+
+    def failing(path):
+        read.append(path)
+        if path == paths[0]:
+            raise PermissionError(13, "denied", str(path))
+        import time
+
+        time.sleep(0.2)
+        return "ok"
+
+    monkeypatch.setattr(fsutil, "sha256_file", failing)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    with pytest.raises(PermissionError):
+        fsutil.hash_files(paths)
+    assert len(read) < len(paths)  # the queued files were cancelled, not read
