@@ -2,6 +2,7 @@
 
 - `artifact`: the model artifact's files (skops estimator, transform, signature,
   metrics) and `Model`, the prediction core `evaluate`, `predict` and `serve` share;
+- `estimator_file`: `model.skops`, the types it may hold (TRUSTED), read and written;
 - `estimators`: the allow-list of scikit-learn estimators and tuning spaces;
 - `metrics`: metrics overall, per slice and per group, fairness;
 - `inspection`: permutation importance, partial dependence, curves;

@@ -150,7 +150,7 @@ def train(
     def produce(tmp: Path) -> dict[str, Any]:
         import numpy as np
 
-        from ..model.artifact import ESTIMATOR_FILE, dump_estimator
+        from ..model.estimator_file import ESTIMATOR_FILE, dump_estimator
         from ..model.estimators import index_classes, one_blas_thread
 
         feature_cols = list(transform_doc["outputs"])

@@ -30,7 +30,6 @@ from typing import Any
 from ..core import replay
 from ..core.artifact import (
     MANIFEST,
-    check_files,
     manifest_bytes,
     read_manifest,
     utc_now,
@@ -38,28 +37,17 @@ from ..core.artifact import (
 from ..core.fsutil import (
     file_lock,
     fsync_path,
-    hash_files,
     is_empty_dir,
     remove_tree,
-    sha256_file,
     write_bytes_durably,
 )
 from ..core.outputs import STORE_MARKER, create_store, is_store, owner
 from ..core.s3url import S3Url, as_s3, is_s3
 from ..core.storeloc import find_store_root
 from ..errors import BadInput, CorruptArtifact, NotFound, opt
+from .file_hashes import FileHashes
 from .index import connect, index_artifact
 from .maintenance import Maintained
-
-# Files up to this size are re-hashed on every read (JSON documents, small models): cheaper
-# than trusting anything. Larger ones are trusted while size, mtime, ctime and inode are
-# those recorded with their hash (ctime cannot be set back by hand, unlike mtime).
-SMALL_FILE = 1 << 20
-
-
-def _stat_key(path: Path) -> tuple[str, int, int, int, int]:
-    st = path.stat()
-    return (str(path.absolute()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def find_store(explicit: str | os.PathLike | None = None, near: Path | None = None) -> Path:
@@ -83,7 +71,7 @@ def store_for(store: str | os.PathLike | Store | None, out: str | os.PathLike | 
     return Store.open(store, near=near)
 
 
-class Store(Maintained):
+class Store(Maintained, FileHashes):
     """A store on this machine; `verify`, `gc`, `reindex` and their kin come from
     `maintenance.Maintained`."""
 
@@ -204,80 +192,6 @@ class Store(Maintained):
         folder = self.root / "locks"
         folder.mkdir(exist_ok=True)
         return folder / f"{hashlib.sha256(normalise_path(out).encode()).hexdigest()[:32]}.lock"
-
-    # -- file hashes ------------------------------------------------------------
-    def cached_sha256(self, path: Path) -> str | None:
-        """The sha256 recorded for this file, if its size, mtime, ctime and inode are unchanged."""
-        row = self.db.execute(
-            "SELECT sha256 FROM file_hashes WHERE path=? AND size=? AND mtime_ns=? AND ctime_ns=?"
-            " AND ino=?",
-            _stat_key(path),
-        ).fetchone()
-        return row[0] if row else None
-
-    def cache_sha256(self, path: Path, digest: str) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?,?)", (*_stat_key(path), digest)
-        )
-
-    def checked_sha256(self, path: Path) -> str:
-        """sha256 for checking a payload: always read for small files, else cached."""
-        return sha256_file(path) if path.stat().st_size <= SMALL_FILE else self.file_sha256(path)
-
-    def file_sha256(self, path: Path) -> str:
-        """sha256 of a file, skipping the read when size, mtime and inode are unchanged."""
-        digest = self.cached_sha256(path)
-        if digest is None:
-            digest = sha256_file(path)
-            self.cache_sha256(path, digest)
-        return digest
-
-    def remember_hashes(self, artifact_dir: Path, manifest: dict[str, Any]) -> None:
-        """Cache the hashes of a just-written artifact's files, so checking it later reads nothing."""
-        rows = [(*_stat_key(artifact_dir / f["path"]), f["sha256"]) for f in manifest["files"]]
-        self.db.executemany("INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?,?)", rows)
-
-    def problems(self, artifact_dir: Path, manifest: dict[str, Any]) -> list[str]:
-        """The payload files that do not match the manifest, each with what is wrong."""
-        self._hash_uncached(artifact_dir, manifest)
-        return check_files(artifact_dir, manifest, digest=self.checked_sha256)
-
-    def _hash_uncached(self, artifact_dir: Path, manifest: dict[str, Any]) -> None:
-        """Hash in threads the large payload files of the right size whose hash is not
-        cached yet, into the cache `checked_sha256` then reads: a dataset's splits and
-        partitions are read at once instead of one after another. A file is cached only
-        when its size, times and inode are the same after the batch as before it (a file
-        swapped or written meanwhile is left to the check, which reads it again)."""
-        todo: list[tuple[Path, tuple]] = []
-        for f in manifest["files"]:
-            p = artifact_dir / f["path"]
-            try:
-                st = os.lstat(p)
-                if not (stat.S_ISREG(st.st_mode) and st.st_size == f["bytes"] > SMALL_FILE):
-                    continue
-                if self.cached_sha256(p) is None:
-                    todo.append((p, _stat_key(p)))
-            except OSError:  # gone or unreadable: the check below names it
-                continue
-        if len(todo) < 2:
-            return
-        try:
-            digests = hash_files([p for p, _ in todo])
-        except OSError:
-            return
-        for (p, before), digest in zip(todo, digests, strict=True):
-            try:
-                unchanged = _stat_key(p) == before
-            except OSError:
-                continue
-            if unchanged:
-                self.db.execute(
-                    "INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?,?)", (*before, digest)
-                )
-
-    def intact(self, artifact_dir: Path, manifest: dict[str, Any]) -> bool:
-        """Cheap check that an artifact's payload files match its manifest."""
-        return not self.problems(artifact_dir, manifest)
 
     def check_input(self, artifact_dir: Path, manifest: dict[str, Any], ref: str) -> None:
         """Bad input (exit 2) naming the first payload file that does not match its

@@ -15,7 +15,8 @@ import pytest
 
 from mlstage import evaluate, featurize, ingest, train
 from mlstage.errors import BadInput
-from mlstage.model.artifact import TRUSTED, Model
+from mlstage.model.artifact import Model
+from mlstage.model.estimator_file import TRUSTED
 
 from ..conftest import cli, run_mlstage, write
 from .test_train import SPEC

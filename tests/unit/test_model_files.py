@@ -1,6 +1,6 @@
 """The estimator file: what a model load trusts, and what it imports.
 
-`artifact._skops_io` imports skops without its default trust of every scikit-learn
+`estimator_file._skops_io` imports skops without its default trust of every scikit-learn
 estimator (listing them imports all of scikit-learn), so TRUSTED alone decides what
 loads. These tests hold TRUSTED to the estimators `train` builds, and load every one of
 them in a fresh interpreter, where skops is imported that way (in this process another
@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from mlstage.model.artifact import TRUSTED, dump_estimator
+from mlstage.model.estimator_file import TRUSTED, dump_estimator
 from mlstage.model.estimators import ESTIMATORS, OPTIONAL
 
 
@@ -86,7 +86,7 @@ def _fitted(name: str, params: dict, rng):
 LOADER = """
 import json, sys
 import numpy as np
-from mlstage.model.artifact import load_estimator
+from mlstage.model.estimator_file import load_estimator
 
 cases = json.loads(sys.argv[1])
 first = True
@@ -131,7 +131,7 @@ def test_a_type_outside_trusted_is_refused_in_a_fresh_process(tmp_path):
     path = tmp_path / "scaler.skops"
     path.write_bytes(dump_estimator(StandardScaler().fit(np.ones((3, 2)))))
     code = (
-        "import sys; from mlstage.model.artifact import load_estimator\n"
+        "import sys; from mlstage.model.estimator_file import load_estimator\n"
         "try:\n    load_estimator(open(sys.argv[1], 'rb').read())\n"
         "except Exception as e:\n    print(type(e).__name__, e)\nelse:\n    print('loaded')"
     )

@@ -181,11 +181,11 @@ def test_a_file_changed_while_its_batch_is_hashed_is_named_and_not_cached(
     """Large uncached files are hashed together in threads; a file swapped for another of
     the same size (a writer's rename) or removed meanwhile is still caught by the check,
     and no hash is cached for what was not hashed."""
-    import mlstage.store.store as store_module
+    import mlstage.store.file_hashes as file_hashes
 
     folder, manifest = _two_large_files(tmp_path)
     st = Store.open(tmp_path / "store")
-    real = store_module.hash_files
+    real = file_hashes.hash_files
 
     def racing(paths):
         digests = real(paths)
@@ -198,7 +198,7 @@ def test_a_file_changed_while_its_batch_is_hashed_is_named_and_not_cached(
             target.unlink()
         return digests
 
-    monkeypatch.setattr(store_module, "hash_files", racing)
+    monkeypatch.setattr(file_hashes, "hash_files", racing)
     found = st.problems(folder, manifest)
     assert len(found) == 1 and "a.bin" in found[0], found
     expected = "changed since it was written" if change == "swapped" else "missing"
