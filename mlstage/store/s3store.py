@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..core.artifact import MANIFEST, checked_manifest, manifest_bytes, utc_now
+from ..core.artifact import MANIFEST, checked_manifest, manifest_bytes
 from ..core.fsutil import remove_tree, write_bytes_durably
 from ..core.outputs import create_store, is_store
 from ..core.s3url import S3Url, as_s3, cache_root, is_s3
@@ -227,10 +227,14 @@ class S3Store(Store):
         from . import s3gc
 
         s3gc.keep_fresh(self, manifest)
-        at = utc_now()
-        entry = {"at": at, "path": self.path_key(path), "id": manifest["id"],
-                 "stage": manifest["stage"]}  # fmt: skip
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
+        # One reading of the clock for the entry's second and its name's stamp: two
+        # readings could straddle a second and name a write before the ones it follows
+        # (a reindex orders the writes by name).
+        now = time.time_ns()
+        second = time.gmtime(now // 10**9)
+        entry = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", second), "path": self.path_key(path),
+                 "id": manifest["id"], "stage": manifest["stage"]}  # fmt: skip
+        stamp = time.strftime("%Y%m%dT%H%M%S", second) + f".{now % 10**9:09d}Z"
         name = f"{stamp}-{manifest['id'][:12]}-{secrets.token_hex(4)}.json"
         data = json.dumps(entry, sort_keys=True).encode()
         client.put(self.url.join("journal", name), data, create=True)
