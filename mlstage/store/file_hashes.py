@@ -21,9 +21,15 @@ from ..core.fsutil import hash_files, sha256_file
 SMALL_FILE = 1 << 20
 
 
-def _stat_key(path: Path) -> tuple[str, int, int, int, int]:
-    st = path.stat()
+_PUT = "INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?,?)"
+
+
+def _key(path: Path, st: os.stat_result) -> tuple[str, int, int, int, int]:
     return (str(path.absolute()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _stat_key(path: Path) -> tuple[str, int, int, int, int]:
+    return _key(path, path.stat())
 
 
 class FileHashes:
@@ -35,17 +41,18 @@ class FileHashes:
 
     def cached_sha256(self, path: Path) -> str | None:
         """The sha256 recorded for this file, if its size, mtime, ctime and inode are unchanged."""
+        return self._cached(_stat_key(path))
+
+    def _cached(self, key: tuple) -> str | None:
         row = self.db.execute(
             "SELECT sha256 FROM file_hashes WHERE path=? AND size=? AND mtime_ns=? AND ctime_ns=?"
             " AND ino=?",
-            _stat_key(path),
+            key,
         ).fetchone()
         return row[0] if row else None
 
     def cache_sha256(self, path: Path, digest: str) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?,?)", (*_stat_key(path), digest)
-        )
+        self.db.execute(_PUT, (*_stat_key(path), digest))
 
     def checked_sha256(self, path: Path) -> str:
         """sha256 for checking a payload: always read for small files, else cached."""
@@ -62,7 +69,7 @@ class FileHashes:
     def remember_hashes(self, artifact_dir: Path, manifest: dict[str, Any]) -> None:
         """Cache the hashes of a just-written artifact's files, so checking it later reads nothing."""
         rows = [(*_stat_key(artifact_dir / f["path"]), f["sha256"]) for f in manifest["files"]]
-        self.db.executemany("INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?,?)", rows)
+        self.db.executemany(_PUT, rows)
 
     def problems(self, artifact_dir: Path, manifest: dict[str, Any]) -> list[str]:
         """The payload files that do not match the manifest, each with what is wrong."""
@@ -72,35 +79,27 @@ class FileHashes:
     def _hash_uncached(self, artifact_dir: Path, manifest: dict[str, Any]) -> None:
         """Hash in threads the large payload files of the right size whose hash is not
         cached yet, into the cache `checked_sha256` then reads: a dataset's splits and
-        partitions are read at once instead of one after another. A file is cached only
-        when its size, times and inode are the same after the batch as before it (a file
-        swapped or written meanwhile is left to the check, which reads it again)."""
+        partitions are read at once instead of one after another. Each hash is cached
+        under the size, times and inode taken before its file was read: a file swapped or
+        written meanwhile no longer matches its entry, and the check reads it again."""
         todo: list[tuple[Path, tuple]] = []
         for f in manifest["files"]:
             p = artifact_dir / f["path"]
             try:
                 st = os.lstat(p)
-                if not (stat.S_ISREG(st.st_mode) and st.st_size == f["bytes"] > SMALL_FILE):
-                    continue
-                if self.cached_sha256(p) is None:
-                    todo.append((p, _stat_key(p)))
             except OSError:  # gone or unreadable: the check below names it
                 continue
+            if stat.S_ISREG(st.st_mode) and st.st_size == f["bytes"] > SMALL_FILE:
+                key = _key(p, st)  # lstat of a regular file: what stat gives
+                if self._cached(key) is None:
+                    todo.append((p, key))
         if len(todo) < 2:
             return
         try:
             digests = hash_files([p for p, _ in todo])
         except OSError:
             return
-        for (p, before), digest in zip(todo, digests, strict=True):
-            try:
-                unchanged = _stat_key(p) == before
-            except OSError:
-                continue
-            if unchanged:
-                self.db.execute(
-                    "INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?,?)", (*before, digest)
-                )
+        self.db.executemany(_PUT, [(*key, d) for (_, key), d in zip(todo, digests, strict=True)])
 
     def intact(self, artifact_dir: Path, manifest: dict[str, Any]) -> bool:
         """Cheap check that an artifact's payload files match its manifest."""
