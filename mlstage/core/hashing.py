@@ -1,4 +1,6 @@
-"""The one stable hash of mlstage: split keys, hashed features and crosses.
+"""The stable hashes of mlstage: the text hash (hashed features, crosses, and the splits
+of datasets ingested before the row hash) and the typed row hash (splits).
+
 
     stable_hash(value) = xxHash64(seed 0) of the UTF-8 bytes of canonical_text(value)
 
@@ -21,6 +23,27 @@ value hashes the same in every process, on every machine, in every version of
 Python, polars and mlstage. The vectorised path (`hash_expr`, over polars
 columns through the `polars-hash` plugin) and the per-row path (`stable_hash`,
 through the `xxhash` package) are tested equal by property tests.
+
+The row hash splits rows (`ingest --split`, by the whole row or `--split-key`) from the
+typed values, without writing them as text (7x cheaper than the text hash of a row):
+
+    row_hash(v_0..v_n-1, seed) = fmix64( S + sum_i K_i * word(v_i)  mod 2^64 )
+    S   = xxHash64 of the UTF-8 bytes of "<seed>" (so that no row, all zeros included,
+          hashes alike under every seed)
+    K_i = xxHash64 of the UTF-8 bytes of "<seed>" U+001F "<i>", with bit 0 set
+    word: string    xxHash64 (seed 0) of its UTF-8 bytes (the text hash of a string)
+          bool      1 / 0
+          int       the 64-bit two's complement
+          float     the IEEE 754 double's bits; every NaN as 0x7FF8000000000000
+          date      days since 1970-01-01, two's complement
+          datetime  microseconds since 1970-01-01T00:00 (wall clock, no zone), likewise
+          missing   0x9E3779B97F4A7C15
+    fmix64: MurmurHash3's 64-bit finaliser (a bijection in which every input bit flips
+          each output bit with probability about 1/2)
+
+Every operation is defined on 64-bit words, so the hash is the same everywhere; the
+vectorised path (`with_row_hash`, polars' wrapping UInt64 arithmetic) and the per-row
+path (`row_hash`) are tested equal by property tests.
 """
 
 from __future__ import annotations
@@ -28,6 +51,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import re
+import struct
 
 import xxhash
 
@@ -144,3 +168,94 @@ def unit_interval_expr(hash_expression):
     import polars as pl
 
     return (hash_expression // (1 << 11)).cast(pl.Float64) / float(1 << 53)
+
+
+# -- the typed row hash (splits) -------------------------------------------------------
+
+MASK64 = (1 << 64) - 1
+MISSING_WORD = 0x9E3779B97F4A7C15
+NAN_WORD = 0x7FF8000000000000
+_FMIX = (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53)
+_EPOCH = _dt.datetime(1970, 1, 1)
+_MICRO = _dt.timedelta(microseconds=1)
+
+
+def row_multipliers(n: int, seed: int) -> list[int]:
+    """K_0..K_{n-1} of the row hash: odd, so that each term keeps every bit of its word."""
+    return [xxhash.xxh64_intdigest(f"{seed}{SEPARATOR}{i}".encode()) | 1 for i in range(n)]
+
+
+def fmix64(k: int) -> int:
+    k = ((k ^ (k >> 33)) * _FMIX[0]) & MASK64
+    k = ((k ^ (k >> 33)) * _FMIX[1]) & MASK64
+    return k ^ (k >> 33)
+
+
+def value_word(value: object) -> int:
+    """The 64-bit word of one typed value in the row hash."""
+    if value is None:
+        return MISSING_WORD
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value & MASK64
+    if isinstance(value, float):
+        return NAN_WORD if math.isnan(value) else struct.unpack("<Q", struct.pack("<d", value))[0]
+    if isinstance(value, _dt.datetime):
+        return ((value.replace(tzinfo=None) - _EPOCH) // _MICRO) & MASK64
+    if isinstance(value, _dt.date):
+        return (value - _EPOCH.date()).days & MASK64
+    if isinstance(value, str):
+        return xxhash.xxh64_intdigest(value.encode("utf-8"))
+    raise TypeError(f"no row-hash word for {type(value).__name__}")
+
+
+def row_offset(seed: int) -> int:
+    return xxhash.xxh64_intdigest(str(seed).encode())
+
+
+def row_hash(values: list[object], seed: int) -> int:
+    ks = row_multipliers(len(values), seed)
+    total = row_offset(seed) + sum(k * value_word(v) for k, v in zip(ks, values, strict=True))
+    return fmix64(total & MASK64)
+
+
+def _word_expr(name: str, dtype):
+    import polars as pl
+    import polars_hash  # noqa: F401  (registers the `nchash` namespace)
+
+    col = pl.col(name)
+    if dtype == pl.String:
+        word = col.nchash.xxhash64()
+    elif dtype == pl.Boolean:
+        word = col.cast(pl.UInt64)
+    elif dtype.is_float():
+        word = col.cast(pl.Float64).fill_nan(math.nan).reinterpret(dtype=pl.UInt64)
+    elif dtype.is_integer():
+        word = col.cast(pl.Int64).reinterpret(dtype=pl.UInt64)
+    elif dtype == pl.Date:
+        word = col.cast(pl.Int32).cast(pl.Int64).reinterpret(dtype=pl.UInt64)
+    elif isinstance(dtype, pl.Datetime):
+        wall = col.dt.replace_time_zone(None).dt.cast_time_unit("us")
+        word = wall.cast(pl.Int64).reinterpret(dtype=pl.UInt64)
+    else:
+        raise TypeError(f"column {name!r}: no row-hash word for {dtype}")
+    return word.fill_null(pl.lit(MISSING_WORD, dtype=pl.UInt64))
+
+
+def with_row_hash(frame, names: list[str], schema, seed: int, alias: str):
+    """`frame` (lazy or not) with a UInt64 column `alias`: the row hash of `names`."""
+    import polars as pl
+
+    def u64(x: int):
+        return pl.lit(x, dtype=pl.UInt64)
+
+    ks = row_multipliers(len(names), seed)
+    terms = [_word_expr(n, schema[n]) * u64(k) for n, k in zip(names, ks, strict=True)]
+    frame = frame.with_columns(pl.sum_horizontal(u64(row_offset(seed)), *terms).alias(alias))
+    # fmix64 a step at a time: each step reads its input twice, and as one expression
+    # the sum would be computed 8 times (measured: 4x the whole hash's cost)
+    h = pl.col(alias)
+    for c in _FMIX:
+        frame = frame.with_columns((h.xor(h // (1 << 33)) * u64(c)).alias(alias))
+    return frame.with_columns(h.xor(h // (1 << 33)).alias(alias))

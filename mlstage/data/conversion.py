@@ -21,6 +21,9 @@ from .typeinfer import ColumnType, widen
 
 ALGORITHM = 3  # 2: JSON values typed as CSV; small floats hashed in exponent notation (as
 # documented); 3: splits of more than `partition_rows` rows written as partitions
+# How a dataset's rows are split by hash: its params' "split_hash" (absent: "text", the
+# rule before the typed row hash, which a dataset's spans keep)
+SPLIT_HASH = "typed"
 
 
 def place_partitions(folder: Path, tmp: Path, name: str, partition_rows: int, schema) -> int:
@@ -113,14 +116,16 @@ def _unify(
 
 def write_dataset(
     srcs, tmp: Path, nulls, type_overrides, splits, keys, split_order, seed, infer_rows,
-    partition_rows, engine: Engine, order: list[str] | None = None,
+    partition_rows, engine: Engine, split_hash: str, order: list[str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The sources into `tmp` as split files; `order`: the columns' order (a span takes
-    its dataset's: the whole-row hash that splits rows reads the columns in order)."""
+    its dataset's: the whole-row hash that splits rows reads the columns in order);
+    `split_hash`: "typed" (`hashing.row_hash`), or "text" (`hashing.stable_hash_many`,
+    the rule of datasets ingested before the typed one, which their spans keep)."""
     import polars as pl
 
     from ..core.coltypes import polars_type
-    from ..core.hashing import hash_expr, unit_interval_expr
+    from ..core.hashing import hash_expr, unit_interval_expr, with_row_hash
 
     per_source = [infer_types(s, nulls, infer_rows, type_overrides) for s in srcs]
     types = _unify(srcs, per_source)
@@ -152,6 +157,9 @@ def write_dataset(
         total = sum(w for _, w in splits)
         if split_order:
             position = ((pl.col(split_order).rank("min") - 1) / pl.len()).fill_null(1.0)
+        elif split_hash == "typed":
+            data = with_row_hash(data, keys or list(types), schema, seed, "__hash")
+            position = unit_interval_expr(pl.col("__hash"))
         else:
             position = unit_interval_expr(hash_expr(keys or list(types), schema, prefix=str(seed)))
         cut: Any = pl.when(pl.lit(False)).then(pl.lit(0, dtype=pl.UInt8))
@@ -163,7 +171,7 @@ def write_dataset(
             cut.otherwise(pl.lit(len(splits) - 1, dtype=pl.UInt8)).alias("__split")
         )
         targets = {
-            name: tagged.filter(pl.col("__split") == i).drop("__split")
+            name: tagged.filter(pl.col("__split") == i).drop("__split", "__hash", strict=False)
             for i, (name, _) in enumerate(splits)
         }
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..core.engine import Engine, engine_for
 from ..core.missing import DEFAULT_NULLS
-from ..data.conversion import ALGORITHM, source_inputs, write_dataset
+from ..data.conversion import ALGORITHM, SPLIT_HASH, source_inputs, write_dataset
 from ..data.options import parse_splits, parse_types
 from ..data.sources import (
     FORMATS,
@@ -82,6 +82,8 @@ def ingest(
         "infer_rows": infer_rows,
         "partition_rows": partition_rows,
     }
+    if splits and not split_order:  # (only these: an unsplit dataset's id did not change)
+        params["split_hash"] = SPLIT_HASH
     existing = out_path is not None and (out_path / "manifest.json").exists()
     inputs, hashing = source_inputs(srcs, st, in_background=not existing and not dry_run)
     plan = StagePlan(
@@ -102,7 +104,7 @@ def ingest(
         with task(f"ingest: {len(srcs)} source(s), {size / 1e6:,.1f} MB → Parquet"):
             summary = write_dataset(
                 srcs, tmp, nulls, type_overrides, splits, keys, split_order, seed, infer_rows,
-                partition_rows, eng,
+                partition_rows, eng, split_hash=SPLIT_HASH,
             )  # fmt: skip
         summary["sources"] = [
             {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id}

@@ -124,7 +124,8 @@ def append(
             new.mkdir()
             summary = write_dataset(
                 news, new, p["null_values"], dict(schema), splits, p["split_key"], None, p["seed"],
-                p["infer_rows"], p["partition_rows"], engine_for(engine), list(schema),
+                p["infer_rows"], p["partition_rows"], engine_for(engine),
+                split_hash=p.get("split_hash", "text"), order=list(schema),
             )  # fmt: skip
             extra = [c for c in summary["schema"] if c not in schema]
             if extra:

@@ -11,6 +11,7 @@ import pytest
 
 from mlstage import ingest
 from mlstage.core.artifact import read_manifest
+from mlstage.core.hashing import row_hash, unit_interval
 from mlstage.errors import BadInput
 from mlstage.store.store import Store
 
@@ -135,6 +136,49 @@ def test_hash_split_is_deterministic_complete_and_near_weights():
     )
     assert not read("ds3", "eval").equals(ev)
     assert other_seed.manifest["fingerprint"] != r.manifest["fingerprint"]
+
+
+def _documented_split(values: list[object], seed: int, weights: list[float]) -> int:
+    """The split a row belongs in, from the README's rule, one row at a time."""
+    position, acc = unit_interval(row_hash(values, seed)), 0.0
+    for i, w in enumerate(weights[:-1]):
+        acc += w / sum(weights)
+        if position < acc:
+            return i
+    return len(weights) - 1
+
+
+@pytest.mark.parametrize("keys", [[], ["when"], ["name", "n"]])
+def test_every_row_is_in_the_split_its_documented_row_hash_names(tmp_path, keys):
+    """Every column type, with missing values, negatives, NaN and dates before 1970: each
+    row lands where the per-row reference (`hashing.row_hash`) says, by the whole row or
+    by its keys."""
+    lines = ["id,n,x,ok,name,day,when"]
+    for i in range(600):
+        miss = i % 11 == 0
+        x = ["NaN", "-0.0", f"{(i - 300) * 0.37:.6g}", "1e-7", "inf"][i % 5]
+        lines.append(",".join([
+            str(i), "" if miss else str((i * 7919) % 200 - 100), "" if i % 13 == 0 else x,
+            ["true", "false", ""][i % 3], "" if miss else f"n{i % 17}é",
+            f"{1960 + i % 80}-0{1 + i % 9}-1{i % 10}", f"2024-03-0{1 + i % 9}T1{i % 10}:00:0{i % 6}",
+        ]))  # fmt: skip
+    src = write(tmp_path / "rows.csv", "\n".join(lines) + "\n")
+    weights = [5.0, 3.0, 2.0]
+    r = ingest([src], "ds", split=["a=5", "b=3", "c=2"], split_key=keys, seed=42)
+    assert r.manifest["params"]["split_hash"] == "typed"
+    seen = 0
+    for i, name in enumerate("abc"):
+        part = read("ds", name)
+        assert dict(part.schema) == {
+            "id": pl.Int64, "n": pl.Int64, "x": pl.Float64, "ok": pl.Boolean,
+            "name": pl.String, "day": pl.Date, "when": pl.Datetime("us"),
+        }  # fmt: skip
+        for row in part.iter_rows(named=True):
+            values = [row[k] for k in keys or part.columns]
+            assert _documented_split(values, 42, weights) == i, row
+        seen += part.height
+        assert 0.1 < part.height / 600 < 0.65
+    assert seen == 600
 
 
 def test_split_key_is_stable_as_data_grows(tmp_path):
