@@ -223,6 +223,9 @@ class Store(Maintained, FileHashes):
         target = self.object_dir(manifest["id"])
         if (target / MANIFEST).exists() and self.intact(target, manifest):
             _share(target, payload_dir, manifest)
+            if not self._indexed(target.name):
+                with self.locked():
+                    self._index_found(target)
             return target
         tmp = self.root / "tmp" / f"{manifest['id']}.{os.getpid()}"
         remove_tree(tmp)
@@ -240,6 +243,7 @@ class Store(Maintained, FileHashes):
             if (target / MANIFEST).exists():
                 if self.intact(target, manifest):
                     remove_tree(tmp)
+                    self._index_found(target)
                     return target
                 # The same id made again: the stored copy was damaged, this one repairs it.
                 remove_tree(target)
@@ -247,6 +251,17 @@ class Store(Maintained, FileHashes):
             fsync_path(self.objects)
             index_artifact(self.db, manifest)
         return target
+
+    def _indexed(self, artifact_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM artifacts WHERE id=?", (artifact_id,)).fetchone() is not None
+
+    def _index_found(self, target: Path) -> None:
+        """Index an object found in place but not in the index (the store's lock held): a
+        writer killed between renaming it into `objects/` and indexing it left it so, and
+        the next writer of the same id finds it there. From its own manifest, as
+        `reindex` would."""
+        if (target / MANIFEST).exists() and not self._indexed(target.name):
+            index_artifact(self.db, read_manifest(target))
 
     def hold(self, manifest: dict[str, Any]) -> None:
         """Keep an artifact from a `gc` running now, before naming it where gc looks

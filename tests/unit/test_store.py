@@ -124,6 +124,29 @@ def test_reindex_rebuilds_the_same_index(tmp_path):
     assert store.index_dump() == before
 
 
+def test_an_object_a_killed_writer_left_unindexed_is_indexed_by_the_next(tmp_path):
+    """SIGKILL between renaming an artifact into objects/ and indexing it leaves it there
+    unindexed; a rerun that makes the same id finds it whole and must index it (it only
+    shared it: the index then differed from a reindex, and `log`/`gc` missed it)."""
+    from mlstage.store.index import unindex_artifact
+
+    src = write(tmp_path / "d.csv", "a,b\n1,x\n2,y\n")
+    first = ingest([src], "ds")
+    store = Store.open()
+    before = store.index_dump()
+    unindex_artifact(store.db, first.manifest["id"])  # as the killed writer left it
+    assert store.index_dump() != before
+    store.close()
+    again = ingest([src], "ds2")  # a new output: the stage runs and adds the same id
+    assert again.manifest["id"] == first.manifest["id"] and not again.up_to_date
+    store = Store.open()
+    assert store.index_dump()["artifacts"] == before["artifacts"]
+    assert store.index_dump()["edges"] == before["edges"]
+    now = store.index_dump()
+    store.reindex()
+    assert store.index_dump() == now
+
+
 def test_processes_racing_to_create_one_store_all_get_it(tmp_path):
     """Made in place, a store showed objects/ before its marker, and a process opening it
     at that moment took it for a user's folder (exit 2, once, in CI's six concurrent
