@@ -55,7 +55,7 @@ def ingest_cmd(
         typer.Option(
             "--split-key",
             metavar="COLUMN",
-            help="Split by the stable hash of this column (repeatable).",
+            help="Split by the text hash of the seed and this column (repeatable).",
         ),
     ] = None,
     split_order: Annotated[

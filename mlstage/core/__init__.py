@@ -7,6 +7,7 @@
 - `documents`: every file format's JSON Schema, checked on read and write;
 - `outputs`: what `-o` may replace;
 - `missing`: the one definition of a missing value (null, or NaN in a float column);
-- `hashing`: the stable hash (xxHash64 of canonical text), per value and vectorised;
+- `hashing`: the stable hashes (the text hash: xxHash64 of canonical text; the row
+  hash of typed values, for splits), per value and vectorised;
 - `coltypes`: the six column types and their polars counterparts.
 """

@@ -1,5 +1,6 @@
-"""The stable hashes of mlstage: the text hash (hashed features, crosses, and the splits
-of datasets ingested before the row hash) and the typed row hash (splits).
+"""The stable hashes of mlstage: the text hash (hashed features, crosses, `--split-key`,
+and the splits of datasets ingested before the row hash) and the typed row hash (splits
+by the whole row).
 
 
     stable_hash(value) = xxHash64(seed 0) of the UTF-8 bytes of canonical_text(value)
@@ -24,8 +25,8 @@ Python, polars and mlstage. The vectorised path (`hash_expr`, over polars
 columns through the `polars-hash` plugin) and the per-row path (`stable_hash`,
 through the `xxhash` package) are tested equal by property tests.
 
-The row hash splits rows (`ingest --split`, by the whole row or `--split-key`) from the
-typed values, without writing them as text (7x cheaper than the text hash of a row):
+The row hash splits rows by the whole row (`ingest --split` without `--split-key`) from
+the typed values, without writing them as text (7x cheaper than the text hash of a row):
 
     row_hash(v_0..v_n-1, seed) = fmix64( S + sum_i K_i * word(v_i)  mod 2^64 )
     S   = xxHash64 of the UTF-8 bytes of "<seed>" (so that no row, all zeros included,
@@ -226,7 +227,8 @@ def _word_expr(name: str, dtype):
 
     col = pl.col(name)
     if dtype == pl.String:
-        word = col.nchash.xxhash64()
+        # (`nchash`: polars_hash's namespace, registered at its import)
+        word = col.nchash.xxhash64()  # type: ignore[attr-defined]
     elif dtype == pl.Boolean:
         word = col.cast(pl.UInt64)
     elif dtype.is_float():

@@ -24,6 +24,7 @@ ALGORITHM = 3  # 2: JSON values typed as CSV; small floats hashed in exponent no
 # How a dataset's rows are split by hash: its params' "split_hash" (absent: "text", the
 # rule before the typed row hash, which a dataset's spans keep)
 SPLIT_HASH = "typed"
+SPLIT_HASHES = ("text", "typed")
 
 
 def place_partitions(folder: Path, tmp: Path, name: str, partition_rows: int, schema) -> int:
@@ -127,6 +128,11 @@ def write_dataset(
     from ..core.coltypes import polars_type
     from ..core.hashing import hash_expr, unit_interval_expr, with_row_hash
 
+    if split_hash not in SPLIT_HASHES:  # a dataset made by a newer mlstage
+        raise BadInput(
+            f"split rule {split_hash!r} is unknown to this mlstage (it knows"
+            f" {', '.join(SPLIT_HASHES)}); upgrade mlstage to append to this dataset"
+        )
     per_source = [infer_types(s, nulls, infer_rows, type_overrides) for s in srcs]
     types = _unify(srcs, per_source)
     if order is not None:
@@ -154,12 +160,14 @@ def write_dataset(
     if not splits:
         targets = {"data": data}
     else:
+        # the working columns' names: none of the data's (a user's "__split" is kept)
+        tag, hashed = (_unused(n, schema) for n in ("__split", "__hash"))
         total = sum(w for _, w in splits)
         if split_order:
             position = ((pl.col(split_order).rank("min") - 1) / pl.len()).fill_null(1.0)
         elif split_hash == "typed":
-            data = with_row_hash(data, keys or list(types), schema, seed, "__hash")
-            position = unit_interval_expr(pl.col("__hash"))
+            data = with_row_hash(data, keys or list(types), schema, seed, hashed)
+            position = unit_interval_expr(pl.col(hashed))
         else:
             position = unit_interval_expr(hash_expr(keys or list(types), schema, prefix=str(seed)))
         cut: Any = pl.when(pl.lit(False)).then(pl.lit(0, dtype=pl.UInt8))
@@ -168,10 +176,10 @@ def write_dataset(
             acc += w / total
             cut = cut.when(position < acc).then(pl.lit(i, dtype=pl.UInt8))
         tagged = data.with_columns(
-            cut.otherwise(pl.lit(len(splits) - 1, dtype=pl.UInt8)).alias("__split")
+            cut.otherwise(pl.lit(len(splits) - 1, dtype=pl.UInt8)).alias(tag)
         )
         targets = {
-            name: tagged.filter(pl.col("__split") == i).drop("__split", "__hash", strict=False)
+            name: tagged.filter(pl.col(tag) == i).drop(tag, hashed, strict=False)
             for i, (name, _) in enumerate(splits)
         }
 
@@ -218,6 +226,13 @@ def write_dataset(
         "splits": counts,
         "schema": {c: t.name for c, t in types.items()},
     }
+
+
+def _unused(name: str, columns) -> str:
+    """`name`, or it with underscores added until no column has it."""
+    while name in columns:
+        name += "_"
+    return name
 
 
 def _convert_on(engine: Engine, srcs, per_source, types, nulls, tmp: Path) -> list[Path]:

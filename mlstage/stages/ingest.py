@@ -1,12 +1,13 @@
 """`ingest`: raw files to a versioned Parquet dataset, typed, optionally split.
 
 Splits are deterministic and stable as data grows:
-- `split_key`: by the stable hash of the seed and the key columns, so a key
-  always lands in the same split whatever other rows arrive;
+- `split_key`: by the text hash of the seed and the key columns, so a key
+  always lands in the same split whatever other rows arrive (and whatever type its
+  column is read as: int 1 and string "1" hash alike);
 - `split_order`: by rank of a column (oldest rows to the first split), ties
   kept together, rows with no value in the last split;
-- otherwise by the stable hash of the seed and the whole row (identical rows
-  land together, so duplicates never leak across splits).
+- otherwise by the row hash of the seed and the whole row's typed values (identical
+  rows land together, so duplicates never leak across splits).
 """
 
 from __future__ import annotations
@@ -82,7 +83,10 @@ def ingest(
         "infer_rows": infer_rows,
         "partition_rows": partition_rows,
     }
-    if splits and not split_order:  # (only these: an unsplit dataset's id did not change)
+    if splits and not keys and not split_order:
+        # (only these: the ids of other datasets did not change). A `--split-key` keeps
+        # the text hash, under which a key's value hashes alike as int 1 and string "1":
+        # a key column whose inferred type changes as data grows keeps its rows in place.
         params["split_hash"] = SPLIT_HASH
     existing = out_path is not None and (out_path / "manifest.json").exists()
     inputs, hashing = source_inputs(srcs, st, in_background=not existing and not dry_run)
@@ -104,7 +108,7 @@ def ingest(
         with task(f"ingest: {len(srcs)} source(s), {size / 1e6:,.1f} MB → Parquet"):
             summary = write_dataset(
                 srcs, tmp, nulls, type_overrides, splits, keys, split_order, seed, infer_rows,
-                partition_rows, eng, split_hash=SPLIT_HASH,
+                partition_rows, eng, split_hash=params.get("split_hash", "text"),
             )  # fmt: skip
         summary["sources"] = [
             {"path": s.name, "bytes": s.path.stat().st_size, "sha256": i.id}

@@ -217,16 +217,19 @@ class Store(Maintained, FileHashes):
         """Keep an artifact written to `payload_dir` (manifest included) in the store.
 
         Files are hard-linked where possible (so the output and the store share
-        one read-only copy), copied otherwise. Adding an id already present is a
-        no-op. Returns the object directory.
+        one read-only copy), copied otherwise. Adding an id already present shares
+        its files (and indexes it, if a killed writer left it unindexed). Returns the
+        object directory.
         """
         target = self.object_dir(manifest["id"])
         if (target / MANIFEST).exists() and self.intact(target, manifest):
             _share(target, payload_dir, manifest)
-            if not self._indexed(target.name):
-                with self.locked():
-                    self._index_found(target)
-            return target
+            if self._indexed(target.name):
+                return target
+            with self.locked():
+                if self._index_found(target):
+                    return target
+            # a gc took the unindexed object meanwhile: kept again, from the payload
         tmp = self.root / "tmp" / f"{manifest['id']}.{os.getpid()}"
         remove_tree(tmp)
         tmp.mkdir(parents=True)
@@ -243,7 +246,7 @@ class Store(Maintained, FileHashes):
             if (target / MANIFEST).exists():
                 if self.intact(target, manifest):
                     remove_tree(tmp)
-                    self._index_found(target)
+                    self._index_found(target)  # (it is there: the lock is held)
                     return target
                 # The same id made again: the stored copy was damaged, this one repairs it.
                 remove_tree(target)
@@ -253,15 +256,19 @@ class Store(Maintained, FileHashes):
         return target
 
     def _indexed(self, artifact_id: str) -> bool:
-        return self.db.execute("SELECT 1 FROM artifacts WHERE id=?", (artifact_id,)).fetchone() is not None
+        row = self.db.execute("SELECT 1 FROM artifacts WHERE id=?", (artifact_id,)).fetchone()
+        return row is not None
 
-    def _index_found(self, target: Path) -> None:
-        """Index an object found in place but not in the index (the store's lock held): a
-        writer killed between renaming it into `objects/` and indexing it left it so, and
-        the next writer of the same id finds it there. From its own manifest, as
-        `reindex` would."""
-        if (target / MANIFEST).exists() and not self._indexed(target.name):
+    def _index_found(self, target: Path) -> bool:
+        """Index an object found in place but not in the index (the store's lock held);
+        False if it is not there. A writer killed between renaming it into `objects/`
+        and indexing it left it so, and the next writer of the same id finds it there.
+        From its own manifest, as `reindex` would."""
+        if not (target / MANIFEST).exists():
+            return False
+        if not self._indexed(target.name):
             index_artifact(self.db, read_manifest(target))
+        return True
 
     def hold(self, manifest: dict[str, Any]) -> None:
         """Keep an artifact from a `gc` running now, before naming it where gc looks

@@ -147,19 +147,29 @@ def typed_frames(draw):
 
 
 @FAST
-@given(typed_frames(), st.integers(min_value=-(2**40), max_value=2**40), st.booleans())
-def test_vectorised_row_hash_equals_per_row_hash(df, seed, odd_floats):
-    """with_row_hash (polars' UInt64 arithmetic, lazy and eager) against row_hash (Python
-    integers), on every column type with missing values; NaN of either sign, -0.0, inf."""
-    if odd_floats:
+@given(typed_frames(), st.integers(min_value=-(2**70), max_value=2**70), st.booleans())
+def test_vectorised_row_hash_equals_per_row_hash(df, seed, extremes):
+    """with_row_hash (polars' UInt64 arithmetic: eager, lazy, streaming) against row_hash
+    (Python integers), on every column type with missing values; with `extremes`, NaN of
+    either sign, -0.0, inf, and the ints at the ends of 64 bits."""
+    if extremes:
+        import numpy as np
+
         specials = [float("nan"), -float("nan"), -0.0, 0.0, float("inf"), -float("inf")]
+        payloads = np.array([0x7FF0000000000001, 0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
+        specials += payloads.view(np.float64).tolist()  # NaNs with other bits
         floats = [specials[i % len(specials)] for i in range(df.height)]
-        df = df.with_columns(pl.Series("f", floats, dtype=pl.Float64))
+        ints = [[-(2**63), 2**63 - 1, -1, 0][i % 4] for i in range(df.height)]
+        df = df.with_columns(
+            pl.Series("f", floats, dtype=pl.Float64), pl.Series("i", ints, dtype=pl.Int64)
+        )
     names = list(reversed(df.columns))  # any order: the frame's own is not assumed
     lazy = with_row_hash(df.lazy(), names, df.schema, seed, "h").collect()["h"].to_list()
+    streamed = with_row_hash(df.lazy(), names, df.schema, seed, "h")
+    streamed = streamed.collect(engine="streaming")["h"].to_list()
     eager = with_row_hash(df, names, df.schema, seed, "h")["h"].to_list()
     want = [row_hash([row[n] for n in names], seed) for row in df.iter_rows(named=True)]
-    assert lazy == eager == want
+    assert lazy == streamed == eager == want
     one = with_row_hash(df, ["s"], df.schema, seed, "h")["h"].to_list()
     assert one == [row_hash([v], seed) for v in df["s"]]
 

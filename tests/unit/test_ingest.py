@@ -11,7 +11,7 @@ import pytest
 
 from mlstage import ingest
 from mlstage.core.artifact import read_manifest
-from mlstage.core.hashing import row_hash, unit_interval
+from mlstage.core.hashing import row_hash, stable_hash_many, unit_interval
 from mlstage.errors import BadInput
 from mlstage.store.store import Store
 
@@ -138,9 +138,11 @@ def test_hash_split_is_deterministic_complete_and_near_weights():
     assert other_seed.manifest["fingerprint"] != r.manifest["fingerprint"]
 
 
-def _documented_split(values: list[object], seed: int, weights: list[float]) -> int:
-    """The split a row belongs in, from the README's rule, one row at a time."""
-    position, acc = unit_interval(row_hash(values, seed)), 0.0
+def _documented_split(values: list[object], seed: int, weights: list[float], keyed: bool) -> int:
+    """The split a row belongs in, from the README's rules, one row at a time: the row
+    hash of the whole row, the text hash of the keys."""
+    h = stable_hash_many(values, prefix=str(seed)) if keyed else row_hash(values, seed)
+    position, acc = unit_interval(h), 0.0
     for i, w in enumerate(weights[:-1]):
         acc += w / sum(weights)
         if position < acc:
@@ -149,10 +151,10 @@ def _documented_split(values: list[object], seed: int, weights: list[float]) -> 
 
 
 @pytest.mark.parametrize("keys", [[], ["when"], ["name", "n"]])
-def test_every_row_is_in_the_split_its_documented_row_hash_names(tmp_path, keys):
+def test_every_row_is_in_the_split_its_documented_hash_names(tmp_path, keys):
     """Every column type, with missing values, negatives, NaN and dates before 1970: each
-    row lands where the per-row reference (`hashing.row_hash`) says, by the whole row or
-    by its keys."""
+    row lands where the per-row reference says: `hashing.row_hash` of the whole row, or
+    the text hash (`stable_hash_many`) of its keys."""
     lines = ["id,n,x,ok,name,day,when"]
     for i in range(600):
         miss = i % 11 == 0
@@ -165,7 +167,7 @@ def test_every_row_is_in_the_split_its_documented_row_hash_names(tmp_path, keys)
     src = write(tmp_path / "rows.csv", "\n".join(lines) + "\n")
     weights = [5.0, 3.0, 2.0]
     r = ingest([src], "ds", split=["a=5", "b=3", "c=2"], split_key=keys, seed=42)
-    assert r.manifest["params"]["split_hash"] == "typed"
+    assert r.manifest["params"].get("split_hash") == (None if keys else "typed")
     seen = 0
     for i, name in enumerate("abc"):
         part = read("ds", name)
@@ -175,10 +177,47 @@ def test_every_row_is_in_the_split_its_documented_row_hash_names(tmp_path, keys)
         }  # fmt: skip
         for row in part.iter_rows(named=True):
             values = [row[k] for k in keys or part.columns]
-            assert _documented_split(values, 42, weights) == i, row
+            assert _documented_split(values, 42, weights, bool(keys)) == i, row
         seen += part.height
         assert 0.1 < part.height / 600 < 0.65
     assert seen == 600
+
+
+def test_a_split_key_stays_put_when_its_column_is_read_as_another_type(tmp_path):
+    """Numeric ids at first, then ids with letters: the key column is read as int, then
+    as string, and no old key changes split (the text hash of 17 and of "17" agree)."""
+    rows = [f"{i},{i % 5}" for i in range(1000)]
+    more = [f"u{i},{i % 5}" for i in range(200)]
+    first = write(tmp_path / "v1.csv", "user,v\n" + "\n".join(rows) + "\n")
+    grown = write(tmp_path / "v2.csv", "user,v\n" + "\n".join(rows + more) + "\n")
+    a = ingest([first], "a", split={"train": 3, "eval": 1}, split_key="user")
+    b = ingest([grown], "b", split={"train": 3, "eval": 1}, split_key="user")
+    types = [r.manifest["summary"]["schema"]["user"] for r in (a, b)]
+    assert types == ["int", "string"]
+    for split in ("train", "eval"):
+        old = {str(u) for u in read("a", split)["user"]}
+        assert old <= set(read("b", split)["user"])
+
+
+def test_columns_named_like_the_splits_working_columns_are_kept(tmp_path):
+    rows = "".join(f"{i},x{i},{-i}\n" for i in range(300))
+    src = write(tmp_path / "d.csv", "__split,__hash,__split_\n" + rows)
+    ingest([src], "ds", split={"train": 1, "eval": 1})
+    both = pl.concat([read("ds", "train"), read("ds", "eval")]).sort("__split")
+    assert both.columns == ["__split", "__hash", "__split_"]
+    assert both["__hash"].to_list() == [f"x{i}" for i in range(300)]
+    assert both["__split_"].to_list() == [-i for i in range(300)]
+
+
+def test_a_split_rule_this_mlstage_does_not_know_is_refused(tmp_path):
+    from mlstage.core.engine import engine_for
+    from mlstage.data.conversion import write_dataset
+    from mlstage.data.sources import expand_sources
+
+    src = expand_sources([str(write(tmp_path / "d.csv", "a\n1\n2\n"))], "auto", tmp_path)
+    with pytest.raises(BadInput, match="split rule 'typed2' is unknown"):
+        write_dataset(src, tmp_path, [], {}, [("a", 1), ("b", 1)], [], None, 0, 100, 1000,
+                      engine_for(None), split_hash="typed2")  # fmt: skip
 
 
 def test_split_key_is_stable_as_data_grows(tmp_path):

@@ -166,6 +166,12 @@ def test_every_stage_gives_the_same_answers_on_partitions(adult_6k):
             # whole value's rows into the next bucket, rightly.
             rank = 0.002
             values = np.sort(read_split(whole, "train")[col].drop_nulls().to_numpy())
+            assert ca["histogram"]["edges"] == cb["histogram"]["edges"]  # min to max
+            edges = ca["quantile_histogram"]["edges"]  # the k/B quantiles, within the error
+            for k, edge in enumerate(edges[1:-1], start=1):
+                lo = np.searchsorted(values, edge, side="left") / n
+                hi = np.searchsorted(values, edge, side="right") / n
+                assert lo - rank <= k / (len(edges) - 1) <= hi + rank, (col, k, edge)
             for h in ("histogram", "quantile_histogram"):
                 exact, _ = np.histogram(values, bins=cb[h]["edges"])
                 assert exact.tolist() == cb[h]["counts"], (col, h)  # one file: exact

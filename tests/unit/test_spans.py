@@ -40,26 +40,30 @@ def _files(result):
     return {f["path"]: f["sha256"] for f in result.manifest["files"]}
 
 
-@pytest.mark.parametrize("rule", ["text", "typed"])
+@pytest.mark.parametrize("rule", ["text", "typed", None])
 def test_an_append_splits_its_rows_by_the_rule_of_its_dataset(tmp_path, days, monkeypatch, rule):
-    """A dataset split by the text hash (ingested before the typed row hash) keeps it: its
-    new rows go where one ingest of every file by that rule put them, not by today's."""
+    """A dataset split by the text hash (ingested before the typed row hash, or by a key:
+    no `split_hash` in its params) keeps it: its new rows go where one ingest of every
+    file by that rule put them, not by today's."""
     from mlstage.core.hashing import row_hash, stable_hash_many, unit_interval
     from mlstage.stages import ingest as ingest_module
 
-    monkeypatch.setattr(ingest_module, "SPLIT_HASH", rule)
+    monkeypatch.setattr(ingest_module, "SPLIT_HASH", rule or "typed")
     st = tmp_path / "store"
-    ingest(days[:2], tmp_path / "d1", split=["train=8", "eval=2"], seed=3, store=st)
+    keys = ["id"] if rule is None else []
+    ingest(days[:2], tmp_path / "d1", split=["train=8", "eval=2"], split_key=keys, seed=3, store=st)
     monkeypatch.undo()
     second = append([days[2]], tmp_path / "d1", tmp_path / "d2", store=st)
-    assert second.manifest["params"]["split_hash"] == rule
+    assert second.manifest["params"].get("split_hash") == rule
     for split, inside in (("train", True), ("eval", False)):
         rows = _rows(second, split)
         for row in rows.iter_rows():
             if rule == "typed":
                 position = unit_interval(row_hash(list(row), 3))
-            else:
+            elif rule == "text":
                 position = unit_interval(stable_hash_many(list(row), prefix="3"))
+            else:
+                position = unit_interval(stable_hash_many([row[0]], prefix="3"))
             assert (position < 0.8) == inside
         assert 0.1 < rows.height / 9_000 < 0.9
 
