@@ -31,7 +31,7 @@ from ..errors import BadInput
 from . import names
 from .base import NUMERIC
 from .spec import check_spec
-from .training_column import ORDERED, Column, Needs, blocks_of
+from .training_column import HOLD_BYTES, ORDERED, Column, Needs, blocks_of
 from .transforms import TRANSFORMS
 
 FORMAT = "mlstage-transform/1"
@@ -168,6 +168,10 @@ class FittedTransform:
         columns = {c for e in features for c in _input_columns(e)}
 
         rows = pl.scan_parquet(train_path).select(pl.len()).collect().item()
+        threads = os.cpu_count() or 2
+        # a column's finite values are held whole (one pass for its quantiles) when every
+        # thread's fit together stays within the budget
+        hold_rows = rows if rows * 8 * threads <= HOLD_BYTES else 0
 
         def fit_column(name: str | None, indices: list[int]) -> list[tuple[int, Any]]:
             """Fit the entries on one column (None: entries fitted without data), each
@@ -177,7 +181,8 @@ class FittedTransform:
             try:
                 if name is not None:
                     needs = _needs([features[i] for i in indices], types[name])
-                    col = Column.read(name, types[name], blocks_of(train_path, name, rows), needs)
+                    blocks = blocks_of(train_path, name, rows)
+                    col = Column.read(name, types[name], blocks, needs, hold_rows)
             except Exception as e:  # raised below, at the first of these entries
                 return [(i, e) for i in indices]
             for i in indices:
@@ -195,7 +200,7 @@ class FittedTransform:
         for i, entry in enumerate(features):
             key = None if TRANSFORMS[entry["transform"]].multi else _input_columns(entry)[0]
             groups.setdefault(key, []).append(i)
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
             found = dict(
                 item for done in pool.map(lambda g: fit_column(*g), groups.items()) for item in done
             )

@@ -4,11 +4,13 @@ The fit reads a column in blocks of BLOCK_ROWS rows (whatever the split's partit
 and keeps what the transforms need of it — counts, moments, minimum and maximum,
 value counts, token counts, a few distinct values — so memory holds a block, not the
 column (issue 17: featurize at 30M rows held 3 GB). Quantiles (bucket boundaries,
-medians) are exact, in two passes: the first keeps GRID evenly ranked values of each
-sorted block, which bound every rank to a narrow window of values; the second counts
-the values below the window and collects the window's values, whose order statistics
-are then exact. The result equals `numpy.quantile(method="linear")` on the whole
-column bit for bit (tested).
+medians) are exact. A column whose values fit the fit's budget (HOLD_BYTES, shared by
+its threads) keeps its finite values, and `numpy.partition` finds the order statistics
+in one pass. A larger one takes two passes: the first keeps GRID evenly ranked values of
+each sorted block, which bound every rank to a narrow window of values; the second
+counts the values below the window and collects the window's values, whose order
+statistics are then exact. Either way the result equals
+`numpy.quantile(method="linear")` on the whole column bit for bit (tested).
 
 Blocks are cut from the split's rows in order, not from its files, and sums are added
 block by block: a fitted state is the same however the split is partitioned.
@@ -31,6 +33,10 @@ BLOCK_ROWS = 1_000_000
 # value (days, or units since the epoch), for a median fill value
 ORDERED = ("int", "float", "date", "datetime")
 GRID = 1_025  # ranked values kept per block: a rank is known to within a block's 1/1024
+# The finite values the fitting threads hold at once, all together: a column of at most
+# HOLD_BYTES / 8 / threads rows is held whole for its quantiles (`fitted` decides), e.g.
+# up to 16M rows on 2 cores; a larger one is summarised in grids and read twice.
+HOLD_BYTES = 256 * 2**20
 MERGE_EVERY = 8  # blocks' value counts held before they are merged
 
 
@@ -92,16 +98,21 @@ class Column:
     tokens: tuple[Counter[str], Counter[str]] | None = None  # (term counts, document counts)
     extra: tuple[Any, int] | None = None  # a fill value and how often it was filled in
     blocks: Any = None  # () -> iterator of the column's blocks, for the quantiles' 2nd pass
-    first: Any = None  # the first block's finite values, while the column has one block
+    # the finite values so far (a numpy array, its first `held_n`), while they may be held:
+    # the whole column's when `hold_rows` allows, else the first block's only
+    held: Any = None
+    held_n: int = 0
+    hold_rows: int = 0
 
     # -- reading ------------------------------------------------------------------------
     @classmethod
-    def read(cls, name: str, ctype: str, blocks, needs: Needs) -> Column:
-        """Summarise a column from `blocks()`, an iterator of polars Series in row order."""
+    def read(cls, name: str, ctype: str, blocks, needs: Needs, hold_rows: int = 0) -> Column:
+        """Summarise a column from `blocks()`, an iterator of polars Series in row order;
+        `hold_rows`: the column's rows, if its finite values may be held whole (else 0)."""
         col: Column | None = None
         for block in blocks():
             if col is None:
-                col = cls(name, ctype, block.dtype, blocks=blocks)
+                col = cls(name, ctype, block.dtype, blocks=blocks, hold_rows=hold_rows)
                 if needs.tokens:
                     col.tokens = (Counter(), Counter())
                 if needs.distinct:
@@ -147,15 +158,23 @@ class Column:
             # values exactly when the column has (a block cut short already has cap+1)
             self.distinct.update(np.unique(finite)[: self.distinct_cap + 1].tolist())
         if needs.quantiles and finite.size:
-            # a column of one block keeps it (no sort, no 2nd pass: `np.partition` finds its
-            # order statistics); the grids are made once a second block comes
-            if self.first is None and not self.grids:
-                self.first = finite
+            # values held (no sort, no 2nd pass: `np.partition` finds the order statistics):
+            # all of them when the column may be held whole, else the first block's until
+            # a second block comes, when the grids are made
+            n = self.held_n + finite.size
+            if not self.grids and (self.held is None or n <= self.held.size):
+                if self.held is None and self.hold_rows > finite.size:
+                    self.held = np.empty(self.hold_rows, dtype=np.float64)
+                if self.held is None:
+                    self.held = finite
+                else:
+                    self.held[self.held_n : n] = finite
+                self.held_n = n
                 return
-            for values in ([self.first] if self.first is not None else []) + [finite]:
+            for values in ([self.held[: self.held_n]] if self.held is not None else []) + [finite]:
                 ranked = np.sort(values)
                 self.grids.append((ranked.size, ranked[_grid_ranks(ranked.size)]))
-            self.first = None
+            self.held, self.held_n = None, 0
 
     def _add_counts(self, counts) -> None:
         """Add a block's value counts; merged every MERGE_EVERY blocks (a merge per block
@@ -232,8 +251,7 @@ class Column:
 
     def finite_count(self) -> int:
         extra = self._extra_finite()
-        first = self.first.size if self.first is not None else 0
-        return first + sum(n for n, _ in self.grids) + (extra[1] if extra else 0)
+        return self.held_n + sum(n for n, _ in self.grids) + (extra[1] if extra else 0)
 
     def _extra_finite(self) -> tuple[float, int] | None:
         if self.extra is None or not isinstance(self.extra[0], int | float):
@@ -280,8 +298,8 @@ class Column:
         if not ranks:
             return {}
         extra = self._extra_finite()
-        if self.first is not None:
-            return _ranked(self.first, extra, ranks)
+        if self.held is not None:
+            return _ranked(self.held[: self.held_n], extra, ranks)
         grids = [(n, g, _grid_ranks(n)) for n, g in self.grids]
         windows = [_window(grids, extra, r) for r in ranks]
         below = [0] * len(ranks)
@@ -319,7 +337,8 @@ class Column:
 
 
 def _ranked(values, extra, ranks: list[int]) -> dict[int, float]:
-    """The order statistics of these ranks of `values` and `extra` (a value, a count)."""
+    """The order statistics of these ranks of `values` and `extra` (a value, a count);
+    `values` (the column's own copy) is partitioned in place."""
     import numpy as np
 
     if extra is None:
@@ -328,8 +347,9 @@ def _ranked(values, extra, ranks: list[int]) -> dict[int, float]:
         v, k = extra
         below = int(np.count_nonzero(values < v))  # the fill's copies come after these
     own = {r: r if r < below else r - k for r in ranks if not below <= r < below + k}
-    found = np.partition(values, sorted(set(own.values()))) if own else values
-    return {r: float(found[own[r]]) if r in own else float(v) for r in ranks}
+    if own:
+        values.partition(sorted(set(own.values())))  # in place: no second copy
+    return {r: float(values[own[r]]) if r in own else float(v) for r in ranks}
 
 
 def _runs(a):

@@ -31,8 +31,11 @@ values = st.lists(
 ALL = Needs(counts=True, quantiles=True, distinct=5)
 
 
-def _column(tmp_path, xs, *, parts: int, block: int, needs: Needs = ALL) -> Column:
-    """xs written as `parts` Parquet files, read back in blocks of `block` rows."""
+def _column(
+    tmp_path, xs, *, parts: int, block: int, needs: Needs = ALL, hold: bool = False
+) -> Column:
+    """xs written as `parts` Parquet files, read back in blocks of `block` rows; `hold`:
+    its values held whole (one pass), else summarised in grids (two passes)."""
     frame = pl.DataFrame({"x": pl.Series(xs, dtype=pl.Float64)})
     files = []
     for i, chunk in enumerate(np.array_split(np.arange(len(xs)), parts)):
@@ -40,19 +43,21 @@ def _column(tmp_path, xs, *, parts: int, block: int, needs: Needs = ALL) -> Colu
             path = tmp_path / f"p{i}.parquet"
             frame[int(chunk[0]) if chunk.size else 0 :][: chunk.size].write_parquet(path)
             files.append(path)
-    return Column.read("x", "float", blocks_of(files, "x", len(xs), block), needs)
+    blocks = blocks_of(files, "x", len(xs), block)
+    return Column.read("x", "float", blocks, needs, hold_rows=len(xs) if hold else 0)
 
 
 @FAST
 @given(xs=values, parts=st.integers(1, 4), block=st.integers(1, 50), grid=st.integers(2, 9),
-       qs=st.lists(st.floats(0, 1), min_size=1, max_size=6))  # fmt: skip
-def test_quantiles_equal_numpy_bit_for_bit(tmp_path_factory, xs, parts, block, grid, qs):
+       qs=st.lists(st.floats(0, 1), min_size=1, max_size=6), hold=st.booleans())  # fmt: skip
+def test_quantiles_equal_numpy_bit_for_bit(tmp_path_factory, xs, parts, block, grid, qs, hold):
     # a tiny grid and tiny blocks make every rank's window narrow: the second pass and
     # the windows' bounds are what is tested, not a sort of the whole column
     tmp = tmp_path_factory.mktemp("q")
     old, tc.GRID = tc.GRID, grid
     try:
-        col = _column(tmp, xs, parts=parts, block=block)
+        col = _column(tmp, xs, parts=parts, block=block, hold=hold)
+        assert (col.grids == []) == (hold or col.held is not None or col.finite_count() == 0)
         finite = np.array([x for x in xs if x is not None and math.isfinite(x)])
         if finite.size == 0:
             assert col.finite_count() == 0
@@ -69,14 +74,14 @@ def test_quantiles_equal_numpy_bit_for_bit(tmp_path_factory, xs, parts, block, g
 
 
 @FAST
-@given(xs=values, block=st.integers(1, 50), fill=st.floats(-10, 10))
+@given(xs=values, block=st.integers(1, 50), fill=st.floats(-10, 10), hold=st.booleans())
 def test_a_filled_column_is_the_column_with_its_missing_values_replaced(
-    tmp_path_factory, xs, block, fill
+    tmp_path_factory, xs, block, fill, hold
 ):
     tmp = tmp_path_factory.mktemp("f")
     old, tc.GRID = tc.GRID, 3
     try:
-        col = _column(tmp, xs, parts=2, block=block).filled(fill)
+        col = _column(tmp, xs, parts=2, block=block, hold=hold).filled(fill)
         full = np.array([fill if x is None or math.isnan(x) else x for x in xs])
         assert col.missing == 0 and col.rows == len(xs)
         finite = full[np.isfinite(full)]
@@ -109,6 +114,22 @@ def test_the_summary_does_not_depend_on_the_partitions(tmp_path_factory, xs, blo
         three.moments.n, three.moments.total, three.moments.m2)  # fmt: skip
     if one.finite_count():
         assert one.quantiles([0.1, 0.5, 0.9]) == three.quantiles([0.1, 0.5, 0.9])
+
+
+@FAST
+@given(xs=st.lists(st.floats(-1e9, 1e9), min_size=1, max_size=200), block=st.integers(1, 40))
+def test_held_and_summarised_columns_agree(tmp_path_factory, xs, block):
+    """The one-pass path (values held) and the two-pass path (grids) give the same
+    summary, quantiles asked twice included (the held values are partitioned in place)."""
+    tmp = tmp_path_factory.mktemp("h")
+    held = _column(tmp, xs, parts=2, block=block, hold=True)
+    grids = _column(tmp, xs, parts=2, block=block, hold=False)
+    assert held.grids == [] and held.held_n == grids.finite_count()
+    for attr in ("rows", "missing", "low", "high", "infinite", "distinct"):
+        assert getattr(held, attr) == getattr(grids, attr)
+    if held.finite_count():
+        for qs in ([0.1, 0.5, 0.9], [0.0, 0.25, 1.0], [0.5]):
+            assert held.quantiles(qs) == grids.quantiles(qs)
 
 
 def test_a_column_of_one_value_repeated_keeps_a_small_window(tmp_path):
