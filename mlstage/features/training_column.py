@@ -347,9 +347,20 @@ def _ranked(values, extra, ranks: list[int]) -> dict[int, float]:
         v, k = extra
         below = int(np.count_nonzero(values < v))  # the fill's copies come after these
     own = {r: r if r < below else r - k for r in ranks if not below <= r < below + k}
-    if own:
-        values.partition(sorted(set(own.values())))  # in place: no second copy
-    return {r: float(values[own[r]]) if r in own else float(v) for r in ranks}
+    at = sorted(set(own.values()))
+    stats: dict[int, float] = {}
+    # In place (no second copy). One rank, or two in a row (a median): a partition, then
+    # the next one is the least value above it. More: numpy's sort is faster than a
+    # partition at 3 or more ranks (measured on 8M doubles: 56 ms against 110-165 ms).
+    if len(at) == 1 or (len(at) == 2 and at[1] == at[0] + 1):
+        values.partition(at[0])
+        stats[at[0]] = float(values[at[0]])
+        if len(at) == 2:
+            stats[at[1]] = float(values[at[1] :].min())
+    elif at:
+        values.sort()
+        stats = {i: float(values[i]) for i in at}
+    return {r: stats[own[r]] if r in own else float(v) for r in ranks}
 
 
 def _runs(a):
