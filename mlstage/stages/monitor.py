@@ -63,7 +63,8 @@ from ..store.registry import local_ref, resolve_evaluation
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
-ALGORITHM = 4  # 2: unlabelled feedback rows counted; 3: no_traffic; 4: CBPE estimates
+ALGORITHM = 5  # 2: unlabelled feedback rows counted; 3: no_traffic; 4: CBPE estimates;
+# 5: the KS test's p-value by Stephens' corrected Kolmogorov distribution (validation.drift)
 
 
 def _read_table(st: Store, ref: str, role: str):

@@ -25,7 +25,7 @@ from ..validation.schema_rules import read_schema
 from ..validation.statsfile import training_stats
 from .base import StagePlan, StageResult, run_stage
 
-ALGORITHM = 1
+ALGORITHM = 2  # 2: the KS test's p-value by Stephens' corrected Kolmogorov distribution
 
 
 def validate(

@@ -173,6 +173,44 @@ def test_the_mean_test_agrees_with_scipy_on_the_raw_rows(seed):
     assert p == pytest.approx(ttest_ind(cur, ref, equal_var=False).pvalue, rel=1e-6)
 
 
+def test_the_ks_p_value_is_as_close_to_the_exact_one_as_scipys_kstwo():
+    """The KS p-value (Stephens' corrected Kolmogorov distribution, scipy.special only)
+    against the exact two-sample p-value of scipy's ks_2samp, on samples of 50 to 5,000
+    rows whose p-values span 0.97 to 0.0001: each within 20% of it (both approximations
+    run low on small equal samples, where the exact distribution is a coarse lattice),
+    and on the whole closer than scipy's kstwo at the effective size, which validate
+    used before (measured: mean relative error 2.8% against 3.3%)."""
+    from scipy.stats import ks_2samp, kstwo
+
+    from mlstage.validation.drift import ks_p_value
+
+    ours, before = [], []
+    for n, m in [(100, 100), (100, 1_000), (300, 500), (50, 5_000), (2_000, 700), (200, 300)]:
+        rng = np.random.default_rng(n + m)
+        for shift in (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5):
+            a, b = rng.normal(0, 1, n), rng.normal(shift, 1, m)
+            res = ks_2samp(a, b, method="exact")
+            if res.pvalue < 1e-4:
+                continue
+            p, k = ks_p_value(res.statistic, n, m), kstwo.sf(res.statistic, round(n * m / (n + m)))
+            assert p == pytest.approx(res.pvalue, rel=0.2), (n, m, shift, p, res.pvalue)
+            ours.append(abs(p - res.pvalue) / res.pvalue)
+            before.append(abs(k - res.pvalue) / res.pvalue)
+    assert len(ours) >= 25
+    assert np.mean(ours) <= np.mean(before)
+
+
+def test_the_t_and_chi2_tails_are_scipy_stats_own():
+    """scipy.special's stdtr and chdtrc are what scipy.stats' t.sf and chi2.sf compute."""
+    from scipy import special, stats
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        x, df, k = rng.exponential(3), 10 ** rng.uniform(0, 7), int(rng.integers(1, 300))
+        assert stats.t.sf(x, df) == special.stdtr(df, -x)
+        assert stats.chi2.sf(x * k, k) == special.chdtrc(k, x * k)
+
+
 def test_a_number_column_all_missing_in_the_baseline_is_no_crash(tmp_path):
     """The baseline has no mean: the mean rule has nothing to compare, the shape rule
     (every row moved out of the missing bucket) reports it, saying so."""
