@@ -29,8 +29,10 @@ ESTIMATOR_FILE = "model.skops"
 # (losses, links, binning). Explicit: skops is imported without its default trust of every
 # scikit-learn estimator (see `_skops_io`), so an estimator is trusted only when named here;
 # tests hold this list to `estimators.ESTIMATORS` and load each (and variants) in a fresh
-# interpreter. Not loadable, as before: HistGradientBoosting with categorical_features
-# (its file holds a ColumnTransformer and functools.partial, which stay untrusted).
+# interpreter. A function a file names (inside a functools.partial or a
+# FunctionTransformer) is a type of its own, trusted only when named here: trusting
+# partial does not let `partial(os.system, ...)` load (tested). `train` refuses to write
+# a file holding anything else (`untrusted_types`).
 TRUSTED = [
     # the estimators `train` builds (model.estimators.ESTIMATORS)
     "sklearn.linear_model._logistic.LogisticRegression",
@@ -96,6 +98,13 @@ TRUSTED = [
     "sklearn.metrics._dist_metrics.SokalSneathDistance64",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    # HistGradientBoosting's categorical_features: its preprocessor, an ordinal encoder
+    # in a column transformer, the rest passed through check_array (by name)
+    "sklearn.compose._column_transformer.ColumnTransformer",
+    "sklearn.preprocessing._encoders.OrdinalEncoder",
+    "sklearn.preprocessing._function_transformer.FunctionTransformer",
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
     # XGBoost (the boost extra): the wrappers, and the Booster, whose state is its model
     # as the bytes of XGBoost's own format (restored by XGBoost's parser)
     "xgboost.sklearn.XGBClassifier",
@@ -144,6 +153,11 @@ def load_estimator(data: bytes):
     """The estimator of a `model.skops` file's bytes, trusting only TRUSTED (and skops'
     own internal types); skops' exceptions pass through."""
     return _skops_io().loads(data, trusted=TRUSTED)
+
+
+def untrusted_types(data: bytes) -> list[str]:
+    """The types a `model.skops` file's bytes hold that loading it would refuse."""
+    return [t for t in _skops_io().get_untrusted_types(data=data) if t not in TRUSTED]
 
 
 def dump_estimator(estimator) -> bytes:

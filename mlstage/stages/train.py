@@ -150,7 +150,7 @@ def train(
     def produce(tmp: Path) -> dict[str, Any]:
         import numpy as np
 
-        from ..model.estimator_file import ESTIMATOR_FILE, dump_estimator
+        from ..model.estimator_file import ESTIMATOR_FILE, dump_estimator, untrusted_types
         from ..model.estimators import index_classes, one_blas_thread
 
         feature_cols = list(transform_doc["outputs"])
@@ -197,7 +197,15 @@ def train(
                     metrics["splits"][name] = _metrics(
                         cfg["task"], estimator, Xs, ys, classes=classes
                     )
-        (tmp / ESTIMATOR_FILE).write_bytes(dump_estimator(estimator))
+        data = dump_estimator(estimator)
+        refused = untrusted_types(data)
+        if refused:  # a model that trains but never loads is refused now, not at predict
+            raise BadInput(
+                f"{cfg['estimator']} with these parameters holds types mlstage does not load"
+                f" ({', '.join(refused)}); change the parameters that bring them in",
+                file=str(config),
+            )
+        (tmp / ESTIMATOR_FILE).write_bytes(data)
         signature = _signature(st, manifest, transform_doc, cfg["task"], estimator, classes)
         write_model_files(tmp, transform_doc, signature, jsonable(metrics))
         used = {

@@ -16,6 +16,7 @@ import sys
 import warnings
 
 import numpy as np
+import pytest
 
 from mlstage.model.estimator_file import TRUSTED, dump_estimator
 from mlstage.model.estimators import ESTIMATORS, OPTIONAL
@@ -70,6 +71,7 @@ VARIANTS = [
     ("GradientBoostingRegressor", {"loss": "huber", "n_estimators": 5}),
     ("HistGradientBoostingRegressor", {"loss": "poisson", "max_iter": 5}),
     ("MLPClassifier", {"solver": "sgd", "early_stopping": True, "max_iter": 20}),
+    ("HistGradientBoostingClassifier", {"categorical_features": [0], "max_iter": 5}),
 ]
 
 
@@ -77,6 +79,8 @@ def _fitted(name: str, params: dict, rng):
     module, task = ESTIMATORS[name]
     X = rng.random((90, 3))
     y = (X[:, 0] * 3).astype(int) if task == "classification" else X[:, 1] + 0.1
+    if "categorical_features" in params:  # categories are small non-negative integers
+        X[:, 0] = np.floor(X[:, 0] * 4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         estimator = getattr(importlib.import_module(module), name)(**params).fit(X, y)
@@ -123,6 +127,20 @@ def test_a_fresh_process_loads_every_estimator_and_imports_only_what_it_names(tm
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == str(len(cases))
+
+
+def test_a_trusted_partial_does_not_let_its_function_through():
+    """functools.partial is trusted (a histogram boosting's preprocessor holds one); the
+    function it wraps is a type of its own, refused unless TRUSTED names it."""
+    import functools
+    import os
+
+    from mlstage.model.estimator_file import _skops_io, load_estimator, untrusted_types
+
+    data = _skops_io().dumps(functools.partial(os.system, "echo not run"))
+    assert untrusted_types(data) == [f"{os.system.__module__}.system"]
+    with pytest.raises(Exception, match="Untrusted types found"):
+        load_estimator(data)
 
 
 def test_a_type_outside_trusted_is_refused_in_a_fresh_process(tmp_path):

@@ -170,6 +170,30 @@ def test_every_allowed_estimator_round_trips_through_safe_files(tmp_path, featur
         assert len(preds) == 20, name
 
 
+def test_a_histogram_boosting_with_categorical_features_trains_and_loads(tmp_path, features):
+    """It trained and then never loaded (its preprocessor's types were untrusted)."""
+    cfg = config(estimator="HistGradientBoostingClassifier",
+                 params={"max_iter": 10, "categorical_features": [0]})  # fmt: skip
+    train(features, "model", config=cfg_file(tmp_path, cfg))
+    X, _ = arrays("eval")
+    m = Model.load("model")
+    assert m.estimator.is_categorical_ is not None and m.estimator.is_categorical_[0]
+    assert len(m.estimator.predict(X)) == len(X)
+
+
+def test_a_model_that_would_not_load_is_refused_when_it_trains(tmp_path, features, monkeypatch):
+    """Should a model hold a type loading refuses, train says so (exit 2) and writes
+    nothing, instead of a model that fails at every predict."""
+    from mlstage.model import estimator_file
+
+    trusted = [t for t in estimator_file.TRUSTED if t != "sklearn.tree._tree.Tree"]
+    monkeypatch.setattr(estimator_file, "TRUSTED", trusted)
+    cfg = config(estimator="DecisionTreeClassifier", params={"max_depth": 3})
+    with pytest.raises(BadInput, match=r"does not load \(sklearn.tree._tree.Tree\)"):
+        train(features, "model", config=cfg_file(tmp_path, cfg))
+    assert not os.path.exists("model")
+
+
 def test_an_estimator_that_refuses_the_data_is_bad_input(tmp_path, features):
     with pytest.raises(
         BadInput, match="MultinomialNB cannot be fitted on these features: Negative values"
