@@ -47,6 +47,14 @@ def check_estimator(config: Any, where: str) -> None:
         estimator = build(
             config["estimator"], config["task"], config.get("params", {}), config.get("seed", 0)
         )
+        p = estimator.get_params()
+        if p.get("scoring") not in (None, "loss") and p.get("early_stopping", False) is not False:
+            # histogram boosting keeps the scorer it stops by, which skops cannot write
+            raise BadInput(
+                f"at $.params.scoring: {config['estimator']} with early stopping keeps its"
+                f" scorer {p['scoring']!r}, which a model file cannot hold; use \"loss\" (the"
+                " default) or set early_stopping to false"
+            )
         tune = config.get("tune")
         if tune:
             from sklearn.metrics import get_scorer_names
@@ -197,7 +205,14 @@ def train(
                     metrics["splits"][name] = _metrics(
                         cfg["task"], estimator, Xs, ys, classes=classes
                     )
-        data = dump_estimator(estimator)
+        try:
+            data = dump_estimator(estimator)
+        except RecursionError:  # skops recursing through an object it cannot write
+            raise BadInput(
+                f"{cfg['estimator']} with these parameters holds an object skops cannot write"
+                " into a model file; change the parameters that bring it in",
+                file=str(config),
+            ) from None
         refused = untrusted_types(data)
         if refused:  # a model that trains but never loads is refused now, not at predict
             raise BadInput(

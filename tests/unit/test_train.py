@@ -194,6 +194,33 @@ def test_a_model_that_would_not_load_is_refused_when_it_trains(tmp_path, feature
     assert not os.path.exists("model")
 
 
+@pytest.mark.parametrize("early_stopping", [True, "auto"])
+def test_early_stopping_by_a_scorer_is_refused_before_the_fit(tmp_path, features, early_stopping):
+    """Its fitted scorer cannot go into a model file (skops recursed: exit 3 after the
+    fit); it is bad input, said before any data is read."""
+    cfg = config(estimator="HistGradientBoostingClassifier",
+                 params={"max_iter": 5, "early_stopping": early_stopping, "scoring": "f1"})  # fmt: skip
+    with pytest.raises(BadInput, match=r"at \$.params.scoring: .* scorer 'f1'"):
+        train(features, "model", config=cfg_file(tmp_path, cfg))
+    assert not os.path.exists("model")
+    ok = config(estimator="HistGradientBoostingClassifier",
+                params={"max_iter": 5, "early_stopping": True, "scoring": "loss"})  # fmt: skip
+    train(features, "model", config=cfg_file(tmp_path, ok, "ok.json"))
+    assert Model.load("model").estimator.n_iter_ <= 5
+
+
+def test_an_estimator_skops_cannot_write_is_bad_input(tmp_path, features, monkeypatch):
+    from mlstage.model import estimator_file
+
+    def recursing(estimator):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(estimator_file, "dump_estimator", recursing)
+    with pytest.raises(BadInput, match="holds an object skops cannot write"):
+        train(features, "model", config=cfg_file(tmp_path, config()))
+    assert not os.path.exists("model")
+
+
 def test_an_estimator_that_refuses_the_data_is_bad_input(tmp_path, features):
     with pytest.raises(
         BadInput, match="MultinomialNB cannot be fitted on these features: Negative values"
