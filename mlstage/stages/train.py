@@ -52,7 +52,7 @@ def check_estimator(config: Any, where: str) -> None:
             # histogram boosting keeps the scorer it stops by, which skops cannot write
             raise BadInput(
                 f"at $.params.scoring: {config['estimator']} with early stopping keeps its"
-                f" scorer {p['scoring']!r}, which a model file cannot hold; use \"loss\" (the"
+                f' scorer {p["scoring"]!r}, which a model file cannot hold; use "loss" (the'
                 " default) or set early_stopping to false"
             )
         tune = config.get("tune")
