@@ -31,7 +31,7 @@ from ..errors import BadInput
 from . import names
 from .base import NUMERIC
 from .spec import check_spec
-from .training_column import HOLD_BYTES, ORDERED, Column, Needs, blocks_of
+from .training_column import BLOCK_ROWS, HOLD_BYTES, ORDERED, Column, Needs, blocks_of
 from .transforms import TRANSFORMS
 
 FORMAT = "mlstage-transform/1"
@@ -114,6 +114,15 @@ def _needs(entries: list[dict[str, Any]], ctype: str) -> Needs:
     return Needs(counts=counts, quantiles=quantiles, tokens=text, distinct=distinct)
 
 
+def _column_groups(features: list[dict[str, Any]]) -> dict[str | None, list[int]]:
+    """The entries fitted together: by input column (None: those fitted without data)."""
+    groups: dict[str | None, list[int]] = {}
+    for i, entry in enumerate(features):
+        key = None if TRANSFORMS[entry["transform"]].multi else _input_columns(entry)[0]
+        groups.setdefault(key, []).append(i)
+    return groups
+
+
 def _fit_entry(entry: dict[str, Any], col: Column | None) -> dict[str, Any]:
     """One spec entry fitted on its column's training summary (None for a transform of
     several columns, which fits without data)."""
@@ -168,10 +177,20 @@ class FittedTransform:
         columns = {c for e in features for c in _input_columns(e)}
 
         rows = pl.scan_parquet(train_path).select(pl.len()).collect().item()
-        threads = os.cpu_count() or 2
-        # a column's finite values are held whole (one pass for its quantiles) when every
-        # thread's fit together stays within the budget
-        hold_rows = rows if rows * 8 * threads <= HOLD_BYTES else 0
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+        threads = threads or os.cpu_count() or 2
+        # a column of more than a block is held whole (one pass for its quantiles) when the
+        # columns held at once, one a thread, stay within the budget together
+        held_at_once = min(
+            threads,
+            sum(
+                _needs([features[i] for i in ix], types[c]).quantiles
+                for c, ix in _column_groups(features).items()
+                if c
+            ),
+        )
+        fits = rows * 8 * max(held_at_once, 1) <= HOLD_BYTES
+        hold_rows = rows if rows > BLOCK_ROWS and fits else 0
 
         def fit_column(name: str | None, indices: list[int]) -> list[tuple[int, Any]]:
             """Fit the entries on one column (None: entries fitted without data), each
@@ -196,10 +215,7 @@ class FittedTransform:
         # (polars and numpy release the GIL): memory holds a block of a column per
         # thread, not the table. Results and errors are taken in the spec's order,
         # whoever ran first.
-        groups: dict[str | None, list[int]] = {}
-        for i, entry in enumerate(features):
-            key = None if TRANSFORMS[entry["transform"]].multi else _input_columns(entry)[0]
-            groups.setdefault(key, []).append(i)
+        groups = _column_groups(features)
         with ThreadPoolExecutor(max_workers=threads) as pool:
             found = dict(
                 item for done in pool.map(lambda g: fit_column(*g), groups.items()) for item in done

@@ -13,7 +13,9 @@ statistics are then exact. Either way the result equals
 `numpy.quantile(method="linear")` on the whole column bit for bit (tested).
 
 Blocks are cut from the split's rows in order, not from its files, and sums are added
-block by block: a fitted state is the same however the split is partitioned.
+block by block: a fitted state is the same however the split is partitioned. Quantiles
+read -0.0 as 0.0: numpy orders the two as equal, so which sign a quantile took
+depended on how the values were ordered (one path or the other, earlier partitions).
 
 A fill value (imputation) is `filled(value)`: the summary of the column with its
 missing values replaced, computed from the summary (the value counted `missing` times),
@@ -33,9 +35,10 @@ BLOCK_ROWS = 1_000_000
 # value (days, or units since the epoch), for a median fill value
 ORDERED = ("int", "float", "date", "datetime")
 GRID = 1_025  # ranked values kept per block: a rank is known to within a block's 1/1024
-# The finite values the fitting threads hold at once, all together: a column of at most
-# HOLD_BYTES / 8 / threads rows is held whole for its quantiles (`fitted` decides), e.g.
-# up to 16M rows on 2 cores; a larger one is summarised in grids and read twice.
+# The finite values the fitting threads hold at once, all together: a column of more than
+# a block and at most HOLD_BYTES / 8 / k rows is held whole for its quantiles, k the
+# columns that may be held at once (its threads, or fewer columns needing quantiles;
+# `fitted` decides), e.g. up to 16M rows on 2 cores; a larger one is read twice.
 HOLD_BYTES = 256 * 2**20
 MERGE_EVERY = 8  # blocks' value counts held before they are merged
 
@@ -149,7 +152,7 @@ class Column:
         lo, hi = float(x.min()), float(x.max())
         self.low = lo if self.low is None else min(self.low, lo)
         self.high = hi if self.high is None else max(self.high, hi)
-        finite = x[np.isfinite(x)]
+        finite = x[np.isfinite(x)]  # (a copy: its own, changed in place below)
         if finite.size < x.size:
             neg = int(np.count_nonzero(x == -math.inf))
             self.infinite = (self.infinite[0] + neg, self.infinite[1] + x.size - finite.size - neg)
@@ -158,6 +161,7 @@ class Column:
             # values exactly when the column has (a block cut short already has cap+1)
             self.distinct.update(np.unique(finite)[: self.distinct_cap + 1].tolist())
         if needs.quantiles and finite.size:
+            np.add(finite, 0.0, out=finite)  # -0.0 as 0.0 (see the docstring)
             # values held (no sort, no 2nd pass: `np.partition` finds the order statistics):
             # all of them when the column may be held whole, else the first block's until
             # a second block comes, when the grids are made
@@ -256,7 +260,7 @@ class Column:
     def _extra_finite(self) -> tuple[float, int] | None:
         if self.extra is None or not isinstance(self.extra[0], int | float):
             return None
-        v = float(self.extra[0])
+        v = float(self.extra[0]) + 0.0  # -0.0 as 0.0, as the values
         return (v, self.extra[1]) if math.isfinite(v) else None
 
     def quantiles(self, qs: Sequence[float], *, finite_only: bool = True) -> list[float]:
@@ -316,7 +320,8 @@ class Column:
             if self.ctype == "float":
                 x = x.drop_nans()
             a = x.to_physical().cast(pl.Float64).to_numpy()
-            take(np.sort(a[np.isfinite(a)]))
+            finite = a[np.isfinite(a)]
+            take(np.sort(np.add(finite, 0.0, out=finite)))  # -0.0 as 0.0, as held
         out = {}
         for i, r in enumerate(ranks):
             lo, hi = windows[i]

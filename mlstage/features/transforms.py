@@ -30,6 +30,7 @@ class Standardize(Transform):
     name, accepts = "standardize", NUMERIC
 
     def fit(self, entry, col):
+        _finite_only(self.name, entry, col)
         m = col.moments
         mean, std = (m.mean, m.std) if m.n else (0.0, 1.0)
         return {"mean": mean, "std": std if std > 0 else 1.0}
@@ -46,6 +47,7 @@ class MinMax(Transform):
     name, accepts = "minmax", NUMERIC
 
     def fit(self, entry, col):
+        _finite_only(self.name, entry, col)
         lo, hi = (col.low, col.high) if col.low is not None else (0.0, 1.0)
         return {"min": lo, "max": hi}
 
@@ -83,6 +85,19 @@ class Log(Transform):
             return [math.log1p(float(v))]
 
         return apply
+
+
+def _finite_only(name: str, entry, col) -> None:
+    """standardize and minmax scale by moments or a range, which an infinite value makes
+    infinite or NaN (and the fitted state then cannot be written as JSON)."""
+    neg, pos = col.infinite
+    if neg or pos:
+        raise BadInput(
+            f"{name}: the training data holds {neg} -inf and {pos} inf, which leave no finite"
+            f" {'mean and sd' if name == 'standardize' else 'range'}; replace them upstream,"
+            " or use clip or bucketize, which take infinite values",
+            column=entry["column"],
+        )
 
 
 def negative(column: str, value, where: str) -> BadInput:

@@ -22,8 +22,9 @@ from ..store.refs import load_document, load_input
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
-ALGORITHM = 3  # 2: a fill value for missing inputs training never saw; 3: fitted from
-# summaries read in blocks (last bits of means and sds; a date's unseen fill is its median)
+ALGORITHM = 4  # 2: a fill value for missing inputs training never saw; 3: fitted from
+# summaries read in blocks (last bits of means and sds; a date's unseen fill is its median);
+# 4: a quantile that is a zero is 0.0, never -0.0
 
 
 def load_transform(st: Store, ref: str):

@@ -64,7 +64,7 @@ from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
 ALGORITHM = 5  # 2: unlabelled feedback rows counted; 3: no_traffic; 4: CBPE estimates;
-# 5: the KS test's p-value by Stephens' corrected Kolmogorov distribution (validation.drift)
+# 5: the KS p-value as 2 * smirnov, an upper bound of kstwo above 0.3 (validation.drift)
 
 
 def _read_table(st: Store, ref: str, role: str):

@@ -103,17 +103,18 @@ def _import_special() -> None:
 
 def ks_p_value(d: float | None, n: int, n_baseline: int) -> float | None:
     """Two-sample Kolmogorov-Smirnov p-value of statistic `d` (the baseline's CDF read
-    from its quantile summary, so `d` is within 0.2% of the exact one): the Kolmogorov
-    distribution at sqrt(en) * d with Stephens' correction, en = n*m/(n+m) (Stephens
-    1970; Numerical Recipes' `probks`). Against the exact two-sample p-value it is as
-    close as scipy's `kstwo` at size en, or closer when n and m differ (tested), and it
-    needs scipy.special only."""
-    from scipy.special import kolmogorov
+    from its quantile summary, so `d` is within 0.2% of the exact one), at the effective
+    size N = n*m/(n+m): min(1, 2 * smirnov(N, d)), twice the one-sided tail. That is how
+    scipy computes `kstwo.sf(d, N)` itself wherever N*d^2 >= 2.2, and it is within 0.4%
+    of it wherever that is below 0.3 (tested): the same p-values as before where a test
+    can reject, an upper bound (conservative) above; scipy.special only, where kstwo's
+    import (scipy.stats) was 0.3 s of validate's 1.35 s at 1M rows."""
+    from scipy.special import smirnov
 
     if d is None or n < 1 or n_baseline < 1:
         return None
-    root = math.sqrt(n * n_baseline / (n + n_baseline))
-    return float(kolmogorov((root + 0.12 + 0.11 / root) * d))
+    size = max(1, round(n * n_baseline / (n + n_baseline)))
+    return min(1.0, 2.0 * float(smirnov(size, d)))
 
 
 # Welch's test takes the mean as normally distributed; for a skewed column (Adult's

@@ -440,3 +440,17 @@ def test_a_constant_fill_is_fitted_as_fill_null_makes_it(
             assert out[oov[0]].sum() == 0  # every training row is in the vocabulary
         else:
             assert out["c"].max() < len(state["vocabulary"])
+
+
+@pytest.mark.parametrize("transform", ["standardize", "minmax"])
+def test_an_infinite_training_value_is_named_for_scaling_transforms(tmp_path, transform):
+    """Its mean, sd or range would be inf or NaN: exit 3 from the JSON writer before."""
+    src = tmp_path / "d.csv"
+    src.write_text("x,y\n1.0,a\n-inf,b\n2.0,a\ninf,b\n")
+    ingest([src], "ds")
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps({"format": "mlstage-features/1", "label": "y",
+                                "features": [{"column": "x", "transform": transform}]}))  # fmt: skip
+    with pytest.raises(BadInput, match=f"{transform}: the training data holds 1 -inf and 1 inf"):
+        featurize("ds", "f", spec=spec)
+    assert not (tmp_path / "f").exists()
