@@ -160,6 +160,29 @@ def untrusted_types(data: bytes) -> list[str]:
     return [t for t in _skops_io().get_untrusted_types(data=data) if t not in TRUSTED]
 
 
+def model_file_bytes(estimator, name: str, where: str) -> bytes:
+    """`dump_estimator`, refusing (bad input) a model that could not be written or would not
+    load: one that trains but fails at every `predict` is refused when it trains."""
+    from ..errors import BadInput
+
+    try:
+        data = dump_estimator(estimator)
+    except RecursionError:  # skops recursing through an object it cannot write
+        raise BadInput(
+            f"{name} with these parameters holds an object skops cannot write into a model"
+            " file; change the parameters that bring it in",
+            file=where,
+        ) from None
+    refused = untrusted_types(data)
+    if refused:
+        raise BadInput(
+            f"{name} with these parameters holds types mlstage does not load"
+            f" ({', '.join(refused)}); change the parameters that bring them in",
+            file=where,
+        )
+    return data
+
+
 def dump_estimator(estimator) -> bytes:
     """skops bytes made reproducible: the same estimator gives the same bytes.
 

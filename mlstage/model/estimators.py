@@ -275,3 +275,17 @@ def one_blas_thread():
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")
+
+
+def check_savable(name: str, estimator) -> None:
+    """Parameters whose fitted estimator a model file cannot hold, refused before the fit:
+    histogram boosting keeps the scorer it stops early by, which skops cannot write."""
+    from ..errors import BadInput
+
+    p = estimator.get_params()
+    if p.get("scoring") not in (None, "loss") and p.get("early_stopping", False) is not False:
+        raise BadInput(
+            f"at $.params.scoring: {name} with early stopping keeps its scorer"
+            f' {p["scoring"]!r}, which a model file cannot hold; use "loss" (the default)'
+            " or set early_stopping to false"
+        )

@@ -21,6 +21,7 @@ from ..data.splits import splits_of, training_split
 from ..errors import BadInput
 from ..features.fitted import read_transform_doc
 from ..model.artifact import write_model_files
+from ..model.training_data import column, labelled
 from ..store.refs import load_document, load_input
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
@@ -41,20 +42,13 @@ SEARCHES = {
 def check_estimator(config: Any, where: str) -> None:
     """The estimator, params and search space of a format-valid config, checked by
     scikit-learn (which takes seconds to import: run only when the stage will run)."""
-    from ..model.estimators import build, distributions, known_params
+    from ..model.estimators import build, check_savable, distributions, known_params
 
     try:
         estimator = build(
             config["estimator"], config["task"], config.get("params", {}), config.get("seed", 0)
         )
-        p = estimator.get_params()
-        if p.get("scoring") not in (None, "loss") and p.get("early_stopping", False) is not False:
-            # histogram boosting keeps the scorer it stops by, which skops cannot write
-            raise BadInput(
-                f"at $.params.scoring: {config['estimator']} with early stopping keeps its"
-                f' scorer {p["scoring"]!r}, which a model file cannot hold; use "loss" (the'
-                " default) or set early_stopping to false"
-            )
+        check_savable(config["estimator"], estimator)
         tune = config.get("tune")
         if tune:
             from sklearn.metrics import get_scorer_names
@@ -75,41 +69,6 @@ def check_estimator(config: Any, where: str) -> None:
                     )
     except BadInput as e:
         raise BadInput(e.reason, file=where) from None
-
-
-def _matrix(path: list[Path], columns: list[str]):
-    """Features as one float32 C-ordered array, filled a column at a time (one copy of the data)."""
-    import numpy as np
-    import polars as pl
-
-    n = pl.scan_parquet(path).select(pl.len()).collect().item()
-    X = np.empty((n, len(columns)), dtype=np.float32)
-    for j, col in enumerate(columns):
-        X[:, j] = pl.read_parquet(path, columns=[col]).to_series().to_numpy()
-    return X
-
-
-def _column(path: list[Path], col: str):
-    import polars as pl
-
-    return pl.read_parquet(path, columns=[col]).to_series()
-
-
-def _labelled(path: list[Path], columns: list[str], label: str):
-    """(X, y, rows left out) for the rows of a split that have a label (missing: null, or
-    NaN in a float label). y keeps the label's type (numpy would make an int label with
-    nulls float, and its classes 0.0 and 1.0)."""
-    import polars as pl
-
-    from ..core.missing import missing_as_null
-
-    y = pl.read_parquet(path, columns=[label]).to_series()
-    keep = y.to_frame().select(missing_as_null(label, y.dtype).is_not_null()).to_series()
-    X = _matrix(path, columns)
-    dropped = int(keep.len() - keep.sum())
-    if dropped:
-        X, y = X[keep.to_numpy()], y.filter(keep)
-    return X, y.to_numpy(), dropped, keep.to_numpy()
 
 
 def train(
@@ -158,11 +117,11 @@ def train(
     def produce(tmp: Path) -> dict[str, Any]:
         import numpy as np
 
-        from ..model.estimator_file import ESTIMATOR_FILE, dump_estimator, untrusted_types
+        from ..model.estimator_file import ESTIMATOR_FILE, model_file_bytes
         from ..model.estimators import index_classes, one_blas_thread
 
         feature_cols = list(transform_doc["outputs"])
-        X, y, unlabelled, keep = _labelled(splits[fit_name].parts, feature_cols, label["column"])
+        X, y, unlabelled, keep = labelled(splits[fit_name].parts, feature_cols, label["column"])
         if unlabelled:
             sys.stderr.write(
                 f"warning: {fit_name} split: {unlabelled} rows without a label"
@@ -179,7 +138,7 @@ def train(
                 f'the label "{label["column"]}" has one class in the training split; a classifier needs two or more',
                 file=str(features),
             )
-        w = _column(splits[fit_name].parts, weight).to_numpy()[keep] if weight else None
+        w = column(splits[fit_name].parts, weight).to_numpy()[keep] if weight else None
         classes = index_classes(cfg["estimator"], cfg["task"], y)
         y_fit = y if classes is None else np.searchsorted(classes, y)
         with engine_for(engine).joblib(), one_blas_thread():  # the refit runs here
@@ -198,28 +157,14 @@ def train(
         del X
         for name, file in splits.items():
             if name != fit_name:
-                Xs, ys, metrics["unlabelled_rows"][name], _ = _labelled(
+                Xs, ys, metrics["unlabelled_rows"][name], _ = labelled(
                     file.parts, feature_cols, label["column"]
                 )
                 if ys.size:
                     metrics["splits"][name] = _metrics(
                         cfg["task"], estimator, Xs, ys, classes=classes
                     )
-        try:
-            data = dump_estimator(estimator)
-        except RecursionError:  # skops recursing through an object it cannot write
-            raise BadInput(
-                f"{cfg['estimator']} with these parameters holds an object skops cannot write"
-                " into a model file; change the parameters that bring it in",
-                file=str(config),
-            ) from None
-        refused = untrusted_types(data)
-        if refused:  # a model that trains but never loads is refused now, not at predict
-            raise BadInput(
-                f"{cfg['estimator']} with these parameters holds types mlstage does not load"
-                f" ({', '.join(refused)}); change the parameters that bring them in",
-                file=str(config),
-            )
+        data = model_file_bytes(estimator, cfg["estimator"], str(config))
         (tmp / ESTIMATOR_FILE).write_bytes(data)
         signature = _signature(st, manifest, transform_doc, cfg["task"], estimator, classes)
         write_model_files(tmp, transform_doc, signature, jsonable(metrics))
