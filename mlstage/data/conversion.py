@@ -21,8 +21,9 @@ from .typeinfer import ColumnType, widen
 
 ALGORITHM = 3  # 2: JSON values typed as CSV; small floats hashed in exponent notation (as
 # documented); 3: splits of more than `partition_rows` rows written as partitions
-# How a dataset's rows are split by hash: its params' "split_hash" (absent: "text", the
-# rule before the typed row hash, which a dataset's spans keep)
+# How a dataset's rows are split by hash: its params' "split_hash", "typed" for a
+# whole-row split; absent: "text", the rule of `--split-key` and of datasets ingested
+# before the typed row hash, which their spans keep
 SPLIT_HASH = "typed"
 SPLIT_HASHES = ("text", "typed")
 

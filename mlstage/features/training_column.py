@@ -10,7 +10,8 @@ in one pass. A larger one takes two passes: the first keeps GRID evenly ranked v
 each sorted block, which bound every rank to a narrow window of values; the second
 counts the values below the window and collects the window's values, whose order
 statistics are then exact. Either way the result equals
-`numpy.quantile(method="linear")` on the whole column bit for bit (tested).
+`numpy.quantile(method="linear")` on the whole column bit for bit (tested), but for
+the sign of a zero (below).
 
 Blocks are cut from the split's rows in order, not from its files, and sums are added
 block by block: a fitted state is the same however the split is partitioned. Quantiles
