@@ -114,7 +114,8 @@ def ks_p_value(d: float | None, n: int, n_baseline: int) -> float | None:
     if d is None or n < 1 or n_baseline < 1:
         return None
     size = max(1, round(n * n_baseline / (n + n_baseline)))
-    return min(1.0, 2.0 * float(smirnov(size, d)))
+    p = 2.0 * float(smirnov(size, d))
+    return min(1.0, p) if p == p else p  # (a NaN statistic stays NaN, as kstwo gave it)
 
 
 # Welch's test takes the mean as normally distributed; for a skewed column (Adult's

@@ -190,6 +190,7 @@ def test_the_ks_p_value_is_scipys_kstwo_where_a_test_can_reject():
             if 0 < before <= 0.3:
                 assert ours == pytest.approx(before, rel=4e-3), (size, d, ours, before)
     assert ks_p_value(None, 10, 10) is None and ks_p_value(0.0, 10, 10) == 1.0
+    assert np.isnan(ks_p_value(float("nan"), 10, 10))
 
 
 def test_the_t_and_chi2_tails_are_scipy_stats_own():
