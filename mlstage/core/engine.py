@@ -45,6 +45,14 @@ class Engine(Protocol):
     def joblib(self) -> Any: ...
 
 
+def local_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the OS has one: a container
+    limited to 2 of a host's 64 cores gets 2), for sizing its own thread pools."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 class LocalEngine:
     """This process: items in turn (each stage's work keeps its own threads, as before)."""
 

@@ -41,7 +41,9 @@ def hash_files(paths: list[Path]) -> list[str]:
     per core this process may use and at most 4 (hashlib releases the GIL): a dataset's
     partitions hash in half the time on two cores. On an error or an interrupt the files
     not started yet are dropped, not read."""
-    workers = min(len(paths), len(os.sched_getaffinity(0)), 4)
+    from .engine import local_cpus
+
+    workers = min(len(paths), local_cpus(), 4)
     if workers < 2:
         return [sha256_file(p) for p in paths]
     from concurrent.futures import ThreadPoolExecutor

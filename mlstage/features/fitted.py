@@ -19,12 +19,12 @@ the most frequent value), so a model trained without NaN never meets one at pred
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ..core.engine import local_cpus
 from ..core.hashing import canonical_text
 from ..core.missing import missing_as_null, none_if_missing
 from ..errors import BadInput
@@ -177,18 +177,12 @@ class FittedTransform:
         columns = {c for e in features for c in _input_columns(e)}
 
         rows = pl.scan_parquet(train_path).select(pl.len()).collect().item()
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
-        threads = threads or os.cpu_count() or 2
+        groups = _column_groups(features)
+        needs = {c: _needs([features[i] for i in ix], types[c]) for c, ix in groups.items() if c}
+        threads = local_cpus()
         # a column of more than a block is held whole (one pass for its quantiles) when the
         # columns held at once, one a thread, stay within the budget together
-        held_at_once = min(
-            threads,
-            sum(
-                _needs([features[i] for i in ix], types[c]).quantiles
-                for c, ix in _column_groups(features).items()
-                if c
-            ),
-        )
+        held_at_once = min(threads, sum(n.quantiles for n in needs.values()))
         fits = rows * 8 * max(held_at_once, 1) <= HOLD_BYTES
         hold_rows = rows if rows > BLOCK_ROWS and fits else 0
 
@@ -199,9 +193,8 @@ class FittedTransform:
             done: list[tuple[int, Any]] = []
             try:
                 if name is not None:
-                    needs = _needs([features[i] for i in indices], types[name])
                     blocks = blocks_of(train_path, name, rows)
-                    col = Column.read(name, types[name], blocks, needs, hold_rows)
+                    col = Column.read(name, types[name], blocks, needs[name], hold_rows)
             except Exception as e:  # raised below, at the first of these entries
                 return [(i, e) for i in indices]
             for i in indices:
@@ -215,7 +208,6 @@ class FittedTransform:
         # (polars and numpy release the GIL): memory holds a block of a column per
         # thread, not the table. Results and errors are taken in the spec's order,
         # whoever ran first.
-        groups = _column_groups(features)
         with ThreadPoolExecutor(max_workers=threads) as pool:
             found = dict(
                 item for done in pool.map(lambda g: fit_column(*g), groups.items()) for item in done
