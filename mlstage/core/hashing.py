@@ -227,7 +227,6 @@ def _word_expr(name: str, dtype):
 
     col = pl.col(name)
     if dtype == pl.String:
-        # (`nchash`: polars_hash's namespace, registered at its import)
         word = col.nchash.xxhash64()  # type: ignore[attr-defined]
     elif dtype == pl.Boolean:
         word = col.cast(pl.UInt64)

@@ -14,11 +14,12 @@ def matrix(path: list[Path], columns: list[str]):
     n = pl.scan_parquet(path).select(pl.len()).collect().item()
     X = np.empty((n, len(columns)), dtype=np.float32)
     for j, col in enumerate(columns):
-        X[:, j] = pl.read_parquet(path, columns=[col]).to_series().to_numpy()
+        X[:, j] = column(path, col).to_numpy()
     return X
 
 
 def column(path: list[Path], col: str):
+    """One column of the split's files, as a polars Series."""
     import polars as pl
 
     return pl.read_parquet(path, columns=[col]).to_series()
@@ -28,11 +29,10 @@ def labelled(path: list[Path], columns: list[str], label: str):
     """(X, y, rows left out) for the rows of a split that have a label (missing: null, or
     NaN in a float label). y keeps the label's type (numpy would make an int label with
     nulls float, and its classes 0.0 and 1.0)."""
-    import polars as pl
 
     from ..core.missing import missing_as_null
 
-    y = pl.read_parquet(path, columns=[label]).to_series()
+    y = column(path, label)
     keep = y.to_frame().select(missing_as_null(label, y.dtype).is_not_null()).to_series()
     X = matrix(path, columns)
     dropped = int(keep.len() - keep.sum())

@@ -59,7 +59,7 @@ class FileHashes:
         return sha256_file(path) if path.stat().st_size <= SMALL_FILE else self.file_sha256(path)
 
     def file_sha256(self, path: Path) -> str:
-        """sha256 of a file, skipping the read when size, mtime and inode are unchanged."""
+        """sha256 of a file, skipping the read when size, mtime, ctime and inode are unchanged."""
         digest = self.cached_sha256(path)
         if digest is None:
             digest = sha256_file(path)
