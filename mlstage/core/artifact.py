@@ -129,6 +129,20 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return dumps_pretty(manifest).encode()
 
 
+def claimed_id(artifact_dir: Path) -> str | None:
+    """The id an artifact directory's manifest claims, unchecked (None if there is none
+    to read): enough to see that the version there is the one already logged, without
+    the schema validator's import on a stage's path to its data."""
+    path = artifact_dir / MANIFEST
+    if not is_regular_file(path, MAX_MANIFEST_BYTES):
+        return None
+    try:
+        found = json.loads(path.read_bytes()).get("id")
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
+
+
 def read_manifest(artifact_dir: Path) -> dict[str, Any]:
     """Read and validate the manifest of an artifact directory."""
     path = artifact_dir / MANIFEST

@@ -19,7 +19,14 @@ from typing import Any
 
 from ..core import replay
 from ..core.artifact import FORMAT as MANIFEST_FORMAT
-from ..core.artifact import Input, build_manifest, fingerprint, gate_exit_code, read_manifest
+from ..core.artifact import (
+    Input,
+    build_manifest,
+    claimed_id,
+    fingerprint,
+    gate_exit_code,
+    read_manifest,
+)
 from ..core.documents import warm_up
 from ..core.fsutil import (
     file_lock,
@@ -204,6 +211,12 @@ def run_stage(
         fault_point("swapped")
         store.record_write(out, manifest)
         store.remember_hashes(out, manifest)
+        # The stored copy too, whose ctime the links made and dropped since `store.add`
+        # checked or wrote it have moved: a rerun's check of it then reads nothing.
+        try:
+            store.remember_hashes(store.object_dir(manifest["id"]), manifest)
+        except OSError:
+            pass  # a gc took the stored copy meanwhile: nothing to remember
     return StageResult(manifest, out)
 
 
@@ -237,11 +250,14 @@ def _produce_into_store(plan: StagePlan, produce: Produce, store: Store) -> Stag
 
 def _heal_journal(out: Path, store: Store) -> None:
     """Log the version at `out` if a writer was killed between its swap and its log line."""
+    logged = store.last_write(out)
+    if logged is not None and claimed_id(out) == logged:
+        return  # the usual case, decided without validating the manifest
     try:
         m = read_manifest(out)
     except MlstageError:
         return
-    if store.last_write(out) != m["id"] and store.manifest(m["id"]) is not None:
+    if logged != m["id"] and store.manifest(m["id"]) is not None:
         store.record_write(out, m)
 
 

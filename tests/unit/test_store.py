@@ -254,3 +254,47 @@ def test_hash_files_drops_the_files_not_started_after_an_error(tmp_path, monkeyp
     with pytest.raises(PermissionError):
         fsutil.hash_files(paths)
     assert len(read) < len(paths)  # the queued files were cancelled, not read
+
+
+def test_a_forced_rerun_reads_the_stored_copy_once_not_every_time(tmp_path, monkeypatch):
+    """A rerun with force makes the same id, which the store holds: `add` checks the stored
+    copy, then links the new output to it. Each link made or dropped moves the stored
+    file's ctime, so its cached hash never matched again and every rerun read the whole
+    stored copy (80 MB at 1M rows). Now the stored copy's hash is remembered after the
+    swap, as the output's is: after the first rerun, only the new output is hashed."""
+    import numpy as np
+    import polars as pl
+
+    import mlstage.core.fsutil as fsutil
+    import mlstage.store.file_hashes as file_hashes
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "d.parquet"
+    pl.DataFrame({"x": rng.random(300_000), "y": rng.random(300_000)}).write_parquet(src)
+    first = ingest([src], "ds")
+    stored = Store.open().object_dir(first.manifest["id"])
+    assert (stored / "data.parquet").stat().st_size > file_hashes.SMALL_FILE
+
+    hashed: list[str] = []
+    real = fsutil.sha256_file
+
+    def counting(path):
+        hashed.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(fsutil, "sha256_file", counting)
+    monkeypatch.setattr(file_hashes, "sha256_file", counting)
+    for _ in range(3):
+        hashed.clear()
+        again = ingest([src], "ds", force=True)
+        assert again.manifest["id"] == first.manifest["id"]
+        # the one large file read: the new output, for its manifest
+        large = [p for p in hashed if p.endswith("data.parquet")]
+        assert len(large) == 1 and not large[0].startswith(str(stored)), hashed
+    # and the remembered hashes are right: the stored copy checks out
+    assert Store.open().intact(stored, first.manifest)
+    os.chmod(stored / "data.parquet", 0o644)
+    with open(stored / "data.parquet", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    assert not Store.open().intact(stored, first.manifest)  # ctime moved: read again
