@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.engine import Engine, engine_for
-from ..data.conversion import ALGORITHM, source_inputs, write_dataset
+from ..data.conversion import ALGORITHM, SPLIT_HASHES, source_inputs, write_dataset
 from ..data.sources import expand_sources
 from ..errors import BadInput, opt
 from ..store.store import Store, store_for
@@ -52,6 +52,13 @@ def append(
     st = store_for(store, out_path)
     base_path, base_manifest, base_in = load_input(st, str(base), "data", ("dataset",))
     p = base_manifest["params"]
+    if p.get("split_hash", "text") not in SPLIT_HASHES:  # made by a newer mlstage
+        raise BadInput(
+            f"{opt('append')}: {base} splits rows by the rule {p['split_hash']!r}, which this"
+            f" mlstage does not know (it knows {', '.join(SPLIT_HASHES)}); upgrade mlstage"
+            " to append to it",
+            file=str(base_path / "manifest.json"),
+        )
     if p.get("split_order"):
         raise BadInput(
             f"{opt('append')}: {base} is split by rank of {p['split_order']!r}; new rows would"

@@ -144,6 +144,25 @@ def test_a_dataset_split_by_rank_cannot_be_appended_to(tmp_path, days):
         append([days[1]], tmp_path / "d1", tmp_path / "d2", store=st)
 
 
+def test_a_dataset_split_by_a_rule_this_mlstage_does_not_know_is_named(tmp_path, days, monkeypatch):
+    """A dataset from a newer mlstage, split by a rule this one lacks: refused before any
+    file is read, naming the dataset's manifest (the error used to name no file)."""
+    from mlstage.data import conversion
+    from mlstage.stages import ingest as ingest_module
+
+    # the newer mlstage: its rule recorded in the dataset's params
+    monkeypatch.setattr(ingest_module, "SPLIT_HASH", "typed2")
+    monkeypatch.setattr(conversion, "SPLIT_HASHES", (*conversion.SPLIT_HASHES, "typed2"))
+    st = tmp_path / "store"
+    made = ingest(days[:1], tmp_path / "d1", split=["a=1", "b=1"], store=st)
+    assert made.manifest["params"]["split_hash"] == "typed2"
+    monkeypatch.undo()
+    with pytest.raises(BadInput, match="rule 'typed2'.*upgrade") as e:
+        append([days[1]], tmp_path / "d1", tmp_path / "d2", store=st)
+    assert e.value.file == str(tmp_path / "d1" / "manifest.json")
+    assert not (tmp_path / "d2").exists()
+
+
 def test_the_cli_appends_and_refuses_reading_options_beside_append(tmp_path, days, monkeypatch):
     from mlstage.cli import app
 
