@@ -214,7 +214,7 @@ def run_stage(
         # The stored copy too, whose ctime the links made and dropped since `store.add`
         # checked or wrote it have moved: a rerun's check of it then reads nothing.
         try:
-            store.remember_hashes(store.object_dir(manifest["id"]), manifest)
+            store.carry_forward(store.object_dir(manifest["id"]), manifest)
         except OSError:
             pass  # a gc took the stored copy meanwhile: nothing to remember
     return StageResult(manifest, out)

@@ -52,13 +52,6 @@ def append(
     st = store_for(store, out_path)
     base_path, base_manifest, base_in = load_input(st, str(base), "data", ("dataset",))
     p = base_manifest["params"]
-    if p.get("split_hash", "text") not in SPLIT_HASHES:  # made by a newer mlstage
-        raise BadInput(
-            f"{opt('append')}: {base} splits rows by the rule {p['split_hash']!r}, which this"
-            f" mlstage does not know (it knows {', '.join(SPLIT_HASHES)}); upgrade mlstage"
-            " to append to it",
-            file=str(base_path / "manifest.json"),
-        )
     if p.get("split_order"):
         raise BadInput(
             f"{opt('append')}: {base} is split by rank of {p['split_order']!r}; new rows would"
@@ -115,6 +108,13 @@ def append(
                 f"{opt('append')}: nothing to append (every file given is in {base} already,"
                 " or none was given)",
                 file=str(base),
+            )
+        if p.get("split_hash", "text") not in SPLIT_HASHES:  # made by a newer mlstage
+            raise BadInput(
+                f"{opt('append')}: {base} splits rows by the rule {p['split_hash']!r}, which this"
+                f" mlstage does not know (it knows {', '.join(SPLIT_HASHES)}); upgrade mlstage"
+                " to append to it",
+                file=str(base_path / "manifest.json"),
             )
         news, inputs = [s for s, _ in fresh_srcs], [i for _, i in fresh_srcs]
         plan = StagePlan(

@@ -71,6 +71,27 @@ class FileHashes:
         rows = [(*_stat_key(artifact_dir / f["path"]), f["sha256"]) for f in manifest["files"]]
         self.db.executemany(_PUT, rows)
 
+    def carry_forward(self, artifact_dir: Path, manifest: dict[str, Any]) -> None:
+        """Keep the cached hashes of an artifact's files whose ctime alone moved (links
+        made or dropped): an entry is moved to the new ctime only while the file's size,
+        mtime and inode are those cached with it, so a file written since its hash was
+        cached stays uncached and is read again."""
+        for f in manifest["files"]:
+            p = artifact_dir / f["path"]
+            st = p.stat()
+            self.db.execute(
+                "UPDATE file_hashes SET ctime_ns=? WHERE path=? AND size=? AND mtime_ns=?"
+                " AND ino=? AND sha256=?",
+                (
+                    st.st_ctime_ns,
+                    str(p.absolute()),
+                    st.st_size,
+                    st.st_mtime_ns,
+                    st.st_ino,
+                    f["sha256"],
+                ),
+            )
+
     def problems(self, artifact_dir: Path, manifest: dict[str, Any]) -> list[str]:
         """The payload files that do not match the manifest, each with what is wrong."""
         self._hash_uncached(artifact_dir, manifest)

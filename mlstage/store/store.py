@@ -253,6 +253,8 @@ class Store(Maintained, FileHashes):
             os.rename(tmp, target)
             fsync_path(self.objects)
             index_artifact(self.db, manifest)
+            # its files: this writer's own, hashed for the manifest and seen by no one else
+            self.remember_hashes(target, manifest)
         return target
 
     def _indexed(self, artifact_id: str) -> bool:

@@ -145,8 +145,10 @@ def test_a_dataset_split_by_rank_cannot_be_appended_to(tmp_path, days):
 
 
 def test_a_dataset_split_by_a_rule_this_mlstage_does_not_know_is_named(tmp_path, days, monkeypatch):
-    """A dataset from a newer mlstage, split by a rule this one lacks: refused before any
-    file is read, naming the dataset's manifest (the error used to name no file)."""
+    """A dataset from a newer mlstage, split by a rule this one lacks: an append of new
+    files is refused before anything is written, naming the dataset's manifest (the
+    error named no file); with nothing new, the dataset is up to date as before (a loop
+    that runs before new data arrives does not fail)."""
     from mlstage.data import conversion
     from mlstage.stages import ingest as ingest_module
 
@@ -161,6 +163,8 @@ def test_a_dataset_split_by_a_rule_this_mlstage_does_not_know_is_named(tmp_path,
         append([days[1]], tmp_path / "d1", tmp_path / "d2", store=st)
     assert e.value.file == str(tmp_path / "d1" / "manifest.json")
     assert not (tmp_path / "d2").exists()
+    same = append([days[0]], tmp_path / "d1", tmp_path / "d1", store=st)
+    assert same.up_to_date and same.manifest["id"] == made.manifest["id"]
 
 
 def test_the_cli_appends_and_refuses_reading_options_beside_append(tmp_path, days, monkeypatch):

@@ -298,3 +298,40 @@ def test_a_forced_rerun_reads_the_stored_copy_once_not_every_time(tmp_path, monk
         f.seek(100)
         f.write(b"\x00\x01\x02")
     assert not Store.open().intact(stored, first.manifest)  # ctime moved: read again
+
+
+def test_a_stored_copy_changed_while_a_writer_swaps_is_not_vouched_for(tmp_path, monkeypatch):
+    """The stored copy's cached hash is carried to its new ctime (links made and dropped)
+    only while its size, mtime and inode are those cached: a stored file changed between
+    `add`'s check and the end of the write (another process, while this writer waits for
+    the store's lock) is read again by the next check, which names it, and a new output
+    of the same data repairs it instead of being linked to it."""
+    import hashlib
+
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "d.parquet"
+    pl.DataFrame({"x": rng.random(300_000), "y": rng.random(300_000)}).write_parquet(src)
+    m = ingest([src], "ds").manifest
+    stored = Store.open().object_dir(m["id"]) / "data.parquet"
+    real = Store.record_write
+
+    def damaged_meanwhile(self, path, manifest):
+        os.chmod(stored, 0o644)
+        with open(stored, "r+b") as f:
+            f.seek(100)
+            f.write(b"\x00\x01\x02")
+        os.chmod(stored, 0o444)
+        return real(self, path, manifest)
+
+    monkeypatch.setattr(Store, "record_write", damaged_meanwhile)
+    ingest([src], "ds", force=True)
+    monkeypatch.setattr(Store, "record_write", real)
+    sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    assert sha(stored) != m["files"][0]["sha256"]
+    assert not Store.open().intact(stored.parent, m)
+    ingest([src], "ds2")
+    fresh = Store.open().object_dir(m["id"]) / "data.parquet"
+    assert sha(tmp_path / "ds2" / "data.parquet") == sha(fresh) == m["files"][0]["sha256"]
