@@ -210,13 +210,7 @@ def run_stage(
             remove_tree(tmp)
         fault_point("swapped")
         store.record_write(out, manifest)
-        store.remember_hashes(out, manifest)
-        # The stored copy too, whose ctime the links made and dropped since `store.add`
-        # checked or wrote it have moved: a rerun's check of it then reads nothing.
-        try:
-            store.carry_forward(store.object_dir(manifest["id"]), manifest)
-        except OSError:
-            pass  # a gc took the stored copy meanwhile: nothing to remember
+        store.remember_output(out, store.object_dir(manifest["id"]), manifest)
     return StageResult(manifest, out)
 
 

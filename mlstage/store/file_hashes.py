@@ -71,26 +71,36 @@ class FileHashes:
         rows = [(*_stat_key(artifact_dir / f["path"]), f["sha256"]) for f in manifest["files"]]
         self.db.executemany(_PUT, rows)
 
-    def carry_forward(self, artifact_dir: Path, manifest: dict[str, Any]) -> None:
-        """Keep the cached hashes of an artifact's files whose ctime alone moved (links
-        made or dropped): an entry is moved to the new ctime only while the file's size,
-        mtime and inode are those cached with it, so a file written since its hash was
-        cached stays uncached and is read again."""
+    def remember_output(self, out: Path, stored: Path, manifest: dict[str, Any]) -> None:
+        """Cache the hashes of a just-written output's files and of the stored copy they
+        share, so later checks of either read nothing.
+
+        A file that is the stored copy (one inode) is vouched for by the stored copy's
+        entry, which `add` cached when it checked or wrote it: the entry is carried to the
+        file's new ctime (the links made and dropped since moved it) only while size,
+        mtime and inode are those cached, so a file changed meanwhile (by another process,
+        while this writer waited for the store's lock) stays uncached in both places and
+        is read again. An output file of its own (a store on another file system) was
+        hashed for the manifest by this writer, under the output's lock: cached as is."""
+        rows = []
         for f in manifest["files"]:
-            p = artifact_dir / f["path"]
-            st = p.stat()
-            self.db.execute(
-                "UPDATE file_hashes SET ctime_ns=? WHERE path=? AND size=? AND mtime_ns=?"
-                " AND ino=? AND sha256=?",
-                (
-                    st.st_ctime_ns,
-                    str(p.absolute()),
-                    st.st_size,
-                    st.st_mtime_ns,
-                    st.st_ino,
-                    f["sha256"],
-                ),
-            )
+            mine = out / f["path"]
+            st = mine.stat()
+            try:
+                kept = (stored / f["path"]).stat()
+            except OSError:  # a gc took the stored copy meanwhile
+                kept = None
+            if kept is not None and (kept.st_ino, kept.st_dev) == (st.st_ino, st.st_dev):
+                path, size, mtime, ctime, ino = _key(stored / f["path"], kept)
+                carried = self.db.execute(
+                    "UPDATE file_hashes SET ctime_ns=? WHERE path=? AND size=? AND mtime_ns=?"
+                    " AND ino=? AND sha256=?",
+                    (ctime, path, size, mtime, ino, f["sha256"]),
+                ).rowcount
+                if not carried:
+                    continue
+            rows.append((*_key(mine, st), f["sha256"]))
+        self.db.executemany(_PUT, rows)
 
     def problems(self, artifact_dir: Path, manifest: dict[str, Any]) -> list[str]:
         """The payload files that do not match the manifest, each with what is wrong."""

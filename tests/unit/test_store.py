@@ -305,7 +305,8 @@ def test_a_stored_copy_changed_while_a_writer_swaps_is_not_vouched_for(tmp_path,
     only while its size, mtime and inode are those cached: a stored file changed between
     `add`'s check and the end of the write (another process, while this writer waits for
     the store's lock) is read again by the next check, which names it, and a new output
-    of the same data repairs it instead of being linked to it."""
+    of the same data repairs it instead of being linked to it. The output, which is the
+    same file, is not vouched for either."""
     import hashlib
 
     import numpy as np
@@ -332,6 +333,10 @@ def test_a_stored_copy_changed_while_a_writer_swaps_is_not_vouched_for(tmp_path,
     sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
     assert sha(stored) != m["files"][0]["sha256"]
     assert not Store.open().intact(stored.parent, m)
+    # nor the output, the same file: a rerun without force is not "up to date"
+    assert not Store.open().intact(tmp_path / "ds", m)
+    assert not ingest([src], "ds").up_to_date
+    assert sha(tmp_path / "ds" / "data.parquet") == m["files"][0]["sha256"]
     ingest([src], "ds2")
     fresh = Store.open().object_dir(m["id"]) / "data.parquet"
     assert sha(tmp_path / "ds2" / "data.parquet") == sha(fresh) == m["files"][0]["sha256"]
