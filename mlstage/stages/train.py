@@ -238,7 +238,9 @@ def _fit(cfg: dict[str, Any], X, y, w, feature_cols: list[str]):
         fitted[0].predict(X[:1])  # some refusals come only at prediction (KNN's n_neighbors)
         return fitted
     except fit_errors(cfg["estimator"]) as e:  # the estimator refuses this data or these params
-        if np.isnan(X).any():
+        # the remedy for missing values only when they are what the estimator refused
+        # ("Input X contains NaN"): another refusal on such data keeps its own reason
+        if "NaN" in str(e) and np.isnan(X).any():
             nan_cols = [
                 c for c, bad in zip(feature_cols, np.isnan(X).any(axis=0), strict=True) if bad
             ]

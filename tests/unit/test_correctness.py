@@ -256,6 +256,12 @@ def test_7_estimator_refusals_at_fit_time_are_bad_input(tmp_path):
     )
     with pytest.raises(BadInput, match=r"does not accept missing values.*: x; add \"impute\""):
         _chain(frame, NUMERIC)
+    # ...but another refusal on such data keeps its own reason (a continuous label for a
+    # classifier that takes missing values was blamed on them, naming that very estimator)
+    cfg = {**TRAIN_LR, "estimator": "HistGradientBoostingClassifier", "params": {}}
+    with pytest.raises(BadInput, match="cannot be fitted on these features: .*continuous") as e:
+        _chain(frame.with_columns(y=pl.col("x").fill_null(0.0) * 3), NUMERIC, cfg)
+    assert "missing values" not in str(e.value)
 
 
 # -- a hostile review's findings (each failed before its fix) ------------------------------
