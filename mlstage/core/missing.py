@@ -13,10 +13,14 @@ DEFAULT_NULLS = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 
 
 def missing_as_null(column: str, dtype):
-    """The column with NaN made null when it is a float column."""
+    """The column with NaN made null when it is a float column; a datetime column with a
+    time zone (a dataset ingested before offsets were read as UTC wall time, as every
+    datetime now is) as its UTC wall time, so it meets the naive datetimes of a model."""
     import polars as pl
 
     x = pl.col(column)
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+        return x.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
     return x.fill_nan(None) if dtype is not None and dtype.is_float() else x
 
 

@@ -142,11 +142,12 @@ def write_dataset(
         if col not in types:
             raise BadInput(f'no column "{col}" in the data; columns are: {", ".join(types)}')
 
-    converted = None if engine.local else _convert_on(engine, srcs, per_source, types, nulls, tmp)
+    typing = [_source_types(own, types) for own in per_source]
+    converted = None if engine.local else _convert_on(engine, srcs, typing, nulls, tmp)
     frames = []
     for i, (src, own) in enumerate(zip(srcs, per_source, strict=True)):
         if converted is None:
-            lf = scan_typed(src, {c: types[c] for c in own}, nulls)
+            lf = scan_typed(src, typing[i], nulls)
         else:  # read and typed by a worker, exactly as scan_typed would here
             lf = pl.scan_parquet(converted[i])
         frames.append(
@@ -197,8 +198,8 @@ def write_dataset(
     except (pl.exceptions.PolarsError, OSError) as e:
         if is_disk_full(e):  # the machine's fault, not the sources'
             raise DiskFull(tmp) from None
-        for src in srcs:
-            problem = diagnose_values(src, types, nulls)
+        for src, own_types in zip(srcs, typing, strict=True):
+            problem = diagnose_values(src, own_types, nulls)
             if problem is not None:
                 raise problem from None
         if len(srcs) == 1:
@@ -229,6 +230,17 @@ def write_dataset(
     }
 
 
+def _source_types(
+    own: dict[str, ColumnType | None], types: dict[str, ColumnType]
+) -> dict[str, ColumnType]:
+    """How one source's columns are read: as the dataset's types, but a date or datetime
+    with the source's own format (files writing times two ways, `widen`)."""
+    return {
+        c: t if t is not None and t.name == types[c].name and t.format else types[c]
+        for c, t in own.items()
+    }
+
+
 def _unused(name: str, columns) -> str:
     """`name`, or it with underscores added until no column has it."""
     while name in columns:
@@ -236,7 +248,7 @@ def _unused(name: str, columns) -> str:
     return name
 
 
-def _convert_on(engine: Engine, srcs, per_source, types, nulls, tmp: Path) -> list[Path]:
+def _convert_on(engine: Engine, srcs, typing, nulls, tmp: Path) -> list[Path]:
     """Each source read, parsed and typed by a worker of a cluster `engine` into a Parquet
     file under `tmp` (by path: storage the workers share), for the split pass here."""
     import dataclasses
@@ -245,9 +257,8 @@ def _convert_on(engine: Engine, srcs, per_source, types, nulls, tmp: Path) -> li
     folder = (tmp / ".sources").absolute()
     folder.mkdir()
     jobs = [
-        (dataclasses.replace(src, path=src.path.absolute()), {c: types[c] for c in own},
-         folder / f"{i:05d}.parquet")
-        for i, (src, own) in enumerate(zip(srcs, per_source, strict=True))
+        (dataclasses.replace(src, path=src.path.absolute()), own, folder / f"{i:05d}.parquet")
+        for i, (src, own) in enumerate(zip(srcs, typing, strict=True))
     ]  # fmt: skip
     return engine.map(functools.partial(convert_source, nulls=nulls), jobs)
 

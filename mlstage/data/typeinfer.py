@@ -8,6 +8,7 @@ kept so the whole file is parsed with it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 BOOL_TEXT = {"true": True, "false": False}
@@ -16,9 +17,9 @@ DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y", "%m/%d/%Y", "%d/%m/%Y")
 DATETIME_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f",
     "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S%.fZ",
-    "%Y-%m-%dT%H:%M:%S%.f%:z",
-    "%Y-%m-%d %H:%M:%S%.f%:z",
+    # a UTC offset: Z, +02:00, +0200 or -05, mixed in one column (%#z takes each)
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
     "%Y-%m-%dT%H:%M",
     "%Y-%m-%d %H:%M",
     "%Y/%m/%d %H:%M:%S%.f",
@@ -35,6 +36,11 @@ class ColumnType:
 
     def as_json(self) -> dict:
         return {"type": self.name, **({"format": self.format} if self.format else {})}
+
+
+def has_offset(fmt: str) -> bool:
+    """Whether a strptime format reads a UTC offset (%z, %:z or %#z)."""
+    return re.search(r"%[:#]?z", fmt) is not None
 
 
 def parse_expr(column: str, ctype: ColumnType, *, strict: bool):
@@ -59,7 +65,7 @@ def parse_expr(column: str, ctype: ColumnType, *, strict: bool):
         case "datetime":
             # cache=False: the cache only pays off for repeated values and costs on unique ones.
             e = col.str.to_datetime(ctype.format, strict=strict, time_unit="us", cache=False)
-            if ctype.format and "%z" in ctype.format:
+            if ctype.format and has_offset(ctype.format):  # an instant: its UTC wall time
                 e = e.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
             return e
     raise ValueError(ctype.name)
@@ -134,4 +140,6 @@ def widen(a: ColumnType, b: ColumnType) -> ColumnType | None:
         return a
     if {a.name, b.name} == {"int", "float"}:
         return ColumnType("float")
+    if a.name == b.name:  # dates or datetimes written two ways: each file reads its own
+        return a
     return None

@@ -197,6 +197,29 @@ def test_datetime_parts(data, tmp_path):
     )
 
 
+def test_a_time_zone_aware_column_meets_a_transform_as_its_utc_wall_time(data, tmp_path):
+    """Datasets ingested before offsets were read as UTC wall time hold time-zone aware
+    datetimes; a transform fitted on naive ones (every dataset now) applies to them as
+    their UTC wall time, with the same features as the naive column gives (it raised
+    "failed to determine supertype", exit 3, in predict and evaluate)."""
+    from mlstage.features.fitted import FittedTransform
+
+    train, ev = data
+    entry = {"column": "when", "transform": "datetime", "parts": ["hour", "dayofweek"],
+             "impute": "mode"}  # fmt: skip
+    train.select("when").write_parquet(tmp_path / "t.parquet")
+    ft = FittedTransform.fit({"format": "mlstage-features/1", "features": [entry]},
+                             [tmp_path / "t.parquet"], {"when": "datetime"})  # fmt: skip
+    naive = ev.select("when")
+    # the same instants, written as +02:00 (kept aware, as the earlier ingest did)
+    aware = naive.with_columns(
+        pl.col("when").dt.replace_time_zone("UTC").dt.convert_time_zone("Etc/GMT-2")
+    )
+    want = ft.apply_lazy(naive.lazy(), with_label=False).collect()
+    got = ft.apply_lazy(aware.lazy(), with_label=False).collect()
+    assert got.equals(want) and want.height == ev.height
+
+
 def test_imputation_matches_simple_imputer(data, tmp_path):
     from sklearn.impute import SimpleImputer
 

@@ -67,6 +67,35 @@ def test_inference_of_dates_datetimes_bools_and_missing_markers(tmp_path):
     assert df["n"].null_count() == 3
 
 
+def test_utc_offsets_of_every_form_are_read_as_utc_wall_time(tmp_path):
+    """Z, +02:00, +0200 and -05 in one column, and files that write times differently
+    (an offset in one, Z in another, none in a third): one naive datetime column holding
+    UTC wall time. "+02:00" used to stay time-zone aware (its format's %:z was not seen as
+    an offset), which models trained on "Z" data refused (exit 3); a column mixing Z and
+    +02:00 was read as text, and two such files were refused as "datetime but datetime"."""
+    mixed = write(tmp_path / "m.csv", "t,v\n2024-06-01T00:00:00Z,1\n"
+                  "2024-06-01T00:00:00+02:00,2\n2024-06-01T00:00:00.5+0200,3\n"
+                  "2024-06-01T00:00:00-05,4\n")  # fmt: skip
+    r = ingest([mixed], "ds")
+    assert r.manifest["summary"]["schema"]["t"] == "datetime"
+    assert read("ds").schema["t"] == pl.Datetime("us")  # naive
+    assert read("ds")["t"].to_list() == [
+        dt.datetime(2024, 6, 1), dt.datetime(2024, 5, 31, 22),
+        dt.datetime(2024, 5, 31, 22, 0, 0, 500000), dt.datetime(2024, 6, 1, 5),
+    ]  # fmt: skip
+    ingest([mixed], "forced", types=["t=datetime"])
+    assert read("forced").equals(read("ds"))
+    (tmp_path / "logs").mkdir()
+    write(tmp_path / "logs" / "a.csv", "t,v\n2024-06-01T00:00:00Z,1\n")
+    write(tmp_path / "logs" / "b.csv", "t,v\n2024-06-01T00:00:00+02:00,2\n")
+    write(tmp_path / "logs" / "c.csv", "t,v\n2024-06-01 09:30:00,3\n")
+    ingest([tmp_path / "logs"], "files")
+    assert read("files").schema["t"] == pl.Datetime("us")
+    assert sorted(read("files")["t"].to_list()) == [
+        dt.datetime(2024, 5, 31, 22), dt.datetime(2024, 6, 1), dt.datetime(2024, 6, 1, 9, 30)
+    ]  # fmt: skip
+
+
 def test_type_override_and_extra_null_marker(tmp_path):
     src = write(tmp_path / "d.csv", "zip,v\n02134,-\n10001,7\n")
     ingest([src], "ds", types=["zip=string"], null=["-"])
