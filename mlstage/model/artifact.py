@@ -161,7 +161,24 @@ class Model:
         types = {c: type_name(t) or str(t) for c, t in frame.schema.items()}
         self.transform.check_columns(types, "the data", need_label=False, passthrough=False)
         out = self.transform.apply_lazy(frame.lazy(), with_label=False, passthrough=False).collect()
-        return np.ascontiguousarray(out.to_numpy(), dtype=np.float32)
+        X = np.ascontiguousarray(out.to_numpy(), dtype=np.float32)
+        if np.isinf(X).any():  # ±inf in the data, or a value past float32 (as the row path)
+            raise self._too_large(frame, X)
+        return X
+
+    def _too_large(self, frame, X) -> BadInput:
+        """The first infinite feature, named by its input column and that column's value."""
+        import numpy as np
+
+        row, col = (int(i[0]) for i in np.nonzero(np.isinf(X)))
+        output = self.transform.outputs[col]
+        entry = next(f["entry"] for f in self.transform.entries if output in f["outputs"])
+        column = (entry.get("columns") or [entry["column"]])[0]
+        return BadInput(
+            f"value {frame[column][row]!r} makes feature {output!r} infinite or too large for"
+            " the model's (float32) features; fix or drop it, or make it missing",
+            column=column,
+        )
 
     def predict_frame(self, frame):
         return self.predict_matrix(self.features(frame))

@@ -423,3 +423,24 @@ def test_whatif_varies_dates_and_missing_values_and_datetimes_keep_the_time(tmp_
     assert r.exit_code == 0, r.stderr
     result = {v["column"]: v["rows"] for v in json.loads(r.stdout)}
     assert len(result["d"]) >= 2 and [x["value"] for x in result["k"]] == [1, None]
+
+
+@pytest.mark.parametrize("value", [float("inf"), -float("inf"), 1e39])
+def test_a_value_past_float32_in_scored_data_is_bad_input_naming_it(tmp_path, value):
+    """±inf, or a finite value past float32, in data being scored made the features
+    infinite and scikit-learn refused them: exit 3 in predict and evaluate (the row path
+    already answered 400). Now exit 2 naming the column and the value, nothing written."""
+    _chain(_table(classes=("no", "yes")), NUMERIC)
+    bad = _table(30, seed=1, classes=("no", "yes")).with_columns(
+        x=pl.when(pl.int_range(pl.len()) == 7).then(value).otherwise(pl.col("x"))
+    )
+    bad.write_parquet(tmp_path / "bad.parquet")
+    ingest([tmp_path / "bad.parquet"], "bad")
+    cfg = write_json(tmp_path / "e.json", {"format": "mlstage-evaluate/1",
+                                           "thresholds": {"accuracy": {"min": 0.5}}})  # fmt: skip
+    for args in (["predict", "model", "bad", "-o", "p"],
+                 ["evaluate", "model", "bad", "--config", str(cfg), "-o", "ev"]):  # fmt: skip
+        r = cli(*args)
+        assert r.exit_code == 2, r.stderr
+        assert 'column "x"' in r.stderr and repr(value) in r.stderr and "float32" in r.stderr
+        assert not (tmp_path / args[-1]).exists()
