@@ -19,6 +19,7 @@ the most frequent value), so a model trained without NaN never meets one at pred
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -146,11 +147,33 @@ def _fit_entry(entry: dict[str, Any], col: Column | None) -> dict[str, Any]:
                 fill = _impute_value(entry, col, "mode")
             fitted["impute_value"] = _jsonable(fill)
             fitted["imputed"] = "unseen"
+    _check_finite(entry, fitted, col)
     out = t.outputs(entry, fitted["state"])
     if entry.get("indicator"):
         out = out + [names.indicator(_input_columns(entry)[0])]
     fitted["outputs"] = out
     return fitted
+
+
+def _check_finite(entry: dict[str, Any], fitted: dict[str, Any], col: Column | None) -> None:
+    """A fitted number that overflowed (the mean or sd of values near the largest double,
+    whose sum or squares pass it) is bad input naming the column, not a crash where the
+    transform is written as JSON."""
+    found = [
+        (k, v)
+        for k, v in [("impute value", fitted["impute_value"]), *fitted["state"].items()]
+        if isinstance(v, float) and not math.isfinite(v)
+    ]
+    if found:
+        key, value = found[0]
+        ends = [abs(v) for v in (col.low, col.high) if v is not None] if col else []
+        raise BadInput(
+            f"{entry['transform']}: the fitted {key} is {value}: training values"
+            + (f" as large as {max(ends):g}" if ends else "")
+            + " overflow a double's range; if such a value marks a missing one, pass it to"
+            " ingest's --null, else rescale the column",
+            column=_input_columns(entry)[0],
+        )
 
 
 class FittedTransform:

@@ -6,6 +6,7 @@ written and read here only; and the training split's statistics that `schema`,
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,27 @@ def parse_slices(slices: list[str] | list[list[str]] | None) -> list[list[str]]:
     return specs
 
 
+def check_summarisable(doc: dict) -> None:
+    """A column whose mean or sd overflowed (values near the largest double, whose sum or
+    squares pass it) is bad input naming it, not a crash where the JSON is written."""
+    for split, s in doc["splits"].items():
+        for col, c in s["columns"].items():
+            for key in ("mean", "std", "min", "max"):
+                value = c.get(key)
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise BadInput(
+                        f"split {split}: the {key} of the finite values is {value}: values as"
+                        f" large as {max(abs(c['min']), abs(c['max'])):g} overflow a double's"
+                        " range; if such a value marks a missing one, pass it to ingest's"
+                        " --null, else rescale the column",
+                        column=col,
+                    )
+
+
 def write_stats(tmp: Path, doc: dict, sketches: dict) -> dict[str, Any]:
     from ..core.documents import validate
 
+    check_summarisable(doc)
     validate(doc, "mlstage-stats/1", str(tmp / "stats.json"))
     (tmp / "stats.json").write_text(dumps_pretty(doc))
     (tmp / "sketches.json").write_text(json.dumps(sketches, separators=(",", ":")))

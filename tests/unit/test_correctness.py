@@ -444,3 +444,24 @@ def test_a_value_past_float32_in_scored_data_is_bad_input_naming_it(tmp_path, va
         assert r.exit_code == 2, r.stderr
         assert 'column "x"' in r.stderr and repr(value) in r.stderr and "float32" in r.stderr
         assert not (tmp_path / args[-1]).exists()
+
+
+def test_values_near_the_largest_double_are_bad_input_in_stats_and_featurize(tmp_path):
+    """A value near the largest double (a common "missing" marker) made the mean or sd
+    overflow, and stats and featurize crashed writing JSON (exit 3). Now exit 2 naming the
+    column and the size of its values, with the remedy; nothing written."""
+    frame = _table(classes=("no", "yes")).with_columns(
+        x=pl.when(pl.int_range(pl.len()) % 50 == 5)
+        .then(1.7976931348623157e308)
+        .otherwise(pl.col("x"))
+    )
+    frame.write_csv(tmp_path / "big.csv")
+    ingest([tmp_path / "big.csv"], "data", split={"train": 7, "eval": 3})
+    r = cli("stats", "data", "-o", "st")
+    assert r.exit_code == 2 and 'column "x"' in r.stderr and "1.79769e+308" in r.stderr, r.stderr
+    assert "--null" in r.stderr and not (tmp_path / "st").exists()
+    spec = {"format": "mlstage-features/1", "label": "y",
+            "features": [{"column": "x", "transform": "standardize"}]}  # fmt: skip
+    r = cli("featurize", "data", "--spec", str(write_json(tmp_path / "s.json", spec)), "-o", "f")
+    assert r.exit_code == 2 and 'column "x"' in r.stderr and "standardize" in r.stderr, r.stderr
+    assert "1.79769e+308" in r.stderr and not (tmp_path / "f").exists()
