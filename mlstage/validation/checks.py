@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import os
@@ -404,30 +405,45 @@ class Checker:
         in one partition's values of a column."""
         import polars as pl
 
+        from ..core.missing import missing_as_null
         from ..errors import BadInput
 
-        col = pl.col(series.name)
+        col = missing_as_null(series.name, series.dtype)  # an aware datetime as UTC wall time
         lo, hi = spec.get("min"), spec.get("max")
-        if dtype in ("date", "datetime"):
-            col = col.cast(pl.String) if dtype == "date" else col.dt.to_string("%Y-%m-%dT%H:%M:%S")
+        cannot = BadInput(
+            f"the schema's min/max ({lo!r}, {hi!r}) cannot be compared with {dtype} values",
+            column=name,
+        )
+        try:  # dates and datetimes compared as such (as text, .250 sorted before .000)
+            bounds = [None if v is None else _typed_bound(v, dtype) for v in (lo, hi)]
+        except (TypeError, ValueError):
+            raise cannot from None
         cond = pl.lit(False)
-        if lo is not None:
-            cond = cond | (col < lo)
-        if hi is not None:
-            cond = cond | (col > hi)
+        if bounds[0] is not None:
+            cond = cond | (col < bounds[0])
+        if bounds[1] is not None:
+            cond = cond | (col > bounds[1])
         try:
             frame = series.to_frame().filter(cond.fill_null(False))
         except pl.exceptions.PolarsError:
-            raise BadInput(
-                f"the schema's min/max ({lo!r}, {hi!r}) cannot be compared with {dtype} values",
-                column=name,
-            ) from None
+            raise cannot from None
         return frame.height, frame.to_series().unique(maintain_order=True).head(EXAMPLES).to_list()
 
     def baseline_sketch(self, name: str) -> dict[str, Any]:
         if self.baseline is None:
             return {}
         return (self.baseline.get("sketches") or {}).get("columns", {}).get(name, {})
+
+
+def _typed_bound(value, dtype: str):
+    """A schema's min or max as a value of the column's type (dates and datetimes are
+    written as ISO text; an offset is taken to UTC wall time, as ingest reads one)."""
+    if dtype == "date":
+        return dt.date.fromisoformat(str(value))
+    if dtype == "datetime":
+        t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+    return value
 
 
 def _ks(p: float | None, alpha: float) -> str:

@@ -267,3 +267,23 @@ def test_diff_shows_schema_and_stats_payload_changes(base, tmp_path):
     store = Store.open()
     changed = diff_artifacts(*store.load("base_schema"), *store.load("ranged_schema"))
     assert ("schema.columns.x.min", None, pytest.approx(base["columns"]["x"]["min"])) in changed
+
+
+def test_date_and_datetime_ranges_compare_values_not_text(tmp_path):
+    """Datetime ranges were compared as text ("…10:00:00" against the bound
+    "…10:00:00.250000"), so data failed the range inferred from itself; dates and
+    datetimes now compare as values, fractions of a second included."""
+    write(tmp_path / "a.csv", "ts,d\n2024-01-01T10:00:00.250,2024-01-01\n"
+          "2024-01-02T10:00:00,2024-01-05\n2024-01-03T11:00:00.750,2024-02-01\n")  # fmt: skip
+    ingest([tmp_path / "a.csv"], "a")
+    stats("a", "a_stats")
+    schema("a_stats", "a_schema", infer_ranges=True)
+    assert validate("a", "anom", schema="a_schema").manifest["summary"]["ok"]
+    write(tmp_path / "b.csv", "ts,d\n2024-01-01T10:00:00.100,2023-12-31\n"
+          "2024-01-02T00:00:00,2024-01-05\n2024-01-03T11:00:00.800,2024-02-02\n")  # fmt: skip
+    ingest([tmp_path / "b.csv"], "b")
+    validate("b", "anom_b", schema="a_schema")
+    _, found = kinds("anom_b")
+    ranges = {c: a for (t, c), a in found.items() if "range" in t}
+    assert set(ranges) == {"ts", "d"}, found
+    assert "2024-01-02" not in json.dumps(ranges["ts"]) and "2024-01-05" not in json.dumps(ranges)
