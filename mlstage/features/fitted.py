@@ -289,6 +289,26 @@ class FittedTransform:
                     column=col,
                 )
 
+    def check_values(self, lf, where: str, file: str | None = None) -> None:
+        """Values a transform refuses (negative input to log), named before anything is
+        written: the batch paths (featurize, predict, evaluate) refuse what the row path
+        (serve, whatif) refuses, rather than writing NaN features for them."""
+        import polars as pl
+
+        from .transforms import negative
+
+        logs = [f["entry"]["column"] for f in self.entries if f["entry"]["transform"] == "log"]
+        if not logs:
+            return
+        first = (
+            lf.select(pl.col(c).filter(pl.col(c) < 0).first().alias(c) for c in logs)
+            .collect()
+            .row(0, named=True)
+        )
+        for col, value in first.items():
+            if value is not None:
+                raise BadInput(str(negative(col, value, where).reason), file=file, column=col)
+
     def exprs(self, schema: dict[str, Any]) -> list:
         """polars expressions for every output (Float32), from raw columns typed as `schema`."""
         import polars as pl

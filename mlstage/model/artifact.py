@@ -160,6 +160,7 @@ class Model:
         # a column of another type (int 0/1 for a bool input) would be read as unseen values
         types = {c: type_name(t) or str(t) for c, t in frame.schema.items()}
         self.transform.check_columns(types, "the data", need_label=False, passthrough=False)
+        self.transform.check_values(frame.lazy(), "the data being scored")
         out = self.transform.apply_lazy(frame.lazy(), with_label=False, passthrough=False).collect()
         X = np.ascontiguousarray(out.to_numpy(), dtype=np.float32)
         if np.isinf(X).any():  # ±inf in the data, or a value past float32 (as the row path)

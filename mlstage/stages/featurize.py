@@ -133,7 +133,7 @@ def _apply_split(ft, file: Path, types: dict[str, str], target: Path, where: str
     with_label = bool(ft.label) and ft.label["column"] in types
     ft.check_columns(types, where, need_label=False)
     lf = pl.scan_parquet(file)
-    _check_values(ft, lf, where)
+    ft.check_values(lf, where, file=where)
     try:
         ft.apply_lazy(lf, with_label=with_label).sink_parquet(target)
     except pl.exceptions.PolarsError as e:
@@ -155,22 +155,3 @@ def _apply_split(ft, file: Path, types: dict[str, str], target: Path, where: str
             f"cannot apply the transform: {str(e).strip().splitlines()[0]}", file=where
         ) from None
     return pl.scan_parquet(target).select(pl.len()).collect().item()
-
-
-def _check_values(ft, lf, where: str) -> None:
-    """Values a transform refuses (negative input to log), named before anything is written."""
-    import polars as pl
-
-    from ..features.transforms import negative
-
-    logs = [f["entry"]["column"] for f in ft.entries if f["entry"]["transform"] == "log"]
-    if not logs:
-        return
-    first = (
-        lf.select(pl.col(c).filter(pl.col(c) < 0).first().alias(c) for c in logs)
-        .collect()
-        .row(0, named=True)
-    )
-    for col, value in first.items():
-        if value is not None:
-            raise BadInput(str(negative(col, value, where).reason), file=where, column=col)

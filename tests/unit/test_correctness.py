@@ -465,3 +465,24 @@ def test_values_near_the_largest_double_are_bad_input_in_stats_and_featurize(tmp
     r = cli("featurize", "data", "--spec", str(write_json(tmp_path / "s.json", spec)), "-o", "f")
     assert r.exit_code == 2 and 'column "x"' in r.stderr and "standardize" in r.stderr, r.stderr
     assert "1.79769e+308" in r.stderr and not (tmp_path / "f").exists()
+
+
+def test_batch_scoring_refuses_a_negative_log_input_as_the_row_path_does(tmp_path):
+    """predict and evaluate scored a negative input to `log` (its feature NaN) where
+    serve, whatif and featurize refuse it: now exit 2 naming the column and the value."""
+    spec = [{"column": "x", "transform": "log"}, {"column": "g", "transform": "one_hot"}]
+    frame = _table(classes=("no", "yes")).with_columns(x=pl.col("x").abs())
+    _chain(frame, spec)
+    neg = _table(30, seed=1, classes=("no", "yes")).with_columns(x=pl.col("x").abs())
+    neg.with_columns(x=pl.when(pl.int_range(pl.len()) == 4).then(-3.0).otherwise("x")).write_csv(
+        tmp_path / "neg.csv"
+    )
+    ingest([tmp_path / "neg.csv"], "neg")
+    cfg = write_json(tmp_path / "e.json", {"format": "mlstage-evaluate/1",
+                                           "thresholds": {"accuracy": {"min": 0.5}}})  # fmt: skip
+    for args in (["predict", "model", "neg", "-o", "p"],
+                 ["evaluate", "model", "neg", "--config", str(cfg), "-o", "ev"]):  # fmt: skip
+        r = cli(*args)
+        assert r.exit_code == 2 and 'column "x"' in r.stderr and "-3.0" in r.stderr, r.stderr
+        assert not (tmp_path / args[-1]).exists()
+    assert cli("predict", "model", "data", "-o", "ok").exit_code == 0  # non-negative: scored
