@@ -50,6 +50,19 @@ def predict(
     for col in keep:
         if col not in columns:
             raise BadInput(f'{opt("keep")}: no column "{col}" in the dataset', file=str(dataset))
+        if (
+            col == "prediction"
+            or (col == "split" and split is None)
+            or (sig["task"] == "classification" and col.startswith("proba_"))
+        ):
+            # the kept values would be overwritten by (or overwrite) the predictions' own
+            raise BadInput(
+                f"{opt('keep')} {col}: predictions.parquet has a column of its own by that name"
+                f" ({'the split' if col == 'split' else 'the predictions'}); rename the column"
+                " in the data to keep it",
+                file=str(dataset),
+                column=col,
+            )
     for col in sig["inputs"]:
         if col not in columns:
             raise BadInput(f'no column "{col}", which the model needs', file=str(dataset))

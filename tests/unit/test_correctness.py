@@ -486,3 +486,20 @@ def test_batch_scoring_refuses_a_negative_log_input_as_the_row_path_does(tmp_pat
         assert r.exit_code == 2 and 'column "x"' in r.stderr and "-3.0" in r.stderr, r.stderr
         assert not (tmp_path / args[-1]).exists()
     assert cli("predict", "model", "data", "-o", "ok").exit_code == 0  # non-negative: scored
+
+
+def test_kept_columns_named_like_the_predictions_own_are_refused(tmp_path):
+    """`--keep` of a data column named split, prediction or proba_<class> was silently
+    overwritten by the predictions' own columns; now exit 2 naming it. A column named
+    split is kept when --split leaves the split column out."""
+    frame = _table(classes=("no", "yes"))
+    frame = frame.with_columns(split=pl.col("g"), prediction=pl.col("x"), proba_yes=pl.col("k"))
+    _chain(frame, NUMERIC)
+    for col in ("split", "prediction", "proba_yes"):
+        r = cli("predict", "model", "data", "--keep", col, "-o", "p")
+        assert r.exit_code == 2 and f'column "{col}"' in r.stderr, r.stderr
+        assert not (tmp_path / "p").exists()
+    r = cli("predict", "model", "data", "--split", "eval", "--keep", "split", "-o", "p")
+    assert r.exit_code == 0, r.stderr
+    p = pl.read_parquet(tmp_path / "p" / "predictions.parquet")
+    assert set(p["split"].unique()) <= {"F", "M"} and "proba_no" in p.columns
