@@ -10,6 +10,7 @@ rows are reported but not gated. A baseline identical to the candidate is ignore
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,10 @@ def check_config(cfg: Any, sig: dict[str, Any], columns: dict[str, str], where: 
                 file=where,
             )
         for sl in spec.get("slices", {}):
-            cols = [part.split("=", 1)[0] for part in sl.split(",")]
-            if cols not in cfg.get("slices", []):
+            # "col=value" or "a=x,b=y" for a cross: a value may hold commas itself
+            # ("city=Washington, DC"), so the key is matched against each slice's columns
+            forms = [",".join(re.escape(c) + "=.*" for c in cols) for cols in cfg.get("slices", [])]
+            if not any(re.fullmatch(form, sl, re.DOTALL) for form in forms):
                 raise BadInput(
                     f"at $.thresholds.{name}.slices: {sl!r} is not in a slice the config asks for",
                     file=where,

@@ -503,3 +503,24 @@ def test_kept_columns_named_like_the_predictions_own_are_refused(tmp_path):
     assert r.exit_code == 0, r.stderr
     p = pl.read_parquet(tmp_path / "p" / "predictions.parquet")
     assert set(p["split"].unique()) <= {"F", "M"} and "proba_no" in p.columns
+
+
+def test_a_slice_threshold_on_a_value_holding_a_comma_is_gated(tmp_path):
+    """The config check split a slice key on every comma, so "city=Washington, DC" (the
+    very name metrics.json gives the slice) was refused as not asked for."""
+    frame = _table(classes=("no", "yes")).with_columns(
+        city=pl.when(pl.col("g") == "F").then(pl.lit("Washington, DC")).otherwise(pl.lit("Boston"))
+    )
+    _chain(frame, NUMERIC)
+    cfg = write_json(tmp_path / "e.json", {
+        "format": "mlstage-evaluate/1", "slices": [["city"], ["city", "g"]],
+        "thresholds": {"log_loss": {"max": 10, "slices": {
+            "city=Washington, DC": {"max": 1e-9}, "city=Washington, DC,g=F": {"max": 10}}}}})  # fmt: skip
+    r = cli("evaluate", "model", "data", "--config", str(cfg), "-o", "ev")
+    assert r.exit_code == 1, r.stderr  # the slice's own bound fails the gate
+    gates = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert "city=Washington, DC" in json.dumps(gates)
+    bad = write_json(tmp_path / "b.json", {"format": "mlstage-evaluate/1", "slices": [["city"]],
+        "thresholds": {"log_loss": {"slices": {"g=F": {"max": 1}}}}})  # fmt: skip
+    r = cli("evaluate", "model", "data", "--config", str(bad), "-o", "ev2")
+    assert r.exit_code == 2 and "not in a slice the config asks for" in r.stderr
