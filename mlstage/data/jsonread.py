@@ -89,18 +89,29 @@ def _json_kind(value) -> str:
     return f"a single value ({_json_text(value)})"  # numbers arrive as their text
 
 
-def first_bad_json_line(src) -> BadInput | None:
-    """The first JSON Lines record that is not JSON, not an object, or holds a nested value."""
+def first_bad_json_line(src, limit: int | None = None) -> BadInput | None:
+    """The first JSON Lines record (of the first `limit` lines) that is not JSON, not an
+    object, names a key twice (the reader would keep one value without a word), or holds
+    a nested value."""
     import json
 
     with open(src.path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
+            if limit is not None and n > limit:
+                break
             if not line.strip():
                 continue
             try:
-                record = json.loads(line, **KEEP_TEXT)
+                record = json.loads(line, object_pairs_hook=unique_keys, **KEEP_TEXT)
             except json.JSONDecodeError as e:
                 return BadInput(f"not valid JSON: {e.msg}", file=src.name, line=n)
+            except DuplicateKey as e:
+                return BadInput(
+                    f"the record names the key {e.key!r} twice; which value is meant?",
+                    file=src.name,
+                    line=n,
+                    column=e.key,
+                )
             if not isinstance(record, dict):
                 return BadInput(f"{_json_kind(record)}, not an object", file=src.name, line=n)
             for key, value in record.items():

@@ -244,6 +244,12 @@ def infer_types(
         ragged = _first_ragged_record(src, limit=sample_rows)
         if ragged is not None:
             raise ragged
+    if src.format == "jsonl":  # likewise a record naming a key twice (polars keeps one)
+        from .jsonread import first_bad_json_line
+
+        bad = first_bad_json_line(src, limit=sample_rows)
+        if bad is not None:
+            raise bad
     inferred = infer_columns(sample) if src.format in TEXT_FORMATS else {}
     types: dict[str, ColumnType | None] = {}
     for col, dtype in sample.schema.items():

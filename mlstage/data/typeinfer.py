@@ -121,6 +121,12 @@ def _fitting(frame, candidates: dict[str, list[ColumnType]]) -> dict[str, list[C
             if cand.name == "bool":
                 continue
             bad = pl.col(c).is_not_null() & parse_expr(c, cand, strict=False).is_null()
+            if cand.name == "float":  # a whole number past int64 (a 20-digit id): as a float
+                # it would lose its last digits without a word, so the column stays text
+                bad = bad | (
+                    pl.col(c).str.contains(r"^[+-]?\d+$")
+                    & pl.col(c).str.to_integer(strict=False).is_null()
+                )
             checks.append(bad.any().alias(f"{c}\x00{k}"))
     if not checks:
         return {c: [] for c in candidates}

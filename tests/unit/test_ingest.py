@@ -377,3 +377,21 @@ def test_manifest_records_environment_and_params(tmp_path):
     assert m["environment"]["polars"] == pl.__version__
     assert m["params"]["seed"] == 3 and "?" in m["params"]["null_values"]
     assert json.loads((tmp_path / "ds" / "manifest.json").read_text()) == m
+
+
+def test_whole_numbers_past_int64_stay_text_and_a_jsonl_key_named_twice_is_refused(tmp_path):
+    """A column of 20-digit ids was read as float, losing its last digits without a word;
+    such a column is now text, kept exactly. A JSON Lines record naming a key twice was
+    read with one of its values silently (a JSON array already refused it)."""
+    src = write(
+        tmp_path / "ids.csv", "id,v\n12345678901234567890,1.5\n98765432109876543211,2\n5,3\n"
+    )
+    r = ingest([src], "ds")
+    assert r.manifest["summary"]["schema"] == {"id": "string", "v": "float"}
+    assert read("ds")["id"].to_list() == ["12345678901234567890", "98765432109876543211", "5"]
+    fits = write(tmp_path / "big.csv", "id\n9223372036854775807\n-9223372036854775808\n")
+    assert ingest([fits], "fits").manifest["summary"]["schema"] == {"id": "int"}
+    dup = write(tmp_path / "dup.jsonl", '{"a": 1, "b": 2}\n{"a": 1, "b": 2, "a": 3}\n')
+    with pytest.raises(BadInput, match="names the key 'a' twice") as e:
+        ingest([dup], "dj")
+    assert (e.value.line, e.value.column) == (2, "a")
