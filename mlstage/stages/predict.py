@@ -88,7 +88,6 @@ def _batches(split: Split, columns: list[str]):
     """The split's rows in frames of exactly BATCH_ROWS (the last fewer), across its
     partitions: a model's arithmetic can depend on the batch's shape (BLAS blocks a
     matrix product by rows), so the batches must not depend on where partitions end."""
-    import polars as pl
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -100,11 +99,23 @@ def _batches(split: Split, columns: list[str]):
             held += batch.num_rows
             while held >= BATCH_ROWS:
                 table = pa.Table.from_batches(pending)
-                yield pl.from_arrow(table.slice(0, BATCH_ROWS))
+                yield _frame(table.slice(0, BATCH_ROWS))
                 rest = table.slice(BATCH_ROWS)
                 pending, held = rest.to_batches(), rest.num_rows
     if held:
-        yield pl.from_arrow(pa.Table.from_batches(pending))
+        yield _frame(pa.Table.from_batches(pending))
+
+
+def _frame(table):
+    """A polars frame of an Arrow table, with its column names (polars names a column
+    with the empty name "column_0": a CSV's unnamed index column, kept, was not found)."""
+    import polars as pl
+
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    if frame.columns != table.column_names:
+        frame.columns = table.column_names
+    return frame
 
 
 def write_predictions(

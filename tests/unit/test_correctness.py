@@ -524,3 +524,14 @@ def test_a_slice_threshold_on_a_value_holding_a_comma_is_gated(tmp_path):
         "thresholds": {"log_loss": {"slices": {"g=F": {"max": 1}}}}})  # fmt: skip
     r = cli("evaluate", "model", "data", "--config", str(bad), "-o", "ev2")
     assert r.exit_code == 2 and "not in a slice the config asks for" in r.stderr
+
+
+def test_a_column_with_the_empty_name_is_kept_by_predict(tmp_path):
+    """pandas' to_csv writes its index under an empty header; `--keep ""` of it was exit 3
+    (polars named the column "column_0" when the batch was read)."""
+    frame = _table(classes=("no", "yes")).with_row_index("").with_columns(pl.col("").cast(pl.Int64))
+    _chain(frame, NUMERIC)
+    r = cli("predict", "model", "data", "--keep", "", "-o", "p")
+    assert r.exit_code == 0, r.stderr
+    p = pl.read_parquet(tmp_path / "p" / "predictions.parquet")
+    assert p.columns[:2] == ["split", ""] and sorted(p[""].to_list()) == list(range(300))
