@@ -140,7 +140,10 @@ def write_dataset(
         types = {c: types[c] for c in order if c in types} | types
     for col in list(type_overrides) + keys + ([split_order] if split_order else []):
         if col not in types:
-            raise BadInput(f'no column "{col}" in the data; columns are: {", ".join(types)}')
+            raise BadInput(
+                f'no column "{col}" in the data; columns are: {", ".join(types)}',
+                file=srcs[0].name if len(srcs) == 1 else None,
+            )
 
     typing = [_source_types(own, types) for own in per_source]
     converted = None if engine.local else _convert_on(engine, srcs, typing, nulls, tmp)

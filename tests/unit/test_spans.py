@@ -167,6 +167,16 @@ def test_a_dataset_split_by_a_rule_this_mlstage_does_not_know_is_named(tmp_path,
     assert same.up_to_date and same.manifest["id"] == made.manifest["id"]
 
 
+def test_a_new_file_without_a_column_of_the_dataset_is_named(tmp_path, days):
+    st = tmp_path / "store"
+    ingest(days[:1], tmp_path / "d1", split=["a=1", "b=1"], store=st)
+    short = tmp_path / "short.csv"
+    pl.read_csv(days[1]).drop("c").write_csv(short)
+    with pytest.raises(BadInput, match='no column "c"') as e:
+        append([short], tmp_path / "d1", tmp_path / "d2", store=st)
+    assert e.value.file == str(short)
+
+
 def test_the_cli_appends_and_refuses_reading_options_beside_append(tmp_path, days, monkeypatch):
     from mlstage.cli import app
 
