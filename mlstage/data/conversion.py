@@ -201,8 +201,14 @@ def write_dataset(
     except (pl.exceptions.PolarsError, OSError) as e:
         if is_disk_full(e):  # the machine's fault, not the sources'
             raise DiskFull(tmp) from None
+        given = {  # the columns whose type was not inferred: the remedy that applies
+            c: "a span is read as its dataset's column is (fix the value, or ingest anew)"
+            if order is not None
+            else f"its type was given ({opt('types', '--type')} {c}=...): fix the value or give another"
+            for c in type_overrides
+        }
         for src, own_types in zip(srcs, typing, strict=True):
-            problem = diagnose_values(src, own_types, nulls)
+            problem = diagnose_values(src, own_types, nulls, given)
             if problem is not None:
                 raise problem from None
         if len(srcs) == 1:

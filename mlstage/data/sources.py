@@ -320,8 +320,11 @@ def _parse(col: str, dtype, ctype: ColumnType, src: Source, *, strict: bool):
     return e.cast(polars_type(ctype.name), strict=strict)
 
 
-def diagnose_values(src: Source, types: dict[str, ColumnType], nulls: list[str]) -> BadInput | None:
-    """Find the first value that does not parse as its column's type (the slow path)."""
+def diagnose_values(
+    src: Source, types: dict[str, ColumnType], nulls: list[str], given: dict[str, str] | None = None
+) -> BadInput | None:
+    """Find the first value that does not parse as its column's type (the slow path);
+    `given`: the columns whose type was not inferred, each with the remedy to name."""
     import polars as pl
 
     try:
@@ -347,10 +350,12 @@ def diagnose_values(src: Source, types: dict[str, ColumnType], nulls: list[str])
     row = bad.row(0, named=True)
     col = next(c for c in failing if row[f"__bad_{c}"])
     record = f"record {row['__row'] + 1}: " if src.format == "json" else ""
+    remedy = (given or {}).get(col) or (
+        f"the type was inferred from the first rows, pass {opt('types', '--type')} {col}=string"
+        " (or another type) to read it differently"
+    )
     return BadInput(
-        f"{record}cannot parse {str(row[col])!r} as {_article(types[col].name)}; the type was"
-        f" inferred from the first rows, pass {opt('types', '--type')} {col}=string (or another type) to read it"
-        " differently",
+        f"{record}cannot parse {str(row[col])!r} as {_article(types[col].name)}; {remedy}",
         file=src.name,
         line=None if src.format == "json" else row["__row"] + src.line_offset,
         column=col,

@@ -395,3 +395,12 @@ def test_whole_numbers_past_int64_stay_text_and_a_jsonl_key_named_twice_is_refus
     with pytest.raises(BadInput, match="names the key 'a' twice") as e:
         ingest([dup], "dj")
     assert (e.value.line, e.value.column) == (2, "a")
+
+
+def test_a_value_that_does_not_parse_as_a_given_type_is_not_blamed_on_inference(tmp_path):
+    """A value that does not parse as a type the user gave (--type) said the type was
+    inferred from the first rows and to pass --type, which had been passed."""
+    src = write(tmp_path / "d.csv", "x,y\n1,a\n2,b\nthree,c\n")
+    with pytest.raises(BadInput, match="'three' as an integer; its type was given") as e:
+        ingest([src], "ds", types=["x=int"])
+    assert "inferred" not in str(e.value) and (e.value.line, e.value.column) == (4, "x")

@@ -426,3 +426,17 @@ def test_an_incoming_folder_of_files_of_no_known_format_is_an_error(tmp_path, da
     (tmp_path / "incoming" / "2026-12-01.csv.gz").write_bytes(b"\x1f\x8b")
     with pytest.raises(BadInput, match="holds no file of a known format"):
         append([tmp_path / "incoming"], tmp_path / "d", tmp_path / "d", store=st)
+
+
+def test_a_span_value_that_does_not_parse_as_its_datasets_type_says_so(tmp_path, days):
+    """The advice was "pass --type", which --append refuses: a span is read as its dataset."""
+    st = tmp_path / "store"
+    ingest(days[:1], tmp_path / "d1", split=["a=1", "b=1"], store=st)
+    odd = tmp_path / "odd.csv"
+    text = days[1].read_text().splitlines()
+    first = text[1].split(",")
+    text[1] = ",".join(["seven", *first[1:]])
+    odd.write_text("\n".join(text) + "\n")
+    with pytest.raises(BadInput, match="'seven' as an integer; a span is read as its dataset") as e:
+        append([odd], tmp_path / "d1", tmp_path / "d2", store=st)
+    assert "--type" not in str(e.value) and e.value.column == "id"
