@@ -18,10 +18,6 @@ from ..store.store import Store
 LOG_PATTERN = "requests-*.parquet"
 
 
-# Columns the server adds to each logged request; everything else is a model input.
-META_COLUMNS = ("request_id", "ts", "model", "version", "row", "prediction", "shadow")
-
-
 WINDOW = re.compile(r"^(\d+)([smhdw])$")
 
 

@@ -5,7 +5,8 @@ file `requests-<host>-<pid>-<time>-<seq>.parquet`, written beside its name and r
 in, so `monitor` never reads half a file: one file per worker per rotation. Columns:
 request_id, ts, model, version, row (the instance's position in its request, so that
 feedback for a many-instance request joins on request_id and row), the input columns
-(less --log-exclude), prediction, proba_<class>; and `shadow` (true) in the files of a
+(less --log-exclude; one named like a column of the log's own as `input:NAME`),
+prediction, proba_<class>; and `shadow` (true) in the files of a
 shadow's predictions, which no client saw. --log-sample keeps that fraction of
 requests (decided per request).
 """
@@ -19,6 +20,27 @@ import socket
 import threading
 from pathlib import Path
 from typing import Any
+
+# Columns the server adds to each logged request; everything else is a model input.
+META_COLUMNS = ("request_id", "ts", "model", "version", "row", "prediction", "shadow")
+# An input named like one of those, like a class's proba_<class>, or with this prefix is
+# logged as INPUT_PREFIX + its name: neither the input nor the log's own column is lost
+# (an input "ts" was overwritten by the request's time, and monitor saw it missing).
+INPUT_PREFIX = "input:"
+
+
+def logged_name(column: str) -> str:
+    """The log column that holds the model input `column`."""
+    clash = column in META_COLUMNS or column.startswith(("proba_", INPUT_PREFIX))
+    return INPUT_PREFIX + column if clash else column
+
+
+def input_name(logged: str) -> str | None:
+    """The model input a log column holds; None for a column of the log's own."""
+    if logged.startswith(INPUT_PREFIX):
+        return logged[len(INPUT_PREFIX) :]
+    return None if logged in META_COLUMNS or logged.startswith("proba_") else logged
+
 
 FLUSH_SECONDS = 2.0  # the server's flush thread writes this often
 MAX_BUFFERED_ROWS = 50_000  # past this, the flush thread is woken at once
@@ -66,7 +88,7 @@ class RequestLog:
             }
             if shadow:
                 rec["shadow"] = True
-            rec.update({k: v for k, v in row.items() if k not in self.exclude})
+            rec.update({logged_name(k): v for k, v in row.items() if k not in self.exclude})
             rec["prediction"] = predictions[i]
             if proba is not None:
                 for j, c in enumerate(classes):

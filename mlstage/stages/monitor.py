@@ -49,7 +49,6 @@ from ..model.monitor_report import write_report
 from ..model.prediction_drift import prediction_drift
 from ..model.version_compare import compare_section, versions_to_compare
 from ..serving.logreader import (
-    META_COLUMNS,
     answered,
     in_window,
     only_model,
@@ -58,6 +57,7 @@ from ..serving.logreader import (
     read_requests,
     requests_source,
 )
+from ..serving.requestlog import input_name
 from ..store.refs import is_artifact_ref, load_input
 from ..store.registry import local_ref, resolve_evaluation
 from ..store.store import Store, store_for
@@ -99,8 +99,9 @@ def _input_types(frame, schema: dict[str, Any]) -> tuple[Any, dict[str, str]]:
 
     from ..core.coltypes import polars_type, type_name
 
-    keep = [c for c in frame.columns if c not in META_COLUMNS and not c.startswith("proba_")]
-    inputs = frame.select(keep)
+    names = {c: input_name(c) for c in frame.columns}
+    keep = [n for c, n in names.items() if n is not None]
+    inputs = frame.select(pl.col(c).alias(n) for c, n in names.items() if n is not None)
     casts = {
         c: polars_type(schema["columns"][c]["type"])
         for c in keep
@@ -206,13 +207,14 @@ def monitor(
         every, model_name = only_model(every, model, str(requests))
         every = in_window(every, since, end, str(requests))
         frame = answered(every)
+        logged = [n for n in map(input_name, frame.columns) if n is not None]  # the inputs
         table, sketches = training_stats(st, str(baseline), "baseline")
         if schema is None:
-            rules = _drift_only_schema(table, frame.columns)
+            rules = _drift_only_schema(table, logged)
         elif from_logs:
             # A server logs the model's inputs less --log-exclude: a schema column that is
             # not there was never sent or was kept out on purpose, not lost.
-            kept = {c: spec for c, spec in schema_doc["columns"].items() if c in frame.columns}
+            kept = {c: spec for c, spec in schema_doc["columns"].items() if c in logged}
             rules = {**schema_doc, "columns": kept}
         else:
             rules = schema_doc

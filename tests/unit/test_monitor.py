@@ -442,3 +442,46 @@ def test_the_served_evaluation_is_the_one_recorded_when_its_version_was_made_sta
     # an entry without a label is stable (the format before labels)
     assert served_evaluation({"version": 1, "history": [{"version": 1, "evaluation": "old"},
                               {"version": 1, "label": "x", "evaluation": "new"}]}) == "old"  # fmt: skip
+
+
+def test_inputs_named_like_the_logs_own_columns_are_logged_and_monitored(tmp_path, monkeypatch):
+    """A model input named ts, version or proba_<x> (or input:...) was overwritten in the
+    request log by the log's own column, and monitor called it missing (retrain: yes). It
+    is logged as input:NAME and monitored under its own name, beside the log's own."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(3)
+    n = 1500
+    x = rng.normal(size=n)
+    frame = pl.DataFrame({"ts": rng.normal(size=n), "version": rng.choice(["a", "b"], n),
+                          "proba_yes": x, "input:z": rng.normal(size=n),
+                          "y": np.where(x > 0, "yes", "no")})  # fmt: skip
+    frame.write_parquet(tmp_path / "d.parquet")
+    ingest([tmp_path / "d.parquet"], "ds", split={"train": 8, "eval": 2})
+    stats("ds", "st")
+    schema("st", "sc", label="y")
+    spec = {"format": "mlstage-features/1", "label": "y", "features": [
+        {"column": c, "transform": "standardize"} for c in ("ts", "proba_yes", "input:z")
+    ] + [{"column": "version", "transform": "one_hot"}]}  # fmt: skip
+    featurize("ds", "feat", spec=write_json(tmp_path / "spec.json", spec))
+    cfg = {"format": "mlstage-train/1", "task": "classification", "seed": 0,
+           "estimator": "LogisticRegression"}  # fmt: skip
+    train("feat", "m", config=write_json(tmp_path / "t.json", cfg))
+    model = Model.load(tmp_path / "m")
+    log = RequestLog(tmp_path / "logs")
+    rows = pl.read_parquet(tmp_path / "ds" / "eval.parquet").drop("y").to_dicts()
+    pred, proba = model.predict_rows(rows)
+    log.add("r1", "m", 7, rows, pred, proba, model.class_names)
+    log.flush()
+    logged = pl.read_parquet(next((tmp_path / "logs").glob("requests-*.parquet")))
+    assert logged["version"].to_list() == [7] * len(rows)  # the log's own, kept
+    assert logged["input:version"].to_list() == [r["version"] for r in rows]
+    assert logged["input:proba_yes"].to_list() == [r["proba_yes"] for r in rows]
+    assert logged["input:input:z"].to_list() == [r["input:z"] for r in rows]
+    r = monitor(tmp_path / "logs", tmp_path / "mon", baseline="st", schema="sc")
+    doc = json.loads((tmp_path / "mon" / "report.json").read_text())
+    assert doc["anomalies"] == [], doc["anomalies"]
+    assert {"ts", "version", "proba_yes", "input:z"} <= set(doc["drift"])
+    assert r.exit_code == 0 and doc["retrain"] is False
+    monitor(tmp_path / "logs", tmp_path / "mon2", baseline="st")  # drift only, no schema
+    doc = json.loads((tmp_path / "mon2" / "report.json").read_text())
+    assert {"ts", "version", "proba_yes", "input:z"} <= set(doc["drift"])
