@@ -46,6 +46,13 @@ def deploy_cmd(
             "--allow-unblessed", help="Deploy even if not blessed (recorded in the history)."
         ),
     ] = False,
+    allow_new_signature: Annotated[
+        bool,
+        typer.Option(
+            "--allow-new-signature",
+            help="Deploy a model whose task, label or inputs differ from the stable version's.",
+        ),
+    ] = False,
     message: Annotated[
         str, typer.Option("--message", metavar="TEXT", help="A note for the history.")
     ] = "",
@@ -125,9 +132,9 @@ def deploy_cmd(
                 raise BadInput(f"{what} takes no MODEL or --evaluation")
             if canary is not None or shadow:
                 raise BadInput(f"{what} takes no --canary or --shadow")
-            if skip_check or allow_unblessed:
-                raise BadInput(f"{what} points at a version already checked: no --skip-check"
-                               " or --allow-unblessed")  # fmt: skip
+            if skip_check or allow_unblessed or allow_new_signature:
+                raise BadInput(f"{what} points at a version already checked: no --skip-check,"
+                               " --allow-unblessed or --allow-new-signature")  # fmt: skip
             if promote and to is not None:
                 raise BadInput("--promote takes the canary's version: no --to")
         elif to is not None:
@@ -156,6 +163,7 @@ def deploy_cmd(
                 canary=canary,
                 shadow=shadow,
                 check=reg.CheckOptions(skip=skip_check, latency_ms=check_latency_ms),
+                allow_new_signature=allow_new_signature,
             )
         if json_:
             print_json_line(result.as_json())

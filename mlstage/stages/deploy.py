@@ -17,6 +17,7 @@ checked, and hands the decision to the registry's `update`:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -30,8 +31,18 @@ from ..core.fsutil import fsync_path, fsync_tree, remove_tree
 from ..core.outputs import owner
 from ..core.s3url import S3Url, as_s3, cache_root
 from ..errors import BadInput, CorruptArtifact, ExitCode, MlstageError, opt
+from ..model.artifact import SIGNATURE_FILE, read_signature
 from ..model.evaluation_files import read_blessing
-from ..store.registry import CANARY, SHADOW, STABLE, check_label, choose_name, damage_of, update
+from ..store.registry import (
+    CANARY,
+    SHADOW,
+    STABLE,
+    check_label,
+    choose_name,
+    damage_of,
+    labels_of,
+    update,
+)
 from ..store.release import (
     Damage,
     Decide,
@@ -97,15 +108,18 @@ def deploy(
     canary: float | None = None,
     shadow: bool = False,
     check: CheckOptions | None = None,
+    allow_new_signature: bool = False,
 ) -> DeployResult:
     """Point `label` (or a canary taking `canary` percent of unlabelled traffic, or a
-    shadow) at the model's version, copying it in first when the registry lacks it."""
+    shadow) at the model's version, copying it in first when the registry lacks it; a
+    model whose task, label or inputs differ from the stable version's is refused unless
+    `allow_new_signature` (its clients would break)."""
     label = _label_for(label, canary, shadow)
     path, manifest, action, evaluation_id, eval_manifest = _gate(
         store, model_ref, evaluation_ref, allow_unblessed
     )
     req = _Request(path, manifest, action, evaluation_id, eval_manifest, label, canary,
-                   message, check or CheckOptions())  # fmt: skip
+                   message, check or CheckOptions(), allow_new_signature)  # fmt: skip
     # the history will name both: a gc running now must not take them meanwhile
     for named in (manifest, eval_manifest):
         if named is not None:
@@ -143,7 +157,15 @@ def deploy(
         return version, outcome
 
     added: list[int] = []
-    done = update(folder, req.step(damage_of(folder, req.manifest), str(folder), add, added))
+
+    def signature_of(version: int) -> dict[str, Any] | None:
+        try:
+            return read_signature(folder / str(version))
+        except (OSError, ValueError):
+            return None
+
+    done = update(folder, req.step(damage_of(folder, req.manifest), str(folder), add, added,
+                                   signature_of))  # fmt: skip
     if done.version in added:
         store.record_write(folder / str(done.version), read_manifest(folder / str(done.version)))
     return DeployResult(registry, name, done.version, done.model, done.action, done.up_to_date,
@@ -168,8 +190,10 @@ class _Request:
     canary: float | None
     message: str
     check: CheckOptions
+    allow_new_signature: bool = False
 
-    def step(self, damaged: Damage, where: str, add: Add, added: list[int]) -> Decide:
+    def step(self, damaged: Damage, where: str, add: Add, added: list[int],
+             signature_of: Callable[[int], dict[str, Any] | None]) -> Decide:  # fmt: skip
         """decide(serving, versions) for the registry's `update`: up to date, or the
         label pointed at a copy `add` makes present and checked (`added`: the versions
         this deploy copied in; a deploy that lost a race may point at one already)."""
@@ -183,6 +207,9 @@ class _Request:
             if up_to_date:
                 assert target is not None
                 return Decision(target, model, "none", self.label)
+            stable = labels_of(doc).get(STABLE)
+            if stable is not None and have.get(stable) != model and not self.allow_new_signature:
+                _same_signature(read_signature(self.path), signature_of(stable), stable, where)
             version, outcome = add(target, have)
             return deployed(doc, version=version, model=model, gate_action=self.gate_action,
                             reused=version not in added, label=self.label, canary=self.canary,
@@ -190,6 +217,37 @@ class _Request:
                             check=outcome)  # fmt: skip
 
         return decide
+
+
+def _same_signature(mine: dict[str, Any], served: dict[str, Any] | None, version: int,
+                    where: str) -> None:  # fmt: skip
+    """Refuse a model that its name's clients could not use: another task, label, or
+    inputs (names and types) than the stable version's (None: unreadable, not checked)."""
+    if served is None:
+        return
+    differ = []
+    for what, a, b in (("task", served["task"], mine["task"]),
+                       ("label", served["label"]["column"], mine["label"]["column"])):  # fmt: skip
+        if a != b:
+            differ.append(f"{what} {a} -> {b}")
+    was = {c: i["type"] for c, i in served["inputs"].items()}
+    now = {c: i["type"] for c, i in mine["inputs"].items()}
+    if was != now:
+        gone = [c for c in was if c not in now]
+        new = [c for c in now if c not in was]
+        retyped = [f"{c} {was[c]} -> {now[c]}" for c in was if c in now and was[c] != now[c]]
+        differ += (
+            ([f"inputs no longer taken: {', '.join(gone[:5])}"] if gone else [])
+            + ([f"new inputs: {', '.join(new[:5])}"] if new else [])
+            + ([f"inputs retyped: {', '.join(retyped[:5])}"] if retyped else [])
+        )
+    if differ:
+        raise BadInput(
+            f"the model does not fit the clients of version {version}, which is {STABLE}:"
+            f" {'; '.join(differ)}. Deploy it under another {opt('name')}, or pass"
+            f" {opt('allow_new_signature')} if every client has changed",
+            file=where,
+        )
 
 
 def _gate(store, model_ref: str, evaluation_ref: str | None, allow_unblessed: bool):
@@ -376,7 +434,14 @@ def _deploy_s3(store, req: _Request, registry: S3Url, name: str | None) -> Deplo
     def damaged(version: int) -> list[str]:
         return [] if version in added else remote(version)  # what it uploaded is intact
 
-    done = s3r.update(folder, req.step(damaged, str(folder), add, added))
+    def signature_of(version: int) -> dict[str, Any] | None:
+        blob = s3r.client.get(folder.join(str(version), SIGNATURE_FILE))
+        try:
+            return json.loads(blob.data) if blob is not None else None
+        except ValueError:
+            return None
+
+    done = s3r.update(folder, req.step(damaged, str(folder), add, added, signature_of))
     if done.version in added:
         store.record_write(folder.join(str(done.version)), req.manifest)
     return DeployResult(registry, name, done.version, done.model, done.action, done.up_to_date,

@@ -535,3 +535,32 @@ def test_a_column_with_the_empty_name_is_kept_by_predict(tmp_path):
     assert r.exit_code == 0, r.stderr
     p = pl.read_parquet(tmp_path / "p" / "predictions.parquet")
     assert p.columns[:2] == ["split", ""] and sorted(p[""].to_list()) == list(range(300))
+
+
+def test_a_model_its_names_clients_could_not_use_is_refused_by_deploy(tmp_path):
+    """deploy put a model of other inputs (or another label or task) under a name whose
+    clients send the stable version's: their requests then failed (400) with no word at
+    deploy. Refused now naming what differs; --allow-new-signature lets it in; a
+    retrained model of the same signature goes in as before."""
+    from mlstage.stages.deploy import CheckOptions
+
+    skip = CheckOptions(skip=True)
+    _chain(_table(classes=("no", "yes")), NUMERIC)
+    deploy(Store.open(), "model", None, tmp_path / "reg", name="churn", allow_unblessed=True,
+           check=skip)  # fmt: skip
+    cfg = {**TRAIN_LR, "params": {"C": 0.5}}  # retrained: same inputs, label and task
+    train("features", "model2", config=write_json(tmp_path / "t2.json", cfg))
+    r = deploy(Store.open(), "model2", None, tmp_path / "reg", name="churn",
+               allow_unblessed=True, check=skip)  # fmt: skip
+    assert r.version == 2
+    spec = {"format": "mlstage-features/1", "label": "y", "features": NUMERIC[:2]}
+    featurize("data", "f3", spec=write_json(tmp_path / "s3.json", spec))
+    train("f3", "model3", config=write_json(tmp_path / "t3.json", TRAIN_LR))
+    with pytest.raises(BadInput, match="inputs no longer taken: g") as e:
+        deploy(Store.open(), "model3", None, tmp_path / "reg", name="churn",
+               allow_unblessed=True, check=skip)  # fmt: skip
+    assert "version 2" in str(e.value) and not (tmp_path / "reg" / "churn" / "3").exists()
+    r = cli("deploy", "model3", "--registry", "reg", "--name", "churn", "--allow-unblessed",
+            "--skip-check", "--allow-new-signature")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert json.loads((tmp_path / "reg" / "churn" / "serving.json").read_text())["version"] == 3
