@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import json
 import os
@@ -16,11 +15,9 @@ from ..core.jsonio import dumps_pretty, jsonable
 from .column_scan import Scanned, column_sources, merge_scanned, scan_on_worker
 from .compute import LOW_CARDINALITY
 from .drift import DEFAULT_SIGNIFICANCE, chi2_p_value, linf, warm_up_tests
+from .ranges import EXAMPLES, out_of_range
 
 ENVIRONMENTS = ("training", "serving")
-
-
-EXAMPLES = 10
 
 
 def _pct(x: float) -> str:
@@ -217,7 +214,7 @@ class Checker:
         for series in chunks:
             scan.add(series)
             if ranged:
-                n, found = self.out_of_range(spec, dtype, series, name)
+                n, found = out_of_range(spec, dtype, series, name)
                 outside += n
                 new = [x for x in found if not any(_same(x, e) for e in examples)]
                 examples += new[: EXAMPLES - len(examples)]
@@ -400,50 +397,10 @@ class Checker:
                 test=test, p_value=p_value, n=scan.n, n_baseline=n_base, significance=alpha,
             )  # fmt: skip
 
-    def out_of_range(self, spec: dict[str, Any], dtype: str, series, name: str) -> tuple[int, list]:
-        """(values outside the schema's [min, max], the first of them, distinct, in order)
-        in one partition's values of a column."""
-        import polars as pl
-
-        from ..core.missing import missing_as_null
-        from ..errors import BadInput
-
-        col = missing_as_null(series.name, series.dtype)  # an aware datetime as UTC wall time
-        lo, hi = spec.get("min"), spec.get("max")
-        cannot = BadInput(
-            f"the schema's min/max ({lo!r}, {hi!r}) cannot be compared with {dtype} values",
-            column=name,
-        )
-        try:  # dates and datetimes compared as such (as text, .250 sorted before .000)
-            bounds = [None if v is None else _typed_bound(v, dtype) for v in (lo, hi)]
-        except (TypeError, ValueError):
-            raise cannot from None
-        cond = pl.lit(False)
-        if bounds[0] is not None:
-            cond = cond | (col < bounds[0])
-        if bounds[1] is not None:
-            cond = cond | (col > bounds[1])
-        try:
-            frame = series.to_frame().filter(cond.fill_null(False))
-        except pl.exceptions.PolarsError:
-            raise cannot from None
-        return frame.height, frame.to_series().unique(maintain_order=True).head(EXAMPLES).to_list()
-
     def baseline_sketch(self, name: str) -> dict[str, Any]:
         if self.baseline is None:
             return {}
         return (self.baseline.get("sketches") or {}).get("columns", {}).get(name, {})
-
-
-def _typed_bound(value, dtype: str):
-    """A schema's min or max as a value of the column's type (dates and datetimes are
-    written as ISO text; an offset is taken to UTC wall time, as ingest reads one)."""
-    if dtype == "date":
-        return dt.date.fromisoformat(str(value))
-    if dtype == "datetime":
-        t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
-    return value
 
 
 def _ks(p: float | None, alpha: float) -> str:
