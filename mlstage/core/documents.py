@@ -27,32 +27,46 @@ SCHEMA_FILES = {
 
 
 @cache
-def _validator(fmt: str):
+def _schema(fmt: str) -> dict[str, Any]:
     from importlib import resources
 
+    return json.loads(resources.files("mlstage").joinpath("schemas", SCHEMA_FILES[fmt]).read_text())
+
+
+@cache
+def _fast(fmt: str):
+    """jsonschema-rs's validator of `fmt`: it says whether a document is valid, in Rust
+    (3 ms for the statistics of 3,000 columns, where jsonschema took 1.8 s; and 13 ms to
+    import against jsonschema's 30-50 ms)."""
+    import jsonschema_rs
+
+    return jsonschema_rs.validator_for(_schema(fmt), validate_formats=False)
+
+
+@cache
+def _validator(fmt: str):
+    """jsonschema's validator of `fmt`: for an invalid document, the messages mlstage
+    gives (the first problem by JSON path, in jsonschema's words)."""
     import jsonschema
 
-    schema = json.loads(
-        resources.files("mlstage").joinpath("schemas", SCHEMA_FILES[fmt]).read_text()
-    )
-    return jsonschema.Draft202012Validator(schema)
+    return jsonschema.Draft202012Validator(_schema(fmt))
 
 
 def warm_up(fmt: str) -> None:
-    """Start building the validator of `fmt` in a thread, while the caller works: the
-    import of jsonschema (~30 ms) then leaves a stage's path from its data to its
-    manifest. An import the main thread asks for meanwhile waits for this one (Python's
-    per-module import locks); should the thread fail, the main thread's own call raises."""
+    """Start building the validator of `fmt` in a thread, while the caller works: its
+    import then leaves a stage's path from its data to its manifest. An import the main
+    thread asks for meanwhile waits for this one (Python's per-module import locks);
+    should the thread fail, the main thread's own call raises."""
     import sys
     import threading
 
-    if "jsonschema" not in sys.modules:
+    if "jsonschema_rs" not in sys.modules:
         threading.Thread(target=_warm, args=(fmt,), name="mlstage-jsonschema", daemon=True).start()
 
 
 def _warm(fmt: str) -> None:
     try:
-        _validator(fmt)
+        _fast(fmt)
     except Exception:  # raised again where the document is validated
         pass
 
@@ -66,6 +80,13 @@ def validate(doc: Any, fmt: str, where: str) -> None:
     if not isinstance(doc, dict) or doc.get("format") != fmt:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise BadInput(f'at $.format: expected "{fmt}", found {json.dumps(found)}', file=where)
+    try:
+        if _fast(fmt).is_valid(doc):
+            return
+    except (ValueError, TypeError, OverflowError):  # a value it cannot convert: decided below
+        pass
+    # Invalid (or undecided): jsonschema names the problem. Both follow JSON Schema 2020-12;
+    # the suite's bad documents hold them to the same verdict.
     errors = sorted(
         _validator(fmt).iter_errors(doc),
         key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))),

@@ -146,7 +146,13 @@ def write_dataset(
             )
 
     typing = [_source_types(own, types) for own in per_source]
-    converted = None if engine.local else _convert_on(engine, srcs, typing, nulls, tmp)
+    given = {  # the columns whose type was not inferred: the remedy a bad value names
+        c: "a span is read as its dataset's column is (fix the value, or ingest anew)"
+        if order is not None
+        else f"its type was given ({opt('types', '--type')} {c}=...): fix the value or give another"
+        for c in type_overrides
+    }
+    converted = None if engine.local else _convert_on(engine, srcs, typing, nulls, given, tmp)
     frames = []
     for i, (src, own) in enumerate(zip(srcs, per_source, strict=True)):
         if converted is None:
@@ -201,12 +207,6 @@ def write_dataset(
     except (pl.exceptions.PolarsError, OSError) as e:
         if is_disk_full(e):  # the machine's fault, not the sources'
             raise DiskFull(tmp) from None
-        given = {  # the columns whose type was not inferred: the remedy that applies
-            c: "a span is read as its dataset's column is (fix the value, or ingest anew)"
-            if order is not None
-            else f"its type was given ({opt('types', '--type')} {c}=...): fix the value or give another"
-            for c in type_overrides
-        }
         for src, own_types in zip(srcs, typing, strict=True):
             problem = diagnose_values(src, own_types, nulls, given)
             if problem is not None:
@@ -257,7 +257,7 @@ def _unused(name: str, columns) -> str:
     return name
 
 
-def _convert_on(engine: Engine, srcs, typing, nulls, tmp: Path) -> list[Path]:
+def _convert_on(engine: Engine, srcs, typing, nulls, given, tmp: Path) -> list[Path]:
     """Each source read, parsed and typed by a worker of a cluster `engine` into a Parquet
     file under `tmp` (by path: storage the workers share), for the split pass here."""
     import dataclasses
@@ -269,10 +269,14 @@ def _convert_on(engine: Engine, srcs, typing, nulls, tmp: Path) -> list[Path]:
         (dataclasses.replace(src, path=src.path.absolute()), own, folder / f"{i:05d}.parquet")
         for i, (src, own) in enumerate(zip(srcs, typing, strict=True))
     ]  # fmt: skip
-    return engine.map(functools.partial(convert_source, nulls=nulls), jobs)
+    return engine.map(functools.partial(convert_source, nulls=nulls, given=given), jobs)
 
 
-def convert_source(job: tuple[Source, dict[str, ColumnType], Path], nulls: list[str]) -> Path:
+def convert_source(
+    job: tuple[Source, dict[str, ColumnType], Path],
+    nulls: list[str],
+    given: dict[str, str] | None = None,
+) -> Path:
     """On a worker: one source to a typed Parquet file; a value or a structure that does
     not read is the same BadInput (file, line, column) as in a local run."""
     import polars as pl
@@ -283,6 +287,6 @@ def convert_source(job: tuple[Source, dict[str, ColumnType], Path], nulls: list[
     except (pl.exceptions.PolarsError, OSError) as e:
         if is_disk_full(e):
             raise DiskFull(target.parent) from None
-        problem = diagnose_values(src, types, nulls)
+        problem = diagnose_values(src, types, nulls, given)
         raise (problem or diagnose_structure(src, nulls, e)) from None
     return target
