@@ -63,8 +63,9 @@ from ..store.registry import local_ref, resolve_evaluation
 from ..store.store import Store, store_for
 from .base import StagePlan, StageResult, run_stage
 
-ALGORITHM = 5  # 2: unlabelled feedback rows counted; 3: no_traffic; 4: CBPE estimates;
-# 5: the KS p-value as 2 * smirnov, an upper bound of kstwo above 0.3 (validation.drift)
+ALGORITHM = 6  # 2: unlabelled feedback rows counted; 3: no_traffic; 4: CBPE estimates;
+# 5: the KS p-value as 2 * smirnov, an upper bound of kstwo above 0.3 (validation.drift);
+# 6: above N = 10,000 its asymptotic form
 
 
 def _read_table(st: Store, ref: str, role: str):
