@@ -19,8 +19,9 @@ from ..store.store import Store
 from .sources import Source, diagnose_structure, diagnose_values, infer_types, scan_typed
 from .typeinfer import ColumnType, widen
 
-ALGORITHM = 3  # 2: JSON values typed as CSV; small floats hashed in exponent notation (as
-# documented); 3: splits of more than `partition_rows` rows written as partitions
+ALGORITHM = 4  # 2: JSON values typed as CSV; small floats hashed in exponent notation (as
+# documented); 3: splits of more than `partition_rows` rows written as partitions; 4: UTC
+# offsets of every form read as UTC wall time, whole numbers past int64 read as text
 # How a dataset's rows are split by hash: its params' "split_hash", "typed" for a
 # whole-row split; absent: "text", the rule of `--split-key` and of datasets ingested
 # before the typed row hash, which their spans keep
@@ -119,11 +120,13 @@ def _unify(
 def write_dataset(
     srcs, tmp: Path, nulls, type_overrides, splits, keys, split_order, seed, infer_rows,
     partition_rows, engine: Engine, split_hash: str, order: list[str] | None = None,
+    like: dict | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The sources into `tmp` as split files; `order`: the columns' order (a span takes
     its dataset's: the whole-row hash that splits rows reads the columns in order);
     `split_hash`: "typed" (`hashing.row_hash`), or "text" (`hashing.stable_hash_many`,
-    the rule of datasets ingested before the typed one, which their spans keep)."""
+    the rule of datasets ingested before the typed one, which their spans keep); `like`:
+    the Parquet schema of the dataset a span is appended to (its datetimes' zone)."""
     import polars as pl
 
     from ..core.coltypes import polars_type
@@ -167,6 +170,15 @@ def write_dataset(
         )
     data = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
     schema = {c: polars_type(t.name) for c, t in types.items()}
+    # a span of a dataset whose datetimes were stored time-zone aware (UTC, an older
+    # mlstage): its new rows stored alike, so that a split's parts share one schema
+    aware = {c: t for c, t in (like or {}).items() if isinstance(t, pl.Datetime) and t.time_zone}
+    if aware:
+        data = data.with_columns(
+            pl.col(c).dt.replace_time_zone("UTC").dt.convert_time_zone(t.time_zone or "UTC")
+            for c, t in aware.items()
+        )
+        schema |= aware
 
     if not splits:
         targets = {"data": data}

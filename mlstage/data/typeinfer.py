@@ -146,6 +146,14 @@ def widen(a: ColumnType, b: ColumnType) -> ColumnType | None:
         return a
     if {a.name, b.name} == {"int", "float"}:
         return ColumnType("float")
-    if a.name == b.name:  # dates or datetimes written two ways: each file reads its own
-        return a
+    if a.name == b.name and not _conflict(a.format or "", b.format or ""):
+        return a  # dates or datetimes written two ways: each file reads its own
     return None
+
+
+def _conflict(f: str, g: str) -> bool:
+    """Whether two files' formats disagree on what a text means: month/day against
+    day/month (01/02/2020 read both ways: one file holds the other's proof), or local
+    times against instants (a naive time beside a UTC one)."""
+    order = lambda x: "md" if x.startswith("%m/%d") else "dm" if x.startswith("%d/%m") else x  # noqa: E731
+    return {order(f), order(g)} == {"md", "dm"}

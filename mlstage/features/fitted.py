@@ -393,7 +393,8 @@ def _parse_impute(value, ctype: str):
     if ctype == "date" and isinstance(value, str):
         return dt.date.fromisoformat(value)
     if ctype == "datetime" and isinstance(value, str):
-        return dt.datetime.fromisoformat(value)
+        t = dt.datetime.fromisoformat(value)  # an aware fill (an older dataset's): UTC wall time
+        return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
     return value
 
 

@@ -73,8 +73,7 @@ def check_config(cfg: Any, sig: dict[str, Any], columns: dict[str, str], where: 
         for sl in spec.get("slices", {}):
             # "col=value" or "a=x,b=y" for a cross: a value may hold commas itself
             # ("city=Washington, DC"), so the key is matched against each slice's columns
-            forms = [",".join(re.escape(c) + "=.*" for c in cols) for cols in cfg.get("slices", [])]
-            if not any(re.fullmatch(form, sl, re.DOTALL) for form in forms):
+            if slice_parts(sl, cfg.get("slices", []), columns) is None:
                 raise BadInput(
                     f"at $.thresholds.{name}.slices: {sl!r} is not in a slice the config asks for",
                     file=where,
@@ -300,6 +299,23 @@ def run_evaluation(
     return {"metrics": metrics, "curves": curves, "blessing": blessing}
 
 
+def slice_parts(name: str, asked: list[list[str]], columns) -> list[tuple[str, str]] | None:
+    """(column, value) of each part of a slice key "a=x" or "a=x,b=y", by the config's
+    slices (a value may hold commas: "city=Washington, DC"); None when the key is in none
+    of them. A key is cut where ",COL=" names a column of the data, so "g=F,h=F" is the
+    cross of g and h (not g's value "F,h=F"); a key whose values hold such a text itself
+    is taken in the reading that the config asks for."""
+    cols = sorted(columns, key=len, reverse=True)
+    boundary = "|".join(re.escape(c) for c in cols)
+    cut = re.split(f",(?=(?:{boundary})=)", name) if cols else [name]
+    readings = [cut] + [[name]] if len(cut) > 1 else [cut]
+    for parts in readings:
+        pairs = [tuple(p.split("=", 1)) for p in parts]
+        if all(len(q) == 2 for q in pairs) and [c for c, _ in pairs] in asked:
+            return [(c, v) for c, v in pairs]
+    return None
+
+
 def _check_slice_names(cfg, slices, signature, where: str) -> None:
     """A threshold on a slice the data does not hold is a typo unless training saw its values.
 
@@ -311,8 +327,8 @@ def _check_slice_names(cfg, slices, signature, where: str) -> None:
             if name in found:
                 continue
             known = True
-            for part in name.split(","):
-                col, _, value = part.partition("=")
+            parts = slice_parts(name, cfg.get("slices", []), signature["inputs"]) or [("", "")]
+            for col, value in parts:
                 domain = signature["inputs"].get(col, {}).get("domain")
                 if domain is None or value not in domain:
                     known = False

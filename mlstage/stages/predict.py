@@ -220,7 +220,6 @@ _models: dict[tuple[str, str], Any] = {}  # a worker's loaded models, by path an
 def predict_rows(model_path: Path, model_id: str, name, needed, keep, with_split, batch, pieces):
     """On a worker: the prediction tables of the rows `pieces` name ((partition, first
     row, rows) in order), one table per `batch` rows."""
-    import polars as pl
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -237,6 +236,6 @@ def predict_rows(model_path: Path, model_id: str, name, needed, keep, with_split
         read.append(pa.Table.from_batches(list(batches)).slice(first, rows))
     table = pa.concat_tables(read)
     return [
-        prediction_table(model, pl.from_arrow(table.slice(i, batch)), name, keep, with_split)
+        prediction_table(model, _frame(table.slice(i, batch)), name, keep, with_split)
         for i in range(0, table.num_rows, batch)
     ]

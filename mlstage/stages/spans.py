@@ -125,6 +125,8 @@ def append(
         splits = [(n, w) for n, w in p["splits"]]
 
         def produce(tmp: Path) -> dict[str, Any]:
+            import polars as pl
+
             from ..data.splits import PART, file_names
 
             new = tmp / ".span"
@@ -133,6 +135,7 @@ def append(
                 news, new, p["null_values"], dict(schema), splits, p["split_key"], None, p["seed"],
                 p["infer_rows"], p["partition_rows"], engine_for(engine),
                 split_hash=p.get("split_hash", "text"), order=list(schema),
+                like=pl.read_parquet_schema(next(f for sp in old.values() for f in sp.parts)),
             )  # fmt: skip
             extra = [c for c in summary["schema"] if c not in schema]
             if extra:

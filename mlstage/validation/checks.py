@@ -31,6 +31,29 @@ def _same(a, b) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
 
 
+HOLD_DECODED_BYTES = 256 << 20  # the decoded size of the small parts held at once, at most
+
+
+def _held(parts: list) -> list:
+    """The parts with the small ones read whole (once: each column's read parsed the footer
+    again), while their decoded size, as the footers give it, stays within a budget."""
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    budget, out = HOLD_DECODED_BYTES, []
+    for p in parts:
+        if isinstance(p, pl.DataFrame) or os.path.getsize(p) > HOLD_FILE_BYTES:
+            out.append(p)
+            continue
+        meta = pq.ParquetFile(p).metadata
+        size = meta.num_rows * meta.num_columns * 8  # decoded: 8 bytes a value, at least
+        if size <= budget:
+            budget -= size
+            p = pl.read_parquet(p)
+        out.append(p)
+    return out
+
+
 def _fits(schema_type: str, data_type: str) -> bool:
     return schema_type == data_type or (schema_type == "float" and data_type == "int")
 
@@ -96,13 +119,9 @@ class Checker:
 
         # A small partition is read once, whole: a column at a time, each read parsed the
         # file's footer again, whose size grows with the columns (3,000 columns: 9 s)
-        parts = (
-            [source]
-            if isinstance(source, pl.DataFrame)
-            else [
-                pl.read_parquet(p) if os.path.getsize(p) <= HOLD_FILE_BYTES else p for p in source
-            ]
-        )
+        parts = [source] if isinstance(source, pl.DataFrame) else list(source)
+        if engine is None or engine.local:  # a cluster's workers read the parts by path
+            parts = _held(parts)
 
         def column(name: str):
             """The column, one partition at a time."""

@@ -540,12 +540,13 @@ def test_a_column_with_the_empty_name_is_kept_by_predict(tmp_path):
 def test_a_model_its_names_clients_could_not_use_is_refused_by_deploy(tmp_path):
     """deploy put a model of other inputs (or another label or task) under a name whose
     clients send the stable version's: their requests then failed (400) with no word at
-    deploy. Refused now naming what differs; --allow-new-signature lets it in; a
-    retrained model of the same signature goes in as before."""
+    deploy. A model needing an input those clients do not send is refused, naming it;
+    --allow-new-signature lets it in. What they send still serves (an input no longer
+    taken is ignored), and a retrained model of the same signature goes in as before."""
     from mlstage.stages.deploy import CheckOptions
 
     skip = CheckOptions(skip=True)
-    _chain(_table(classes=("no", "yes")), NUMERIC)
+    _chain(_table(classes=("no", "yes")), NUMERIC[:2])  # inputs x, k
     deploy(Store.open(), "model", None, tmp_path / "reg", name="churn", allow_unblessed=True,
            check=skip)  # fmt: skip
     cfg = {**TRAIN_LR, "params": {"C": 0.5}}  # retrained: same inputs, label and task
@@ -553,10 +554,10 @@ def test_a_model_its_names_clients_could_not_use_is_refused_by_deploy(tmp_path):
     r = deploy(Store.open(), "model2", None, tmp_path / "reg", name="churn",
                allow_unblessed=True, check=skip)  # fmt: skip
     assert r.version == 2
-    spec = {"format": "mlstage-features/1", "label": "y", "features": NUMERIC[:2]}
+    spec = {"format": "mlstage-features/1", "label": "y", "features": NUMERIC}  # g is new
     featurize("data", "f3", spec=write_json(tmp_path / "s3.json", spec))
     train("f3", "model3", config=write_json(tmp_path / "t3.json", TRAIN_LR))
-    with pytest.raises(BadInput, match="inputs no longer taken: g") as e:
+    with pytest.raises(BadInput, match="new inputs: g") as e:
         deploy(Store.open(), "model3", None, tmp_path / "reg", name="churn",
                allow_unblessed=True, check=skip)  # fmt: skip
     assert "version 2" in str(e.value) and not (tmp_path / "reg" / "churn" / "3").exists()
@@ -564,3 +565,60 @@ def test_a_model_its_names_clients_could_not_use_is_refused_by_deploy(tmp_path):
             "--skip-check", "--allow-new-signature")  # fmt: skip
     assert r.exit_code == 0, r.stderr
     assert json.loads((tmp_path / "reg" / "churn" / "serving.json").read_text())["version"] == 3
+    # x alone: what version 3's clients send (x, k, g) still serves
+    spec = {"format": "mlstage-features/1", "label": "y", "features": NUMERIC[:1]}
+    featurize("data", "f4", spec=write_json(tmp_path / "s4.json", spec))
+    train("f4", "model4", config=write_json(tmp_path / "t4.json", TRAIN_LR))
+    r = deploy(Store.open(), "model4", None, tmp_path / "reg", name="churn",
+               allow_unblessed=True, check=skip)  # fmt: skip
+    assert r.version == 4
+
+
+def test_datasets_and_models_from_before_offsets_were_read_as_utc_wall_time(tmp_path, monkeypatch):
+    """Before, a +02:00 column was kept time-zone aware (UTC), and a model fitted on it
+    kept an aware fill value. Such a model scores, evaluates and transforms the same data
+    as before (a naive column with an aware fill was exit 3), and a span appended to such
+    a dataset stores its datetimes alike (its parts' schemas differed: exit 3 reading)."""
+    from mlstage.data import typeinfer
+    from mlstage.stages.spans import append
+
+    rows = [f"2024-0{1 + i % 9}-1{i % 10}T{i % 24:02d}:00:00+02:00,{i % 7},{'yes' if i % 3 else 'no'}"
+            for i in range(400)]  # fmt: skip
+    write(tmp_path / "a.csv", "t,x,y\n" + "\n".join(rows[:300]) + "\n")
+    write(tmp_path / "b.csv", "t,x,y\n" + "\n".join(rows[300:]) + "\n")
+    with monkeypatch.context() as old:  # the earlier reading: +02:00 kept aware
+        old.setattr(typeinfer, "has_offset", lambda fmt: False)
+        ingest([tmp_path / "a.csv"], "data", split={"train": 7, "eval": 3})
+        spec = {"format": "mlstage-features/1", "label": "y", "features": [
+            {"column": "t", "transform": "datetime", "parts": ["hour", "month"]},
+            {"column": "x", "transform": "standardize"}]}  # fmt: skip
+        featurize("data", "features", spec=write_json(tmp_path / "s.json", spec))
+        train("features", "model", config=write_json(tmp_path / "t.json", TRAIN_LR))
+        before = predict("model", "data", "p_old").path / "predictions.parquet"
+        before = pl.read_parquet(before)
+    assert pl.read_parquet(tmp_path / "data" / "train.parquet").schema["t"].time_zone == "UTC"
+    transform = json.loads((tmp_path / "model" / "transform.json").read_text())
+    assert "+00:00" in json.dumps(transform)  # an aware fill, as such models hold
+    now = pl.read_parquet(predict("model", "data", "p").path / "predictions.parquet")
+    assert now.equals(before)
+    cfg = write_json(tmp_path / "e.json", {"format": "mlstage-evaluate/1",
+                                           "thresholds": {"accuracy": {"min": 0.0}}})  # fmt: skip
+    assert cli("evaluate", "model", "data", "--config", str(cfg), "-o", "ev").exit_code == 0
+    assert cli("featurize", "data", "--transform", "model", "-o", "f2").exit_code == 0
+    grown = append([tmp_path / "b.csv"], "data", "data2")
+    for split in ("train", "eval"):
+        parts = sorted((tmp_path / "data2").glob(f"{split}*.parquet"))
+        assert len({str(pl.read_parquet_schema(p)["t"]) for p in parts}) == 1
+    assert predict("model", "data2", "p2").manifest["summary"]["rows"] == 400
+    assert grown.manifest["summary"]["rows"] == 400
+
+
+def test_a_threshold_on_a_cross_the_config_does_not_ask_for_is_refused(tmp_path):
+    """ "g=F,k=3" matched the single slice g by the value "F,k=3" and was then skipped as a
+    slice with no rows: a threshold silently not gated. A key is cut where ",COL=" names
+    a column, so it is the cross of g and k, which the config does not ask for."""
+    _chain(_table(classes=("no", "yes")), NUMERIC)
+    cfg = write_json(tmp_path / "e.json", {"format": "mlstage-evaluate/1", "slices": [["g"]],
+        "thresholds": {"log_loss": {"slices": {"g=F,k=3": {"max": 1e-9}}}}})  # fmt: skip
+    r = cli("evaluate", "model", "data", "--config", str(cfg), "-o", "ev")
+    assert r.exit_code == 2 and "'g=F,k=3'" in r.stderr, r.stderr

@@ -404,3 +404,13 @@ def test_a_value_that_does_not_parse_as_a_given_type_is_not_blamed_on_inference(
     with pytest.raises(BadInput, match="'three' as an integer; its type was given") as e:
         ingest([src], "ds", types=["x=int"])
     assert "inferred" not in str(e.value) and (e.value.line, e.value.column) == (4, "x")
+
+
+def test_files_reading_dates_day_first_and_month_first_are_refused(tmp_path):
+    """Two files with dates each its own way are read each with its own format, but not
+    month/day beside day/month: a.csv's 01/02/2020 could be either, and b.csv proves the
+    writer puts the day first. Refused, as before, rather than read as 2 January."""
+    write(tmp_path / "a.csv", "d,v\n01/02/2020,1\n03/04/2020,2\n05/06/2020,3\n")
+    write(tmp_path / "b.csv", "d,v\n13/02/2020,1\n25/04/2020,2\n")
+    with pytest.raises(BadInput, match='column "d" is date in .*a.csv but date in .*b.csv'):
+        ingest([tmp_path / "a.csv", tmp_path / "b.csv"], "ds")
