@@ -436,13 +436,18 @@ def test_a_value_past_float32_in_scored_data_is_bad_input_naming_it(tmp_path, va
     )
     bad.write_parquet(tmp_path / "bad.parquet")
     ingest([tmp_path / "bad.parquet"], "bad")
+    _scoring_refuses(tmp_path, "bad", 'column "x"', repr(value), "float32")
+
+
+def _scoring_refuses(tmp_path, dataset: str, *said: str) -> None:
+    """predict and evaluate of `dataset` with "model": exit 2 saying each of `said`,
+    nothing written."""
     cfg = write_json(tmp_path / "e.json", {"format": "mlstage-evaluate/1",
                                            "thresholds": {"accuracy": {"min": 0.5}}})  # fmt: skip
-    for args in (["predict", "model", "bad", "-o", "p"],
-                 ["evaluate", "model", "bad", "--config", str(cfg), "-o", "ev"]):  # fmt: skip
+    for args in (["predict", "model", dataset, "-o", "p"],
+                 ["evaluate", "model", dataset, "--config", str(cfg), "-o", "ev"]):  # fmt: skip
         r = cli(*args)
-        assert r.exit_code == 2, r.stderr
-        assert 'column "x"' in r.stderr and repr(value) in r.stderr and "float32" in r.stderr
+        assert r.exit_code == 2 and all(s in r.stderr for s in said), r.stderr
         assert not (tmp_path / args[-1]).exists()
 
 
@@ -478,13 +483,7 @@ def test_batch_scoring_refuses_a_negative_log_input_as_the_row_path_does(tmp_pat
         tmp_path / "neg.csv"
     )
     ingest([tmp_path / "neg.csv"], "neg")
-    cfg = write_json(tmp_path / "e.json", {"format": "mlstage-evaluate/1",
-                                           "thresholds": {"accuracy": {"min": 0.5}}})  # fmt: skip
-    for args in (["predict", "model", "neg", "-o", "p"],
-                 ["evaluate", "model", "neg", "--config", str(cfg), "-o", "ev"]):  # fmt: skip
-        r = cli(*args)
-        assert r.exit_code == 2 and 'column "x"' in r.stderr and "-3.0" in r.stderr, r.stderr
-        assert not (tmp_path / args[-1]).exists()
+    _scoring_refuses(tmp_path, "neg", 'column "x"', "-3.0")
     assert cli("predict", "model", "data", "-o", "ok").exit_code == 0  # non-negative: scored
 
 
