@@ -15,10 +15,10 @@ from ..core.jsonio import dumps_pretty, jsonable
 from .column_scan import Scanned, column_sources, merge_scanned, scan_on_worker
 from .compute import LOW_CARDINALITY
 from .drift import DEFAULT_SIGNIFICANCE, chi2_p_value, linf, warm_up_tests
+from .held import held
 from .ranges import EXAMPLES, out_of_range
 
 ENVIRONMENTS = ("training", "serving")
-HOLD_FILE_BYTES = 16 << 20  # a partition file up to this size is read whole, once
 
 
 def _pct(x: float) -> str:
@@ -29,29 +29,6 @@ def _pct(x: float) -> str:
 def _same(a, b) -> bool:
     """Equal, NaN to NaN included (examples are listed once)."""
     return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
-
-
-HOLD_DECODED_BYTES = 256 << 20  # the decoded size of the small parts held at once, at most
-
-
-def _held(parts: list) -> list:
-    """The parts with the small ones read whole (once: each column's read parsed the footer
-    again), while their decoded size, as the footers give it, stays within a budget."""
-    import polars as pl
-    import pyarrow.parquet as pq
-
-    budget, out = HOLD_DECODED_BYTES, []
-    for p in parts:
-        if isinstance(p, pl.DataFrame) or os.path.getsize(p) > HOLD_FILE_BYTES:
-            out.append(p)
-            continue
-        meta = pq.ParquetFile(p).metadata
-        size = meta.num_rows * meta.num_columns * 8  # decoded: 8 bytes a value, at least
-        if size <= budget:
-            budget -= size
-            p = pl.read_parquet(p)
-        out.append(p)
-    return out
 
 
 def _fits(schema_type: str, data_type: str) -> bool:
@@ -121,7 +98,7 @@ class Checker:
         # file's footer again, whose size grows with the columns (3,000 columns: 9 s)
         parts = [source] if isinstance(source, pl.DataFrame) else list(source)
         if engine is None or engine.local:  # a cluster's workers read the parts by path
-            parts = _held(parts)
+            parts = held(parts)
 
         def column(name: str):
             """The column, one partition at a time."""

@@ -255,7 +255,8 @@ def split_stats(
     it per partition.)
 
     Columns are read one at a time and summarised in parallel threads (numpy's
-    sort and polars release the GIL), so memory holds a few columns, not the table.
+    sort and polars release the GIL), so memory holds a few columns, not the table; a
+    small partition is read whole, once (`held`).
     """
     import os
 
@@ -264,7 +265,10 @@ def split_stats(
     import numpy  # noqa: F401
     import polars as pl
 
+    from .held import held
+
     rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+    whole = held([path])[0]  # a small partition read once, not once a column
     slice_cols = sorted({c for spec in slices for c in spec})
     groups: dict[str, Any] = {}
     if slices:
@@ -275,7 +279,10 @@ def split_stats(
         groups = dict(sorted(groups.items()))
 
     def one(col: str):
-        series = pl.read_parquet(path, columns=[col]).to_series()
+        if isinstance(whole, pl.DataFrame):
+            series = whole.get_column(col)
+        else:
+            series = pl.read_parquet(path, columns=[col]).to_series()
         overall = column_stats(series, types[col])
         per_slice = {k: column_stats(series.gather(idx), types[col]) for k, idx in groups.items()}
         return col, overall, per_slice
