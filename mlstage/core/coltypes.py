@@ -35,3 +35,22 @@ def type_name(dtype) -> str | None:
     if isinstance(dtype, pl.Datetime):
         return "datetime"
     return None
+
+
+# Every datetime mlstage holds is naive and means UTC: an instant with an offset or a
+# zone is taken to its UTC wall time, wherever it comes in.
+def utc_wall_time(value):
+    """An ISO date-time (with Z, an offset, or none) or a datetime, as naive UTC."""
+    import datetime as dt
+
+    t = (
+        value
+        if isinstance(value, dt.datetime)
+        else dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    )
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def utc_wall_expr(expr):
+    """A polars expression of an aware datetime column, as naive UTC."""
+    return expr.dt.convert_time_zone("UTC").dt.replace_time_zone(None)

@@ -20,7 +20,9 @@ def missing_as_null(column: str, dtype):
 
     x = pl.col(column)
     if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-        return x.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        from .coltypes import utc_wall_expr
+
+        return utc_wall_expr(x)
     return x.fill_nan(None) if dtype is not None and dtype.is_float() else x
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.coltypes import polars_type, type_name
+from ..core.coltypes import polars_type, type_name, utc_wall_expr
 from ..errors import BadInput, opt
 from .jsonread import first_bad_json_line, read_json_records
 from .typeinfer import ColumnType, infer_columns, parse_expr
@@ -316,7 +316,7 @@ def _parse(col: str, dtype, ctype: ColumnType, src: Source, *, strict: bool):
         return parse_expr(col, ctype, strict=strict)
     e = pl.col(col)
     if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-        e = e.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        e = utc_wall_expr(e)
     return e.cast(polars_type(ctype.name), strict=strict)
 
 

@@ -66,7 +66,9 @@ def parse_expr(column: str, ctype: ColumnType, *, strict: bool):
             # cache=False: the cache only pays off for repeated values and costs on unique ones.
             e = col.str.to_datetime(ctype.format, strict=strict, time_unit="us", cache=False)
             if ctype.format and has_offset(ctype.format):  # an instant: its UTC wall time
-                e = e.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+                from ..core.coltypes import utc_wall_expr
+
+                e = utc_wall_expr(e)
             return e
     raise ValueError(ctype.name)
 

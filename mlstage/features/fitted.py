@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ..core.coltypes import utc_wall_time
 from ..core.engine import local_cpus
 from ..core.hashing import canonical_text
 from ..core.missing import missing_as_null, none_if_missing
@@ -393,8 +394,7 @@ def _parse_impute(value, ctype: str):
     if ctype == "date" and isinstance(value, str):
         return dt.date.fromisoformat(value)
     if ctype == "datetime" and isinstance(value, str):
-        t = dt.datetime.fromisoformat(value)  # an aware fill (an older dataset's): UTC wall time
-        return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+        return utc_wall_time(value)  # an aware fill (an older dataset's) too
     return value
 
 

@@ -294,10 +294,9 @@ def coerce_value(value, type_name: str, field: str):
         if type_name == "datetime":
             if isinstance(value, dt.datetime):
                 return value
-            parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-            if parsed.tzinfo is not None:
-                parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-            return parsed
+            from ..core.coltypes import utc_wall_time
+
+            return utc_wall_time(value)
     except (ValueError, TypeError, OverflowError):
         pass
     shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from ..core.artifact import Input
+from ..core.coltypes import utc_wall_time
 from ..core.fsutil import is_regular_file
 from ..core.jsonio import sha256_json
 from ..data.splits import splits_of
@@ -42,12 +43,11 @@ def parse_until(text: str | None) -> dt.datetime:
         whole = now.replace(microsecond=0)
         return whole if whole == now else whole + dt.timedelta(seconds=1)
     try:
-        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return utc_wall_time(text)
     except ValueError:
         raise BadInput(
             f"{opt('until')} {text!r}: expected an ISO date-time, e.g. 2026-11-26T00:00:00"
         ) from None
-    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
 
 
 # -- reading -------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from ..core.coltypes import utc_wall_expr, utc_wall_time
+
 EXAMPLES = 10  # the values an anomaly names as examples, at most
 
 
@@ -17,7 +19,7 @@ def out_of_range(spec: dict[str, Any], dtype: str, series, name: str) -> tuple[i
 
     col = pl.col(series.name)  # (a NaN is past any bound, as polars orders it)
     if isinstance(series.dtype, pl.Datetime) and series.dtype.time_zone is not None:
-        col = col.dt.convert_time_zone("UTC").dt.replace_time_zone(None)  # UTC wall time
+        col = utc_wall_expr(col)
     lo, hi = spec.get("min"), spec.get("max")
     cannot = BadInput(
         f"the schema's min/max ({lo!r}, {hi!r}) cannot be compared with {dtype} values",
@@ -45,6 +47,5 @@ def _typed_bound(value, dtype: str):
     if dtype == "date":
         return dt.date.fromisoformat(str(value))
     if dtype == "datetime":
-        t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+        return utc_wall_time(value)
     return value
