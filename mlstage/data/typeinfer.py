@@ -155,7 +155,6 @@ def widen(a: ColumnType, b: ColumnType) -> ColumnType | None:
 
 def _conflict(f: str, g: str) -> bool:
     """Whether two files' formats disagree on what a text means: month/day against
-    day/month (01/02/2020 read both ways: one file holds the other's proof), or local
-    times against instants (a naive time beside a UTC one)."""
+    day/month (01/02/2020 reads both ways: one file holds the other's proof)."""
     order = lambda x: "md" if x.startswith("%m/%d") else "dm" if x.startswith("%d/%m") else x  # noqa: E731
     return {order(f), order(g)} == {"md", "dm"}

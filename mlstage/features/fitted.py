@@ -290,6 +290,11 @@ class FittedTransform:
                     column=col,
                 )
 
+    def input_of(self, output: str) -> str:
+        """The (first) input column of the entry that writes `output`."""
+        entry = next(f["entry"] for f in self.entries if output in f["outputs"])
+        return _input_columns(entry)[0]
+
     def check_values(self, lf, where: str, file: str | None = None) -> None:
         """Values a transform refuses (negative input to log), named before anything is
         written: the batch paths (featurize, predict, evaluate) refuse what the row path

@@ -173,8 +173,7 @@ class Model:
 
         row, col = (int(i[0]) for i in np.nonzero(np.isinf(X)))
         output = self.transform.outputs[col]
-        entry = next(f["entry"] for f in self.transform.entries if output in f["outputs"])
-        column = (entry.get("columns") or [entry["column"]])[0]
+        column = self.transform.input_of(output)
         return BadInput(
             f"value {frame[column][row]!r} makes feature {output!r} infinite or too large for"
             " the model's (float32) features; fix or drop it, or make it missing",

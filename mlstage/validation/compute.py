@@ -272,7 +272,11 @@ def split_stats(
     slice_cols = sorted({c for spec in slices for c in spec})
     groups: dict[str, Any] = {}
     if slices:
-        frame = pl.read_parquet(path, columns=slice_cols)
+        frame = (
+            whole.select(slice_cols)
+            if isinstance(whole, pl.DataFrame)
+            else pl.read_parquet(path, columns=slice_cols)
+        )
         for spec in slices:
             groups.update(slice_groups(frame, spec))
         # in name order, as merged partitions give them
